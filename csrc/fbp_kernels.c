@@ -1,0 +1,31 @@
+/* Instantiates the element-wise kernels of fbp_kernels.h for float and double. */
+#include <math.h>
+#include <string.h>
+#include "fbp_kernels.h"
+
+#define T float
+#define FN(name) name##_f
+#define EXP expf
+#define LOG logf
+#define LOG1P log1pf
+#define TANH tanhf
+#include "fbp_kernels_impl.h"
+#undef T
+#undef FN
+#undef EXP
+#undef LOG
+#undef LOG1P
+#undef TANH
+
+#define T double
+#define FN(name) name##_d
+#define EXP exp
+#define LOG log
+#define LOG1P log1p
+#define TANH tanh
+#include "fbp_kernels_impl.h"
+
+void fbp_gather_labels(int64_t n_idx, const int64_t *y, const int64_t *idx, int64_t *out)
+{
+    for (int64_t i = 0; i < n_idx; ++i) out[i] = y[idx[i]];
+}

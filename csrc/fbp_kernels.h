@@ -1,0 +1,63 @@
+/* fastbp element-wise kernels: everything in a training step that is not a GEMM.
+ *
+ * All matrices are row-major and contiguous. Each function exists for float (_f)
+ * and double (_d); fbp_kernels.c instantiates both from one template. Callers
+ * (the Cython layer) validate shapes and pointers; these functions trust them.
+ *
+ * Activation codes are fixed here and mirrored by fastbp/activations.py.
+ */
+#ifndef FBP_KERNELS_H
+#define FBP_KERNELS_H
+
+#include <stdint.h>
+
+enum {
+    FBP_ACT_IDENTITY = 0,
+    FBP_ACT_SIGMOID = 1,
+    FBP_ACT_TANH = 2,
+    FBP_ACT_RELU = 3,
+    FBP_ACT_LEAKY_RELU = 4
+};
+
+#define FBP_DECLARE(T, S)                                                          \
+    /* Z[i, :] += b (b may be NULL), then A = f(Z); A may alias Z. */              \
+    void fbp_bias_act_##S(int act, T param, int64_t n_rows, int64_t n_cols,         \
+                          const T *b, T *Z, T *A);                                 \
+    /* dZ = dA * f'(Z) (dZ may alias dA); db = sum over rows of dZ if db != NULL. */ \
+    void fbp_act_backward_##S(int act, T param, int64_t n_rows, int64_t n_cols,     \
+                              const T *Z, const T *A, const T *dA, T *dZ, T *db);  \
+    /* Softmax cross-entropy on logits Z with integer labels y.                     \
+     * dZ = (softmax(Z) - onehot(y)) * scale. Returns the summed loss;              \
+     * *n_correct receives the number of rows whose argmax equals y. */            \
+    double fbp_softmax_xent_int_##S(int64_t n_rows, int64_t n_cols, const T *Z,     \
+                                    const int64_t *y, T scale, T *dZ,              \
+                                    int64_t *n_correct);                           \
+    /* Same with target probability rows Y of shape (n_rows, n_cols). */           \
+    double fbp_softmax_xent_prob_##S(int64_t n_rows, int64_t n_cols, const T *Z,    \
+                                     const T *Y, T scale, T *dZ,                   \
+                                     int64_t *n_correct);                          \
+    /* Binary cross-entropy of sigmoid outputs A = sigmoid(Z), loss taken from Z    \
+     * (overflow-safe). dZ = (A - Y) * scale. */                                   \
+    double fbp_sigmoid_bce_##S(int64_t n, const T *Z, const T *A, const T *Y,       \
+                               T scale, T *dZ, int64_t *n_correct);                \
+    /* Squared error: returns sum (A - Y)^2 / 2, dA = (A - Y) * scale. */          \
+    double fbp_mse_##S(int64_t n, const T *A, const T *Y, T scale, T *dA);         \
+    /* Sum of squares of x, accumulated in double. */                              \
+    double fbp_sumsq_##S(int64_t n, const T *x);                                   \
+    /* g += weight_decay * w (the L2 term of the gradient). */                     \
+    void fbp_add_decay_##S(int64_t n, T weight_decay, const T *w, T *g);           \
+    /* w -= lr * g (plain gradient descent). */                                    \
+    void fbp_sgd_##S(int64_t n, T lr, const T *g, T *w);                           \
+    /* Copy the rows of X listed in idx into out (a mini-batch gather). */         \
+    void fbp_gather_rows_##S(int64_t n_idx, int64_t n_cols, const T *X,             \
+                             const int64_t *idx, T *out);
+
+FBP_DECLARE(float, f)
+FBP_DECLARE(double, d)
+
+#undef FBP_DECLARE
+
+/* Gather of integer labels for a mini-batch. */
+void fbp_gather_labels(int64_t n_idx, const int64_t *y, const int64_t *idx, int64_t *out);
+
+#endif

@@ -1,0 +1,197 @@
+/* Template body of fbp_kernels.c: included once per floating type with
+ * T (the type), FN(name) (the suffixed name) and the math functions
+ * EXP, LOG, LOG1P, TANH defined by the includer. */
+
+static inline T FN(sigmoid)(T v)
+{
+    /* exp of a non-positive number never overflows. */
+    T e = EXP(-(v >= 0 ? v : -v));
+    T r = (T)1 / ((T)1 + e);
+    return v >= 0 ? r : e * r;
+}
+
+/* One pass over a row: optional bias add, then the activation. */
+#define FBP_BIAS_ACT_ROWS(EXPR)                                                  \
+    for (int64_t i = 0; i < n_rows; ++i) {                                       \
+        T *z = Z + i * n_cols;                                                   \
+        T *a = A + i * n_cols;                                                   \
+        if (b) {                                                                 \
+            for (int64_t j = 0; j < n_cols; ++j) {                               \
+                T v = z[j] + b[j];                                               \
+                z[j] = v;                                                        \
+                a[j] = (EXPR);                                                   \
+            }                                                                    \
+        } else {                                                                 \
+            for (int64_t j = 0; j < n_cols; ++j) {                               \
+                T v = z[j];                                                      \
+                a[j] = (EXPR);                                                   \
+            }                                                                    \
+        }                                                                        \
+    }
+
+void FN(fbp_bias_act)(int act, T param, int64_t n_rows, int64_t n_cols,
+                      const T *b, T *Z, T *A)
+{
+    switch (act) {
+    case FBP_ACT_SIGMOID:    FBP_BIAS_ACT_ROWS(FN(sigmoid)(v)) break;
+    case FBP_ACT_TANH:       FBP_BIAS_ACT_ROWS(TANH(v)) break;
+    case FBP_ACT_RELU:       FBP_BIAS_ACT_ROWS(v > 0 ? v : (T)0) break;
+    case FBP_ACT_LEAKY_RELU: FBP_BIAS_ACT_ROWS(v > 0 ? v : param * v) break;
+    default:                 FBP_BIAS_ACT_ROWS(v) break;
+    }
+}
+
+/* One pass over a row: dZ = dA * f'(Z), accumulated into db row by row. */
+#define FBP_ACT_BACKWARD_ROWS(EXPR)                                              \
+    for (int64_t i = 0; i < n_rows; ++i) {                                       \
+        const T *z = Z + i * n_cols;                                             \
+        const T *a = A + i * n_cols;                                             \
+        const T *da = dA + i * n_cols;                                           \
+        T *dz = dZ + i * n_cols;                                                 \
+        (void)z; (void)a;                                                        \
+        if (db) {                                                                \
+            for (int64_t j = 0; j < n_cols; ++j) {                               \
+                T g = (EXPR);                                                    \
+                dz[j] = g;                                                       \
+                db[j] += g;                                                      \
+            }                                                                    \
+        } else {                                                                 \
+            for (int64_t j = 0; j < n_cols; ++j) dz[j] = (EXPR);                 \
+        }                                                                        \
+    }
+
+void FN(fbp_act_backward)(int act, T param, int64_t n_rows, int64_t n_cols,
+                          const T *Z, const T *A, const T *dA, T *dZ, T *db)
+{
+    if (db) memset(db, 0, (size_t)n_cols * sizeof(T));
+    switch (act) {
+    case FBP_ACT_SIGMOID:    FBP_ACT_BACKWARD_ROWS(da[j] * a[j] * ((T)1 - a[j])) break;
+    case FBP_ACT_TANH:       FBP_ACT_BACKWARD_ROWS(da[j] * ((T)1 - a[j] * a[j])) break;
+    case FBP_ACT_RELU:       FBP_ACT_BACKWARD_ROWS(z[j] > 0 ? da[j] : (T)0) break;
+    case FBP_ACT_LEAKY_RELU: FBP_ACT_BACKWARD_ROWS(z[j] > 0 ? da[j] : param * da[j]) break;
+    default:                 FBP_ACT_BACKWARD_ROWS(da[j]) break;
+    }
+}
+
+static inline int64_t FN(argmax_row)(int64_t n, const T *x)
+{
+    int64_t best = 0;
+    for (int64_t j = 1; j < n; ++j)
+        if (x[j] > x[best]) best = j;
+    return best;
+}
+
+/* Writes exp(z - max z) into e and returns the row's max and sum of exps. */
+static inline T FN(shifted_exp_row)(int64_t n, const T *z, T *e, T *sum_out)
+{
+    T m = z[0];
+    for (int64_t j = 1; j < n; ++j) m = z[j] > m ? z[j] : m;
+    T s = 0;
+    for (int64_t j = 0; j < n; ++j) {
+        e[j] = EXP(z[j] - m);
+        s += e[j];
+    }
+    *sum_out = s;
+    return m;
+}
+
+double FN(fbp_softmax_xent_int)(int64_t n_rows, int64_t n_cols, const T *Z,
+                                const int64_t *y, T scale, T *dZ, int64_t *n_correct)
+{
+    double loss = 0.0;
+    int64_t correct = 0;
+    for (int64_t i = 0; i < n_rows; ++i) {
+        const T *z = Z + i * n_cols;
+        T *dz = dZ + i * n_cols;
+        int64_t label = y[i];
+        correct += FN(argmax_row)(n_cols, z) == label;
+        T s;
+        T m = FN(shifted_exp_row)(n_cols, z, dz, &s);
+        /* -log softmax(z)[label] = log s - (z[label] - m) */
+        loss += (double)LOG(s) - (double)(z[label] - m);
+        T k = scale / s;
+        for (int64_t j = 0; j < n_cols; ++j) dz[j] *= k;
+        dz[label] -= scale;
+    }
+    *n_correct = correct;
+    return loss;
+}
+
+double FN(fbp_softmax_xent_prob)(int64_t n_rows, int64_t n_cols, const T *Z,
+                                 const T *Y, T scale, T *dZ, int64_t *n_correct)
+{
+    double loss = 0.0;
+    int64_t correct = 0;
+    for (int64_t i = 0; i < n_rows; ++i) {
+        const T *z = Z + i * n_cols;
+        const T *yr = Y + i * n_cols;
+        T *dz = dZ + i * n_cols;
+        correct += FN(argmax_row)(n_cols, z) == FN(argmax_row)(n_cols, yr);
+        T s;
+        T m = FN(shifted_exp_row)(n_cols, z, dz, &s);
+        T log_s = LOG(s);
+        /* -sum_j y_j log softmax(z)_j = sum_j y_j (log s - (z_j - m)) */
+        double row = 0.0;
+        for (int64_t j = 0; j < n_cols; ++j) row += (double)yr[j] * (double)(log_s - (z[j] - m));
+        loss += row;
+        T k = scale / s;
+        for (int64_t j = 0; j < n_cols; ++j) dz[j] = dz[j] * k - yr[j] * scale;
+    }
+    *n_correct = correct;
+    return loss;
+}
+
+double FN(fbp_sigmoid_bce)(int64_t n, const T *Z, const T *A, const T *Y,
+                           T scale, T *dZ, int64_t *n_correct)
+{
+    double loss = 0.0;
+    int64_t correct = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        T z = Z[i];
+        T abs_z = z >= 0 ? z : -z;
+        /* -y log s(z) - (1 - y) log(1 - s(z)) = max(z, 0) - y z + log1p(exp(-|z|)) */
+        loss += (double)((z > 0 ? z : (T)0) - Y[i] * z + LOG1P(EXP(-abs_z)));
+        correct += (A[i] >= (T)0.5) == (Y[i] >= (T)0.5);
+        dZ[i] = (A[i] - Y[i]) * scale;
+    }
+    *n_correct = correct;
+    return loss;
+}
+
+double FN(fbp_mse)(int64_t n, const T *A, const T *Y, T scale, T *dA)
+{
+    double loss = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        T d = A[i] - Y[i];
+        loss += (double)d * (double)d;
+        dA[i] = d * scale;
+    }
+    return 0.5 * loss;
+}
+
+double FN(fbp_sumsq)(int64_t n, const T *x)
+{
+    double s = 0.0;
+    for (int64_t i = 0; i < n; ++i) s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+void FN(fbp_add_decay)(int64_t n, T weight_decay, const T *w, T *g)
+{
+    for (int64_t i = 0; i < n; ++i) g[i] += weight_decay * w[i];
+}
+
+void FN(fbp_sgd)(int64_t n, T lr, const T *g, T *w)
+{
+    for (int64_t i = 0; i < n; ++i) w[i] -= lr * g[i];
+}
+
+void FN(fbp_gather_rows)(int64_t n_idx, int64_t n_cols, const T *X,
+                         const int64_t *idx, T *out)
+{
+    for (int64_t i = 0; i < n_idx; ++i)
+        memcpy(out + i * n_cols, X + idx[i] * n_cols, (size_t)n_cols * sizeof(T));
+}
+
+#undef FBP_BIAS_ACT_ROWS
+#undef FBP_ACT_BACKWARD_ROWS

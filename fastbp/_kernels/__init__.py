@@ -1,0 +1,1 @@
+"""Compiled kernels (Cython over csrc/ and BLAS). Import through fastbp.backends."""

@@ -1,0 +1,127 @@
+# Declarations of the element-wise C kernels in csrc/fbp_kernels.h, and fused
+# wrappers that pick the float or double instance at compile time.
+from libc.stdint cimport int64_t
+from cython cimport floating
+
+cdef extern from "fbp_kernels.h" nogil:
+    void fbp_bias_act_f(int act, float param, int64_t n_rows, int64_t n_cols,
+                        const float *b, float *Z, float *A)
+    void fbp_bias_act_d(int act, double param, int64_t n_rows, int64_t n_cols,
+                        const double *b, double *Z, double *A)
+    void fbp_act_backward_f(int act, float param, int64_t n_rows, int64_t n_cols,
+                            const float *Z, const float *A, const float *dA,
+                            float *dZ, float *db)
+    void fbp_act_backward_d(int act, double param, int64_t n_rows, int64_t n_cols,
+                            const double *Z, const double *A, const double *dA,
+                            double *dZ, double *db)
+    double fbp_softmax_xent_int_f(int64_t n_rows, int64_t n_cols, const float *Z,
+                                  const int64_t *y, float scale, float *dZ,
+                                  int64_t *n_correct)
+    double fbp_softmax_xent_int_d(int64_t n_rows, int64_t n_cols, const double *Z,
+                                  const int64_t *y, double scale, double *dZ,
+                                  int64_t *n_correct)
+    double fbp_softmax_xent_prob_f(int64_t n_rows, int64_t n_cols, const float *Z,
+                                   const float *Y, float scale, float *dZ,
+                                   int64_t *n_correct)
+    double fbp_softmax_xent_prob_d(int64_t n_rows, int64_t n_cols, const double *Z,
+                                   const double *Y, double scale, double *dZ,
+                                   int64_t *n_correct)
+    double fbp_sigmoid_bce_f(int64_t n, const float *Z, const float *A, const float *Y,
+                             float scale, float *dZ, int64_t *n_correct)
+    double fbp_sigmoid_bce_d(int64_t n, const double *Z, const double *A, const double *Y,
+                             double scale, double *dZ, int64_t *n_correct)
+    double fbp_mse_f(int64_t n, const float *A, const float *Y, float scale, float *dA)
+    double fbp_mse_d(int64_t n, const double *A, const double *Y, double scale, double *dA)
+    double fbp_sumsq_f(int64_t n, const float *x)
+    double fbp_sumsq_d(int64_t n, const double *x)
+    void fbp_add_decay_f(int64_t n, float weight_decay, const float *w, float *g)
+    void fbp_add_decay_d(int64_t n, double weight_decay, const double *w, double *g)
+    void fbp_sgd_f(int64_t n, float lr, const float *g, float *w)
+    void fbp_sgd_d(int64_t n, double lr, const double *g, double *w)
+    void fbp_gather_rows_f(int64_t n_idx, int64_t n_cols, const float *X,
+                           const int64_t *idx, float *out)
+    void fbp_gather_rows_d(int64_t n_idx, int64_t n_cols, const double *X,
+                           const int64_t *idx, double *out)
+    void fbp_gather_labels(int64_t n_idx, const int64_t *y, const int64_t *idx,
+                           int64_t *out)
+
+# Loss codes shared with fastbp/losses.py.
+cdef enum:
+    LOSS_MSE = 0
+    LOSS_SOFTMAX_XENT_INT = 1
+    LOSS_SOFTMAX_XENT_PROB = 2
+    LOSS_SIGMOID_BCE = 3
+
+
+cdef inline void bias_act(int act, floating param, int64_t n_rows, int64_t n_cols,
+                          const floating *b, floating *Z, floating *A) noexcept nogil:
+    if floating is float:
+        fbp_bias_act_f(act, param, n_rows, n_cols, b, Z, A)
+    else:
+        fbp_bias_act_d(act, param, n_rows, n_cols, b, Z, A)
+
+
+cdef inline void act_backward(int act, floating param, int64_t n_rows, int64_t n_cols,
+                              const floating *Z, const floating *A, const floating *dA,
+                              floating *dZ, floating *db) noexcept nogil:
+    if floating is float:
+        fbp_act_backward_f(act, param, n_rows, n_cols, Z, A, dA, dZ, db)
+    else:
+        fbp_act_backward_d(act, param, n_rows, n_cols, Z, A, dA, dZ, db)
+
+
+cdef inline double loss_forward_backward(int loss, int64_t n_rows, int64_t n_cols,
+                                         const floating *Z, const floating *A,
+                                         const void *y, floating scale, floating *dout,
+                                         int64_t *n_correct) noexcept nogil:
+    """Loss summed over the rows; dout receives dL/dA (MSE) or dL/dZ (fused losses)."""
+    n_correct[0] = 0
+    if loss == LOSS_SOFTMAX_XENT_INT:
+        if floating is float:
+            return fbp_softmax_xent_int_f(n_rows, n_cols, Z, <const int64_t *>y, scale, dout, n_correct)
+        else:
+            return fbp_softmax_xent_int_d(n_rows, n_cols, Z, <const int64_t *>y, scale, dout, n_correct)
+    if loss == LOSS_SOFTMAX_XENT_PROB:
+        if floating is float:
+            return fbp_softmax_xent_prob_f(n_rows, n_cols, Z, <const float *>y, scale, dout, n_correct)
+        else:
+            return fbp_softmax_xent_prob_d(n_rows, n_cols, Z, <const double *>y, scale, dout, n_correct)
+    if loss == LOSS_SIGMOID_BCE:
+        if floating is float:
+            return fbp_sigmoid_bce_f(n_rows * n_cols, Z, A, <const float *>y, scale, dout, n_correct)
+        else:
+            return fbp_sigmoid_bce_d(n_rows * n_cols, Z, A, <const double *>y, scale, dout, n_correct)
+    if floating is float:
+        return fbp_mse_f(n_rows * n_cols, A, <const float *>y, scale, dout)
+    else:
+        return fbp_mse_d(n_rows * n_cols, A, <const double *>y, scale, dout)
+
+
+cdef inline double sumsq(int64_t n, const floating *x) noexcept nogil:
+    if floating is float:
+        return fbp_sumsq_f(n, x)
+    else:
+        return fbp_sumsq_d(n, x)
+
+
+cdef inline void add_decay(int64_t n, floating weight_decay, const floating *w,
+                           floating *g) noexcept nogil:
+    if floating is float:
+        fbp_add_decay_f(n, weight_decay, w, g)
+    else:
+        fbp_add_decay_d(n, weight_decay, w, g)
+
+
+cdef inline void sgd(int64_t n, floating lr, const floating *g, floating *w) noexcept nogil:
+    if floating is float:
+        fbp_sgd_f(n, lr, g, w)
+    else:
+        fbp_sgd_d(n, lr, g, w)
+
+
+cdef inline void gather_rows(int64_t n_idx, int64_t n_cols, const floating *X,
+                             const int64_t *idx, floating *out) noexcept nogil:
+    if floating is float:
+        fbp_gather_rows_f(n_idx, n_cols, X, idx, out)
+    else:
+        fbp_gather_rows_d(n_idx, n_cols, X, idx, out)

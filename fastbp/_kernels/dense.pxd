@@ -1,0 +1,35 @@
+# The dense layer's forward and backward on raw pointers: what the engine calls.
+from libc.stdint cimport int64_t
+from cython cimport floating
+from fastbp._kernels.blas cimport gemm
+from fastbp._kernels.csrc cimport bias_act, act_backward
+
+
+cdef inline void dense_forward(int n, int d_in, int d_out, const floating *X,
+                               const floating *W, const floating *b, int act,
+                               floating param, floating *Z, floating *A) noexcept nogil:
+    """Z = X @ W + b and A = f(Z), the bias and activation in one pass.
+
+    X (n, d_in), W (d_in, d_out), b (d_out,), Z and A (n, d_out); A may be Z.
+    """
+    # Z = X @ W
+    gemm(False, False, n, d_out, d_in, <floating>1, X, d_in, W, d_out, <floating>0, Z, d_out)
+    bias_act(act, param, n, d_out, b, Z, A)
+
+
+cdef inline void dense_backward(int n, int d_in, int d_out, const floating *X,
+                                const floating *W, const floating *Z, const floating *A,
+                                int act, floating param, floating *delta,
+                                floating *dW, floating *db, floating *dX) noexcept nogil:
+    """Backward through f and the affine map.
+
+    delta (n, d_out) holds dA on entry and dZ = dA * f'(Z) on return; db is the
+    row sum of dZ, dW = X.T @ dZ (d_in, d_out), and dX = dZ @ W.T (n, d_in)
+    unless dX is NULL.
+    """
+    act_backward(act, param, n, d_out, Z, A, delta, delta, db)
+    # dW = X.T @ dZ
+    gemm(True, False, d_in, d_out, n, <floating>1, X, d_in, delta, d_out, <floating>0, dW, d_out)
+    if dX != NULL:
+        # dX = dZ @ W.T
+        gemm(False, True, n, d_in, d_out, <floating>1, delta, d_out, W, d_out, <floating>0, dX, d_in)

@@ -1,0 +1,288 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""The whole-model engine: a training step, an epoch, inference, each one nogil call.
+
+An Engine is made by the Cython backend from a plan (fastbp/plan.py): it keeps
+raw pointers to the plan's parameters, gradients and workspaces, plus a
+reference to every array so none is freed while the engine lives. The backend
+validates every array it passes in; nothing here checks again.
+"""
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
+from libc.math cimport isfinite
+from cython cimport floating
+from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay, sgd,
+                                   gather_rows, fbp_gather_labels,
+                                   LOSS_MSE, LOSS_SOFTMAX_XENT_INT)
+from fastbp._kernels.dense cimport dense_forward, dense_backward
+
+cdef extern from *:
+    """
+    #ifndef FBP_SOURCE_HASH
+    #define FBP_SOURCE_HASH "unknown"
+    #endif
+    """
+    const char *FBP_SOURCE_HASH
+
+# Fingerprint of the sources this module was built from (set by setup.py), so that
+# a stale build is detected at import (fastbp/backends/__init__.py).
+SOURCE_HASH = FBP_SOURCE_HASH.decode()
+
+cdef int ACT_IDENTITY = 0
+
+
+cdef struct Layer:
+    int d_in
+    int d_out
+    int act
+    double param
+    void *W         # (d_in, d_out)
+    void *b         # (d_out,)
+    void *dW        # (d_in, d_out)
+    void *db        # (d_out,)
+    void *Z         # (capacity, d_out)  pre-activation
+    void *A         # (capacity, d_out)  activation; equals Z for identity
+    void *delta     # (capacity, d_out)  dA, then dZ, during backward
+
+
+cdef inline void *_ptr(arr):
+    return <void *><size_t>arr.__array_interface__["data"][0]
+
+
+cdef void _forward(Layer *L, int n_layers, int n, const floating *X) noexcept nogil:
+    cdef const floating *inp = X
+    cdef int l
+    for l in range(n_layers):
+        dense_forward(n, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
+                      <floating *>L[l].b, L[l].act, <floating>L[l].param,
+                      <floating *>L[l].Z, <floating *>L[l].A)
+        inp = <floating *>L[l].A
+
+
+cdef void _backward(Layer *L, int n_layers, int n, const floating *X, int last_act,
+                    floating *dX) noexcept nogil:
+    """Backpropagate the last layer's delta (dA, or dZ when last_act is identity)."""
+    cdef int l, act
+    cdef const floating *inp
+    cdef floating *dinp
+    for l in range(n_layers - 1, -1, -1):
+        inp = X if l == 0 else <floating *>L[l - 1].A
+        dinp = dX if l == 0 else <floating *>L[l - 1].delta
+        act = last_act if l == n_layers - 1 else L[l].act
+        dense_backward(n, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
+                       <floating *>L[l].Z, <floating *>L[l].A, act, <floating>L[l].param,
+                       <floating *>L[l].delta, <floating *>L[l].dW, <floating *>L[l].db, dinp)
+
+
+cdef double _step(Layer *L, int n_layers, int n, const floating *X, const void *y,
+                  int loss, double weight_decay, bint update, double lr,
+                  int64_t *n_correct) noexcept nogil:
+    """Forward, loss, backward, L2, and (if update) one SGD step on one batch.
+
+    Returns the batch's mean loss plus the L2 term. A non-finite loss skips the
+    update, so the weights stay the last finite ones.
+    """
+    cdef Layer *last = &L[n_layers - 1]
+    cdef int l
+    cdef int64_t size
+    cdef double value
+    _forward(L, n_layers, n, X)
+    value = loss_forward_backward(loss, n, last.d_out, <floating *>last.Z, <floating *>last.A,
+                                  y, <floating>(1.0 / n), <floating *>last.delta, n_correct) / n
+    _backward(L, n_layers, n, X, last.act if loss == LOSS_MSE else ACT_IDENTITY,
+              <floating *>NULL)
+    if weight_decay != 0:
+        for l in range(n_layers):
+            size = <int64_t>L[l].d_in * L[l].d_out
+            value += 0.5 * weight_decay * sumsq(size, <floating *>L[l].W)
+            add_decay(size, <floating>weight_decay, <floating *>L[l].W, <floating *>L[l].dW)
+    if update and isfinite(value):
+        for l in range(n_layers):
+            sgd(<int64_t>L[l].d_in * L[l].d_out, <floating>lr, <floating *>L[l].dW,
+                <floating *>L[l].W)
+            sgd(<int64_t>L[l].d_out, <floating>lr, <floating *>L[l].db, <floating *>L[l].b)
+    return value
+
+
+cdef void _predict(Layer *L, int n_layers, int64_t n, int chunk, const floating *X,
+                   floating *out, floating *buf0, floating *buf1) noexcept nogil:
+    """Forward only, chunk rows at a time, through two ping-pong buffers."""
+    cdef int64_t start
+    cdef int rows, l
+    cdef const floating *inp
+    cdef floating *dst
+    cdef int d_last = L[n_layers - 1].d_out
+    start = 0
+    while start < n:
+        rows = <int>(n - start if n - start < chunk else chunk)
+        inp = X + start * L[0].d_in
+        for l in range(n_layers):
+            if l == n_layers - 1:
+                dst = out + start * d_last
+            else:
+                dst = buf0 if l % 2 == 0 else buf1
+            dense_forward(rows, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
+                          <floating *>L[l].b, L[l].act, <floating>L[l].param, dst, dst)
+            inp = dst
+        start += rows
+
+
+cdef double _epoch(Layer *L, int n_layers, int64_t n, const floating *X, const void *y,
+                   int loss, const int64_t *order, int batch_size, floating *X_batch,
+                   void *y_batch, double weight_decay, double lr,
+                   int64_t *n_correct, int64_t *n_seen) noexcept nogil:
+    """Mini-batches in `order`, gathered into the batch workspaces, one step each.
+
+    Returns the sum over batches of (batch size * batch loss); stops after the
+    first batch whose loss is not finite (n_seen tells how far it got).
+    """
+    cdef int64_t start, correct
+    cdef int rows
+    cdef int d_in = L[0].d_in, d_out = L[n_layers - 1].d_out
+    cdef double total = 0, value
+    n_correct[0] = 0
+    n_seen[0] = 0
+    start = 0
+    while start < n:
+        rows = <int>(n - start if n - start < batch_size else batch_size)
+        gather_rows(rows, d_in, X, order + start, X_batch)
+        if loss == LOSS_SOFTMAX_XENT_INT:
+            fbp_gather_labels(rows, <const int64_t *>y, order + start, <int64_t *>y_batch)
+        else:
+            gather_rows(rows, d_out, <const floating *>y, order + start, <floating *>y_batch)
+        value = _step(L, n_layers, rows, X_batch, y_batch, loss, weight_decay, True, lr,
+                      &correct)
+        total += value * rows
+        n_correct[0] += correct
+        n_seen[0] += rows
+        start += rows
+        if not isfinite(value):
+            break
+    return total
+
+
+cdef class Engine:
+    """Raw view of a plan for the compiled kernels. See CythonBackend."""
+    cdef Layer *layers
+    cdef int n_layers
+    cdef bint is_double
+    cdef int capacity
+    cdef object arrays
+
+    def __cinit__(self, list layers, bint is_double, int capacity):
+        """layers: one dict per dense layer with d_in, d_out, act, param and the
+        arrays W, b, dW, db, Z, A, delta (workspaces of `capacity` rows)."""
+        self.n_layers = len(layers)
+        self.is_double = is_double
+        self.capacity = capacity
+        self.arrays = layers
+        self.layers = <Layer *>malloc(self.n_layers * sizeof(Layer))
+        if self.layers == NULL:
+            raise MemoryError("could not allocate the engine's layer table")
+        for l, spec in enumerate(layers):
+            self.layers[l].d_in = spec["d_in"]
+            self.layers[l].d_out = spec["d_out"]
+            self.layers[l].act = spec["act"]
+            self.layers[l].param = spec["param"]
+            self.layers[l].W = _ptr(spec["W"])
+            self.layers[l].b = _ptr(spec["b"])
+            self.layers[l].dW = _ptr(spec["dW"])
+            self.layers[l].db = _ptr(spec["db"])
+            self.layers[l].Z = _ptr(spec["Z"])
+            self.layers[l].A = _ptr(spec["A"])
+            self.layers[l].delta = _ptr(spec["delta"])
+
+    def __dealloc__(self):
+        free(self.layers)
+
+    def forward(self, X, int n):
+        """Forward pass of n <= capacity rows of X; outputs stay in the workspaces."""
+        cdef void *x = _ptr(X)
+        with nogil:
+            if self.is_double:
+                _forward[double](self.layers, self.n_layers, n, <double *>x)
+            else:
+                _forward[float](self.layers, self.n_layers, n, <float *>x)
+
+    def backward(self, X, int n, dX):
+        """Backward from the last layer's delta (already holding dA); dX may be None."""
+        cdef void *x = _ptr(X)
+        cdef void *dx = NULL if dX is None else _ptr(dX)
+        cdef int last_act = self.layers[self.n_layers - 1].act
+        with nogil:
+            if self.is_double:
+                _backward[double](self.layers, self.n_layers, n, <double *>x, last_act,
+                                  <double *>dx)
+            else:
+                _backward[float](self.layers, self.n_layers, n, <float *>x, last_act,
+                                 <float *>dx)
+
+    def step(self, X, y, int n, int loss, double weight_decay, bint update, double lr):
+        """One batch: returns (mean loss + L2 term, n_correct)."""
+        cdef void *x = _ptr(X)
+        cdef void *t = _ptr(y)
+        cdef int64_t n_correct = 0
+        cdef double value
+        with nogil:
+            if self.is_double:
+                value = _step[double](self.layers, self.n_layers, n, <double *>x, t, loss,
+                                      weight_decay, update, lr, &n_correct)
+            else:
+                value = _step[float](self.layers, self.n_layers, n, <float *>x, t, loss,
+                                     weight_decay, update, lr, &n_correct)
+        return value, n_correct
+
+    def epoch(self, X, y, order, int batch_size, X_batch, y_batch, int loss,
+              double weight_decay, double lr):
+        """One epoch of SGD: returns (sum of batch_rows * batch_loss, n_correct, n_seen)."""
+        cdef void *x = _ptr(X)
+        cdef void *t = _ptr(y)
+        cdef const int64_t *idx = <const int64_t *>_ptr(order)
+        cdef void *xb = _ptr(X_batch)
+        cdef void *yb = _ptr(y_batch)
+        cdef int64_t n = order.shape[0], n_correct = 0, n_seen = 0
+        cdef double total
+        with nogil:
+            if self.is_double:
+                total = _epoch[double](self.layers, self.n_layers, n, <double *>x, t, loss,
+                                       idx, batch_size, <double *>xb, yb, weight_decay, lr,
+                                       &n_correct, &n_seen)
+            else:
+                total = _epoch[float](self.layers, self.n_layers, n, <float *>x, t, loss,
+                                      idx, batch_size, <float *>xb, yb, weight_decay, lr,
+                                      &n_correct, &n_seen)
+        return total, n_correct, n_seen
+
+    def predict(self, X, out, buf0, buf1, int chunk):
+        """Forward only over all rows of X into out, chunk rows at a time."""
+        cdef void *x = _ptr(X)
+        cdef void *o = _ptr(out)
+        cdef void *b0 = _ptr(buf0)
+        cdef void *b1 = _ptr(buf1)
+        cdef int64_t n = X.shape[0]
+        with nogil:
+            if self.is_double:
+                _predict[double](self.layers, self.n_layers, n, chunk, <double *>x,
+                                 <double *>o, <double *>b0, <double *>b1)
+            else:
+                _predict[float](self.layers, self.n_layers, n, chunk, <float *>x,
+                                <float *>o, <float *>b0, <float *>b1)
+
+    def loss_sum(self, X, y, int n, int loss):
+        """Forward n <= capacity rows and return (summed loss, n_correct); no backward."""
+        cdef void *x = _ptr(X)
+        cdef void *t = _ptr(y)
+        cdef Layer *last = &self.layers[self.n_layers - 1]
+        cdef int64_t n_correct = 0
+        cdef double total
+        with nogil:
+            if self.is_double:
+                _forward[double](self.layers, self.n_layers, n, <double *>x)
+                total = loss_forward_backward[double](loss, n, last.d_out, <double *>last.Z,
+                                                      <double *>last.A, t, 1.0,
+                                                      <double *>last.delta, &n_correct)
+            else:
+                _forward[float](self.layers, self.n_layers, n, <float *>x)
+                total = loss_forward_backward[float](loss, n, last.d_out, <float *>last.Z,
+                                                     <float *>last.A, t, 1.0,
+                                                     <float *>last.delta, &n_correct)
+        return total, n_correct

@@ -1,0 +1,145 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Single kernels over memoryviews: what tests and benchmarks call.
+
+Each function here checks shapes, then runs one pointer-level kernel without the
+GIL. Arrays must be C-contiguous and share one floating dtype (float32 or
+float64); outputs are written in place.
+"""
+from libc.stdint cimport int64_t
+from cython cimport floating
+from fastbp._kernels.blas cimport gemm
+from fastbp._kernels.csrc cimport (bias_act, act_backward, loss_forward_backward, sgd,
+                                   LOSS_SOFTMAX_XENT_INT)
+from fastbp._kernels cimport dense
+
+
+def _check(bint ok, str message):
+    if not ok:
+        raise ValueError(message)
+
+
+def _check_shape(str name, tuple got, tuple want):
+    if got != want:
+        raise ValueError(f"{name} has shape {got}, expected {want}")
+
+
+def gemm_rowmajor(floating[:, ::1] A, floating[:, ::1] B, floating[:, ::1] C,
+                  bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
+    """C = alpha * op(A) @ op(B) + beta * C, in place.
+
+    A : (m, k), or (k, m) with trans_a;  B : (k, n), or (n, k) with trans_b;
+    C : (m, n).
+    """
+    cdef int m = A.shape[1] if trans_a else A.shape[0]
+    cdef int k = A.shape[0] if trans_a else A.shape[1]
+    cdef int kb = B.shape[1] if trans_b else B.shape[0]
+    cdef int n = B.shape[0] if trans_b else B.shape[1]
+    _check(k == kb, f"inner dimensions differ: op(A) has {k} columns, op(B) has {kb} rows")
+    _check_shape("C", (C.shape[0], C.shape[1]), (m, n))
+    with nogil:
+        gemm(trans_a, trans_b, m, n, k, <floating>alpha, &A[0, 0], A.shape[1],
+             &B[0, 0], B.shape[1], <floating>beta, &C[0, 0], C.shape[1])
+
+
+def dense_forward(floating[:, ::1] X, floating[:, ::1] W, floating[::1] b,
+                  floating[:, ::1] Z, floating[:, ::1] A, int act=0, double param=0.0):
+    """Z = X @ W + b, A = f(Z).
+
+    X : (n_samples, d_in); W : (d_in, d_out); b : (d_out,);
+    Z, A : (n_samples, d_out) outputs (A may be the same array as Z).
+    """
+    cdef int n = X.shape[0], d_in = X.shape[1], d_out = W.shape[1]
+    _check_shape("W", (W.shape[0], W.shape[1]), (d_in, d_out))
+    _check_shape("b", (b.shape[0],), (d_out,))
+    _check_shape("Z", (Z.shape[0], Z.shape[1]), (n, d_out))
+    _check_shape("A", (A.shape[0], A.shape[1]), (n, d_out))
+    with nogil:
+        dense.dense_forward(n, d_in, d_out, &X[0, 0], &W[0, 0], &b[0], act,
+                            <floating>param, &Z[0, 0], &A[0, 0])
+
+
+def dense_backward(floating[:, ::1] X, floating[:, ::1] W, floating[:, ::1] Z,
+                   floating[:, ::1] A, floating[:, ::1] delta, floating[:, ::1] dW,
+                   floating[::1] db, floating[:, ::1] dX=None, int act=0, double param=0.0):
+    """Backward through A = f(X @ W + b).
+
+    X : (n_samples, d_in); W, dW : (d_in, d_out); Z, A : (n_samples, d_out) from
+    the forward pass; delta : (n_samples, d_out), dA on entry and dZ on return;
+    db : (d_out,); dX : (n_samples, d_in) or None to skip it.
+    """
+    cdef int n = X.shape[0], d_in = X.shape[1], d_out = W.shape[1]
+    _check_shape("W", (W.shape[0], W.shape[1]), (d_in, d_out))
+    for name, arr in (("Z", Z), ("A", A), ("delta", delta)):
+        _check_shape(name, (arr.shape[0], arr.shape[1]), (n, d_out))
+    _check_shape("dW", (dW.shape[0], dW.shape[1]), (d_in, d_out))
+    _check_shape("db", (db.shape[0],), (d_out,))
+    cdef floating *dX_ptr = NULL
+    if dX is not None:
+        _check_shape("dX", (dX.shape[0], dX.shape[1]), (n, d_in))
+        dX_ptr = &dX[0, 0]
+    with nogil:
+        dense.dense_backward(n, d_in, d_out, &X[0, 0], &W[0, 0], &Z[0, 0], &A[0, 0], act,
+                             <floating>param, &delta[0, 0], &dW[0, 0], &db[0], dX_ptr)
+
+
+def activation_forward(floating[:, ::1] Z, floating[:, ::1] A, int act, double param=0.0):
+    """A = f(Z); Z, A : (n_samples, n_units), A may be Z."""
+    _check_shape("A", (A.shape[0], A.shape[1]), (Z.shape[0], Z.shape[1]))
+    with nogil:
+        bias_act(act, <floating>param, Z.shape[0], Z.shape[1], NULL, &Z[0, 0], &A[0, 0])
+
+
+def activation_backward(floating[:, ::1] Z, floating[:, ::1] A, floating[:, ::1] dA,
+                        floating[:, ::1] dZ, int act, double param=0.0):
+    """dZ = dA * f'(Z); all of shape (n_samples, n_units), dZ may be dA."""
+    for name, arr in (("A", A), ("dA", dA), ("dZ", dZ)):
+        _check_shape(name, (arr.shape[0], arr.shape[1]), (Z.shape[0], Z.shape[1]))
+    with nogil:
+        act_backward(act, <floating>param, Z.shape[0], Z.shape[1], &Z[0, 0], &A[0, 0],
+                     &dA[0, 0], &dZ[0, 0], NULL)
+
+
+def bias_gradient(floating[:, ::1] dZ, floating[::1] db):
+    """db = dZ.sum(axis=0), accumulated row by row; dZ : (n_samples, n_units)."""
+    _check_shape("db", (db.shape[0],), (dZ.shape[1],))
+    with nogil:
+        # identity backward in place: dZ is rewritten with itself, db gets the sums
+        act_backward(0, <floating>0, dZ.shape[0], dZ.shape[1], &dZ[0, 0], &dZ[0, 0],
+                     &dZ[0, 0], &dZ[0, 0], &db[0])
+
+
+def loss_and_output_grad(int loss, floating[:, ::1] Z, floating[:, ::1] A, y,
+                         floating[:, ::1] dout, double scale):
+    """Summed loss of outputs against targets, and its gradient times scale.
+
+    Z, A : (n_samples, n_outputs), pre- and post-activation of the last layer;
+    y : int64 (n_samples,) class indices for loss code 1, otherwise an array of
+    Z's dtype and shape; dout : (n_samples, n_outputs), receives dL/dA for MSE
+    and dL/dZ for the fused losses. Returns (loss_sum, n_correct).
+    """
+    cdef int64_t[::1] labels
+    cdef floating[:, ::1] targets
+    cdef const void *y_ptr
+    cdef int64_t n_correct = 0
+    cdef double total
+    for name, arr in (("A", A), ("dout", dout)):
+        _check_shape(name, (arr.shape[0], arr.shape[1]), (Z.shape[0], Z.shape[1]))
+    if loss == LOSS_SOFTMAX_XENT_INT:
+        labels = y
+        _check_shape("y", (labels.shape[0],), (Z.shape[0],))
+        y_ptr = &labels[0]
+    else:
+        targets = y
+        _check_shape("y", (targets.shape[0], targets.shape[1]), (Z.shape[0], Z.shape[1]))
+        y_ptr = &targets[0, 0]
+    with nogil:
+        total = loss_forward_backward(loss, Z.shape[0], Z.shape[1], &Z[0, 0], &A[0, 0],
+                                      y_ptr, <floating>scale, &dout[0, 0], &n_correct)
+    return total, n_correct
+
+
+def sgd_update(floating[::1] w, floating[::1] g, double lr):
+    """w -= lr * g on flat views of a parameter and its gradient."""
+    _check_shape("g", (g.shape[0],), (w.shape[0],))
+    with nogil:
+        sgd(w.shape[0], <floating>lr, &g[0], &w[0])

@@ -1,0 +1,78 @@
+"""Activation registry: name -> code shared with the kernels, default parameter, meaning.
+
+The math lives in the backends (fastbp/backends/numpy_backend.py and csrc/); this
+module only names things. Derivatives at kinks follow PyTorch: relu'(0) = 0,
+leaky_relu'(0) = slope.
+"""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    """What an activation is called, its kernel code and its one parameter."""
+
+    name: str
+    code: int
+    param_name: str | None
+    default_param: float
+    formula: str
+    derivative: str
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation with its parameter fixed, as a layer holds it."""
+
+    spec: ActivationSpec
+    param: float
+
+    @property
+    def name(self):
+        return self.spec.name
+
+    @property
+    def code(self):
+        return self.spec.code
+
+    def get_config(self):
+        config = {"name": self.spec.name}
+        if self.spec.param_name is not None:
+            config[self.spec.param_name] = self.param
+        return config
+
+
+ACTIVATIONS = {
+    spec.name: spec
+    for spec in (
+        ActivationSpec("identity", 0, None, 0.0, "z", "1"),
+        ActivationSpec("sigmoid", 1, None, 0.0, "1 / (1 + exp(-z))", "s(z) (1 - s(z))"),
+        ActivationSpec("tanh", 2, None, 0.0, "tanh(z)", "1 - tanh(z)^2"),
+        ActivationSpec("relu", 3, None, 0.0, "max(z, 0)", "1 if z > 0 else 0"),
+        ActivationSpec("leaky_relu", 4, "slope", 0.01, "z if z > 0 else slope * z",
+                       "1 if z > 0 else slope"),
+    )
+}
+ALIASES = {None: "identity", "linear": "identity"}
+
+
+def get(activation, **params):
+    """Resolve a name (or an Activation) to an Activation.
+
+    get("leaky_relu", slope=0.2) sets the parameter; get(None) is the identity.
+    """
+    if isinstance(activation, Activation):
+        if params:
+            raise TypeError("parameters can only be given with an activation name, "
+                            f"not with an Activation object ({activation.name})")
+        return activation
+    name = ALIASES.get(activation, activation)
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of "
+                         f"{sorted(ACTIVATIONS)} (or None for identity)")
+    spec = ACTIVATIONS[name]
+    unknown = set(params) - ({spec.param_name} if spec.param_name else set())
+    if unknown:
+        allowed = f"'{spec.param_name}'" if spec.param_name else "no parameters"
+        raise TypeError(f"activation {name!r} takes {allowed}, got {sorted(unknown)}")
+    param = float(params.get(spec.param_name, spec.default_param)) if spec.param_name else 0.0
+    return Activation(spec, param)

@@ -1,0 +1,90 @@
+"""The compiled backend: runs a plan through fastbp._kernels.engine.
+
+Every method here receives arrays the model has already validated (right dtype,
+C-contiguous, right shapes); it only manages workspaces and calls the engine,
+which does a whole step, epoch or prediction in one call without the GIL.
+"""
+import numpy as np
+
+from fastbp._kernels.engine import Engine
+
+# Rows per chunk for predict: enough to keep the GEMMs efficient, small enough
+# that the two ping-pong buffers stay in cache-friendly sizes.
+PREDICT_CHUNK_ELEMENTS = 1 << 18
+
+
+class CythonBackend:
+    """Same methods as NumpyBackend."""
+
+    name = "cython"
+
+    def __init__(self, plan):
+        self.plan = plan
+        self._engine = None
+        self._X = None
+        self._n = 0
+        self._batch = {}       # batch_size -> (X_batch, y_batch) for epoch()
+        self._predict_buffers = None
+
+    def _engine_for(self, n_rows):
+        if self.plan.ensure_capacity(n_rows) or self._engine is None:
+            layers = [dict(d_in=l.d_in, d_out=l.d_out, act=l.act, param=l.param, W=l.W, b=l.b,
+                           dW=l.dW, db=l.db, Z=l.Z, A=l.A, delta=l.delta)
+                      for l in self.plan.layers]
+            self._engine = Engine(layers, self.plan.dtype == np.float64, self.plan.capacity)
+        return self._engine
+
+    def forward(self, X):
+        n = len(X)
+        self._engine_for(n).forward(X, n)
+        self._X, self._n = X, n
+        return self.plan.layers[-1].A[:n]
+
+    def backward(self, dout, need_dX=True):
+        n = self._n
+        last = self.plan.layers[-1]
+        last.delta[:n] = dout
+        dX = np.empty((n, self.plan.input_dim), dtype=self.plan.dtype) if need_dX else None
+        self._engine.backward(self._X, n, dX)
+        return dX
+
+    def step(self, X, y, loss, weight_decay, update, lr):
+        return self._engine_for(len(X)).step(X, y, len(X), loss, weight_decay, update, lr)
+
+    def epoch(self, X, y, order, batch_size, loss, weight_decay, lr):
+        engine = self._engine_for(batch_size)
+        if batch_size not in self._batch:
+            y_shape = (batch_size,) if y.ndim == 1 else (batch_size, y.shape[1])
+            self._batch = {batch_size: (np.empty((batch_size, X.shape[1]), dtype=X.dtype),
+                                        np.empty(y_shape, dtype=y.dtype))}
+        X_batch, y_batch = self._batch[batch_size]
+        if y_batch.dtype != y.dtype or y_batch.shape[1:] != y.shape[1:]:
+            y_batch = np.empty((batch_size,) + y.shape[1:], dtype=y.dtype)
+            self._batch[batch_size] = (X_batch, y_batch)
+        return engine.epoch(X, y, order, batch_size, X_batch, y_batch, loss, weight_decay, lr)
+
+    def predict(self, X):
+        n = len(X)
+        out = np.empty((n, self.plan.output_dim), dtype=self.plan.dtype)
+        if n == 0:
+            return out
+        chunk = max(1, min(n, PREDICT_CHUNK_ELEMENTS // self.plan.max_width))
+        buffers = self._predict_buffers
+        if buffers is None or buffers[0].shape[0] < chunk:
+            shape = (chunk, self.plan.max_width)
+            buffers = self._predict_buffers = (np.empty(shape, self.plan.dtype),
+                                               np.empty(shape, self.plan.dtype))
+        self._engine_for(1).predict(X, out, buffers[0], buffers[1], buffers[0].shape[0])
+        return out
+
+    def loss_sum(self, X, y, loss):
+        n = len(X)
+        chunk = max(self.plan.capacity, min(n, 1024))
+        engine = self._engine_for(chunk)
+        total, n_correct = 0.0, 0
+        for start in range(0, n, chunk):
+            part, correct = engine.loss_sum(X[start:start + chunk], y[start:start + chunk],
+                                            min(chunk, n - start), loss)
+            total += part
+            n_correct += correct
+        return total, n_correct

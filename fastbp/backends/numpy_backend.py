@@ -1,0 +1,163 @@
+"""The NumPy backend: backpropagation written out plainly, one matrix expression per step.
+
+It executes the same plan as the compiled backend and is the oracle the tests
+check that backend against. For a dense layer with activation f:
+
+    forward:   Z = X @ W + b          A = f(Z)
+    backward:  dZ = dA * f'(Z)        dW = X.T @ dZ    db = dZ.sum(axis=0)    dX = dZ @ W.T
+
+X : (n_samples, d_in), W : (d_in, d_out), b : (d_out,), Z, A, dA, dZ : (n_samples, d_out).
+"""
+import numpy as np
+
+from fastbp import losses
+
+# --- activations: code -> (f(Z, param), f'(Z, A, param)) -------------------------------
+
+
+def _sigmoid(Z, param):
+    # exp of a non-positive number never overflows
+    E = np.exp(-np.abs(Z))
+    return np.where(Z >= 0, 1 / (1 + E), E / (1 + E))
+
+
+ACTIVATIONS = {
+    0: (lambda Z, p: Z, lambda Z, A, p: np.ones_like(Z)),                       # identity
+    1: (_sigmoid, lambda Z, A, p: A * (1 - A)),                                  # sigmoid
+    2: (lambda Z, p: np.tanh(Z), lambda Z, A, p: 1 - A * A),                     # tanh
+    3: (lambda Z, p: np.maximum(Z, 0), lambda Z, A, p: (Z > 0).astype(Z.dtype)),  # relu
+    4: (lambda Z, p: np.where(Z > 0, Z, Z * Z.dtype.type(p)),                    # leaky_relu
+        lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), Z.dtype.type(p))),
+}
+
+
+# --- losses: code -> f(Z, A, y) returning (summed loss, dL/dout unscaled, n_correct) ----
+# dout is dL/dA for MSE and dL/dZ for the fused losses, before the 1/N factor.
+
+
+def _softmax_xent_labels(Z, A, y):
+    shifted = Z - Z.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    total = exp.sum(axis=1, keepdims=True)
+    rows = np.arange(len(y))
+    loss = np.sum(np.log(total[:, 0]) - shifted[rows, y], dtype=np.float64)
+    dZ = exp / total
+    dZ[rows, y] -= 1
+    return loss, dZ, int(np.sum(Z.argmax(axis=1) == y))
+
+
+def _softmax_xent_probabilities(Z, A, Y):
+    shifted = Z - Z.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    total = exp.sum(axis=1, keepdims=True)
+    log_softmax = shifted - np.log(total)
+    loss = -np.sum(Y * log_softmax, dtype=np.float64)
+    return loss, exp / total - Y, int(np.sum(Z.argmax(axis=1) == Y.argmax(axis=1)))
+
+
+def _sigmoid_bce(Z, A, Y):
+    # -y log s(z) - (1 - y) log(1 - s(z)) = max(z, 0) - y z + log(1 + exp(-|z|))
+    loss = np.sum(np.maximum(Z, 0) - Y * Z + np.log1p(np.exp(-np.abs(Z))), dtype=np.float64)
+    return loss, A - Y, int(np.sum((A >= 0.5) == (Y >= 0.5)))
+
+
+def _mse(Z, A, Y):
+    diff = A - Y
+    return 0.5 * np.sum(diff * diff, dtype=np.float64), diff, 0
+
+
+LOSSES = {
+    losses.MSE: _mse,
+    losses.SOFTMAX_XENT_INT: _softmax_xent_labels,
+    losses.SOFTMAX_XENT_PROB: _softmax_xent_probabilities,
+    losses.SIGMOID_BCE: _sigmoid_bce,
+}
+
+
+class NumpyBackend:
+    """Runs a plan (fastbp/plan.py) with NumPy. Same methods as CythonBackend."""
+
+    name = "numpy"
+
+    def __init__(self, plan):
+        self.plan = plan
+        self._inputs = []   # X fed to each layer by the last forward pass
+        self._Z = []
+        self._A = []
+
+    def forward(self, X):
+        """Forward pass; caches what backward needs. Returns the last A (n, d_out)."""
+        self._inputs, self._Z, self._A = [], [], []
+        for layer in self.plan.layers:
+            f, _ = ACTIVATIONS[layer.act]
+            Z = X @ layer.W + layer.b
+            A = f(Z, layer.param)
+            self._inputs.append(X)
+            self._Z.append(Z)
+            self._A.append(A)
+            X = A
+        return X
+
+    def backward(self, dout, need_dX=True, last_is_dZ=False):
+        """Backpropagate dout = dL/dA of the last layer (dL/dZ if last_is_dZ).
+
+        Writes dW, db of every layer into the plan; returns dX (n, d_in) or None.
+        """
+        delta = dout
+        for i in range(len(self.plan.layers) - 1, -1, -1):
+            layer = self.plan.layers[i]
+            if i == len(self.plan.layers) - 1 and last_is_dZ:
+                dZ = delta
+            else:
+                _, df = ACTIVATIONS[layer.act]
+                dZ = delta * df(self._Z[i], self._A[i], layer.param)
+            layer.dW[...] = self._inputs[i].T @ dZ
+            layer.db[...] = dZ.sum(axis=0)
+            if i > 0 or need_dX:
+                delta = dZ @ layer.W.T
+        return delta if need_dX else None
+
+    def step(self, X, y, loss, weight_decay, update, lr):
+        """Gradients of mean loss + weight_decay/2 sum ||W||^2 on one batch, then
+        (if update) W -= lr dW, b -= lr db. Returns (loss, n_correct)."""
+        n = len(X)
+        out = self.forward(X)
+        loss_sum, dout, n_correct = LOSSES[loss](self._Z[-1], out, y)
+        value = loss_sum / n
+        self.backward(dout / out.dtype.type(n), need_dX=False, last_is_dZ=loss != losses.MSE)
+        if weight_decay:
+            for layer in self.plan.layers:
+                value += 0.5 * weight_decay * np.sum(layer.W * layer.W, dtype=np.float64)
+                layer.dW += layer.W.dtype.type(weight_decay) * layer.W
+        if update and np.isfinite(value):
+            for layer in self.plan.layers:
+                layer.W -= layer.W.dtype.type(lr) * layer.dW
+                layer.b -= layer.b.dtype.type(lr) * layer.db
+        return value, n_correct
+
+    def epoch(self, X, y, order, batch_size, loss, weight_decay, lr):
+        """One pass of mini-batch SGD in `order`. Returns (sum of batch_rows *
+        batch_loss, n_correct, n_seen), stopping after a non-finite loss."""
+        total, n_correct, n_seen = 0.0, 0, 0
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            value, correct = self.step(X[idx], y[idx], loss, weight_decay, True, lr)
+            total += value * len(idx)
+            n_correct += correct
+            n_seen += len(idx)
+            if not np.isfinite(value):
+                break
+        return total, n_correct, n_seen
+
+    def predict(self, X):
+        """Forward only: the last layer's output (n, d_out)."""
+        for layer in self.plan.layers:
+            f, _ = ACTIVATIONS[layer.act]
+            X = f(X @ layer.W + layer.b, layer.param)
+        return X
+
+    def loss_sum(self, X, y, loss):
+        """Summed loss over all rows and the number classified correctly."""
+        out = self.forward(X)
+        loss_sum, _, n_correct = LOSSES[loss](self._Z[-1], out, y)
+        return loss_sum, n_correct

@@ -1,0 +1,59 @@
+"""Weight initialisers: name -> function(rng, fan_in, fan_out) -> float64 array.
+
+Random draws are made in float64 and cast by the layer, so one seed gives the
+same starting point in float32 and float64. Anything random breaks the symmetry
+between hidden units; "zeros" deliberately does not.
+"""
+import numpy as np
+
+
+def zeros(rng, fan_in, fan_out):
+    return np.zeros((fan_in, fan_out))
+
+
+def small_normal(rng, fan_in, fan_out):
+    """N(0, 1) * 0.01."""
+    return rng.standard_normal((fan_in, fan_out)) * 0.01
+
+
+def glorot_uniform(rng, fan_in, fan_out):
+    """U(-r, r) with r = sqrt(6 / (fan_in + fan_out))."""
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, (fan_in, fan_out))
+
+
+def glorot_normal(rng, fan_in, fan_out):
+    """N(0, 2 / (fan_in + fan_out))."""
+    return rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / (fan_in + fan_out))
+
+
+def he_uniform(rng, fan_in, fan_out):
+    """U(-r, r) with r = sqrt(6 / fan_in)."""
+    limit = np.sqrt(6.0 / fan_in)
+    return rng.uniform(-limit, limit, (fan_in, fan_out))
+
+
+def he_normal(rng, fan_in, fan_out):
+    """N(0, 2 / fan_in)."""
+    return rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+
+
+def lecun_normal(rng, fan_in, fan_out):
+    """N(0, 1 / fan_in)."""
+    return rng.standard_normal((fan_in, fan_out)) * np.sqrt(1.0 / fan_in)
+
+
+INITIALIZERS = {f.__name__: f for f in (zeros, small_normal, glorot_uniform, glorot_normal,
+                                        he_uniform, he_normal, lecun_normal)}
+RELU_FAMILY = {"relu", "leaky_relu"}
+
+
+def default_for(activation_name):
+    """He for the ReLU family, Glorot otherwise."""
+    return "he_normal" if activation_name in RELU_FAMILY else "glorot_uniform"
+
+
+def get(name):
+    if name not in INITIALIZERS:
+        raise ValueError(f"unknown initializer {name!r}; expected one of {sorted(INITIALIZERS)}")
+    return INITIALIZERS[name]

@@ -1,0 +1,52 @@
+"""Layers: configuration and parameters, no math (the backends do the math)."""
+import numpy as np
+
+from fastbp import activations, initializers
+from fastbp.validation import positive_int
+
+
+class Dense:
+    """A fully connected layer: A = f(X @ W + b).
+
+    units : number of outputs d_out.
+    activation : a name from fastbp.activations.ACTIVATIONS, None (identity), or an
+        Activation from fastbp.activations.get(name, **params).
+    input_dim : d_in, needed on the first layer unless the model is built from data.
+    kernel_initializer : a name from fastbp.initializers; default He for the ReLU
+        family and Glorot otherwise. Biases start at zero.
+
+    After build: W : ndarray of shape (d_in, units); b : ndarray of shape (units,).
+    """
+
+    def __init__(self, units, activation=None, input_dim=None, kernel_initializer=None):
+        self.units = positive_int("units", units)
+        self.activation = activations.get(activation)
+        self.input_dim = positive_int("input_dim", input_dim, allow_none=True)
+        if kernel_initializer is None:
+            kernel_initializer = initializers.default_for(self.activation.name)
+        initializers.get(kernel_initializer)  # fail early on an unknown name
+        self.kernel_initializer = kernel_initializer
+        self.W = None
+        self.b = None
+
+    @property
+    def built(self):
+        return self.W is not None
+
+    def build(self, input_dim, dtype, rng):
+        """Create W (input_dim, units) and b (units,) in dtype, drawing from rng."""
+        init = initializers.get(self.kernel_initializer)
+        self.W = np.ascontiguousarray(init(rng, input_dim, self.units), dtype=dtype)
+        self.b = np.zeros(self.units, dtype=dtype)
+        self.input_dim = input_dim
+
+    def parameters(self):
+        """The layer's parameter arrays, in get_weights order: [W, b]."""
+        return [self.W, self.b]
+
+    def get_config(self):
+        return {"class": "Dense", "units": self.units, "activation": self.activation.get_config(),
+                "input_dim": self.input_dim, "kernel_initializer": self.kernel_initializer}
+
+    def __repr__(self):
+        return f"Dense({self.units}, activation={self.activation.name!r}, input_dim={self.input_dim})"

@@ -1,0 +1,335 @@
+"""Sequential: a stack of dense layers trained by backpropagation.
+
+The model validates input, owns the parameters (through its layers), the random
+generator and the optimiser configuration, and hands the math to a backend
+(fastbp/backends) through a plan (fastbp/plan.py).
+"""
+import sys
+import time
+
+import numpy as np
+
+from fastbp import backends, losses, optimizers
+from fastbp import validation as check
+from fastbp.callbacks import History
+from fastbp.layers import Dense
+from fastbp.plan import Plan
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def _dtype(dtype):
+    name = np.dtype(dtype).name if dtype in (np.float32, np.float64) else dtype
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return np.dtype(DTYPES[name])
+
+
+class Sequential:
+    """A multilayer perceptron: Dense layers applied in order, then a loss.
+
+    layers : list of fastbp.Dense. The first needs input_dim=, unless the model is
+        built from the first data it sees.
+    loss : "mse", "softmax_cross_entropy" (last layer outputs logits) or
+        "binary_cross_entropy" (last layer has activation="sigmoid").
+    optimizer : fastbp.SGD(lr, weight_decay) or its name.
+    dtype : "float32" (default) or "float64"; inputs are converted to it.
+    seed : seeds initialisation and shuffling: same seed, same data, same backend
+        gives bit-identical weights.
+    backend : "cython" (compiled, default) or "numpy" (reference).
+    """
+
+    def __init__(self, layers=(), loss="mse", optimizer=None, dtype="float32", seed=None,
+                 backend="cython"):
+        self.loss = losses.get(loss)
+        self.optimizer = optimizers.get(optimizer)
+        self.dtype = _dtype(dtype)
+        self.backend_name = backend
+        self._backend_class = backends.get(backend)
+        self.layers = []
+        self._rng = np.random.default_rng(seed)
+        self._plan = None
+        self._backend = None
+        self._forward_rows = None   # rows of the last forward(), for backward()
+        for layer in layers:
+            self.add(layer)
+        if self.layers:
+            self._check_loss_fits()
+            if self.layers[0].input_dim is not None:
+                self.build(self.layers[0].input_dim)
+
+    # --- construction ---------------------------------------------------------------
+
+    def add(self, layer):
+        """Append a layer (before the model is built)."""
+        if self.built:
+            raise RuntimeError("the model is already built; add layers before the first "
+                               "fit/forward, or make a new Sequential")
+        if not isinstance(layer, Dense):
+            raise TypeError(f"layers must be fastbp.Dense, got {type(layer).__name__}")
+        if any(layer is other for other in self.layers):
+            raise ValueError("the same layer object appears twice; create a new Dense for each layer")
+        self.layers.append(layer)
+
+    @property
+    def built(self):
+        return self._plan is not None
+
+    def build(self, input_dim):
+        """Create every parameter for inputs of input_dim features."""
+        input_dim = check.positive_int("input_dim", input_dim)
+        if self.built:
+            if input_dim != self.input_dim:
+                raise ValueError(f"the model is built for {self.input_dim} features, not {input_dim}")
+            return
+        if not self.layers:
+            raise ValueError("the model has no layers; pass layers=[fb.Dense(...), ...]")
+        self._check_loss_fits()
+        d_in = input_dim
+        for layer in self.layers:
+            layer.build(d_in, self.dtype, self._rng)
+            d_in = layer.units
+        self._plan = Plan(self.layers, self.dtype)
+        self._backend = self._backend_class(self._plan)
+
+    def _check_loss_fits(self):
+        """The last layer must give the loss the outputs it expects."""
+        last = self.layers[-1]
+        want = self.loss.output_activation
+        if want is not None and last.activation.name != want:
+            if want == "identity":
+                fix = (f"the last layer must output logits: use Dense({last.units}) with no "
+                       f"activation (it has {last.activation.name!r}); the loss applies the softmax")
+            else:
+                fix = (f"give the last layer activation={want!r} (it has "
+                       f"{last.activation.name!r})")
+            raise ValueError(f"loss {self.loss.name!r} does not fit the last layer: {fix}")
+        if self.loss.name == "softmax_cross_entropy" and last.units < 2:
+            raise ValueError("softmax_cross_entropy needs a last layer with one unit per class "
+                             f"(at least 2), got {last.units}; for two classes with one unit use "
+                             "binary_cross_entropy and activation='sigmoid'")
+
+    @property
+    def input_dim(self):
+        return self._plan.input_dim if self.built else None
+
+    @property
+    def output_dim(self):
+        return self.layers[-1].units if self.layers else None
+
+    # --- data -----------------------------------------------------------------------
+
+    def _features(self, X, name="X"):
+        return check.as_features(X, self.dtype, self.input_dim, name=name)
+
+    def _targets(self, y, n_samples, name="y"):
+        if not self.layers:
+            raise ValueError("the model has no layers")
+        return check.as_targets(y, n_samples, self.loss, self.output_dim, self.dtype, name=name)
+
+    def _ready(self, X):
+        """Build from X's width on first use."""
+        if not self.built:
+            self.build(X.shape[1])
+
+    # --- training -------------------------------------------------------------------
+
+    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None, verbose=1):
+        """Train with mini-batch gradient descent; returns a History.
+
+        X : (n_samples, n_features); y : targets (see the loss).
+        batch_size : None for full-batch gradient descent, 1 for stochastic, k for
+            mini-batches of k (the last one may be smaller); values above n_samples
+            are clamped to n_samples.
+        validation_data : (X_val, y_val), evaluated after each epoch.
+        """
+        X = self._features(X)
+        y, loss_code = self._targets(y, len(X))
+        epochs = check.non_negative_int("epochs", epochs)
+        n = len(X)
+        batch_size = n if batch_size is None else min(check.positive_int("batch_size", batch_size), n)
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            X_val = check.as_features(validation_data[0], self.dtype, X.shape[1], name="X_val")
+            y_val, val_code = self._targets(validation_data[1], len(X_val), name="y_val")
+        self._ready(X)
+        self._forward_rows = None
+        history = History()
+        opt = self.optimizer
+        for epoch in range(epochs):
+            started = time.perf_counter()
+            order = self._rng.permutation(n) if shuffle else np.arange(n)
+            total, n_correct, n_seen = self._backend.epoch(
+                X, y, order.astype(np.int64), batch_size, loss_code, opt.weight_decay, opt.lr)
+            if not np.isfinite(total):
+                raise FloatingPointError(
+                    f"training diverged in epoch {epoch + 1}: the loss became {total / max(n_seen, 1)} "
+                    f"after {n_seen} samples; the weights are the last finite ones. Lower the "
+                    f"learning rate (lr={opt.lr}) or standardise the inputs")
+            logs = {"loss": total / n}
+            if self.loss.classification:
+                logs["accuracy"] = n_correct / (n * self._outputs_per_sample(loss_code))
+            if validation_data is not None:
+                val = self._evaluate(X_val, y_val, val_code)
+                logs.update({"val_" + key: value for key, value in val.items()})
+            history.append(epoch, logs)
+            if verbose:
+                self._print_epoch(epoch, epochs, logs, n / (time.perf_counter() - started))
+        return history
+
+    def _outputs_per_sample(self, loss_code):
+        """Accuracy counts one decision per sample, or one per output for sigmoid outputs."""
+        return self.output_dim if loss_code == losses.SIGMOID_BCE else 1
+
+    @staticmethod
+    def _print_epoch(epoch, epochs, logs, samples_per_second):
+        figures = " - ".join(f"{key} {value:.4f}" for key, value in logs.items())
+        print(f"epoch {epoch + 1}/{epochs} - {figures} - {samples_per_second:,.0f} samples/s",
+              file=sys.stdout, flush=True)
+
+    def train_step(self, X, y):
+        """One optimiser step on one batch; returns its loss (before the step)."""
+        X = self._features(X)
+        y, loss_code = self._targets(y, len(X))
+        self._ready(X)
+        self._forward_rows = None
+        opt = self.optimizer
+        loss, _ = self._backend.step(X, y, loss_code, opt.weight_decay, True, opt.lr)
+        return float(loss)
+
+    def loss_and_gradients(self, X, y):
+        """The loss on (X, y), L2 term included, and its gradient with respect to
+        every parameter, as copies aligned with get_weights()."""
+        X = self._features(X)
+        y, loss_code = self._targets(y, len(X))
+        self._ready(X)
+        self._forward_rows = None
+        loss, _ = self._backend.step(X, y, loss_code, self.optimizer.weight_decay, False, 0.0)
+        return float(loss), [g.copy() for g in self._plan.gradients()]
+
+    # --- inference --------------------------------------------------------------------
+
+    def predict(self, X):
+        """Class indices (n_samples,) for classification losses (0/1 of shape
+        (n_samples, n_outputs) for several sigmoid outputs); outputs otherwise."""
+        out = self._outputs(X)
+        if self.loss.name == "softmax_cross_entropy":
+            return out.argmax(axis=1)
+        if self.loss.name == "binary_cross_entropy":
+            labels = (out >= 0.5).astype(np.int64)
+            return labels[:, 0] if labels.shape[1] == 1 else labels
+        return out
+
+    def predict_proba(self, X):
+        """Class probabilities (n_samples, n_outputs) for classification losses."""
+        if not self.loss.classification:
+            raise ValueError(f"predict_proba needs a classification loss; this model uses "
+                             f"{self.loss.name!r}: use predict")
+        out = self._outputs(X)
+        if self.loss.name == "softmax_cross_entropy":
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+            out /= out.sum(axis=1, keepdims=True)
+        return out
+
+    def _outputs(self, X):
+        X = self._features(X)
+        self._ready(X)
+        return self._backend.predict(X)
+
+    def evaluate(self, X, y):
+        """{"loss": mean loss plus the L2 term, "accuracy": ... for classification}."""
+        X = self._features(X)
+        y, loss_code = self._targets(y, len(X))
+        self._ready(X)
+        return self._evaluate(X, y, loss_code)
+
+    def _evaluate(self, X, y, loss_code):
+        self._forward_rows = None
+        total, n_correct = self._backend.loss_sum(X, y, loss_code)
+        result = {"loss": float(total / len(X) + self._l2_term())}
+        if self.loss.classification:
+            result["accuracy"] = n_correct / (len(X) * self._outputs_per_sample(loss_code))
+        return result
+
+    def _l2_term(self):
+        decay = self.optimizer.weight_decay
+        if not decay:
+            return 0.0
+        return 0.5 * decay * sum(np.sum(layer.W * layer.W, dtype=np.float64) for layer in self.layers)
+
+    # --- your own loss ------------------------------------------------------------------
+
+    def forward(self, X, training=False):
+        """The last layer's output (n_samples, n_outputs): logits for
+        softmax_cross_entropy, activations otherwise. Keeps what backward needs."""
+        X = self._features(X)
+        self._ready(X)
+        out = np.array(self._backend.forward(X))
+        self._forward_rows = len(X)
+        return out
+
+    def backward(self, dout):
+        """Backpropagate dout = dL/d(output of forward), shape (n_samples, n_outputs),
+        through the last forward pass. Stores every parameter gradient (see
+        get_gradients) and returns dL/dX (n_samples, n_features)."""
+        if self._forward_rows is None:
+            raise RuntimeError("backward needs a forward pass first: call model.forward(X) "
+                               "and then model.backward(dout) with no other call between them")
+        n, d_out = self._forward_rows, self.output_dim
+        dout = check.as_features(dout, self.dtype, d_out, name="dout")
+        if dout.shape[0] != n:
+            raise ValueError(f"dout has {dout.shape[0]} rows but the last forward pass had {n}; "
+                             f"pass dout of shape ({n}, {d_out})")
+        return np.array(self._backend.backward(dout, need_dX=True))
+
+    def get_gradients(self):
+        """Copies of the gradients from the last backward/loss_and_gradients, aligned
+        with get_weights()."""
+        self._require_built()
+        return [g.copy() for g in self._plan.gradients()]
+
+    # --- parameters ---------------------------------------------------------------------
+
+    def _require_built(self):
+        if not self.built and self.layers and self.layers[0].input_dim is not None:
+            self.build(self.layers[0].input_dim)
+        if not self.built:
+            raise RuntimeError("the model is not built yet: give the first layer input_dim= "
+                               "or call fit/forward/build first")
+
+    def get_weights(self):
+        """Copies of [W1, b1, W2, b2, ...]; W of shape (d_in, d_out), b of shape (d_out,)."""
+        self._require_built()
+        return [p.copy() for p in self._plan.parameters()]
+
+    def set_weights(self, weights):
+        """Replace every parameter; weights as returned by get_weights()."""
+        self._require_built()
+        params = self._plan.parameters()
+        weights = list(weights)
+        if len(weights) != len(params):
+            raise ValueError(f"set_weights expected {len(params)} arrays ([W, b] per layer), "
+                             f"got {len(weights)}")
+        converted = []
+        for i, (new, old) in enumerate(zip(weights, params)):
+            arr = np.asarray(new)
+            if arr.shape != old.shape:
+                raise ValueError(f"weights[{i}] has shape {arr.shape}, expected {old.shape}")
+            if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+                raise TypeError(f"weights[{i}] must be numeric, got dtype {arr.dtype}")
+            arr = arr.astype(self.dtype)
+            if not np.isfinite(arr).all():
+                raise ValueError(f"weights[{i}] contains NaN or infinite values")
+            converted.append(arr)
+        for new, old in zip(converted, params):
+            old[...] = new
+
+    def count_params(self):
+        self._require_built()
+        return sum(p.size for p in self._plan.parameters())
+
+    def __repr__(self):
+        layers = ", ".join(repr(layer) for layer in self.layers)
+        return (f"Sequential([{layers}], loss={self.loss.name!r}, optimizer={self.optimizer!r}, "
+                f"dtype={self.dtype.name!r}, backend={self.backend_name!r})")

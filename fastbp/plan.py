@@ -1,0 +1,68 @@
+"""The plan: a built Sequential flattened into what the backends execute.
+
+Per dense layer: dims, activation code and parameter, the parameter arrays
+(shared with the layer, updated in place), gradient arrays, and workspaces sized
+for `capacity` rows, grown only when a larger batch arrives.
+"""
+import numpy as np
+
+
+class LayerPlan:
+    """One dense layer as the backends see it.
+
+    W, dW : (d_in, d_out); b, db : (d_out,); workspaces Z, A, delta :
+    (capacity, d_out), with A the same array as Z for the identity.
+    """
+
+    def __init__(self, layer, dtype):
+        self.d_in, self.d_out = layer.W.shape
+        self.act = layer.activation.code
+        self.param = layer.activation.param
+        self.W, self.b = layer.W, layer.b
+        self.dW = np.zeros_like(self.W)
+        self.db = np.zeros_like(self.b)
+        self.Z = self.A = self.delta = None
+        self.dtype = dtype
+
+    def allocate(self, capacity):
+        self.Z = np.zeros((capacity, self.d_out), dtype=self.dtype)
+        self.A = self.Z if self.act == 0 else np.zeros_like(self.Z)
+        self.delta = np.zeros_like(self.Z)
+
+
+class Plan:
+    """layers : list of built Dense layers; dtype : float32 or float64."""
+
+    def __init__(self, layers, dtype):
+        self.dtype = np.dtype(dtype)
+        self.layers = [LayerPlan(layer, self.dtype) for layer in layers]
+        self.capacity = 0
+
+    @property
+    def input_dim(self):
+        return self.layers[0].d_in
+
+    @property
+    def output_dim(self):
+        return self.layers[-1].d_out
+
+    @property
+    def max_width(self):
+        return max(layer.d_out for layer in self.layers)
+
+    def ensure_capacity(self, n_rows):
+        """Grow the workspaces to hold n_rows; True if they were reallocated."""
+        if n_rows <= self.capacity:
+            return False
+        for layer in self.layers:
+            layer.allocate(n_rows)
+        self.capacity = n_rows
+        return True
+
+    def parameters(self):
+        """[W1, b1, W2, b2, ...], the live arrays."""
+        return [p for layer in self.layers for p in (layer.W, layer.b)]
+
+    def gradients(self):
+        """[dW1, db1, dW2, db2, ...], aligned with parameters()."""
+        return [g for layer in self.layers for g in (layer.dW, layer.db)]

@@ -1,0 +1,110 @@
+"""Checks on user input, made before anything is changed or any kernel runs.
+
+Each error names the argument, what was expected, what was received and how to
+fix it.
+"""
+import numbers
+
+import numpy as np
+
+
+def as_features(X, dtype, n_features=None, name="X"):
+    """X as a C-contiguous (n_samples, n_features) array of dtype.
+
+    Accepts lists and other array-likes, booleans and integers; copies at most once.
+    """
+    try:
+        arr = np.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a 2-D array of numbers, got {type(X).__name__} "
+                        f"that NumPy cannot read as one ({exc})") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}; convert it with "
+                        f"np.asarray({name}, dtype=float)")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+    if arr.ndim != 2:
+        hint = (f"; for a single feature use {name}.reshape(-1, 1), for a single sample "
+                f"{name}.reshape(1, -1)" if arr.ndim == 1 else "")
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}{hint}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one sample "
+                         "with at least one feature")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features, but the model was built for "
+                         f"{n_features}; pass {name} with {n_features} columns or build a new model")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values; remove or impute them first")
+    return arr
+
+
+def as_targets(y, n_samples, loss_spec, n_outputs, dtype, name="y"):
+    """(targets, loss code) ready for the backends.
+
+    softmax_cross_entropy: int class indices (n_samples,) in [0, n_outputs), or
+    probability rows (n_samples, n_outputs). Other losses: values of shape
+    (n_samples,) when n_outputs == 1, or (n_samples, n_outputs).
+    """
+    try:
+        arr = np.asarray(y)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of numbers ({exc})") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    if arr.ndim == 0 or arr.ndim > 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} rows but X has {n_samples}; "
+                         "pass one target per sample")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if "labels" in loss_spec.codes and (arr.ndim == 1 or arr.shape[1] == 1):
+        return _class_labels(arr.reshape(-1), n_outputs, name), loss_spec.codes["labels"]
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.shape[1] != n_outputs:
+        raise ValueError(f"{name} has {arr.shape[1]} columns, but the model has {n_outputs} "
+                         f"outputs; pass {name} of shape ({n_samples}, {n_outputs})")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if "probabilities" in loss_spec.codes:
+        if arr.min() < 0 or arr.max() > 1:
+            raise ValueError(f"{name} for {loss_spec.name} must lie in [0, 1], got values "
+                             f"from {arr.min()} to {arr.max()}")
+        if loss_spec.name == "softmax_cross_entropy":
+            sums = arr.sum(axis=1, dtype=np.float64)
+            bad = np.flatnonzero(np.abs(sums - 1) > 1e-4)
+            if bad.size:
+                raise ValueError(f"{name} rows must sum to 1 (probabilities), row {bad[0]} "
+                                 f"sums to {sums[bad[0]]:.6g}; pass class indices or "
+                                 "normalised probability rows")
+        return arr, loss_spec.codes["probabilities"]
+    return arr, loss_spec.codes["values"]
+
+
+def _class_labels(arr, n_classes, name):
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name} holds non-integer class labels (e.g. {arr[arr != np.round(arr)][0]}); "
+                             "pass integer class indices or probability rows")
+    labels = arr.astype(np.int64)
+    low, high = labels.min(), labels.max()
+    if low < 0 or high >= n_classes:
+        raise ValueError(f"{name} holds class labels from {low} to {high}, but the model has "
+                         f"{n_classes} outputs, so labels must be in [0, {n_classes}); "
+                         f"give the last layer max(label)+1 units or relabel the classes")
+    return np.ascontiguousarray(labels)
+
+
+def positive_int(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def non_negative_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
