@@ -160,13 +160,15 @@ class Sequential:
         for epoch in range(epochs):
             started = time.perf_counter()
             order = self._rng.permutation(n) if shuffle else np.arange(n)
+            checkpoint = self.get_weights()
             total, n_correct, n_seen = self._backend.epoch(
                 X, y, order.astype(np.int64), batch_size, loss_code, opt.weight_decay, opt.lr)
             if not np.isfinite(total):
+                self._restore_if_not_finite(checkpoint)
                 raise FloatingPointError(
-                    f"training diverged in epoch {epoch + 1}: the loss became {total / max(n_seen, 1)} "
-                    f"after {n_seen} samples; the weights are the last finite ones. Lower the "
-                    f"learning rate (lr={opt.lr}) or standardise the inputs")
+                    f"training diverged in epoch {epoch + 1} after {n_seen} samples: the loss "
+                    "or the weights stopped being finite; the model keeps its last finite "
+                    f"weights. Lower the learning rate (lr={opt.lr}) or standardise the inputs")
             logs = {"loss": total / n}
             if self.loss.classification:
                 logs["accuracy"] = n_correct / (n * self._outputs_per_sample(loss_code))
@@ -195,8 +197,20 @@ class Sequential:
         self._ready(X)
         self._forward_rows = None
         opt = self.optimizer
+        checkpoint = self.get_weights()
         loss, _ = self._backend.step(X, y, loss_code, opt.weight_decay, True, opt.lr)
+        if not np.isfinite(loss):
+            self._restore_if_not_finite(checkpoint)
+            raise FloatingPointError(
+                "the training step diverged: the loss or the weights stopped being finite, "
+                f"so the step was not applied. Lower the learning rate (lr={opt.lr}) or "
+                "standardise the inputs")
         return float(loss)
+
+    def _restore_if_not_finite(self, checkpoint):
+        if not all(np.isfinite(p).all() for p in self._plan.parameters()):
+            for saved, live in zip(checkpoint, self._plan.parameters()):
+                live[...] = saved
 
     def loss_and_gradients(self, X, y):
         """The loss on (X, y), L2 term included, and its gradient with respect to

@@ -8,12 +8,13 @@ validates every array it passes in; nothing here checks again.
 """
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
-from libc.math cimport isfinite
+from libc.math cimport isfinite, NAN
 from cython cimport floating
 from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay, sgd,
                                    gather_rows, fbp_gather_labels,
                                    LOSS_MSE, LOSS_SOFTMAX_XENT_INT)
 from fastbp._kernels.dense cimport dense_forward, dense_backward
+from fastbp._kernels.blas cimport gemm
 
 cdef extern from *:
     """
@@ -79,11 +80,12 @@ cdef double _step(Layer *L, int n_layers, int n, const floating *X, const void *
     """Forward, loss, backward, L2, and (if update) one SGD step on one batch.
 
     Returns the batch's mean loss plus the L2 term. A non-finite loss skips the
-    update, so the weights stay the last finite ones.
+    update; an update that makes a weight non-finite returns NaN, so that the
+    caller stops and restores its checkpoint.
     """
     cdef Layer *last = &L[n_layers - 1]
     cdef int l
-    cdef int64_t size
+    cdef int64_t size, not_finite = 0
     cdef double value
     _forward(L, n_layers, n, X)
     value = loss_forward_backward(loss, n, last.d_out, <floating *>last.Z, <floating *>last.A,
@@ -95,12 +97,36 @@ cdef double _step(Layer *L, int n_layers, int n, const floating *X, const void *
             size = <int64_t>L[l].d_in * L[l].d_out
             value += 0.5 * weight_decay * sumsq(size, <floating *>L[l].W)
             add_decay(size, <floating>weight_decay, <floating *>L[l].W, <floating *>L[l].dW)
-    if update and isfinite(value):
+    if not isfinite(<floating>value):
+        return <floating>value   # inf or NaN: overflowed the model's dtype
+    if update:
         for l in range(n_layers):
-            sgd(<int64_t>L[l].d_in * L[l].d_out, <floating>lr, <floating *>L[l].dW,
-                <floating *>L[l].W)
-            sgd(<int64_t>L[l].d_out, <floating>lr, <floating *>L[l].db, <floating *>L[l].b)
-    return value
+            not_finite += sgd(<int64_t>L[l].d_in * L[l].d_out, <floating>lr,
+                              <floating *>L[l].dW, <floating *>L[l].W)
+            not_finite += sgd(<int64_t>L[l].d_out, <floating>lr, <floating *>L[l].db,
+                              <floating *>L[l].b)
+    return value if not_finite == 0 else NAN
+
+
+cdef void _gemms_only(Layer *L, int n_layers, int n, const floating *X) noexcept nogil:
+    """The GEMM calls of one training step and nothing else: the step's floor."""
+    cdef int l
+    cdef const floating *inp
+    for l in range(n_layers):
+        inp = X if l == 0 else <floating *>L[l - 1].A
+        # Z = X @ W
+        gemm(False, False, n, L[l].d_out, L[l].d_in, <floating>1, inp, L[l].d_in,
+             <floating *>L[l].W, L[l].d_out, <floating>0, <floating *>L[l].Z, L[l].d_out)
+    for l in range(n_layers - 1, -1, -1):
+        inp = X if l == 0 else <floating *>L[l - 1].A
+        # dW = X.T @ dZ
+        gemm(True, False, L[l].d_in, L[l].d_out, n, <floating>1, inp, L[l].d_in,
+             <floating *>L[l].delta, L[l].d_out, <floating>0, <floating *>L[l].dW, L[l].d_out)
+        if l > 0:
+            # dX = dZ @ W.T
+            gemm(False, True, n, L[l].d_in, L[l].d_out, <floating>1, <floating *>L[l].delta,
+                 L[l].d_out, <floating *>L[l].W, L[l].d_out, <floating>0,
+                 <floating *>L[l - 1].delta, L[l].d_in)
 
 
 cdef void _predict(Layer *L, int n_layers, int64_t n, int chunk, const floating *X,
@@ -251,6 +277,15 @@ cdef class Engine:
                                       idx, batch_size, <float *>xb, yb, weight_decay, lr,
                                       &n_correct, &n_seen)
         return total, n_correct, n_seen
+
+    def gemm_floor(self, X, int n):
+        """Run only the GEMMs of a training step on n rows (a benchmark yardstick)."""
+        cdef void *x = _ptr(X)
+        with nogil:
+            if self.is_double:
+                _gemms_only[double](self.layers, self.n_layers, n, <double *>x)
+            else:
+                _gemms_only[float](self.layers, self.n_layers, n, <float *>x)
 
     def predict(self, X, out, buf0, buf1, int chunk):
         """Forward only over all rows of X into out, chunk rows at a time."""

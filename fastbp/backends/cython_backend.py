@@ -63,6 +63,10 @@ class CythonBackend:
             self._batch[batch_size] = (X_batch, y_batch)
         return engine.epoch(X, y, order, batch_size, X_batch, y_batch, loss, weight_decay, lr)
 
+    def gemm_floor(self, X):
+        """Only the GEMMs of a training step on X (for benchmarks; writes workspaces)."""
+        self._engine_for(len(X)).gemm_floor(X, len(X))
+
     def predict(self, X):
         n = len(X)
         out = np.empty((n, self.plan.output_dim), dtype=self.plan.dtype)

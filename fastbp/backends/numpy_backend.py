@@ -119,7 +119,9 @@ class NumpyBackend:
 
     def step(self, X, y, loss, weight_decay, update, lr):
         """Gradients of mean loss + weight_decay/2 sum ||W||^2 on one batch, then
-        (if update) W -= lr dW, b -= lr db. Returns (loss, n_correct)."""
+        (if update) W -= lr dW, b -= lr db. Returns (loss, n_correct). A loss that is
+        not finite in the model's dtype skips the update; an update that leaves a
+        weight non-finite returns NaN so the caller restores its checkpoint."""
         n = len(X)
         out = self.forward(X)
         loss_sum, dout, n_correct = LOSSES[loss](self._Z[-1], out, y)
@@ -129,10 +131,14 @@ class NumpyBackend:
             for layer in self.plan.layers:
                 value += 0.5 * weight_decay * np.sum(layer.W * layer.W, dtype=np.float64)
                 layer.dW += layer.W.dtype.type(weight_decay) * layer.W
-        if update and np.isfinite(value):
+        if not np.isfinite(out.dtype.type(value)):
+            return float(out.dtype.type(value)), n_correct   # overflowed the model's dtype
+        if update:
             for layer in self.plan.layers:
                 layer.W -= layer.W.dtype.type(lr) * layer.dW
                 layer.b -= layer.b.dtype.type(lr) * layer.db
+            if not all(np.isfinite(p).all() for p in self.plan.parameters()):
+                return float("nan"), n_correct   # the caller restores its checkpoint
         return value, n_correct
 
     def epoch(self, X, y, order, batch_size, loss, weight_decay, lr):

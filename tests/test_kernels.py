@@ -1,0 +1,295 @@
+"""Every compiled kernel: against centred differences (float64) and against its
+NumPy twin (float32 and float64)."""
+import numpy as np
+import pytest
+
+from fastbp import activations, losses
+from fastbp._kernels import kernels
+from fastbp.backends.numpy_backend import ACTIVATIONS as NP_ACTIVATIONS
+from fastbp.backends.numpy_backend import LOSSES as NP_LOSSES
+
+from conftest import BACKEND_RTOL, FD_RTOL, numerical_gradient, rel_error
+
+ACT_NAMES = sorted(activations.ACTIVATIONS)
+
+
+def away_from_kinks(rng, shape, dtype=np.float64):
+    """Normal values with |z| >= 0.05 so finite differences never straddle a kink."""
+    Z = rng.standard_normal(shape)
+    Z = np.where(np.abs(Z) < 0.05, 0.05 * np.sign(Z + 1e-12), Z)
+    return Z.astype(dtype)
+
+
+def act_of(name):
+    spec = activations.get(name)
+    return spec.code, spec.param
+
+
+# --- GEMM ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (7, 5, 3), (33, 17, 65)])
+def test_gemm_matches_numpy(dtype, trans_a, trans_b, m, n, k):
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    B = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    C = rng.standard_normal((m, n)).astype(dtype)
+    expected = 0.5 * ((A.T if trans_a else A) @ (B.T if trans_b else B)) + 2.0 * C
+    kernels.gemm_rowmajor(A, B, C, trans_a, trans_b, 0.5, 2.0)
+    assert rel_error(C, expected) <= BACKEND_RTOL[dtype]
+
+
+def test_gemm_rejects_mismatched_shapes():
+    A, B, C = np.ones((3, 4)), np.ones((5, 2)), np.ones((3, 2))
+    with pytest.raises(ValueError, match="inner dimensions"):
+        kernels.gemm_rowmajor(A, B, C)
+
+
+# --- activations ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ACT_NAMES)
+def test_activation_forward_matches_numpy(dtype, name):
+    code, param = act_of(name)
+    rng = np.random.default_rng(1)
+    Z = (rng.standard_normal((13, 9)) * 4).astype(dtype)
+    Z[0, :3] = [0, 30, -30]  # the kink and saturation
+    A = np.empty_like(Z)
+    kernels.activation_forward(Z, A, code, param)
+    f, _ = NP_ACTIVATIONS[code]
+    assert rel_error(A, f(Z, param)) <= BACKEND_RTOL[dtype]
+
+
+@pytest.mark.parametrize("name", ACT_NAMES)
+def test_activation_derivative_matches_finite_differences(name):
+    code, param = act_of(name)
+    rng = np.random.default_rng(2)
+    Z = away_from_kinks(rng, (6, 5))
+    G = rng.standard_normal(Z.shape)
+
+    def loss():
+        A = np.empty_like(Z)
+        kernels.activation_forward(Z, A, code, param)
+        return float(np.sum(G * A))
+
+    A = np.empty_like(Z)
+    kernels.activation_forward(Z, A, code, param)
+    dZ = np.empty_like(Z)
+    kernels.activation_backward(Z, A, G, dZ, code, param)
+    assert rel_error(dZ, numerical_gradient(loss, Z)) < FD_RTOL
+
+
+@pytest.mark.parametrize("name", ACT_NAMES)
+def test_activation_derivative_matches_numpy(dtype, name):
+    code, param = act_of(name)
+    rng = np.random.default_rng(3)
+    Z = (rng.standard_normal((11, 7)) * 3).astype(dtype)
+    Z[0, 0] = 0  # derivative at the kink
+    A = np.empty_like(Z)
+    kernels.activation_forward(Z, A, code, param)
+    dA = rng.standard_normal(Z.shape).astype(dtype)
+    dZ = np.empty_like(Z)
+    kernels.activation_backward(Z, A, dA, dZ, code, param)
+    _, df = NP_ACTIVATIONS[code]
+    assert rel_error(dZ, dA * df(Z, A, param)) <= BACKEND_RTOL[dtype]
+
+
+def test_derivatives_at_kinks_follow_pytorch():
+    """relu'(0) = 0, leaky_relu'(0) = slope (DESIGN.md §1)."""
+    Z = np.zeros((1, 1))
+    ones = np.ones((1, 1))
+    for name, expected in (("relu", 0.0), ("leaky_relu", 0.01)):
+        code, param = act_of(name)
+        dZ = np.empty_like(Z)
+        kernels.activation_backward(Z, Z.copy(), ones, dZ, code, param)
+        assert dZ[0, 0] == expected
+
+
+def test_sigmoid_and_tanh_stay_finite_for_huge_inputs(dtype):
+    Z = np.array([[-1e4, -100, 0, 100, 1e4]], dtype=dtype)
+    for name in ("sigmoid", "tanh"):
+        code, param = act_of(name)
+        A = np.empty_like(Z)
+        kernels.activation_forward(Z, A, code, param)
+        dZ = np.empty_like(Z)
+        kernels.activation_backward(Z, A, np.ones_like(Z), dZ, code, param)
+        assert np.isfinite(A).all() and np.isfinite(dZ).all()
+        assert A[0, 0] == (0 if name == "sigmoid" else -1) and A[0, -1] == 1
+
+
+# --- dense layer -----------------------------------------------------------------------
+
+
+def dense_arrays(rng, n, d_in, d_out, dtype):
+    X = rng.standard_normal((n, d_in)).astype(dtype)
+    W = rng.standard_normal((d_in, d_out)).astype(dtype)
+    b = rng.standard_normal(d_out).astype(dtype)
+    return X, W, b
+
+
+@pytest.mark.parametrize("name", ACT_NAMES)
+def test_dense_backward_matches_finite_differences(name):
+    """d/dX, d/dW, d/db of sum(G * f(X @ W + b))."""
+    code, param = act_of(name)
+    rng = np.random.default_rng(4)
+    X, W, b = dense_arrays(rng, 5, 4, 3, np.float64)
+    G = rng.standard_normal((5, 3))
+
+    def loss():
+        Z = np.empty((5, 3))
+        A = np.empty((5, 3))
+        kernels.dense_forward(X, W, b, Z, A, code, param)
+        return float(np.sum(G * A))
+
+    Z, A = np.empty((5, 3)), np.empty((5, 3))
+    kernels.dense_forward(X, W, b, Z, A, code, param)
+    # keep the check away from kinks of relu/leaky_relu
+    assert np.abs(Z).min() > 1e-4
+    delta, dW, db, dX = G.copy(), np.empty_like(W), np.empty_like(b), np.empty_like(X)
+    kernels.dense_backward(X, W, Z, A, delta, dW, db, dX, code, param)
+    assert rel_error(dW, numerical_gradient(loss, W)) < FD_RTOL
+    assert rel_error(db, numerical_gradient(loss, b)) < FD_RTOL
+    assert rel_error(dX, numerical_gradient(loss, X)) < FD_RTOL
+
+
+@pytest.mark.parametrize("name", ACT_NAMES)
+@pytest.mark.parametrize("n,d_in,d_out", [(1, 1, 1), (17, 9, 5), (64, 33, 10)])
+def test_dense_matches_numpy(dtype, name, n, d_in, d_out):
+    code, param = act_of(name)
+    rng = np.random.default_rng(5)
+    X, W, b = dense_arrays(rng, n, d_in, d_out, dtype)
+    Z, A = np.empty((n, d_out), dtype), np.empty((n, d_out), dtype)
+    kernels.dense_forward(X, W, b, Z, A, code, param)
+    f, df = NP_ACTIVATIONS[code]
+    Z_np = X @ W + b
+    A_np = f(Z_np, param)
+    tol = BACKEND_RTOL[dtype]
+    assert rel_error(Z, Z_np) <= tol and rel_error(A, A_np) <= tol
+
+    dA = rng.standard_normal((n, d_out)).astype(dtype)
+    delta, dW, db, dX = dA.copy(), np.empty_like(W), np.empty_like(b), np.empty_like(X)
+    kernels.dense_backward(X, W, Z, A, delta, dW, db, dX, code, param)
+    dZ_np = dA * df(Z, A, param)
+    assert rel_error(delta, dZ_np) <= tol
+    assert rel_error(dW, X.T @ dZ_np) <= tol
+    assert rel_error(db, dZ_np.sum(axis=0)) <= tol
+    assert rel_error(dX, dZ_np @ W.T) <= tol
+
+
+def test_dense_backward_without_dX_leaves_nothing_else_out(dtype):
+    rng = np.random.default_rng(6)
+    X, W, b = dense_arrays(rng, 8, 4, 3, dtype)
+    Z, A = np.empty((8, 3), dtype), np.empty((8, 3), dtype)
+    kernels.dense_forward(X, W, b, Z, A, 0, 0.0)
+    delta = rng.standard_normal((8, 3)).astype(dtype)
+    dW, db = np.empty_like(W), np.empty_like(b)
+    kernels.dense_backward(X, W, Z, A, delta.copy(), dW, db, None, 0, 0.0)
+    assert rel_error(dW, X.T @ delta) <= BACKEND_RTOL[dtype]
+
+
+def test_dense_kernels_check_shapes():
+    X, W, b = np.ones((4, 3)), np.ones((2, 5)), np.ones(5)
+    Z = A = np.empty((4, 5))
+    with pytest.raises(ValueError, match="W has shape"):
+        kernels.dense_forward(X, W, b, Z, A)
+
+
+def test_bias_gradient_sums_rows(dtype):
+    rng = np.random.default_rng(7)
+    dZ = rng.standard_normal((37, 11)).astype(dtype)
+    db = np.empty(11, dtype)
+    kernels.bias_gradient(dZ.copy(), db)
+    assert rel_error(db, dZ.sum(axis=0)) <= BACKEND_RTOL[dtype]
+
+
+# --- losses ----------------------------------------------------------------------------
+
+
+def loss_case(code, rng, n, c, dtype):
+    """(Z, A, y) for a loss code, with A the last layer's output."""
+    Z = (rng.standard_normal((n, c)) * 2).astype(dtype)
+    if code == losses.SOFTMAX_XENT_INT:
+        return Z, Z, rng.integers(0, c, n).astype(np.int64)
+    if code == losses.SOFTMAX_XENT_PROB:
+        Y = rng.random((n, c))
+        return Z, Z, (Y / Y.sum(axis=1, keepdims=True)).astype(dtype)
+    if code == losses.SIGMOID_BCE:
+        A = np.empty_like(Z)
+        kernels.activation_forward(Z, A, activations.get("sigmoid").code)
+        return Z, A, rng.integers(0, 2, (n, c)).astype(dtype)
+    return Z, Z, rng.standard_normal((n, c)).astype(dtype)
+
+
+LOSS_CODES = [losses.MSE, losses.SOFTMAX_XENT_INT, losses.SOFTMAX_XENT_PROB, losses.SIGMOID_BCE]
+
+
+@pytest.mark.parametrize("code", LOSS_CODES)
+def test_loss_gradient_matches_finite_differences(code):
+    """dout is d(scale * loss_sum)/dZ (d/dA for MSE, whose A is Z here)."""
+    rng = np.random.default_rng(8)
+    Z, A, y = loss_case(code, rng, 6, 4, np.float64)
+    scale = 1 / 6
+    sigmoid = activations.get("sigmoid").code
+
+    def loss():
+        out = np.empty_like(Z)
+        if code == losses.SIGMOID_BCE:
+            kernels.activation_forward(Z, out, sigmoid)
+        else:
+            out = Z
+        return scale * kernels.loss_and_output_grad(code, Z, out, y, np.empty_like(Z), scale)[0]
+
+    dout = np.empty_like(Z)
+    kernels.loss_and_output_grad(code, Z, A, y, dout, scale)
+    assert rel_error(dout, numerical_gradient(loss, Z)) < FD_RTOL
+
+
+@pytest.mark.parametrize("code", LOSS_CODES)
+def test_loss_matches_numpy(dtype, code):
+    rng = np.random.default_rng(9)
+    Z, A, y = loss_case(code, rng, 50, 7, dtype)
+    dout = np.empty_like(Z)
+    total, n_correct = kernels.loss_and_output_grad(code, Z, A, y, dout, 1 / 50)
+    total_np, dout_np, correct_np = NP_LOSSES[code](Z, A, y)
+    assert rel_error(total, total_np) <= BACKEND_RTOL[dtype]
+    assert rel_error(dout, dout_np / 50) <= BACKEND_RTOL[dtype]
+    assert n_correct == correct_np
+
+
+@pytest.mark.parametrize("code", [losses.SOFTMAX_XENT_INT, losses.SOFTMAX_XENT_PROB,
+                                  losses.SIGMOID_BCE])
+def test_fused_losses_stay_finite_for_huge_logits(dtype, code):
+    rng = np.random.default_rng(10)
+    Z, A, y = loss_case(code, rng, 4, 3, dtype)
+    Z[...] = np.array([[1e4, -1e4, 0], [-1e4, 1e4, 1e4], [0, 0, 0], [1e4, 1e4, -1e4]], dtype)
+    if code == losses.SIGMOID_BCE:
+        kernels.activation_forward(Z, A, activations.get("sigmoid").code)
+    dout = np.empty_like(Z)
+    total, _ = kernels.loss_and_output_grad(code, Z, A, y, dout, 0.25)
+    assert np.isfinite(total) and np.isfinite(dout).all()
+
+
+def test_softmax_cross_entropy_known_value():
+    """Uniform logits over 4 classes cost log 4 per sample."""
+    Z = np.zeros((3, 4))
+    dout = np.empty_like(Z)
+    total, _ = kernels.loss_and_output_grad(losses.SOFTMAX_XENT_INT, Z, Z,
+                                            np.array([0, 1, 3], np.int64), dout, 1.0)
+    assert total == pytest.approx(3 * np.log(4), rel=1e-15)
+    assert dout[0, 0] == pytest.approx(0.25 - 1) and dout[0, 1] == pytest.approx(0.25)
+
+
+# --- optimiser ---------------------------------------------------------------------------
+
+
+def test_sgd_update_is_w_minus_lr_g(dtype):
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal(29).astype(dtype)
+    g = rng.standard_normal(29).astype(dtype)
+    expected = w - dtype(0.3) * g
+    assert kernels.sgd_update(w, g, 0.3) == 0
+    assert rel_error(w, expected) <= BACKEND_RTOL[dtype]
+    g[[3, 7]] = [np.inf, np.nan]
+    assert kernels.sgd_update(w, g, 0.3) == 2
