@@ -46,8 +46,8 @@ enum {
     double fbp_sumsq_##S(int64_t n, const T *x);                                   \
     /* g += weight_decay * w (the L2 term of the gradient). */                     \
     void fbp_add_decay_##S(int64_t n, T weight_decay, const T *w, T *g);           \
-    /* w -= lr * g (plain gradient descent); returns how many results are not finite. */ \
-    int64_t fbp_sgd_##S(int64_t n, T lr, const T *g, T *w);                        \
+    /* w -= lr * g (plain gradient descent). */                                    \
+    void fbp_sgd_##S(int64_t n, T lr, const T *g, T *w);                           \
     /* Copy the rows of X listed in idx into out (a mini-batch gather). */         \
     void fbp_gather_rows_##S(int64_t n_idx, int64_t n_cols, const T *X,             \
                              const int64_t *idx, T *out);

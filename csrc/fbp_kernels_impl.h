@@ -181,15 +181,9 @@ void FN(fbp_add_decay)(int64_t n, T weight_decay, const T *w, T *g)
     for (int64_t i = 0; i < n; ++i) g[i] += weight_decay * w[i];
 }
 
-int64_t FN(fbp_sgd)(int64_t n, T lr, const T *g, T *w)
+void FN(fbp_sgd)(int64_t n, T lr, const T *g, T *w)
 {
-    int64_t not_finite = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        T v = w[i] - lr * g[i];
-        w[i] = v;
-        not_finite += (v - v) != 0;   /* inf - inf and NaN - NaN are NaN */
-    }
-    return not_finite;
+    for (int64_t i = 0; i < n; ++i) w[i] -= lr * g[i];
 }
 
 void FN(fbp_gather_rows)(int64_t n_idx, int64_t n_cols, const T *X,

@@ -163,12 +163,12 @@ class Sequential:
             checkpoint = self.get_weights()
             total, n_correct, n_seen = self._backend.epoch(
                 X, y, order.astype(np.int64), batch_size, loss_code, opt.weight_decay, opt.lr)
-            if not np.isfinite(total):
-                self._restore_if_not_finite(checkpoint)
+            if not (np.isfinite(total) and self._weights_finite()):
+                self._restore(checkpoint)
                 raise FloatingPointError(
                     f"training diverged in epoch {epoch + 1} after {n_seen} samples: the loss "
-                    "or the weights stopped being finite; the model keeps its last finite "
-                    f"weights. Lower the learning rate (lr={opt.lr}) or standardise the inputs")
+                    "or the weights stopped being finite; the model keeps the weights it had "
+                    f"when the epoch began. Lower the learning rate (lr={opt.lr}) or standardise the inputs")
             logs = {"loss": total / n}
             if self.loss.classification:
                 logs["accuracy"] = n_correct / (n * self._outputs_per_sample(loss_code))
@@ -199,18 +199,20 @@ class Sequential:
         opt = self.optimizer
         checkpoint = self.get_weights()
         loss, _ = self._backend.step(X, y, loss_code, opt.weight_decay, True, opt.lr)
-        if not np.isfinite(loss):
-            self._restore_if_not_finite(checkpoint)
+        if not (np.isfinite(loss) and self._weights_finite()):
+            self._restore(checkpoint)
             raise FloatingPointError(
                 "the training step diverged: the loss or the weights stopped being finite, "
                 f"so the step was not applied. Lower the learning rate (lr={opt.lr}) or "
                 "standardise the inputs")
         return float(loss)
 
-    def _restore_if_not_finite(self, checkpoint):
-        if not all(np.isfinite(p).all() for p in self._plan.parameters()):
-            for saved, live in zip(checkpoint, self._plan.parameters()):
-                live[...] = saved
+    def _weights_finite(self):
+        return all(np.isfinite(p).all() for p in self._plan.parameters())
+
+    def _restore(self, checkpoint):
+        for saved, live in zip(checkpoint, self._plan.parameters()):
+            live[...] = saved
 
     def loss_and_gradients(self, X, y):
         """The loss on (X, y), L2 term included, and its gradient with respect to

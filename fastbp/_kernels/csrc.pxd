@@ -36,8 +36,8 @@ cdef extern from "fbp_kernels.h" nogil:
     double fbp_sumsq_d(int64_t n, const double *x)
     void fbp_add_decay_f(int64_t n, float weight_decay, const float *w, float *g)
     void fbp_add_decay_d(int64_t n, double weight_decay, const double *w, double *g)
-    int64_t fbp_sgd_f(int64_t n, float lr, const float *g, float *w)
-    int64_t fbp_sgd_d(int64_t n, double lr, const double *g, double *w)
+    void fbp_sgd_f(int64_t n, float lr, const float *g, float *w)
+    void fbp_sgd_d(int64_t n, double lr, const double *g, double *w)
     void fbp_gather_rows_f(int64_t n_idx, int64_t n_cols, const float *X,
                            const int64_t *idx, float *out)
     void fbp_gather_rows_d(int64_t n_idx, int64_t n_cols, const double *X,
@@ -112,12 +112,11 @@ cdef inline void add_decay(int64_t n, floating weight_decay, const floating *w,
         fbp_add_decay_d(n, weight_decay, w, g)
 
 
-cdef inline int64_t sgd(int64_t n, floating lr, const floating *g, floating *w) noexcept nogil:
-    """w -= lr * g; returns the number of non-finite results."""
+cdef inline void sgd(int64_t n, floating lr, const floating *g, floating *w) noexcept nogil:
     if floating is float:
-        return fbp_sgd_f(n, lr, g, w)
+        fbp_sgd_f(n, lr, g, w)
     else:
-        return fbp_sgd_d(n, lr, g, w)
+        fbp_sgd_d(n, lr, g, w)
 
 
 cdef inline void gather_rows(int64_t n_idx, int64_t n_cols, const floating *X,

@@ -2,7 +2,7 @@
 from libc.stdint cimport int64_t
 from cython cimport floating
 from fastbp._kernels.blas cimport gemm
-from fastbp._kernels.csrc cimport bias_act, act_backward
+from fastbp._kernels.csrc cimport bias_act, act_backward, sgd
 
 
 cdef inline void dense_forward(int n, int d_in, int d_out, const floating *X,
@@ -33,3 +33,23 @@ cdef inline void dense_backward(int n, int d_in, int d_out, const floating *X,
     if dX != NULL:
         # dX = dZ @ W.T
         gemm(False, True, n, d_in, d_out, <floating>1, delta, d_out, W, d_out, <floating>0, dX, d_in)
+
+
+cdef inline void dense_backward_sgd(int n, int d_in, int d_out, const floating *X,
+                                    floating *W, floating *b, const floating *Z,
+                                    const floating *A, int act, floating param,
+                                    floating *delta, floating *db, floating *dX,
+                                    floating lr, floating weight_decay) noexcept nogil:
+    """dense_backward with the SGD step folded into the weight-gradient GEMM.
+
+    W <- W - lr * (X.T @ dZ + weight_decay * W) is one GEMM with alpha = -lr and
+    beta = 1 - lr * weight_decay, so dW is never written; b <- b - lr * db.
+    dX (if not NULL) is computed first, from the weights before the step.
+    """
+    act_backward(act, param, n, d_out, Z, A, delta, delta, db)
+    if dX != NULL:
+        # dX = dZ @ W.T
+        gemm(False, True, n, d_in, d_out, <floating>1, delta, d_out, W, d_out, <floating>0, dX, d_in)
+    # W = (1 - lr * weight_decay) * W - lr * X.T @ dZ
+    gemm(True, False, d_in, d_out, n, -lr, X, d_in, delta, d_out, 1 - lr * weight_decay, W, d_out)
+    sgd(d_out, lr, db, b)

@@ -8,12 +8,12 @@ validates every array it passes in; nothing here checks again.
 """
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
-from libc.math cimport isfinite, NAN
+from libc.math cimport isfinite
 from cython cimport floating
-from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay, sgd,
+from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay,
                                    gather_rows, fbp_gather_labels,
                                    LOSS_MSE, LOSS_SOFTMAX_XENT_INT)
-from fastbp._kernels.dense cimport dense_forward, dense_backward
+from fastbp._kernels.dense cimport dense_forward, dense_backward, dense_backward_sgd
 from fastbp._kernels.blas cimport gemm
 
 cdef extern from *:
@@ -60,8 +60,12 @@ cdef void _forward(Layer *L, int n_layers, int n, const floating *X) noexcept no
 
 
 cdef void _backward(Layer *L, int n_layers, int n, const floating *X, int last_act,
-                    floating *dX) noexcept nogil:
-    """Backpropagate the last layer's delta (dA, or dZ when last_act is identity)."""
+                    floating *dX, bint update, double lr, double weight_decay) noexcept nogil:
+    """Backpropagate the last layer's delta (dA, or dZ when last_act is identity).
+
+    Without update: dW, db of every layer (dW including weight_decay * W).
+    With update: one SGD step folded into each layer's backward; dW is not written.
+    """
     cdef int l, act
     cdef const floating *inp
     cdef floating *dinp
@@ -69,43 +73,45 @@ cdef void _backward(Layer *L, int n_layers, int n, const floating *X, int last_a
         inp = X if l == 0 else <floating *>L[l - 1].A
         dinp = dX if l == 0 else <floating *>L[l - 1].delta
         act = last_act if l == n_layers - 1 else L[l].act
-        dense_backward(n, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
-                       <floating *>L[l].Z, <floating *>L[l].A, act, <floating>L[l].param,
-                       <floating *>L[l].delta, <floating *>L[l].dW, <floating *>L[l].db, dinp)
+        if update:
+            dense_backward_sgd(n, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
+                               <floating *>L[l].b, <floating *>L[l].Z, <floating *>L[l].A, act,
+                               <floating>L[l].param, <floating *>L[l].delta,
+                               <floating *>L[l].db, dinp, <floating>lr, <floating>weight_decay)
+        else:
+            dense_backward(n, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
+                           <floating *>L[l].Z, <floating *>L[l].A, act, <floating>L[l].param,
+                           <floating *>L[l].delta, <floating *>L[l].dW, <floating *>L[l].db,
+                           dinp)
+            if weight_decay != 0:
+                add_decay(<int64_t>L[l].d_in * L[l].d_out, <floating>weight_decay,
+                          <floating *>L[l].W, <floating *>L[l].dW)
 
 
 cdef double _step(Layer *L, int n_layers, int n, const floating *X, const void *y,
                   int loss, double weight_decay, bint update, double lr,
                   int64_t *n_correct) noexcept nogil:
-    """Forward, loss, backward, L2, and (if update) one SGD step on one batch.
+    """Forward, loss, L2 term, backward, and (if update) one SGD step on one batch.
 
-    Returns the batch's mean loss plus the L2 term. A non-finite loss skips the
-    update; an update that makes a weight non-finite returns NaN, so that the
-    caller stops and restores its checkpoint.
+    Returns the batch's mean loss plus the L2 term, computed before the step. A
+    loss that is not finite in the model's dtype is returned as such and nothing
+    else is done, so the weights stay those that produced it.
     """
     cdef Layer *last = &L[n_layers - 1]
     cdef int l
-    cdef int64_t size, not_finite = 0
     cdef double value
     _forward(L, n_layers, n, X)
     value = loss_forward_backward(loss, n, last.d_out, <floating *>last.Z, <floating *>last.A,
                                   y, <floating>(1.0 / n), <floating *>last.delta, n_correct) / n
-    _backward(L, n_layers, n, X, last.act if loss == LOSS_MSE else ACT_IDENTITY,
-              <floating *>NULL)
     if weight_decay != 0:
         for l in range(n_layers):
-            size = <int64_t>L[l].d_in * L[l].d_out
-            value += 0.5 * weight_decay * sumsq(size, <floating *>L[l].W)
-            add_decay(size, <floating>weight_decay, <floating *>L[l].W, <floating *>L[l].dW)
+            value += 0.5 * weight_decay * sumsq(<int64_t>L[l].d_in * L[l].d_out,
+                                                <floating *>L[l].W)
     if not isfinite(<floating>value):
-        return <floating>value   # inf or NaN: overflowed the model's dtype
-    if update:
-        for l in range(n_layers):
-            not_finite += sgd(<int64_t>L[l].d_in * L[l].d_out, <floating>lr,
-                              <floating *>L[l].dW, <floating *>L[l].W)
-            not_finite += sgd(<int64_t>L[l].d_out, <floating>lr, <floating *>L[l].db,
-                              <floating *>L[l].b)
-    return value if not_finite == 0 else NAN
+        return <floating>value   # inf or NaN in the model's dtype
+    _backward(L, n_layers, n, X, last.act if loss == LOSS_MSE else ACT_IDENTITY,
+              <floating *>NULL, update, lr, weight_decay)
+    return value
 
 
 cdef void _gemms_only(Layer *L, int n_layers, int n, const floating *X) noexcept nogil:
@@ -237,10 +243,10 @@ cdef class Engine:
         with nogil:
             if self.is_double:
                 _backward[double](self.layers, self.n_layers, n, <double *>x, last_act,
-                                  <double *>dx)
+                                  <double *>dx, False, 0.0, 0.0)
             else:
                 _backward[float](self.layers, self.n_layers, n, <float *>x, last_act,
-                                 <float *>dx)
+                                 <float *>dx, False, 0.0, 0.0)
 
     def step(self, X, y, int n, int loss, double weight_decay, bint update, double lr):
         """One batch: returns (mean loss + L2 term, n_correct)."""

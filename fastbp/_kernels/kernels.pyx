@@ -139,10 +139,7 @@ def loss_and_output_grad(int loss, floating[:, ::1] Z, floating[:, ::1] A, y,
 
 
 def sgd_update(floating[::1] w, floating[::1] g, double lr):
-    """w -= lr * g on flat views of a parameter and its gradient; returns the
-    number of entries of w that are no longer finite."""
+    """w -= lr * g on flat views of a parameter and its gradient."""
     _check_shape("g", (g.shape[0],), (w.shape[0],))
-    cdef int64_t not_finite
     with nogil:
-        not_finite = sgd(w.shape[0], <floating>lr, &g[0], &w[0])
-    return not_finite
+        sgd(w.shape[0], <floating>lr, &g[0], &w[0])

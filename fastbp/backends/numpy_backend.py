@@ -119,26 +119,24 @@ class NumpyBackend:
 
     def step(self, X, y, loss, weight_decay, update, lr):
         """Gradients of mean loss + weight_decay/2 sum ||W||^2 on one batch, then
-        (if update) W -= lr dW, b -= lr db. Returns (loss, n_correct). A loss that is
-        not finite in the model's dtype skips the update; an update that leaves a
-        weight non-finite returns NaN so the caller restores its checkpoint."""
+        (if update) W -= lr dW, b -= lr db. Returns (loss, n_correct); a loss that
+        is not finite in the model's dtype is returned at once, with no update."""
         n = len(X)
         out = self.forward(X)
         loss_sum, dout, n_correct = LOSSES[loss](self._Z[-1], out, y)
         value = loss_sum / n
-        self.backward(dout / out.dtype.type(n), need_dX=False, last_is_dZ=loss != losses.MSE)
         if weight_decay:
-            for layer in self.plan.layers:
-                value += 0.5 * weight_decay * np.sum(layer.W * layer.W, dtype=np.float64)
-                layer.dW += layer.W.dtype.type(weight_decay) * layer.W
+            value += 0.5 * weight_decay * sum(np.sum(layer.W * layer.W, dtype=np.float64)
+                                              for layer in self.plan.layers)
         if not np.isfinite(out.dtype.type(value)):
             return float(out.dtype.type(value)), n_correct   # overflowed the model's dtype
-        if update:
-            for layer in self.plan.layers:
+        self.backward(dout / out.dtype.type(n), need_dX=False, last_is_dZ=loss != losses.MSE)
+        for layer in self.plan.layers:
+            if weight_decay:
+                layer.dW += layer.W.dtype.type(weight_decay) * layer.W
+            if update:
                 layer.W -= layer.W.dtype.type(lr) * layer.dW
                 layer.b -= layer.b.dtype.type(lr) * layer.db
-            if not all(np.isfinite(p).all() for p in self.plan.parameters()):
-                return float("nan"), n_correct   # the caller restores its checkpoint
         return value, n_correct
 
     def epoch(self, X, y, order, batch_size, loss, weight_decay, lr):
