@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from fastbp import backends, losses, optimizers
+from fastbp import backends, losses, optimizers, threads
 from fastbp import validation as check
 from fastbp.callbacks import History
 from fastbp.layers import Dense
@@ -37,14 +37,17 @@ class Sequential:
     seed : seeds initialisation and shuffling: same seed, same data, same backend
         gives bit-identical weights.
     backend : "cython" (compiled, default) or "numpy" (reference).
+    n_threads : BLAS threads during this model's calls; None (default) leaves BLAS
+        at its default, all cores.
     """
 
     def __init__(self, layers=(), loss="mse", optimizer=None, dtype="float32", seed=None,
-                 backend="cython"):
+                 backend="cython", n_threads=None):
         self.loss = losses.get(loss)
         self.optimizer = optimizers.get(optimizer)
         self.dtype = _dtype(dtype)
         self.backend_name = backend
+        self.n_threads = threads.check(n_threads)
         self._backend_class = backends.get(backend)
         self.layers = []
         self._rng = np.random.default_rng(seed)
@@ -161,8 +164,9 @@ class Sequential:
             started = time.perf_counter()
             order = self._rng.permutation(n) if shuffle else np.arange(n)
             checkpoint = self.get_weights()
-            total, n_correct, n_seen = self._backend.epoch(
-                X, y, order.astype(np.int64), batch_size, loss_code, opt.weight_decay, opt.lr)
+            with threads.limit(self.n_threads):
+                total, n_correct, n_seen = self._backend.epoch(
+                    X, y, order.astype(np.int64), batch_size, loss_code, opt.weight_decay, opt.lr)
             if not (np.isfinite(total) and self._weights_finite()):
                 self._restore(checkpoint)
                 raise FloatingPointError(
@@ -198,7 +202,8 @@ class Sequential:
         self._forward_rows = None
         opt = self.optimizer
         checkpoint = self.get_weights()
-        loss, _ = self._backend.step(X, y, loss_code, opt.weight_decay, True, opt.lr)
+        with threads.limit(self.n_threads):
+            loss, _ = self._backend.step(X, y, loss_code, opt.weight_decay, True, opt.lr)
         if not (np.isfinite(loss) and self._weights_finite()):
             self._restore(checkpoint)
             raise FloatingPointError(
@@ -221,7 +226,8 @@ class Sequential:
         y, loss_code = self._targets(y, len(X))
         self._ready(X)
         self._forward_rows = None
-        loss, _ = self._backend.step(X, y, loss_code, self.optimizer.weight_decay, False, 0.0)
+        with threads.limit(self.n_threads):
+            loss, _ = self._backend.step(X, y, loss_code, self.optimizer.weight_decay, False, 0.0)
         return float(loss), [g.copy() for g in self._plan.gradients()]
 
     # --- inference --------------------------------------------------------------------
@@ -251,7 +257,8 @@ class Sequential:
     def _outputs(self, X):
         X = self._features(X)
         self._ready(X)
-        return self._backend.predict(X)
+        with threads.limit(self.n_threads):
+            return self._backend.predict(X)
 
     def evaluate(self, X, y):
         """{"loss": mean loss plus the L2 term, "accuracy": ... for classification}."""
@@ -262,7 +269,8 @@ class Sequential:
 
     def _evaluate(self, X, y, loss_code):
         self._forward_rows = None
-        total, n_correct = self._backend.loss_sum(X, y, loss_code)
+        with threads.limit(self.n_threads):
+            total, n_correct = self._backend.loss_sum(X, y, loss_code)
         result = {"loss": float(total / len(X) + self._l2_term())}
         if self.loss.classification:
             result["accuracy"] = n_correct / (len(X) * self._outputs_per_sample(loss_code))
@@ -281,7 +289,8 @@ class Sequential:
         softmax_cross_entropy, activations otherwise. Keeps what backward needs."""
         X = self._features(X)
         self._ready(X)
-        out = np.array(self._backend.forward(X))
+        with threads.limit(self.n_threads):
+            out = np.array(self._backend.forward(X))
         self._forward_rows = len(X)
         return out
 
@@ -297,7 +306,8 @@ class Sequential:
         if dout.shape[0] != n:
             raise ValueError(f"dout has {dout.shape[0]} rows but the last forward pass had {n}; "
                              f"pass dout of shape ({n}, {d_out})")
-        return np.array(self._backend.backward(dout, need_dX=True))
+        with threads.limit(self.n_threads):
+            return np.array(self._backend.backward(dout, need_dX=True))
 
     def get_gradients(self):
         """Copies of the gradients from the last backward/loss_and_gradients, aligned
