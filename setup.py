@@ -54,6 +54,7 @@ def source_fingerprint():
 
 
 def extensions():
+    import numpy
     from Cython.Build import cythonize
 
     compile_args = ["-O3"]
@@ -65,11 +66,12 @@ def extensions():
         Extension(
             f"fastbp._kernels.{name}",
             sources=[f"fastbp/_kernels/{name}.pyx", "csrc/fbp_kernels.c"],
-            include_dirs=["csrc"],
+            include_dirs=["csrc", numpy.get_include()],
             depends=["csrc/fbp_kernels.h", "csrc/fbp_kernels_impl.h"],
             extra_compile_args=compile_args + extra_compile,
             extra_link_args=list(extra_link),
-            define_macros=[("FBP_SOURCE_HASH", f'"{source_fingerprint()}"')],
+            define_macros=[("FBP_SOURCE_HASH", f'"{source_fingerprint()}"'),
+                           ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for name in KERNEL_MODULES
     ]

@@ -10,6 +10,7 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite
 from cython cimport floating
+cimport numpy as cnp
 from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay,
                                    gather_rows, fbp_gather_labels,
                                    LOSS_MSE, LOSS_SOFTMAX_XENT_INT)
@@ -23,6 +24,8 @@ cdef extern from *:
     #endif
     """
     const char *FBP_SOURCE_HASH
+
+cnp.import_array()
 
 # Fingerprint of the sources this module was built from (set by setup.py), so that
 # a stale build is detected at import (fastbp/backends/__init__.py).
@@ -46,7 +49,8 @@ cdef struct Layer:
 
 
 cdef inline void *_ptr(arr):
-    return <void *><size_t>arr.__array_interface__["data"][0]
+    """The data pointer of an ndarray (the backend has checked its type and layout)."""
+    return cnp.PyArray_DATA(<cnp.ndarray>arr)
 
 
 cdef void _forward(Layer *L, int n_layers, int n, const floating *X) noexcept nogil:
