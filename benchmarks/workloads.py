@@ -173,7 +173,7 @@ def gemm_floor(model, batches):
 
     def floor():
         X, _ = next(upcoming)
-        backend.gemm_floor(X)
+        backend.gemm_floor(X, LR)
         return X
     return floor
 

@@ -118,8 +118,10 @@ cdef double _step(Layer *L, int n_layers, int n, const floating *X, const void *
     return value
 
 
-cdef void _gemms_only(Layer *L, int n_layers, int n, const floating *X) noexcept nogil:
-    """The GEMM calls of one training step and nothing else: the step's floor."""
+cdef void _gemms_only(Layer *L, int n_layers, int n, const floating *X,
+                      floating lr) noexcept nogil:
+    """The GEMM calls of one SGD step and nothing else: the step's floor. The
+    weight update's GEMM (beta = 1) goes into dW instead of W."""
     cdef int l
     cdef const floating *inp
     for l in range(n_layers):
@@ -129,14 +131,14 @@ cdef void _gemms_only(Layer *L, int n_layers, int n, const floating *X) noexcept
              <floating *>L[l].W, L[l].d_out, <floating>0, <floating *>L[l].Z, L[l].d_out)
     for l in range(n_layers - 1, -1, -1):
         inp = X if l == 0 else <floating *>L[l - 1].A
-        # dW = X.T @ dZ
-        gemm(True, False, L[l].d_in, L[l].d_out, n, <floating>1, inp, L[l].d_in,
-             <floating *>L[l].delta, L[l].d_out, <floating>0, <floating *>L[l].dW, L[l].d_out)
         if l > 0:
             # dX = dZ @ W.T
             gemm(False, True, n, L[l].d_in, L[l].d_out, <floating>1, <floating *>L[l].delta,
                  L[l].d_out, <floating *>L[l].W, L[l].d_out, <floating>0,
                  <floating *>L[l - 1].delta, L[l].d_in)
+        # dW = dW - lr * X.T @ dZ  (the step's W update, aimed at dW)
+        gemm(True, False, L[l].d_in, L[l].d_out, n, -lr, inp, L[l].d_in,
+             <floating *>L[l].delta, L[l].d_out, <floating>1, <floating *>L[l].dW, L[l].d_out)
 
 
 cdef void _predict(Layer *L, int n_layers, int64_t n, int chunk, const floating *X,
@@ -288,14 +290,14 @@ cdef class Engine:
                                       &n_correct, &n_seen)
         return total, n_correct, n_seen
 
-    def gemm_floor(self, X, int n):
-        """Run only the GEMMs of a training step on n rows (a benchmark yardstick)."""
+    def gemm_floor(self, X, int n, double lr):
+        """Run only the GEMMs of an SGD step on n rows (a benchmark yardstick)."""
         cdef void *x = _ptr(X)
         with nogil:
             if self.is_double:
-                _gemms_only[double](self.layers, self.n_layers, n, <double *>x)
+                _gemms_only[double](self.layers, self.n_layers, n, <double *>x, lr)
             else:
-                _gemms_only[float](self.layers, self.n_layers, n, <float *>x)
+                _gemms_only[float](self.layers, self.n_layers, n, <float *>x, <float>lr)
 
     def predict(self, X, out, buf0, buf1, int chunk):
         """Forward only over all rows of X into out, chunk rows at a time."""
