@@ -1,46 +1,16 @@
 """Builds fastbp's compiled kernels.
 
-Flags: -O3, no -march=native unless FASTBP_NATIVE=1 is set; OpenMP is added when
-the compiler accepts it (FASTBP_OPENMP=0 turns it off).
+Flags: -O3, no -march=native unless FASTBP_NATIVE=1 is set. No OpenMP: the BLAS
+threads already occupy the cores, and the element-wise passes are a few per cent
+of a step (see the README's performance notes).
 """
 import importlib.util
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
 from setuptools import Extension, setup
-from setuptools.command.build_ext import build_ext
 
 KERNEL_MODULES = ["kernels", "engine"]
-
-
-def compiler_accepts(compiler_cmd, flag):
-    """True if the C compiler builds and links a tiny program with `flag`."""
-    if not compiler_cmd or shutil.which(compiler_cmd[0]) is None:
-        return False
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "probe.c")
-        with open(src, "w") as f:
-            f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
-        cmd = list(compiler_cmd) + [flag, src, "-o", os.path.join(tmp, "probe")]
-        try:
-            return subprocess.run(cmd, capture_output=True).returncode == 0
-        except OSError:
-            return False
-
-
-class BuildExt(build_ext):
-    """Adds OpenMP when the compiler supports it."""
-
-    def build_extensions(self):
-        use_openmp = os.environ.get("FASTBP_OPENMP", "1") != "0" and sys.platform != "win32"
-        if use_openmp and compiler_accepts(getattr(self.compiler, "compiler_so", None), "-fopenmp"):
-            for ext in self.extensions:
-                ext.extra_compile_args.append("-fopenmp")
-                ext.extra_link_args.append("-fopenmp")
-        super().build_extensions()
 
 
 def source_fingerprint():
@@ -72,6 +42,9 @@ def extensions():
             depends=["csrc/fbp_kernels.h", "csrc/fbp_kernels_impl.h"],
             extra_compile_args=compile_args + extra_compile,
             extra_link_args=list(extra_link),
+            # Linking libm explicitly binds expf, logf, ... to their current versions;
+            # left unversioned they resolve to the older, errno-setting wrappers.
+            libraries=["m"] if sys.platform != "win32" else [],
             define_macros=[("FBP_SOURCE_HASH", f'"{source_fingerprint()}"'),
                            ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
@@ -80,4 +53,4 @@ def extensions():
     return cythonize(exts, compiler_directives={"language_level": 3}, quiet=True)
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
+setup(ext_modules=extensions())

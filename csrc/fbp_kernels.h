@@ -20,6 +20,8 @@ enum {
 };
 
 #define FBP_DECLARE(T, S)                                                          \
+    /* out[i, :] = b for every row i: the bias as a GEMM's starting C. */           \
+    void fbp_broadcast_rows_##S(int64_t n_rows, int64_t n_cols, const T *b, T *out); \
     /* Z[i, :] += b (b may be NULL), then A = f(Z); A may alias Z. */              \
     void fbp_bias_act_##S(int act, T param, int64_t n_rows, int64_t n_cols,         \
                           const T *b, T *Z, T *A);                                 \

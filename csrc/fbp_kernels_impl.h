@@ -29,9 +29,16 @@ static inline T FN(sigmoid)(T v)
         }                                                                        \
     }
 
+void FN(fbp_broadcast_rows)(int64_t n_rows, int64_t n_cols, const T *b, T *out)
+{
+    for (int64_t i = 0; i < n_rows; ++i)
+        memcpy(out + i * n_cols, b, (size_t)n_cols * sizeof(T));
+}
+
 void FN(fbp_bias_act)(int act, T param, int64_t n_rows, int64_t n_cols,
                       const T *b, T *Z, T *A)
 {
+    if (act == FBP_ACT_IDENTITY && !b && A == Z) return;   /* nothing to do */
     switch (act) {
     case FBP_ACT_SIGMOID:    FBP_BIAS_ACT_ROWS(FN(sigmoid)(v)) break;
     case FBP_ACT_TANH:       FBP_BIAS_ACT_ROWS(TANH(v)) break;
@@ -88,18 +95,15 @@ static inline int64_t FN(argmax_row)(int64_t n, const T *x)
     return best;
 }
 
-/* Writes exp(z - max z) into e and returns the row's max and sum of exps. */
-static inline T FN(shifted_exp_row)(int64_t n, const T *z, T *e, T *sum_out)
+/* Writes exp(z - m) into e, with m = z[argmax], and returns the sum of exps. */
+static inline T FN(shifted_exp_row)(int64_t n, const T *z, T m, T *e)
 {
-    T m = z[0];
-    for (int64_t j = 1; j < n; ++j) m = z[j] > m ? z[j] : m;
     T s = 0;
     for (int64_t j = 0; j < n; ++j) {
         e[j] = EXP(z[j] - m);
         s += e[j];
     }
-    *sum_out = s;
-    return m;
+    return s;
 }
 
 double FN(fbp_softmax_xent_int)(int64_t n_rows, int64_t n_cols, const T *Z,
@@ -111,9 +115,10 @@ double FN(fbp_softmax_xent_int)(int64_t n_rows, int64_t n_cols, const T *Z,
         const T *z = Z + i * n_cols;
         T *dz = dZ + i * n_cols;
         int64_t label = y[i];
-        correct += FN(argmax_row)(n_cols, z) == label;
-        T s;
-        T m = FN(shifted_exp_row)(n_cols, z, dz, &s);
+        int64_t best = FN(argmax_row)(n_cols, z);
+        correct += best == label;
+        T m = z[best];
+        T s = FN(shifted_exp_row)(n_cols, z, m, dz);
         /* -log softmax(z)[label] = log s - (z[label] - m) */
         loss += (double)LOG(s) - (double)(z[label] - m);
         T k = scale / s;
@@ -133,9 +138,10 @@ double FN(fbp_softmax_xent_prob)(int64_t n_rows, int64_t n_cols, const T *Z,
         const T *z = Z + i * n_cols;
         const T *yr = Y + i * n_cols;
         T *dz = dZ + i * n_cols;
-        correct += FN(argmax_row)(n_cols, z) == FN(argmax_row)(n_cols, yr);
-        T s;
-        T m = FN(shifted_exp_row)(n_cols, z, dz, &s);
+        int64_t best = FN(argmax_row)(n_cols, z);
+        correct += best == FN(argmax_row)(n_cols, yr);
+        T m = z[best];
+        T s = FN(shifted_exp_row)(n_cols, z, m, dz);
         T log_s = LOG(s);
         /* -sum_j y_j log softmax(z)_j = sum_j y_j (log s - (z_j - m)) */
         double row = 0.0;

@@ -4,6 +4,8 @@ from libc.stdint cimport int64_t
 from cython cimport floating
 
 cdef extern from "fbp_kernels.h" nogil:
+    void fbp_broadcast_rows_f(int64_t n_rows, int64_t n_cols, const float *b, float *out)
+    void fbp_broadcast_rows_d(int64_t n_rows, int64_t n_cols, const double *b, double *out)
     void fbp_bias_act_f(int act, float param, int64_t n_rows, int64_t n_cols,
                         const float *b, float *Z, float *A)
     void fbp_bias_act_d(int act, double param, int64_t n_rows, int64_t n_cols,
@@ -51,6 +53,14 @@ cdef enum:
     LOSS_SOFTMAX_XENT_INT = 1
     LOSS_SOFTMAX_XENT_PROB = 2
     LOSS_SIGMOID_BCE = 3
+
+
+cdef inline void broadcast_rows(int64_t n_rows, int64_t n_cols, const floating *b,
+                                floating *out) noexcept nogil:
+    if floating is float:
+        fbp_broadcast_rows_f(n_rows, n_cols, b, out)
+    else:
+        fbp_broadcast_rows_d(n_rows, n_cols, b, out)
 
 
 cdef inline void bias_act(int act, floating param, int64_t n_rows, int64_t n_cols,

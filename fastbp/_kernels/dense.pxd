@@ -2,19 +2,22 @@
 from libc.stdint cimport int64_t
 from cython cimport floating
 from fastbp._kernels.blas cimport gemm
-from fastbp._kernels.csrc cimport bias_act, act_backward, sgd
+from fastbp._kernels.csrc cimport broadcast_rows, bias_act, act_backward, sgd
 
 
 cdef inline void dense_forward(int n, int d_in, int d_out, const floating *X,
                                const floating *W, const floating *b, int act,
                                floating param, floating *Z, floating *A) noexcept nogil:
-    """Z = X @ W + b and A = f(Z), the bias and activation in one pass.
+    """Z = X @ W + b and A = f(Z).
 
     X (n, d_in), W (d_in, d_out), b (d_out,), Z and A (n, d_out); A may be Z.
+    The bias is GEMM's starting C (with beta = 1 BLAS also skips zeroing C), so
+    the activation pass only reads Z and writes A.
     """
-    # Z = X @ W
-    gemm(False, False, n, d_out, d_in, <floating>1, X, d_in, W, d_out, <floating>0, Z, d_out)
-    bias_act(act, param, n, d_out, b, Z, A)
+    broadcast_rows(n, d_out, b, Z)
+    # Z = Z + X @ W
+    gemm(False, False, n, d_out, d_in, <floating>1, X, d_in, W, d_out, <floating>1, Z, d_out)
+    bias_act(act, param, n, d_out, <floating *>NULL, Z, A)
 
 
 cdef inline void dense_backward(int n, int d_in, int d_out, const floating *X,
