@@ -38,7 +38,7 @@ class Sequential:
         gives bit-identical weights.
     backend : "cython" (compiled, default) or "numpy" (reference).
     n_threads : BLAS threads during this model's calls; None (default) leaves BLAS
-        at its default, all cores.
+        at its default, all cores. The setting is process-wide while a call runs.
     """
 
     def __init__(self, layers=(), loss="mse", optimizer=None, dtype="float32", seed=None,
