@@ -78,6 +78,15 @@ void FN(fbp_act_backward)(int act, T param, int64_t n_rows, int64_t n_cols,
                           const T *Z, const T *A, const T *dA, T *dZ, T *db)
 {
     if (db) memset(db, 0, (size_t)n_cols * sizeof(T));
+    if (act == FBP_ACT_IDENTITY && dZ == dA) {
+        /* dZ is dA already: only the bias gradient is left to do */
+        if (db)
+            for (int64_t i = 0; i < n_rows; ++i) {
+                const T *dz = dZ + i * n_cols;
+                for (int64_t j = 0; j < n_cols; ++j) db[j] += dz[j];
+            }
+        return;
+    }
     switch (act) {
     case FBP_ACT_SIGMOID:    FBP_ACT_BACKWARD_ROWS(dav * av * ((T)1 - av)) break;
     case FBP_ACT_TANH:       FBP_ACT_BACKWARD_ROWS(dav * ((T)1 - av * av)) break;

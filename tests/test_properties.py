@@ -37,6 +37,10 @@ def build(widths, acts, loss, n_out, dtype, seed, backend):
                          dtype=np.dtype(dtype).name, seed=seed, backend=backend)
 
 
+def flat(arrays):
+    return np.concatenate([np.ravel(a) for a in arrays])
+
+
 def targets(loss, rng, n, n_out):
     if loss == "softmax_cross_entropy":
         return rng.integers(0, n_out, n)
@@ -45,26 +49,39 @@ def targets(loss, rng, n, n_out):
     return rng.standard_normal((n, n_out))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(networks())
 def test_engine_matches_numpy_on_random_networks(net):
+    """float64: the engine within 1e-12 of NumPy. float32: the engine no further from
+    a float64 run of the same weights than NumPy's own float32 run is (times 4), or
+    within 1e-5; random shapes hit sums that cancel (a loss gradient a - y of one
+    sample, a bias gradient of 5e-4 from terms of 1e-2), where float32's rounding
+    alone moves a gradient by more than 1e-5 of itself."""
     widths, acts, loss, n_out, n, dtype, seed = net
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, widths[0]))
+    X = rng.standard_normal((n, widths[0])).astype(dtype)
     y = targets(loss, rng, n, n_out)
     models = [build(widths, acts, loss, n_out, dtype, seed, b) for b in ("numpy", "cython")]
+    reference = build(widths, acts, loss, n_out, np.float64, seed, "numpy")
+    reference.set_weights(models[0].get_weights())
     tol = BACKEND_RTOL[dtype]
+
+    def close(engine, numpy_run, exact):
+        if dtype == np.float64:
+            return rel_error(engine, numpy_run) <= tol
+        return rel_error(engine, exact) <= max(tol, 4 * rel_error(numpy_run, exact))
+
     (loss_np, grads_np), (loss_cy, grads_cy) = [m.loss_and_gradients(X, y) for m in models]
-    assert rel_error(loss_cy, loss_np) <= tol
-    for g_np, g_cy in zip(grads_np, grads_cy):
-        assert rel_error(g_cy, g_np) <= tol
-    outs = [m.predict(X) for m in models]
-    assert rel_error(outs[1], outs[0]) <= tol
+    loss_ref, grads_ref = reference.loss_and_gradients(X, y)
+    assert close(loss_cy, loss_np, loss_ref)
+    assert close(flat(grads_cy), flat(grads_np), flat(grads_ref))
+    outs = [m.predict(X) for m in models + [reference]]
+    assert close(outs[1], outs[0], outs[2])
     batch = int(rng.integers(1, n + 1))
-    for m in models:
-        m.fit(X, y, epochs=1, batch_size=batch, verbose=0)
-    for w_np, w_cy in zip(*(m.get_weights() for m in models)):
-        assert rel_error(w_cy, w_np) <= 10 * tol
+    for m in models + [reference]:
+        m.fit(X, y, epochs=1, batch_size=batch, shuffle=False, verbose=0)
+    weights = [flat(m.get_weights()) for m in models + [reference]]
+    assert close(weights[1], weights[0], weights[2])
 
 
 def test_two_models_in_two_threads_match_sequential_training():
