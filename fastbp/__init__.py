@@ -2,10 +2,11 @@
 from fastbp.activations import Activation
 from fastbp.backends import available as available_backends
 from fastbp.callbacks import History
+from fastbp.io import load
 from fastbp.layers import Dense
 from fastbp.model import Sequential
 from fastbp.optimizers import SGD
 
 __version__ = "0.1.0"
 
-__all__ = ["Activation", "Dense", "History", "SGD", "Sequential", "available_backends"]
+__all__ = ["Activation", "Dense", "History", "SGD", "Sequential", "available_backends", "load"]

@@ -48,5 +48,15 @@ class Dense:
         return {"class": "Dense", "units": self.units, "activation": self.activation.get_config(),
                 "input_dim": self.input_dim, "kernel_initializer": self.kernel_initializer}
 
+    @classmethod
+    def from_config(cls, config):
+        """The layer get_config() described (unbuilt)."""
+        if not isinstance(config, dict) or config.get("class") != "Dense":
+            raise ValueError(f"expected a Dense layer record, got {config!r}")
+        act = dict(config["activation"])
+        activation = activations.get(act.pop("name"), **act)
+        return cls(config["units"], activation=activation, input_dim=config["input_dim"],
+                   kernel_initializer=config["kernel_initializer"])
+
     def __repr__(self):
         return f"Dense({self.units}, activation={self.activation.name!r}, input_dim={self.input_dim})"

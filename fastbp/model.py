@@ -351,6 +351,55 @@ class Sequential:
         for new, old in zip(converted, params):
             old[...] = new
 
+    # --- configuration, files, summary -------------------------------------------------
+
+    def get_config(self):
+        """A JSON-ready description of the model (not its weights)."""
+        return {"layers": [layer.get_config() for layer in self.layers], "loss": self.loss.name,
+                "optimizer": self.optimizer.get_config(), "dtype": self.dtype.name,
+                "backend": self.backend_name, "n_threads": self.n_threads,
+                "input_dim": self.input_dim}
+
+    @classmethod
+    def from_config(cls, config, backend=None):
+        """A new model from get_config(), built (freshly initialised) if the input
+        width is known. backend overrides the configured one."""
+        layers = [Dense.from_config(c) for c in config["layers"]]
+        model = cls(layers, loss=config["loss"],
+                    optimizer=optimizers.from_config(config["optimizer"]),
+                    dtype=config["dtype"], backend=backend or config["backend"],
+                    n_threads=config["n_threads"])
+        if config.get("input_dim") is not None:
+            model.build(config["input_dim"])
+        return model
+
+    def save(self, path):
+        """Write the model to one .npz file (see fastbp.io); atomic."""
+        from fastbp import io
+        io.save(self, path)
+
+    def summary(self, print_fn=print):
+        """Print a table of the layers: output shape, parameter count, totals."""
+        rows = [("layer", "output shape", "parameters")]
+        total = 0
+        for i, layer in enumerate(self.layers):
+            d_in = self.layers[i - 1].units if i else layer.input_dim
+            count = (d_in * layer.units + layer.units) if d_in is not None else None
+            total += count or 0
+            rows.append((f"Dense {i + 1} ({layer.activation.name})", f"(None, {layer.units})",
+                         "?" if count is None else f"{count:,}"))
+        widths = [max(len(row[c]) for row in rows) for c in range(3)]
+        line = "-" * (sum(widths) + 4)
+        print_fn(line)
+        for k, row in enumerate(rows):
+            print_fn(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}")
+            if k == 0:
+                print_fn(line)
+        print_fn(line)
+        print_fn(f"total parameters: {total:,}" + ("" if self.built else " (input width not known yet)"))
+        print_fn(f"loss {self.loss.name}, optimizer {self.optimizer!r}, {self.dtype.name}, "
+                 f"{self.backend_name} backend")
+
     def count_params(self):
         self._require_built()
         return sum(p.size for p in self._plan.parameters())

@@ -36,6 +36,15 @@ class SGD:
 OPTIMIZERS = {"sgd": SGD}
 
 
+def from_config(config):
+    """The optimiser get_config() described."""
+    config = dict(config)
+    name = config.pop("name", None)
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
+    return OPTIMIZERS[name](**config)
+
+
 def get(optimizer):
     """An optimiser instance from an instance, a name, or None (SGD defaults)."""
     if optimizer is None:
