@@ -2,6 +2,7 @@
 from fastbp.activations import Activation
 from fastbp.backends import available as available_backends
 from fastbp.callbacks import History
+from fastbp.gradcheck import gradcheck
 from fastbp.io import load
 from fastbp.layers import Dense
 from fastbp.model import Sequential
@@ -9,4 +10,5 @@ from fastbp.optimizers import SGD
 
 __version__ = "0.1.0"
 
-__all__ = ["Activation", "Dense", "History", "SGD", "Sequential", "available_backends", "load"]
+__all__ = ["Activation", "Dense", "History", "SGD", "Sequential", "available_backends", "gradcheck",
+           "load"]

@@ -1,0 +1,96 @@
+"""Numerical gradient checking: backpropagation against centred differences.
+
+gradcheck runs on a float64 copy of the model, so the model given is never
+changed, and compares, for every parameter array, the analytic gradient of the
+model's loss (L2 term included) with (L(w + eps) - L(w - eps)) / (2 eps) for each
+entry checked. The error of an array is max |analytic - numeric| divided by the
+largest magnitude of either, so entries that are zero in both do not blow it up.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ArrayCheck:
+    """One parameter array: its layer (1-based), name ("W" or "b"), the worst
+    relative error over the entries checked, and how many entries were checked."""
+
+    layer: int
+    name: str
+    max_rel_error: float
+    n_checked: int
+
+
+class GradcheckResult:
+    """checks : list of ArrayCheck; threshold : the error above which an array
+    fails; passed : True when every array is within the threshold."""
+
+    def __init__(self, checks, threshold):
+        self.checks = checks
+        self.threshold = threshold
+        self.passed = all(c.max_rel_error <= threshold for c in checks)
+
+    @property
+    def max_rel_error(self):
+        return max(c.max_rel_error for c in self.checks)
+
+    def __bool__(self):
+        return self.passed
+
+    def __str__(self):
+        lines = [f"{'layer':>5}  {'array':<5}  {'entries':>7}  {'max rel. error':>14}  verdict"]
+        for c in self.checks:
+            verdict = "ok" if c.max_rel_error <= self.threshold else "FAIL"
+            lines.append(f"{c.layer:>5}  {c.name:<5}  {c.n_checked:>7}  {c.max_rel_error:>14.3e}  {verdict}")
+        lines.append(f"{'passed' if self.passed else 'FAILED'} (threshold {self.threshold:g})")
+        return "\n".join(lines)
+
+
+def gradcheck(model, X, y, eps=1e-6, threshold=1e-6, max_checks_per_array=None, seed=0):
+    """Check model's backpropagated gradients on (X, y) against centred differences.
+
+    X : array of shape (n_samples, n_features); y : targets for the model's loss.
+    max_checks_per_array : check at most this many entries of each array, chosen at
+        random (seeded); None checks them all.
+    Returns a GradcheckResult (printable; truthy when it passed).
+    """
+    from fastbp.model import Sequential
+
+    if not isinstance(model, Sequential):
+        raise TypeError(f"gradcheck expects a fastbp.Sequential, got {type(model).__name__}")
+    if not (isinstance(eps, float) and 0 < eps < 1):
+        raise ValueError(f"eps must be a float in (0, 1), got {eps!r}")
+    model._require_built()
+    config = dict(model.get_config(), dtype="float64")
+    copy = Sequential.from_config(config)
+    copy.set_weights([w.astype(np.float64) for w in model.get_weights()])
+    X = copy._features(X)
+    y, loss_code = copy._targets(y, len(X))
+    _, analytic = copy.loss_and_gradients(X, y)
+
+    def loss():
+        total, _ = copy._backend.loss_sum(X, y, loss_code)
+        return total / len(X) + copy._l2_term()
+
+    rng = np.random.default_rng(seed)
+    checks = []
+    for k, (param, grad) in enumerate(zip(copy._plan.parameters(), analytic)):
+        flat = param.reshape(-1)
+        entries = np.arange(flat.size)
+        if max_checks_per_array is not None and flat.size > max_checks_per_array:
+            entries = rng.choice(flat.size, max_checks_per_array, replace=False)
+        numeric = np.empty(len(entries))
+        for i, entry in enumerate(entries):
+            saved = flat[entry]
+            flat[entry] = saved + eps
+            plus = loss()
+            flat[entry] = saved - eps
+            minus = loss()
+            flat[entry] = saved
+            numeric[i] = (plus - minus) / (2 * eps)
+        exact = grad.reshape(-1)[entries]
+        scale = max(np.abs(exact).max(initial=0.0), np.abs(numeric).max(initial=0.0))
+        error = 0.0 if scale == 0 else float(np.abs(exact - numeric).max() / scale)
+        checks.append(ArrayCheck(k // 2 + 1, "W" if k % 2 == 0 else "b", error, len(entries)))
+    return GradcheckResult(checks, threshold)
