@@ -4,7 +4,6 @@ The model validates input, owns the parameters (through its layers), the random
 generator and the optimiser configuration, and hands the math to a backend
 (fastbp/backends) through a plan (fastbp/plan.py).
 """
-import sys
 import time
 
 import numpy as np
@@ -14,8 +13,11 @@ from fastbp import validation as check
 from fastbp.callbacks import History
 from fastbp.layers import Dense
 from fastbp.plan import Plan
+from fastbp.progress import EpochProgress
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
+# With a progress line, fit hands the engine about this much work per call.
+PROGRESS_SECONDS = 0.05
 
 
 def _dtype(dtype):
@@ -160,13 +162,14 @@ class Sequential:
         self._forward_rows = None
         history = History()
         opt = self.optimizer
+        progress = (EpochProgress(epochs, n, batch_size, self.loss.classification)
+                    if verbose else None)
         for epoch in range(epochs):
-            started = time.perf_counter()
-            order = self._rng.permutation(n) if shuffle else np.arange(n)
+            order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(np.int64)
             checkpoint = self.get_weights()
-            with threads.limit(self.n_threads):
-                total, n_correct, n_seen = self._backend.epoch(
-                    X, y, order.astype(np.int64), batch_size, loss_code, opt.weight_decay, opt.lr)
+            if progress:
+                progress.start_epoch(epoch)
+            total, n_correct, n_seen = self._run_epoch(X, y, order, batch_size, loss_code, progress)
             if not (np.isfinite(total) and self._weights_finite()):
                 self._restore(checkpoint)
                 raise FloatingPointError(
@@ -180,19 +183,42 @@ class Sequential:
                 val = self._evaluate(X_val, y_val, val_code)
                 logs.update({"val_" + key: value for key, value in val.items()})
             history.append(epoch, logs)
-            if verbose:
-                self._print_epoch(epoch, epochs, logs, n / (time.perf_counter() - started))
+            if progress:
+                progress.end_epoch(logs)
         return history
+
+    def _run_epoch(self, X, y, order, batch_size, loss_code, progress):
+        """One epoch of SGD in `order`: (sum of batch_rows * batch_loss, n_correct, n_seen).
+
+        Silent, it is one backend call. With a progress line it is several, each a
+        whole number of batches lasting about PROGRESS_SECONDS, so the batches (and
+        the weights) are the same either way.
+        """
+        opt = self.optimizer
+        if progress is None:
+            with threads.limit(self.n_threads):
+                return self._backend.epoch(X, y, order, batch_size, loss_code,
+                                           opt.weight_decay, opt.lr)
+        total, n_correct, n_seen = 0.0, 0, 0
+        batches_per_call = 1
+        while n_seen < len(order):
+            chunk = order[n_seen:n_seen + batches_per_call * batch_size]
+            started = time.perf_counter()
+            with threads.limit(self.n_threads):
+                part, correct, seen = self._backend.epoch(X, y, chunk, batch_size, loss_code,
+                                                          opt.weight_decay, opt.lr)
+            elapsed = time.perf_counter() - started
+            total, n_correct, n_seen = total + part, n_correct + correct, n_seen + seen
+            if seen < len(chunk) or not np.isfinite(part):
+                break   # diverged: the caller restores and reports
+            progress.update(n_seen, total, n_correct, self._outputs_per_sample(loss_code))
+            growth = PROGRESS_SECONDS / max(elapsed, 1e-6)
+            batches_per_call = max(1, min(int(batches_per_call * min(growth, 4.0)), 1 << 20))
+        return total, n_correct, n_seen
 
     def _outputs_per_sample(self, loss_code):
         """Accuracy counts one decision per sample, or one per output for sigmoid outputs."""
         return self.output_dim if loss_code == losses.SIGMOID_BCE else 1
-
-    @staticmethod
-    def _print_epoch(epoch, epochs, logs, samples_per_second):
-        figures = " - ".join(f"{key} {value:.4f}" for key, value in logs.items())
-        print(f"epoch {epoch + 1}/{epochs} - {figures} - {samples_per_second:,.0f} samples/s",
-              file=sys.stdout, flush=True)
 
     def train_step(self, X, y):
         """One optimiser step on one batch; returns its loss (before the step)."""
