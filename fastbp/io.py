@@ -1,7 +1,8 @@
 """Saving and loading models: one .npz holding a JSON architecture record and arrays.
 
 The record ("architecture") holds the format name and version, the layers, loss,
-optimiser, dtype, backend, thread setting and the random generator's state; the
+optimiser, dtype, backend, thread setting, the random generator's state and the
+model's metadata (a JSON-ready dict, e.g. the CLI's preprocessing); the
 arrays are the parameters ("param_0", "param_1", ... in get_weights order). Files
 are read with allow_pickle=False, so loading never runs code from the file, and
 written atomically: a temporary file in the same folder, then a rename.
@@ -26,7 +27,7 @@ def save(model, path):
         raise TypeError(f"save expects a fastbp.Sequential, got {type(model).__name__}")
     model._require_built()
     record = {"format": FORMAT, "version": VERSION, **model.get_config(),
-              "rng_state": model._rng.bit_generator.state}
+              "rng_state": model._rng.bit_generator.state, "metadata": model.metadata}
     arrays = {f"param_{i}": p for i, p in enumerate(model._plan.parameters())}
     arrays["architecture"] = np.array(json.dumps(record))
     path = os.fspath(path)
@@ -74,6 +75,7 @@ def load(path, backend=None):
                 raise ValueError(f"param_{i} has dtype {w.dtype}, the record says {p.dtype}")
         model.set_weights(weights)
         model._rng.bit_generator.state = record["rng_state"]
+        model.metadata = dict(record.get("metadata") or {})
     except (ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"{path!r} does not hold a valid fastbp model: {exc}") from None
     return model

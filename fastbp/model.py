@@ -56,6 +56,7 @@ class Sequential:
         self._plan = None
         self._backend = None
         self._forward_rows = None   # rows of the last forward(), for backward()
+        self.metadata = {}          # JSON-ready notes saved with the model
         for layer in layers:
             self.add(layer)
         if self.layers:
