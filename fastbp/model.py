@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from fastbp import backends, losses, optimizers, threads
+from fastbp import diagnostics as health
 from fastbp import validation as check
 from fastbp.callbacks import History
 from fastbp.layers import Dense
@@ -140,7 +141,8 @@ class Sequential:
 
     # --- training -------------------------------------------------------------------
 
-    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None, verbose=1):
+    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None, verbose=1,
+            diagnostics=False):
         """Train with mini-batch gradient descent; returns a History.
 
         X : (n_samples, n_features); y : targets (see the loss).
@@ -148,6 +150,10 @@ class Sequential:
             mini-batches of k (the last one may be smaller); values above n_samples
             are clamped to n_samples.
         validation_data : (X_val, y_val), evaluated after each epoch.
+        verbose : 1 shows a progress line per epoch, 0 is silent.
+        diagnostics : record training-health readings per epoch in the history and
+            warn about alarming ones (see fastbp.diagnostics); off by default as it
+            costs a forward and a gradient pass over a sample each epoch.
         """
         X = self._features(X)
         y, loss_code = self._targets(y, len(X))
@@ -165,6 +171,7 @@ class Sequential:
         opt = self.optimizer
         progress = (EpochProgress(epochs, n, batch_size, self.loss.classification)
                     if verbose else None)
+        alarms = health.Alarms() if diagnostics else None
         for epoch in range(epochs):
             order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(np.int64)
             checkpoint = self.get_weights()
@@ -183,6 +190,12 @@ class Sequential:
             if validation_data is not None:
                 val = self._evaluate(X_val, y_val, val_code)
                 logs.update({"val_" + key: value for key, value in val.items()})
+            if alarms:
+                rows = slice(0, health.SAMPLE_ROWS)
+                with threads.limit(self.n_threads):
+                    readings = health.measure(self, X[rows], y[rows], loss_code)
+                alarms.check(epoch, readings)
+                logs.update(readings)
             history.append(epoch, logs)
             if progress:
                 progress.end_epoch(logs)

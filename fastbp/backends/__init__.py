@@ -1,6 +1,7 @@
 """Backends execute a plan. Both offer the same methods:
 
-forward(X) -> A_last; backward(dout, need_dX) -> dX; step(X, y, loss, weight_decay,
+forward(X) -> A_last; activations() -> every layer's A from that forward pass;
+backward(dout, need_dX) -> dX; step(X, y, loss, weight_decay,
 update, lr) -> (loss, n_correct); epoch(X, y, order, batch_size, loss, weight_decay,
 lr) -> (sum of batch_rows * batch_loss, n_correct, n_seen); predict(X) -> outputs;
 loss_sum(X, y, loss) -> (summed loss, n_correct).

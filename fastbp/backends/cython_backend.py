@@ -42,6 +42,9 @@ class CythonBackend:
         self._X, self._n = X, n
         return self.plan.layers[-1].A[:n]
 
+    def activations(self):
+        return [layer.A[:self._n] for layer in self.plan.layers]
+
     def backward(self, dout, need_dX=True):
         n = self._n
         last = self.plan.layers[-1]

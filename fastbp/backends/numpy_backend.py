@@ -98,6 +98,10 @@ class NumpyBackend:
             X = A
         return X
 
+    def activations(self):
+        """Every layer's output A (n, d_out) from the last forward pass."""
+        return list(self._A)
+
     def backward(self, dout, need_dX=True, last_is_dZ=False):
         """Backpropagate dout = dL/dA of the last layer (dL/dZ if last_is_dZ).
 
