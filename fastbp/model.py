@@ -5,6 +5,7 @@ generator and the optimiser configuration, and hands the math to a backend
 (fastbp/backends) through a plan (fastbp/plan.py).
 """
 import time
+import warnings
 
 import numpy as np
 
@@ -142,7 +143,7 @@ class Sequential:
     # --- training -------------------------------------------------------------------
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None, verbose=1,
-            diagnostics=False):
+            diagnostics=False, on_divergence="raise"):
         """Train with mini-batch gradient descent; returns a History.
 
         X : (n_samples, n_features); y : targets (see the loss).
@@ -154,10 +155,16 @@ class Sequential:
         diagnostics : record training-health readings per epoch in the history and
             warn about alarming ones (see fastbp.diagnostics); off by default as it
             costs a forward and a gradient pass over a sample each epoch.
+        on_divergence : when the loss or the weights stop being finite, the model
+            goes back to the weights it had when that epoch began, and then "raise"
+            (default) raises FloatingPointError, "stop" warns and returns the history
+            of the epochs completed.
         """
         X = self._features(X)
         y, loss_code = self._targets(y, len(X))
         epochs = check.non_negative_int("epochs", epochs)
+        if on_divergence not in ("raise", "stop"):
+            raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
         n = len(X)
         batch_size = n if batch_size is None else min(check.positive_int("batch_size", batch_size), n)
         if validation_data is not None:
@@ -180,10 +187,14 @@ class Sequential:
             total, n_correct, n_seen = self._run_epoch(X, y, order, batch_size, loss_code, progress)
             if not (np.isfinite(total) and self._weights_finite()):
                 self._restore(checkpoint)
-                raise FloatingPointError(
-                    f"training diverged in epoch {epoch + 1} after {n_seen} samples: the loss "
-                    "or the weights stopped being finite; the model keeps the weights it had "
-                    f"when the epoch began. Lower the learning rate (lr={opt.lr}) or standardise the inputs")
+                message = (f"training diverged in epoch {epoch + 1} after {n_seen} samples: the "
+                           "loss or the weights stopped being finite; the model keeps the weights "
+                           f"it had when the epoch began. Lower the learning rate (lr={opt.lr}) "
+                           "or standardise the inputs")
+                if on_divergence == "raise":
+                    raise FloatingPointError(message)
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+                break
             logs = {"loss": total / n}
             if self.loss.classification:
                 logs["accuracy"] = n_correct / (n * self._outputs_per_sample(loss_code))

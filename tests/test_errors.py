@@ -129,6 +129,20 @@ def test_divergence_stops_training_with_finite_weights(backend):
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
+@pytest.mark.filterwarnings("ignore:overflow|invalid value")
+def test_divergence_can_stop_with_a_warning(backend):
+    X, _ = data(50)
+    y = X @ np.ones((4, 1)) * 1e3
+    model = fb.Sequential([fb.Dense(8, input_dim=4), fb.Dense(1)], loss="mse",
+                          optimizer=fb.SGD(lr=10.0), seed=0, backend=backend)
+    with pytest.warns(RuntimeWarning, match="diverged in epoch"):
+        hist = model.fit(X, y, epochs=50, batch_size=10, verbose=0, on_divergence="stop")
+    assert 0 < len(hist.history.get("loss", [])) + 1 < 50
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    with pytest.raises(ValueError, match="on_divergence must be"):
+        model.fit(X, y, on_divergence="ignore")
+
+
 def test_predict_proba_needs_a_classifier():
     model = fb.Sequential([fb.Dense(2, input_dim=2)], loss="mse")
     with pytest.raises(ValueError, match="classification loss"):
