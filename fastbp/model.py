@@ -246,7 +246,10 @@ class Sequential:
         return self.output_dim if loss_code == losses.SIGMOID_BCE else 1
 
     def train_step(self, X, y):
-        """One optimiser step on one batch; returns its loss (before the step)."""
+        """One optimiser step on one batch; returns its loss (before the step).
+
+        Each call validates X and y and keeps a copy of the weights to undo a step
+        that diverges; fit() runs whole epochs without either cost."""
         X = self._features(X)
         y, loss_code = self._targets(y, len(X))
         self._ready(X)

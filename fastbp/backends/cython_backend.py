@@ -25,7 +25,8 @@ class CythonBackend:
         self._engine = None
         self._X = None
         self._n = 0
-        self._batch = {}       # batch_size -> (X_batch, y_batch) for epoch()
+        self._batch_key = None  # (batch_size, y dtype, y row shape) of self._batch
+        self._batch = None      # (X_batch, y_batch): epoch()'s gather buffers
         self._predict_buffers = None
 
     def _engine_for(self, n_rows):
@@ -58,14 +59,12 @@ class CythonBackend:
 
     def epoch(self, X, y, order, batch_size, loss, weight_decay, lr):
         engine = self._engine_for(batch_size)
-        if batch_size not in self._batch:
-            y_shape = (batch_size,) if y.ndim == 1 else (batch_size, y.shape[1])
-            self._batch = {batch_size: (np.empty((batch_size, X.shape[1]), dtype=X.dtype),
-                                        np.empty(y_shape, dtype=y.dtype))}
-        X_batch, y_batch = self._batch[batch_size]
-        if y_batch.dtype != y.dtype or y_batch.shape[1:] != y.shape[1:]:
-            y_batch = np.empty((batch_size,) + y.shape[1:], dtype=y.dtype)
-            self._batch[batch_size] = (X_batch, y_batch)
+        key = (batch_size, y.dtype, y.shape[1:])
+        if self._batch_key != key:   # batch buffers made once per batch shape
+            self._batch_key = key
+            self._batch = (np.empty((batch_size, X.shape[1]), dtype=X.dtype),
+                           np.empty((batch_size,) + y.shape[1:], dtype=y.dtype))
+        X_batch, y_batch = self._batch
         return engine.epoch(X, y, order, batch_size, X_batch, y_batch, loss, weight_decay, lr)
 
     def gemm_floor(self, X, lr=0.01):
