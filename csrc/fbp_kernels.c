@@ -8,6 +8,7 @@
 #define EXP expf
 #define LOG logf
 #define LOG1P log1pf
+#define EXPM1 expm1f
 #define TANH tanhf
 #include "fbp_kernels_impl.h"
 #undef T
@@ -15,6 +16,7 @@
 #undef EXP
 #undef LOG
 #undef LOG1P
+#undef EXPM1
 #undef TANH
 
 #define T double
@@ -22,6 +24,7 @@
 #define EXP exp
 #define LOG log
 #define LOG1P log1p
+#define EXPM1 expm1
 #define TANH tanh
 #include "fbp_kernels_impl.h"
 

@@ -16,7 +16,13 @@ enum {
     FBP_ACT_SIGMOID = 1,
     FBP_ACT_TANH = 2,
     FBP_ACT_RELU = 3,
-    FBP_ACT_LEAKY_RELU = 4
+    FBP_ACT_LEAKY_RELU = 4,
+    FBP_ACT_ELU = 5,
+    FBP_ACT_SOFTPLUS = 6,
+    FBP_ACT_HARD_SIGMOID = 7,
+    FBP_ACT_HARD_TANH = 8,
+    FBP_ACT_SILU = 9,
+    FBP_ACT_GELU = 10
 };
 
 #define FBP_DECLARE(T, S)                                                          \

@@ -10,6 +10,33 @@ static inline T FN(sigmoid)(T v)
     return v >= 0 ? r : e * r;
 }
 
+/* softplus(v) = log(1 + exp(v)) without overflow. */
+static inline T FN(softplus)(T v)
+{
+    return (v > 0 ? v : (T)0) + LOG1P(EXP(-(v >= 0 ? v : -v)));
+}
+
+/* GELU, tanh approximation: 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3))). */
+#define FBP_GELU_C ((T)0.7978845608028654)
+#define FBP_GELU_K ((T)0.044715)
+static inline T FN(gelu)(T v)
+{
+    return (T)0.5 * v * ((T)1 + TANH(FBP_GELU_C * (v + FBP_GELU_K * v * v * v)));
+}
+
+static inline T FN(gelu_grad)(T v)
+{
+    T t = TANH(FBP_GELU_C * (v + FBP_GELU_K * v * v * v));
+    return (T)0.5 * ((T)1 + t)
+           + (T)0.5 * v * ((T)1 - t * t) * FBP_GELU_C * ((T)1 + (T)3 * FBP_GELU_K * v * v);
+}
+
+static inline T FN(silu_grad)(T v)
+{
+    T s = FN(sigmoid)(v);
+    return s * ((T)1 + v * ((T)1 - s));
+}
+
 /* One pass over a row: optional bias add, then the activation. */
 #define FBP_BIAS_ACT_ROWS(EXPR)                                                  \
     for (int64_t i = 0; i < n_rows; ++i) {                                       \
@@ -44,6 +71,13 @@ void FN(fbp_bias_act)(int act, T param, int64_t n_rows, int64_t n_cols,
     case FBP_ACT_TANH:       FBP_BIAS_ACT_ROWS(TANH(v)) break;
     case FBP_ACT_RELU:       FBP_BIAS_ACT_ROWS(v > 0 ? v : (T)0) break;
     case FBP_ACT_LEAKY_RELU: FBP_BIAS_ACT_ROWS(v > 0 ? v : param * v) break;
+    case FBP_ACT_ELU:        FBP_BIAS_ACT_ROWS(v > 0 ? v : param * EXPM1(v)) break;
+    case FBP_ACT_SOFTPLUS:   FBP_BIAS_ACT_ROWS(FN(softplus)(v)) break;
+    case FBP_ACT_HARD_SIGMOID:
+        FBP_BIAS_ACT_ROWS(v < (T)-2 ? (T)0 : v > (T)2 ? (T)1 : (T)0.25 * v + (T)0.5) break;
+    case FBP_ACT_HARD_TANH:  FBP_BIAS_ACT_ROWS(v < (T)-1 ? (T)-1 : v > (T)1 ? (T)1 : v) break;
+    case FBP_ACT_SILU:       FBP_BIAS_ACT_ROWS(v * FN(sigmoid)(v)) break;
+    case FBP_ACT_GELU:       FBP_BIAS_ACT_ROWS(FN(gelu)(v)) break;
     default:                 FBP_BIAS_ACT_ROWS(v) break;
     }
 }
@@ -92,6 +126,16 @@ void FN(fbp_act_backward)(int act, T param, int64_t n_rows, int64_t n_cols,
     case FBP_ACT_TANH:       FBP_ACT_BACKWARD_ROWS(dav * ((T)1 - av * av)) break;
     case FBP_ACT_RELU:       FBP_ACT_BACKWARD_ROWS(zv > 0 ? dav : (T)0) break;
     case FBP_ACT_LEAKY_RELU: FBP_ACT_BACKWARD_ROWS(zv > 0 ? dav : param * dav) break;
+    /* elu'(z) = alpha exp(z) = A + alpha for z <= 0 */
+    case FBP_ACT_ELU:        FBP_ACT_BACKWARD_ROWS(zv > 0 ? dav : dav * (av + param)) break;
+    case FBP_ACT_SOFTPLUS:   FBP_ACT_BACKWARD_ROWS(dav * FN(sigmoid)(zv)) break;
+    /* the clipped functions have slope only strictly inside their ramps */
+    case FBP_ACT_HARD_SIGMOID:
+        FBP_ACT_BACKWARD_ROWS(zv > (T)-2 && zv < (T)2 ? (T)0.25 * dav : (T)0) break;
+    case FBP_ACT_HARD_TANH:
+        FBP_ACT_BACKWARD_ROWS(zv > (T)-1 && zv < (T)1 ? dav : (T)0) break;
+    case FBP_ACT_SILU:       FBP_ACT_BACKWARD_ROWS(dav * FN(silu_grad)(zv)) break;
+    case FBP_ACT_GELU:       FBP_ACT_BACKWARD_ROWS(dav * FN(gelu_grad)(zv)) break;
     default:                 FBP_ACT_BACKWARD_ROWS(dav) break;
     }
 }
@@ -215,5 +259,7 @@ void FN(fbp_gather_rows)(int64_t n_idx, int64_t n_cols, const T *X,
         memcpy(out + i * n_cols, X + idx[i] * n_cols, (size_t)n_cols * sizeof(T));
 }
 
+#undef FBP_GELU_C
+#undef FBP_GELU_K
 #undef FBP_BIAS_ACT_ROWS
 #undef FBP_ACT_BACKWARD_ROWS

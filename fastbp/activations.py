@@ -2,9 +2,14 @@
 
 The math lives in the backends (fastbp/backends/numpy_backend.py and csrc/); this
 module only names things. Derivatives at kinks follow PyTorch: relu'(0) = 0,
-leaky_relu'(0) = slope.
+leaky_relu'(0) = slope, elu'(0) = alpha; the clipped hard_sigmoid and hard_tanh have
+slope only strictly inside their ramps. hard_sigmoid is max(min(0.25 z + 0.5, 1), 0),
+fastbp's own definition, where PyTorch's is relu6(z + 3) / 6. gelu is the tanh
+approximation.
 """
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,19 @@ ACTIVATIONS = {
         ActivationSpec("relu", 3, None, 0.0, "max(z, 0)", "1 if z > 0 else 0"),
         ActivationSpec("leaky_relu", 4, "slope", 0.01, "z if z > 0 else slope * z",
                        "1 if z > 0 else slope"),
+        ActivationSpec("elu", 5, "alpha", 1.0, "z if z > 0 else alpha * (exp(z) - 1)",
+                       "1 if z > 0 else alpha * exp(z)"),
+        ActivationSpec("softplus", 6, None, 0.0, "log(1 + exp(z))", "sigmoid(z)"),
+        # fastbp's own definition (the seeds'), not PyTorch's relu6(z + 3) / 6
+        ActivationSpec("hard_sigmoid", 7, None, 0.0, "max(min(0.25 z + 0.5, 1), 0)",
+                       "0.25 if -2 < z < 2 else 0"),
+        ActivationSpec("hard_tanh", 8, None, 0.0, "max(min(z, 1), -1)",
+                       "1 if -1 < z < 1 else 0"),
+        ActivationSpec("silu", 9, None, 0.0, "z * sigmoid(z)",
+                       "s(z) (1 + z (1 - s(z)))"),
+        ActivationSpec("gelu", 10, None, 0.0,
+                       "0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))",
+                       "0.5 (1 + t) + 0.5 z (1 - t^2) sqrt(2/pi) (1 + 0.134145 z^2)"),
     )
 }
 ALIASES = {None: "identity", "linear": "identity"}
@@ -75,4 +93,6 @@ def get(activation, **params):
         allowed = f"'{spec.param_name}'" if spec.param_name else "no parameters"
         raise TypeError(f"activation {name!r} takes {allowed}, got {sorted(unknown)}")
     param = float(params.get(spec.param_name, spec.default_param)) if spec.param_name else 0.0
+    if spec.param_name and not (np.isfinite(param) and param >= 0):
+        raise ValueError(f"{name}'s {spec.param_name} must be a finite number >= 0, got {param!r}")
     return Activation(spec, param)

@@ -96,15 +96,40 @@ def test_activation_derivative_matches_numpy(dtype, name):
     assert rel_error(dZ, dA * df(Z, A, param)) <= BACKEND_RTOL[dtype]
 
 
-def test_derivatives_at_kinks_follow_pytorch():
-    """relu'(0) = 0, leaky_relu'(0) = slope (DESIGN.md §1)."""
-    Z = np.zeros((1, 1))
-    ones = np.ones((1, 1))
-    for name, expected in (("relu", 0.0), ("leaky_relu", 0.01)):
-        code, param = act_of(name)
+@pytest.mark.parametrize("name, z, expected", [
+    ("relu", 0.0, 0.0), ("leaky_relu", 0.0, 0.01), ("elu", 0.0, 1.0),
+    ("hard_tanh", 1.0, 0.0), ("hard_tanh", -1.0, 0.0), ("hard_tanh", 0.999, 1.0),
+    ("hard_sigmoid", 2.0, 0.0), ("hard_sigmoid", -2.0, 0.0), ("hard_sigmoid", 1.999, 0.25),
+])
+def test_derivatives_at_kinks(backend, name, z, expected):
+    """relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha as PyTorch; the clipped
+    functions have slope only strictly inside their ramps (DESIGN.md §1)."""
+    code, param = act_of(name)
+    Z = np.full((1, 1), z)
+    A = np.empty_like(Z)
+    kernels.activation_forward(Z, A, code, param)
+    if backend == "cython":
         dZ = np.empty_like(Z)
-        kernels.activation_backward(Z, Z.copy(), ones, dZ, code, param)
-        assert dZ[0, 0] == expected
+        kernels.activation_backward(Z, A, np.ones_like(Z), dZ, code, param)
+    else:
+        dZ = NP_ACTIVATIONS[code][1](Z, A, param)
+    assert dZ[0, 0] == expected
+
+
+@pytest.mark.parametrize("name", ACT_NAMES)
+def test_numpy_twin_keeps_the_dtype(dtype, name):
+    code, param = act_of(name)
+    f, df = NP_ACTIVATIONS[code]
+    Z = np.linspace(-3, 3, 12, dtype=dtype).reshape(3, 4)
+    A = f(Z, param)
+    assert A.dtype == dtype and df(Z, A, param).dtype == dtype
+
+
+def test_hard_sigmoid_is_the_seeds_definition():
+    Z = np.array([[-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]])
+    A = np.empty_like(Z)
+    kernels.activation_forward(Z, A, *act_of("hard_sigmoid"))
+    assert A.tolist() == [[0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]]
 
 
 def test_sigmoid_and_tanh_stay_finite_for_huge_inputs(dtype):
@@ -117,6 +142,18 @@ def test_sigmoid_and_tanh_stay_finite_for_huge_inputs(dtype):
         kernels.activation_backward(Z, A, np.ones_like(Z), dZ, code, param)
         assert np.isfinite(A).all() and np.isfinite(dZ).all()
         assert A[0, 0] == (0 if name == "sigmoid" else -1) and A[0, -1] == 1
+
+
+@pytest.mark.parametrize("name", ["softplus", "elu", "silu", "gelu"])
+def test_smooth_activations_stay_finite_for_huge_inputs(dtype, name):
+    code, param = act_of(name)
+    Z = np.array([[-1e4, -100, 0, 100, 1e4]], dtype=dtype)
+    A = np.empty_like(Z)
+    kernels.activation_forward(Z, A, code, param)
+    dZ = np.empty_like(Z)
+    kernels.activation_backward(Z, A, np.ones_like(Z), dZ, code, param)
+    assert np.isfinite(A).all() and np.isfinite(dZ).all()
+    assert A[0, -1] == dtype(1e4)
 
 
 # --- dense layer -----------------------------------------------------------------------

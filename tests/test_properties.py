@@ -12,7 +12,7 @@ import fastbp as fb
 
 from conftest import BACKEND_RTOL, rel_error
 
-ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu"]
+ACTIVATIONS = sorted(fb.activations.ACTIVATIONS)
 dims = st.integers(min_value=1, max_value=37)
 
 

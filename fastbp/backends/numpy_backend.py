@@ -21,6 +21,32 @@ def _sigmoid(Z, param):
     return np.where(Z >= 0, 1 / (1 + E), E / (1 + E))
 
 
+def _softplus(Z, param):
+    return np.maximum(Z, 0) + np.log1p(np.exp(-np.abs(Z)))
+
+
+GELU_C, GELU_K = float(np.sqrt(2 / np.pi)), 0.044715   # Python floats keep float32 float32
+
+
+def _gelu(Z, param):
+    return 0.5 * Z * (1 + np.tanh(GELU_C * (Z + GELU_K * Z**3)))
+
+
+def _gelu_grad(Z, A, param):
+    t = np.tanh(GELU_C * (Z + GELU_K * Z**3))
+    return 0.5 * (1 + t) + 0.5 * Z * (1 - t * t) * GELU_C * (1 + 3 * GELU_K * Z * Z)
+
+
+def _silu_grad(Z, A, param):
+    s = _sigmoid(Z, param)
+    return s * (1 + Z * (1 - s))
+
+
+def _inside(Z, low, high):
+    """1 strictly inside (low, high), else 0: the slope of a clipped ramp."""
+    return ((Z > low) & (Z < high)).astype(Z.dtype)
+
+
 ACTIVATIONS = {
     0: (lambda Z, p: Z, lambda Z, A, p: np.ones_like(Z)),                       # identity
     1: (_sigmoid, lambda Z, A, p: A * (1 - A)),                                  # sigmoid
@@ -28,6 +54,14 @@ ACTIVATIONS = {
     3: (lambda Z, p: np.maximum(Z, 0), lambda Z, A, p: (Z > 0).astype(Z.dtype)),  # relu
     4: (lambda Z, p: np.where(Z > 0, Z, Z * Z.dtype.type(p)),                    # leaky_relu
         lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), Z.dtype.type(p))),
+    5: (lambda Z, p: np.where(Z > 0, Z, Z.dtype.type(p) * np.expm1(np.minimum(Z, 0))),  # elu
+        lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), A + Z.dtype.type(p))),
+    6: (_softplus, lambda Z, A, p: _sigmoid(Z, p)),                               # softplus
+    7: (lambda Z, p: np.clip(0.25 * Z + 0.5, 0, 1).astype(Z.dtype),              # hard_sigmoid
+        lambda Z, A, p: 0.25 * _inside(Z, -2, 2)),
+    8: (lambda Z, p: np.clip(Z, -1, 1), lambda Z, A, p: _inside(Z, -1, 1)),     # hard_tanh
+    9: (lambda Z, p: Z * _sigmoid(Z, p), _silu_grad),                             # silu
+    10: (_gelu, _gelu_grad),                                                       # gelu
 }
 
 
