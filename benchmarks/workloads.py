@@ -157,11 +157,12 @@ def fastbp_step(model, batches, lr=LR):
     the model's dtype, y (batch,) int64; the first call uses batches[0].
     """
     backend = model._backend
+    optimizer = model.optimizer
     upcoming = itertools.cycle(batches)
 
     def step():
         X, y = next(upcoming)
-        return backend.step(X, y, SOFTMAX_XENT_INT, 0.0, True, lr)
+        return backend.step(X, y, SOFTMAX_XENT_INT, optimizer, True, lr)
     return step
 
 
@@ -185,9 +186,10 @@ def fastbp_epoch(model, X, y, order, batch_size, lr=LR):
     int64. Returns (sum of batch_rows * batch_loss, n_correct, n_seen).
     """
     backend = model._backend
+    optimizer = model.optimizer
 
     def epoch():
-        return backend.epoch(X, y, order, batch_size, SOFTMAX_XENT_INT, 0.0, lr)
+        return backend.epoch(X, y, order, batch_size, SOFTMAX_XENT_INT, optimizer, lr)
     return epoch
 
 

@@ -9,6 +9,7 @@
 #define LOG logf
 #define LOG1P log1pf
 #define EXPM1 expm1f
+#define SQRT sqrtf
 #define TANH tanhf
 #include "fbp_kernels_impl.h"
 #undef T
@@ -17,6 +18,7 @@
 #undef LOG
 #undef LOG1P
 #undef EXPM1
+#undef SQRT
 #undef TANH
 
 #define T double
@@ -25,6 +27,7 @@
 #define LOG log
 #define LOG1P log1p
 #define EXPM1 expm1
+#define SQRT sqrt
 #define TANH tanh
 #include "fbp_kernels_impl.h"
 

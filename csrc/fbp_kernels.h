@@ -25,6 +25,26 @@ enum {
     FBP_ACT_GELU = 10
 };
 
+/* Optimiser kinds and the hyper-parameters an update reads (fastbp/optimizers.py). */
+enum {
+    FBP_OPT_SGD = 0,        /* v = momentum v + g; w -= lr (nesterov ? g + momentum v : v) */
+    FBP_OPT_ADAM = 1,       /* bias-corrected first and second moments */
+    FBP_OPT_RMSPROP = 2,    /* s = rho s + (1 - rho) g^2; w -= lr g / (sqrt(s) + eps) */
+    FBP_OPT_ADAGRAD = 3     /* s += g^2; w -= lr g / (sqrt(s) + eps) */
+};
+
+typedef struct {
+    int kind;
+    int nesterov;
+    double lr;
+    double momentum;        /* SGD */
+    double beta1, beta2;    /* Adam; beta1 is rho for RMSProp */
+    double eps;
+    double decay;           /* decoupled weight decay: w -= lr * decay * w first */
+    double correction1;     /* Adam: 1 - beta1^t */
+    double correction2;     /* Adam: 1 - beta2^t */
+} fbp_optim;
+
 #define FBP_DECLARE(T, S)                                                          \
     /* out[i, :] = b for every row i: the bias as a GEMM's starting C. */           \
     void fbp_broadcast_rows_##S(int64_t n_rows, int64_t n_cols, const T *b, T *out); \
@@ -56,6 +76,10 @@ enum {
     void fbp_add_decay_##S(int64_t n, T weight_decay, const T *w, T *g);           \
     /* w -= lr * g (plain gradient descent). */                                    \
     void fbp_sgd_##S(int64_t n, T lr, const T *g, T *w);                           \
+    /* One optimiser step on w from g * grad_scale, with state s1, s2 (n each, as   \
+     * many as the kind uses). */                                                  \
+    void fbp_optim_update_##S(const fbp_optim *opt, int64_t n, T grad_scale,        \
+                              const T *g, T *w, T *s1, T *s2);                     \
     /* Copy the rows of X listed in idx into out (a mini-batch gather). */         \
     void fbp_gather_rows_##S(int64_t n_idx, int64_t n_cols, const T *X,             \
                              const int64_t *idx, T *out);

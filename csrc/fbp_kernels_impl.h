@@ -252,6 +252,68 @@ void FN(fbp_sgd)(int64_t n, T lr, const T *g, T *w)
     for (int64_t i = 0; i < n; ++i) w[i] -= lr * g[i];
 }
 
+void FN(fbp_optim_update)(const fbp_optim *opt, int64_t n, T grad_scale,
+                          const T *g, T *w, T *s1, T *s2)
+{
+    const T lr = (T)opt->lr, eps = (T)opt->eps;
+    if (opt->decay != 0) {
+        const T keep = (T)1 - lr * (T)opt->decay;
+        for (int64_t i = 0; i < n; ++i) w[i] *= keep;
+    }
+    switch (opt->kind) {
+    case FBP_OPT_ADAM: {
+        const T b1 = (T)opt->beta1, b2 = (T)opt->beta2;
+        const T c1 = (T)opt->correction1, c2 = (T)opt->correction2;
+        for (int64_t i = 0; i < n; ++i) {
+            T gi = g[i] * grad_scale;
+            T m = b1 * s1[i] + ((T)1 - b1) * gi;
+            T v = b2 * s2[i] + ((T)1 - b2) * gi * gi;
+            s1[i] = m;
+            s2[i] = v;
+            w[i] -= lr * (m / c1) / (SQRT(v / c2) + eps);
+        }
+        break;
+    }
+    case FBP_OPT_RMSPROP: {
+        const T rho = (T)opt->beta1;
+        for (int64_t i = 0; i < n; ++i) {
+            T gi = g[i] * grad_scale;
+            T sq = rho * s1[i] + ((T)1 - rho) * gi * gi;
+            s1[i] = sq;
+            w[i] -= lr * gi / (SQRT(sq) + eps);
+        }
+        break;
+    }
+    case FBP_OPT_ADAGRAD:
+        for (int64_t i = 0; i < n; ++i) {
+            T gi = g[i] * grad_scale;
+            T sq = s1[i] + gi * gi;
+            s1[i] = sq;
+            w[i] -= lr * gi / (SQRT(sq) + eps);
+        }
+        break;
+    default: {
+        const T mu = (T)opt->momentum;
+        if (mu == 0) {
+            for (int64_t i = 0; i < n; ++i) w[i] -= lr * (g[i] * grad_scale);
+        } else if (opt->nesterov) {
+            for (int64_t i = 0; i < n; ++i) {
+                T gi = g[i] * grad_scale;
+                T v = mu * s1[i] + gi;
+                s1[i] = v;
+                w[i] -= lr * (gi + mu * v);
+            }
+        } else {
+            for (int64_t i = 0; i < n; ++i) {
+                T v = mu * s1[i] + g[i] * grad_scale;
+                s1[i] = v;
+                w[i] -= lr * v;
+            }
+        }
+    }
+    }
+}
+
 void FN(fbp_gather_rows)(int64_t n_idx, int64_t n_cols, const T *X,
                          const int64_t *idx, T *out)
 {

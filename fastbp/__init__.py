@@ -6,9 +6,10 @@ from fastbp.gradcheck import gradcheck
 from fastbp.io import load
 from fastbp.layers import Dense
 from fastbp.model import Sequential
-from fastbp.optimizers import SGD
+from fastbp.optimizers import SGD, Adagrad, Adam, AdamW, RMSProp
+from fastbp import schedules
 
 __version__ = "0.1.0"
 
-__all__ = ["Activation", "Dense", "History", "SGD", "Sequential", "available_backends", "gradcheck",
-           "load"]
+__all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "History", "RMSProp", "SGD",
+           "Sequential", "available_backends", "gradcheck", "load", "schedules"]

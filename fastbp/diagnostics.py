@@ -49,7 +49,7 @@ def measure(model, X, y, loss_code):
         saturated = sum(int(np.sum(_saturated(name, A).mean(axis=0) >= SATURATED_ROWS))
                         for name, A in squashing)
         logs["saturated_fraction"] = saturated / sum(A.shape[1] for _, A in squashing)
-    backend.step(X, y, loss_code, model.optimizer.weight_decay, False, 0.0)
+    backend.step(X, y, loss_code, model.optimizer, False, 0.0)
     for i, layer in enumerate(model._plan.layers):
         logs[f"grad_norm_{i + 1}"] = float(np.linalg.norm(layer.dW))
     logs["duplicate_units"] = sum(

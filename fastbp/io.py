@@ -1,9 +1,10 @@
 """Saving and loading models: one .npz holding a JSON architecture record and arrays.
 
 The record ("architecture") holds the format name and version, the layers, loss,
-optimiser, dtype, backend, thread setting, the random generator's state and the
-model's metadata (a JSON-ready dict, e.g. the CLI's preprocessing); the
-arrays are the parameters ("param_0", "param_1", ... in get_weights order). Files
+optimiser, dtype, backend, thread setting, the random generator's state, the
+epochs completed and the model's metadata (a JSON-ready dict, e.g. the CLI's
+preprocessing); the arrays are the parameters ("param_0", "param_1", ... in
+get_weights order) and the optimiser's state ("state_0", ...). Files
 are read with allow_pickle=False, so loading never runs code from the file, and
 written atomically: a temporary file in the same folder, then a rename.
 """
@@ -27,8 +28,10 @@ def save(model, path):
         raise TypeError(f"save expects a fastbp.Sequential, got {type(model).__name__}")
     model._require_built()
     record = {"format": FORMAT, "version": VERSION, **model.get_config(),
-              "rng_state": model._rng.bit_generator.state, "metadata": model.metadata}
+              "rng_state": model._rng.bit_generator.state, "metadata": model.metadata,
+              "epochs_done": model.epochs_done}
     arrays = {f"param_{i}": p for i, p in enumerate(model._plan.parameters())}
+    arrays.update({f"state_{i}": s for i, s in enumerate(model._plan.optimizer_state())})
     arrays["architecture"] = np.array(json.dumps(record))
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -66,14 +69,26 @@ def load(path, backend=None):
     try:
         model = Sequential.from_config(record, backend=backend)
         n_params = 2 * len(model.layers)
-        names = {f"param_{i}" for i in range(n_params)} | {"architecture"}
+        state = model._plan.optimizer_state()
+        names = ({f"param_{i}" for i in range(n_params)} | {f"state_{i}" for i in range(len(state))}
+                 | {"architecture"})
         if set(arrays) != names:
             raise ValueError(f"it holds arrays {sorted(arrays)}, expected {sorted(names)}")
         weights = [arrays[f"param_{i}"] for i in range(n_params)]
         for i, (w, p) in enumerate(zip(weights, model._plan.parameters())):
             if w.dtype != p.dtype:
                 raise ValueError(f"param_{i} has dtype {w.dtype}, the record says {p.dtype}")
+        for i, live in enumerate(state):
+            saved = arrays[f"state_{i}"]
+            if saved.shape != live.shape or saved.dtype != live.dtype:
+                raise ValueError(f"state_{i} has shape {saved.shape} and dtype {saved.dtype}, "
+                                 f"expected {live.shape} and {live.dtype}")
+            if saved.dtype.kind == "f" and not np.isfinite(saved).all():
+                raise ValueError(f"state_{i} holds NaN or infinite values")
         model.set_weights(weights)
+        for saved, live in zip((arrays[f"state_{i}"] for i in range(len(state))), state):
+            live[...] = saved
+        model.epochs_done = int(record.get("epochs_done", 0))
         model._rng.bit_generator.state = record["rng_state"]
         model.metadata = dict(record.get("metadata") or {})
     except (ValueError, TypeError, KeyError) as exc:

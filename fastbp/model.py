@@ -36,7 +36,7 @@ class Sequential:
         built from the first data it sees.
     loss : "mse", "softmax_cross_entropy" (last layer outputs logits) or
         "binary_cross_entropy" (last layer has activation="sigmoid").
-    optimizer : fastbp.SGD(lr, weight_decay) or its name.
+    optimizer : an optimiser (fastbp.SGD, Adam, AdamW, RMSProp, Adagrad) or its name.
     dtype : "float32" (default) or "float64"; inputs are converted to it.
     seed : seeds initialisation and shuffling: same seed, same data, same backend
         gives bit-identical weights.
@@ -59,6 +59,7 @@ class Sequential:
         self._backend = None
         self._forward_rows = None   # rows of the last forward(), for backward()
         self.metadata = {}          # JSON-ready notes saved with the model
+        self.epochs_done = 0        # completed epochs: where learning-rate schedules are
         for layer in layers:
             self.add(layer)
         if self.layers:
@@ -97,7 +98,7 @@ class Sequential:
         for layer in self.layers:
             layer.build(d_in, self.dtype, self._rng)
             d_in = layer.units
-        self._plan = Plan(self.layers, self.dtype)
+        self._plan = Plan(self.layers, self.dtype, self.optimizer.n_state)
         self._backend = self._backend_class(self._plan)
 
     def _check_loss_fits(self):
@@ -181,7 +182,7 @@ class Sequential:
         alarms = health.Alarms() if diagnostics else None
         for epoch in range(epochs):
             order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(np.int64)
-            checkpoint = self.get_weights()
+            checkpoint = self._snapshot()
             if progress:
                 progress.start_epoch(epoch)
             total, n_correct, n_seen = self._run_epoch(X, y, order, batch_size, loss_code, progress)
@@ -208,6 +209,7 @@ class Sequential:
                 alarms.check(epoch, readings)
                 logs.update(readings)
             history.append(epoch, logs)
+            self.epochs_done += 1
             if progress:
                 progress.end_epoch(logs)
         return history
@@ -220,10 +222,10 @@ class Sequential:
         the weights) are the same either way.
         """
         opt = self.optimizer
+        lr = opt.lr_at(self.epochs_done)
         if progress is None:
             with threads.limit(self.n_threads):
-                return self._backend.epoch(X, y, order, batch_size, loss_code,
-                                           opt.weight_decay, opt.lr)
+                return self._backend.epoch(X, y, order, batch_size, loss_code, opt, lr)
         total, n_correct, n_seen = 0.0, 0, 0
         batches_per_call = 1
         while n_seen < len(order):
@@ -231,7 +233,7 @@ class Sequential:
             started = time.perf_counter()
             with threads.limit(self.n_threads):
                 part, correct, seen = self._backend.epoch(X, y, chunk, batch_size, loss_code,
-                                                          opt.weight_decay, opt.lr)
+                                                          opt, lr)
             elapsed = time.perf_counter() - started
             total, n_correct, n_seen = total + part, n_correct + correct, n_seen + seen
             if seen < len(chunk) or not np.isfinite(part):
@@ -255,9 +257,9 @@ class Sequential:
         self._ready(X)
         self._forward_rows = None
         opt = self.optimizer
-        checkpoint = self.get_weights()
+        checkpoint = self._snapshot()
         with threads.limit(self.n_threads):
-            loss, _ = self._backend.step(X, y, loss_code, opt.weight_decay, True, opt.lr)
+            loss, _ = self._backend.step(X, y, loss_code, opt, True, opt.lr_at(self.epochs_done))
         if not (np.isfinite(loss) and self._weights_finite()):
             self._restore(checkpoint)
             raise FloatingPointError(
@@ -269,8 +271,15 @@ class Sequential:
     def _weights_finite(self):
         return all(np.isfinite(p).all() for p in self._plan.parameters())
 
-    def _restore(self, checkpoint):
-        for saved, live in zip(checkpoint, self._plan.parameters()):
+    def _live_state(self):
+        """Every array a training step changes: parameters, then optimiser state."""
+        return self._plan.parameters() + self._plan.optimizer_state()
+
+    def _snapshot(self):
+        return [a.copy() for a in self._live_state()]
+
+    def _restore(self, snapshot):
+        for saved, live in zip(snapshot, self._live_state()):
             live[...] = saved
 
     def loss_and_gradients(self, X, y):
@@ -281,7 +290,7 @@ class Sequential:
         self._ready(X)
         self._forward_rows = None
         with threads.limit(self.n_threads):
-            loss, _ = self._backend.step(X, y, loss_code, self.optimizer.weight_decay, False, 0.0)
+            loss, _ = self._backend.step(X, y, loss_code, self.optimizer, False, 0.0)
         return float(loss), [g.copy() for g in self._plan.gradients()]
 
     # --- inference --------------------------------------------------------------------
@@ -331,7 +340,7 @@ class Sequential:
         return result
 
     def _l2_term(self):
-        decay = self.optimizer.weight_decay
+        decay = self.optimizer.l2
         if not decay:
             return 0.0
         return 0.5 * decay * sum(np.sum(layer.W * layer.W, dtype=np.float64) for layer in self.layers)

@@ -1,39 +1,190 @@
-"""Optimisers: configuration only; the update rules live in the backends.
+"""Optimisers: configuration only; the update rules live in the backends
+(csrc/fbp_kernels_impl.h fbp_optim_update and its NumPy twin).
 
-SGD: W <- W - lr * (dW + weight_decay * W) and b <- b - lr * db, where the L2 term
-weight_decay/2 * ||W||_F^2 is part of the loss and biases are not decayed.
+For a parameter w with gradient g (after clipping):
+
+- SGD:      v = momentum v + g;  w -= lr (g + momentum v if nesterov else v)
+            (with momentum 0: w -= lr g)
+- Adam:     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+            w -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+- AdamW:    Adam, with w -= lr weight_decay w first (decoupled decay)
+- RMSProp:  s = rho s + (1 - rho) g^2;  w -= lr g / (sqrt(s) + eps)
+- Adagrad:  s = s + g^2;  w -= lr g / (sqrt(s) + eps)
+
+weight_decay is the L2 term weight_decay/2 ||W||_F^2 of the loss (biases not
+decayed), its gradient weight_decay W added to dW; AdamW applies it decoupled
+instead. clipnorm rescales all gradients together when their global L2 norm
+exceeds it. schedule maps the epoch to the learning rate (fastbp.schedules).
 """
+import inspect
 import math
 
+from fastbp import schedules as lr_schedules
 
-def _check_rate(name, value, allow_zero):
+# Kinds shared with csrc/fbp_kernels.h.
+SGD_KIND, ADAM_KIND, RMSPROP_KIND, ADAGRAD_KIND = 0, 1, 2, 3
+
+
+def _number(name, value, low=0.0, high=math.inf, low_open=False, high_open=False):
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        if high == math.inf:
+            wanted = f"{'>' if low_open else '>='} {low:g}"
+        else:
+            wanted = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a finite number {wanted}, got {value!r}")
     return float(value)
 
 
-class SGD:
-    """Plain (mini-batch) gradient descent with optional L2 weight decay.
+class Optimizer:
+    """Shared configuration: lr > 0, weight_decay >= 0, clipnorm (None or > 0),
+    schedule (None or a schedule object from fastbp.schedules)."""
 
-    lr : learning rate, > 0.  weight_decay : L2 strength lambda, >= 0.
-    """
+    name = None
+    kind = None
+    decoupled = False
 
-    name = "sgd"
+    def __init__(self, lr, weight_decay=0.0, clipnorm=None, schedule=None):
+        self.lr = _number("lr", lr, low_open=True)
+        self.weight_decay = _number("weight_decay", weight_decay)
+        self.clipnorm = None if clipnorm is None else _number("clipnorm", clipnorm, low_open=True)
+        self.schedule = lr_schedules.get(schedule)
 
-    def __init__(self, lr=0.01, weight_decay=0.0):
-        self.lr = _check_rate("lr", lr, allow_zero=False)
-        self.weight_decay = _check_rate("weight_decay", weight_decay, allow_zero=True)
+    @property
+    def n_state(self):
+        """State arrays kept per parameter array."""
+        return 0
+
+    @property
+    def l2(self):
+        """The coupled L2 strength: part of the loss and of dW."""
+        return 0.0 if self.decoupled else self.weight_decay
+
+    def lr_at(self, epoch):
+        """The learning rate for epoch (0-based)."""
+        return self.lr if self.schedule is None else self.schedule(self.lr, epoch)
+
+    def folds_into_gemm(self):
+        """True when the update is exactly W -= lr (dW + l2 W): the compiled engine
+        then folds it into the weight-gradient GEMM."""
+        return False
+
+    def hyper(self):
+        """(kind, nesterov, momentum, beta1, beta2, eps, decay) for the kernels."""
+        return (self.kind, 0, 0.0, 0.0, 0.0, 0.0, self.weight_decay if self.decoupled else 0.0)
 
     def get_config(self):
-        return {"name": self.name, "lr": self.lr, "weight_decay": self.weight_decay}
+        config = {"name": self.name}
+        for key in inspect.signature(type(self).__init__).parameters:
+            if key != "self":
+                value = getattr(self, key)
+                config[key] = value.get_config() if hasattr(value, "get_config") else value
+        return config
 
     def __repr__(self):
-        return f"SGD(lr={self.lr}, weight_decay={self.weight_decay})"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
 
 
-OPTIMIZERS = {"sgd": SGD}
+class SGD(Optimizer):
+    """Gradient descent, with optional (Nesterov) momentum."""
+
+    name = "sgd"
+    kind = SGD_KIND
+
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clipnorm=None,
+                 schedule=None):
+        super().__init__(lr, weight_decay, clipnorm, schedule)
+        self.momentum = _number("momentum", momentum, high=1.0, high_open=True)
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.nesterov = bool(nesterov)
+
+    @property
+    def n_state(self):
+        return 1 if self.momentum else 0
+
+    def folds_into_gemm(self):
+        return self.momentum == 0 and self.clipnorm is None
+
+    def hyper(self):
+        return (self.kind, int(self.nesterov), self.momentum, 0.0, 0.0, 0.0, 0.0)
+
+
+class Adam(Optimizer):
+    """Adam with bias correction."""
+
+    name = "adam"
+    kind = ADAM_KIND
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                 clipnorm=None, schedule=None):
+        super().__init__(lr, weight_decay, clipnorm, schedule)
+        self.beta1 = _number("beta1", beta1, high=1.0, high_open=True)
+        self.beta2 = _number("beta2", beta2, high=1.0, high_open=True)
+        self.eps = _number("eps", eps, low_open=True)
+
+    @property
+    def n_state(self):
+        return 2
+
+    def hyper(self):
+        decay = self.weight_decay if self.decoupled else 0.0
+        return (self.kind, 0, 0.0, self.beta1, self.beta2, self.eps, decay)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (default 0.01): W -= lr weight_decay W."""
+
+    name = "adamw"
+    decoupled = True
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01,
+                 clipnorm=None, schedule=None):
+        super().__init__(lr, beta1, beta2, eps, weight_decay, clipnorm, schedule)
+
+
+class RMSProp(Optimizer):
+    """RMSProp: steps scaled by a running root mean square of the gradients."""
+
+    name = "rmsprop"
+    kind = RMSPROP_KIND
+
+    def __init__(self, lr=0.001, rho=0.9, eps=1e-8, weight_decay=0.0, clipnorm=None,
+                 schedule=None):
+        super().__init__(lr, weight_decay, clipnorm, schedule)
+        self.rho = _number("rho", rho, high=1.0, high_open=True)
+        self.eps = _number("eps", eps, low_open=True)
+
+    @property
+    def n_state(self):
+        return 1
+
+    def hyper(self):
+        return (self.kind, 0, 0.0, self.rho, 0.0, self.eps, 0.0)
+
+
+class Adagrad(Optimizer):
+    """Adagrad: steps scaled by the root of the summed squared gradients."""
+
+    name = "adagrad"
+    kind = ADAGRAD_KIND
+
+    def __init__(self, lr=0.01, eps=1e-10, weight_decay=0.0, clipnorm=None, schedule=None):
+        super().__init__(lr, weight_decay, clipnorm, schedule)
+        self.eps = _number("eps", eps, low_open=True)
+
+    @property
+    def n_state(self):
+        return 1
+
+    def hyper(self):
+        return (self.kind, 0, 0.0, 0.0, 0.0, self.eps, 0.0)
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSProp, Adagrad)}
 
 
 def from_config(config):
@@ -42,6 +193,8 @@ def from_config(config):
     name = config.pop("name", None)
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
+    if config.get("schedule") is not None:
+        config["schedule"] = lr_schedules.from_config(config["schedule"])
     return OPTIMIZERS[name](**config)
 
 
@@ -54,7 +207,7 @@ def get(optimizer):
             raise ValueError(f"unknown optimizer {optimizer!r}; expected one of "
                              f"{sorted(OPTIMIZERS)} or an instance such as fb.SGD(lr=0.1)")
         return OPTIMIZERS[optimizer]()
-    if isinstance(optimizer, tuple(OPTIMIZERS.values())):
+    if isinstance(optimizer, Optimizer):
         return optimizer
     raise TypeError(f"optimizer must be a name or an optimiser such as fb.SGD(lr=0.1), "
                     f"got {type(optimizer).__name__}")

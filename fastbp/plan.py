@@ -11,10 +11,11 @@ class LayerPlan:
     """One dense layer as the backends see it.
 
     W, dW : (d_in, d_out); b, db : (d_out,); workspaces Z, A, delta :
-    (capacity, d_out), with A the same array as Z for the identity.
+    (capacity, d_out), with A the same array as Z for the identity; W_state,
+    b_state : the optimiser's state arrays for W and b.
     """
 
-    def __init__(self, layer, dtype):
+    def __init__(self, layer, dtype, n_state):
         self.d_in, self.d_out = layer.W.shape
         self.act = layer.activation.code
         self.param = layer.activation.param
@@ -23,6 +24,9 @@ class LayerPlan:
         self.db = np.zeros_like(self.b)
         self.Z = self.A = self.delta = None
         self.dtype = dtype
+        # optimiser state: n_state arrays shaped like W and like b (momentum, moments...)
+        self.W_state = [np.zeros_like(self.W) for _ in range(n_state)]
+        self.b_state = [np.zeros_like(self.b) for _ in range(n_state)]
 
     def allocate(self, capacity):
         self.Z = np.zeros((capacity, self.d_out), dtype=self.dtype)
@@ -31,12 +35,14 @@ class LayerPlan:
 
 
 class Plan:
-    """layers : list of built Dense layers; dtype : float32 or float64."""
+    """layers : list of built Dense layers; dtype : float32 or float64; n_state :
+    state arrays the optimiser keeps per parameter array."""
 
-    def __init__(self, layers, dtype):
+    def __init__(self, layers, dtype, n_state=0):
         self.dtype = np.dtype(dtype)
-        self.layers = [LayerPlan(layer, self.dtype) for layer in layers]
+        self.layers = [LayerPlan(layer, self.dtype, n_state) for layer in layers]
         self.capacity = 0
+        self.step_count = np.zeros(1, dtype=np.int64)   # optimiser steps taken
 
     @property
     def input_dim(self):
@@ -62,6 +68,12 @@ class Plan:
     def parameters(self):
         """[W1, b1, W2, b2, ...], the live arrays."""
         return [p for layer in self.layers for p in (layer.W, layer.b)]
+
+    def optimizer_state(self):
+        """The optimiser's arrays: per layer the W states then the b states, and last
+        the step count; live arrays."""
+        return [a for layer in self.layers for a in layer.W_state + layer.b_state] + \
+            [self.step_count]
 
     def gradients(self):
         """[dW1, db1, dW2, db2, ...], aligned with parameters()."""

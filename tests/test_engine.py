@@ -39,29 +39,35 @@ def data(n=6400):
 NO_ARRAY = 256
 
 
+OPTIMIZERS = [fb.SGD(lr=0.1, weight_decay=0.01), fb.SGD(lr=0.1, momentum=0.9, clipnorm=1.0),
+              fb.Adam(lr=0.01), fb.AdamW(), fb.RMSProp(), fb.Adagrad()]
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=repr)
 @pytest.mark.parametrize("backend, allocates", [("cython", False), ("numpy", True)])
-def test_training_steps_allocate_no_arrays(backend, allocates):
+def test_training_steps_allocate_no_arrays(backend, allocates, opt):
     """The compiled engine allocates nothing per step; the NumPy backend, whose
     expressions make temporaries, shows that the measurement can tell."""
-    model = mlp(backend)
+    model = mlp(backend, optimizer=opt)
     X, y = data(32)
     step = model._backend.step
-    step(X, y, losses.SOFTMAX_XENT_INT, 0.01, True, 0.1)  # warm-up sizes the workspaces
+    step(X, y, losses.SOFTMAX_XENT_INT, opt, True, 0.1)  # warm-up sizes the workspaces
 
     def steps():
         for _ in range(200):
-            step(X, y, losses.SOFTMAX_XENT_INT, 0.01, True, 0.1)
+            step(X, y, losses.SOFTMAX_XENT_INT, opt, True, 0.1)
 
     assert (peak_growth(steps) > NO_ARRAY) == allocates
 
 
-def test_an_epoch_of_200_steps_allocates_no_arrays():
-    model = mlp()
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=repr)
+def test_an_epoch_of_200_steps_allocates_no_arrays(opt):
+    model = mlp(optimizer=opt)
     X, y = data()
     order = np.arange(len(X), dtype=np.int64)
     epoch = model._backend.epoch
-    epoch(X, y, order, 32, losses.SOFTMAX_XENT_INT, 0.0, 0.1)  # warm-up
-    assert peak_growth(lambda: epoch(X, y, order, 32, losses.SOFTMAX_XENT_INT, 0.0, 0.1)) < NO_ARRAY
+    epoch(X, y, order, 32, losses.SOFTMAX_XENT_INT, opt, 0.1)  # warm-up
+    assert peak_growth(lambda: epoch(X, y, order, 32, losses.SOFTMAX_XENT_INT, opt, 0.1)) < NO_ARRAY
 
 
 def test_n_threads_is_applied_and_restored():

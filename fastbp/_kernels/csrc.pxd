@@ -4,6 +4,21 @@ from libc.stdint cimport int64_t
 from cython cimport floating
 
 cdef extern from "fbp_kernels.h" nogil:
+    ctypedef struct fbp_optim:
+        int kind
+        int nesterov
+        double lr
+        double momentum
+        double beta1
+        double beta2
+        double eps
+        double decay
+        double correction1
+        double correction2
+    void fbp_optim_update_f(const fbp_optim *opt, int64_t n, float grad_scale,
+                            const float *g, float *w, float *s1, float *s2)
+    void fbp_optim_update_d(const fbp_optim *opt, int64_t n, double grad_scale,
+                            const double *g, double *w, double *s1, double *s2)
     void fbp_broadcast_rows_f(int64_t n_rows, int64_t n_cols, const float *b, float *out)
     void fbp_broadcast_rows_d(int64_t n_rows, int64_t n_cols, const double *b, double *out)
     void fbp_bias_act_f(int act, float param, int64_t n_rows, int64_t n_cols,
@@ -127,6 +142,15 @@ cdef inline void sgd(int64_t n, floating lr, const floating *g, floating *w) noe
         fbp_sgd_f(n, lr, g, w)
     else:
         fbp_sgd_d(n, lr, g, w)
+
+
+cdef inline void optim_update(const fbp_optim *opt, int64_t n, floating grad_scale,
+                              const floating *g, floating *w, floating *s1,
+                              floating *s2) noexcept nogil:
+    if floating is float:
+        fbp_optim_update_f(opt, n, grad_scale, g, w, s1, s2)
+    else:
+        fbp_optim_update_d(opt, n, grad_scale, g, w, s1, s2)
 
 
 cdef inline void gather_rows(int64_t n_idx, int64_t n_cols, const floating *X,

@@ -8,10 +8,11 @@ validates every array it passes in; nothing here checks again.
 """
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
-from libc.math cimport isfinite
+from libc.math cimport isfinite, sqrt, pow
 from cython cimport floating
 cimport numpy as cnp
-from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay,
+from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay, optim_update,
+                                   fbp_optim,
                                    gather_rows, fbp_gather_labels,
                                    LOSS_MSE, LOSS_SOFTMAX_XENT_INT)
 from fastbp._kernels.dense cimport dense_forward, dense_backward, dense_backward_sgd
@@ -46,6 +47,19 @@ cdef struct Layer:
     void *Z         # (capacity, d_out)  pre-activation
     void *A         # (capacity, d_out)  activation; equals Z for identity
     void *delta     # (capacity, d_out)  dA, then dZ, during backward
+    void *W_s1      # optimiser state for W and b, (d_in, d_out) and (d_out,) each;
+    void *W_s2      # NULL where the optimiser keeps fewer arrays
+    void *b_s1
+    void *b_s2
+
+
+cdef struct Update:
+    bint apply        # take a step; otherwise compute the gradients only
+    bint fold         # plain SGD: fold the step into the weight-gradient GEMM
+    double l2         # coupled L2 strength (in the loss and in dW)
+    double clipnorm   # rescale the gradients above this global norm; 0 for none
+    fbp_optim opt     # kind, learning rate and hyper-parameters
+    int64_t *t        # steps taken so far (Adam's bias correction)
 
 
 cdef inline void *_ptr(arr):
@@ -64,11 +78,11 @@ cdef void _forward(Layer *L, int n_layers, int n, const floating *X) noexcept no
 
 
 cdef void _backward(Layer *L, int n_layers, int n, const floating *X, int last_act,
-                    floating *dX, bint update, double lr, double weight_decay) noexcept nogil:
+                    floating *dX, const Update *u) noexcept nogil:
     """Backpropagate the last layer's delta (dA, or dZ when last_act is identity).
 
-    Without update: dW, db of every layer (dW including weight_decay * W).
-    With update: one SGD step folded into each layer's backward; dW is not written.
+    With u.apply and u.fold: one SGD step folded into each layer's backward, dW is
+    not written. Otherwise dW, db of every layer, dW including l2 * W.
     """
     cdef int l, act
     cdef const floating *inp
@@ -77,25 +91,51 @@ cdef void _backward(Layer *L, int n_layers, int n, const floating *X, int last_a
         inp = X if l == 0 else <floating *>L[l - 1].A
         dinp = dX if l == 0 else <floating *>L[l - 1].delta
         act = last_act if l == n_layers - 1 else L[l].act
-        if update:
+        if u.apply and u.fold:
             dense_backward_sgd(n, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
                                <floating *>L[l].b, <floating *>L[l].Z, <floating *>L[l].A, act,
                                <floating>L[l].param, <floating *>L[l].delta,
-                               <floating *>L[l].db, dinp, <floating>lr, <floating>weight_decay)
+                               <floating *>L[l].db, dinp, <floating>u.opt.lr, <floating>u.l2)
         else:
             dense_backward(n, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
                            <floating *>L[l].Z, <floating *>L[l].A, act, <floating>L[l].param,
                            <floating *>L[l].delta, <floating *>L[l].dW, <floating *>L[l].db,
                            dinp)
-            if weight_decay != 0:
-                add_decay(<int64_t>L[l].d_in * L[l].d_out, <floating>weight_decay,
+            if u.l2 != 0:
+                add_decay(<int64_t>L[l].d_in * L[l].d_out, <floating>u.l2,
                           <floating *>L[l].W, <floating *>L[l].dW)
 
 
+cdef void _apply(Layer *L, int n_layers, Update *u, floating scale) noexcept nogil:
+    """One optimiser step from the gradients in dW, db; scale comes in as 1 and
+    becomes min(1, clipnorm / global norm) when clipping is on."""
+    cdef int l
+    cdef int64_t size
+    cdef double norm = 0
+    cdef fbp_optim bias_opt
+    if u.clipnorm > 0:
+        for l in range(n_layers):
+            norm += sumsq(<int64_t>L[l].d_in * L[l].d_out, <floating *>L[l].dW)
+            norm += sumsq(<int64_t>L[l].d_out, <floating *>L[l].db)
+        norm = sqrt(norm)
+        if norm > u.clipnorm:
+            scale = <floating>(u.clipnorm / norm)
+    u.t[0] += 1
+    u.opt.correction1 = 1 - pow(u.opt.beta1, <double>u.t[0])
+    u.opt.correction2 = 1 - pow(u.opt.beta2, <double>u.t[0])
+    bias_opt = u.opt
+    bias_opt.decay = 0   # biases are not decayed
+    for l in range(n_layers):
+        size = <int64_t>L[l].d_in * L[l].d_out
+        optim_update(&u.opt, size, scale, <floating *>L[l].dW, <floating *>L[l].W,
+                     <floating *>L[l].W_s1, <floating *>L[l].W_s2)
+        optim_update(&bias_opt, <int64_t>L[l].d_out, scale, <floating *>L[l].db,
+                     <floating *>L[l].b, <floating *>L[l].b_s1, <floating *>L[l].b_s2)
+
+
 cdef double _step(Layer *L, int n_layers, int n, const floating *X, const void *y,
-                  int loss, double weight_decay, bint update, double lr,
-                  int64_t *n_correct) noexcept nogil:
-    """Forward, loss, L2 term, backward, and (if update) one SGD step on one batch.
+                  int loss, Update *u, int64_t *n_correct) noexcept nogil:
+    """Forward, loss, L2 term, backward, and (if u.apply) one optimiser step.
 
     Returns the batch's mean loss plus the L2 term, computed before the step. A
     loss that is not finite in the model's dtype is returned as such and nothing
@@ -107,14 +147,15 @@ cdef double _step(Layer *L, int n_layers, int n, const floating *X, const void *
     _forward(L, n_layers, n, X)
     value = loss_forward_backward(loss, n, last.d_out, <floating *>last.Z, <floating *>last.A,
                                   y, <floating>(1.0 / n), <floating *>last.delta, n_correct) / n
-    if weight_decay != 0:
+    if u.l2 != 0:
         for l in range(n_layers):
-            value += 0.5 * weight_decay * sumsq(<int64_t>L[l].d_in * L[l].d_out,
-                                                <floating *>L[l].W)
+            value += 0.5 * u.l2 * sumsq(<int64_t>L[l].d_in * L[l].d_out, <floating *>L[l].W)
     if not isfinite(<floating>value):
         return <floating>value   # inf or NaN in the model's dtype
     _backward(L, n_layers, n, X, last.act if loss == LOSS_MSE else ACT_IDENTITY,
-              <floating *>NULL, update, lr, weight_decay)
+              <floating *>NULL, u)
+    if u.apply and not u.fold:
+        _apply(L, n_layers, u, <floating>1)
     return value
 
 
@@ -166,8 +207,8 @@ cdef void _predict(Layer *L, int n_layers, int64_t n, int chunk, const floating 
 
 cdef double _epoch(Layer *L, int n_layers, int64_t n, const floating *X, const void *y,
                    int loss, const int64_t *order, int batch_size, floating *X_batch,
-                   void *y_batch, double weight_decay, double lr,
-                   int64_t *n_correct, int64_t *n_seen) noexcept nogil:
+                   void *y_batch, Update *u, int64_t *n_correct,
+                   int64_t *n_seen) noexcept nogil:
     """Mini-batches in `order`, gathered into the batch workspaces, one step each.
 
     Returns the sum over batches of (batch size * batch loss); stops after the
@@ -187,8 +228,7 @@ cdef double _epoch(Layer *L, int n_layers, int64_t n, const floating *X, const v
             fbp_gather_labels(rows, <const int64_t *>y, order + start, <int64_t *>y_batch)
         else:
             gather_rows(rows, d_out, <const floating *>y, order + start, <floating *>y_batch)
-        value = _step(L, n_layers, rows, X_batch, y_batch, loss, weight_decay, True, lr,
-                      &correct)
+        value = _step(L, n_layers, rows, X_batch, y_batch, loss, u, &correct)
         total += value * rows
         n_correct[0] += correct
         n_seen[0] += rows
@@ -205,14 +245,20 @@ cdef class Engine:
     cdef bint is_double
     cdef int capacity
     cdef object arrays
+    cdef object step_count
+    cdef int64_t *t
 
-    def __cinit__(self, list layers, bint is_double, int capacity):
-        """layers: one dict per dense layer with d_in, d_out, act, param and the
-        arrays W, b, dW, db, Z, A, delta (workspaces of `capacity` rows)."""
+    def __cinit__(self, list layers, bint is_double, int capacity, step_count):
+        """layers: one dict per dense layer with d_in, d_out, act, param, the arrays
+        W, b, dW, db, Z, A, delta (workspaces of `capacity` rows) and W_s1, W_s2,
+        b_s1, b_s2 (optimiser state, or None); step_count: int64 array of 1, the
+        optimiser steps taken."""
         self.n_layers = len(layers)
         self.is_double = is_double
         self.capacity = capacity
         self.arrays = layers
+        self.step_count = step_count
+        self.t = <int64_t *>_ptr(step_count)
         self.layers = <Layer *>malloc(self.n_layers * sizeof(Layer))
         if self.layers == NULL:
             raise MemoryError("could not allocate the engine's layer table")
@@ -228,6 +274,13 @@ cdef class Engine:
             self.layers[l].Z = _ptr(spec["Z"])
             self.layers[l].A = _ptr(spec["A"])
             self.layers[l].delta = _ptr(spec["delta"])
+            for name in ("W_s1", "W_s2", "b_s1", "b_s2"):
+                if spec[name] is not None and spec[name].size == 0:
+                    raise ValueError(f"{name} is empty")
+            self.layers[l].W_s1 = NULL if spec["W_s1"] is None else _ptr(spec["W_s1"])
+            self.layers[l].W_s2 = NULL if spec["W_s2"] is None else _ptr(spec["W_s2"])
+            self.layers[l].b_s1 = NULL if spec["b_s1"] is None else _ptr(spec["b_s1"])
+            self.layers[l].b_s2 = NULL if spec["b_s2"] is None else _ptr(spec["b_s2"])
 
     def __dealloc__(self):
         free(self.layers)
@@ -246,32 +299,52 @@ cdef class Engine:
         cdef void *x = _ptr(X)
         cdef void *dx = NULL if dX is None else _ptr(dX)
         cdef int last_act = self.layers[self.n_layers - 1].act
+        cdef Update u = self._update(False, False, 0.0, 0.0, 0.0, (0, 0, 0.0, 0.0, 0.0, 0.0, 0.0))
         with nogil:
             if self.is_double:
                 _backward[double](self.layers, self.n_layers, n, <double *>x, last_act,
-                                  <double *>dx, False, 0.0, 0.0)
+                                  <double *>dx, &u)
             else:
                 _backward[float](self.layers, self.n_layers, n, <float *>x, last_act,
-                                 <float *>dx, False, 0.0, 0.0)
+                                 <float *>dx, &u)
 
-    def step(self, X, y, int n, int loss, double weight_decay, bint update, double lr):
-        """One batch: returns (mean loss + L2 term, n_correct)."""
+    cdef Update _update(self, bint apply, bint fold, double l2, double clipnorm, double lr,
+                        tuple hyper):
+        """An Update from the optimiser's hyper() tuple:
+        (kind, nesterov, momentum, beta1, beta2, eps, decay)."""
+        cdef Update u
+        u.apply = apply
+        u.fold = fold
+        u.l2 = l2
+        u.clipnorm = clipnorm
+        u.t = self.t
+        u.opt.kind, u.opt.nesterov, u.opt.momentum, u.opt.beta1, u.opt.beta2, u.opt.eps, \
+            u.opt.decay = hyper
+        u.opt.lr = lr
+        u.opt.correction1 = u.opt.correction2 = 1
+        return u
+
+    def step(self, X, y, int n, int loss, bint update, double lr, tuple hyper, double l2,
+             double clipnorm, bint fold):
+        """One batch: returns (mean loss + L2 term, n_correct). hyper is the
+        optimiser's hyper() tuple; fold says its step may go into the weight GEMM."""
         cdef void *x = _ptr(X)
         cdef void *t = _ptr(y)
         cdef int64_t n_correct = 0
         cdef double value
+        cdef Update u = self._update(update, fold, l2, clipnorm, lr, hyper)
         with nogil:
             if self.is_double:
                 value = _step[double](self.layers, self.n_layers, n, <double *>x, t, loss,
-                                      weight_decay, update, lr, &n_correct)
+                                      &u, &n_correct)
             else:
                 value = _step[float](self.layers, self.n_layers, n, <float *>x, t, loss,
-                                     weight_decay, update, lr, &n_correct)
+                                     &u, &n_correct)
         return value, n_correct
 
-    def epoch(self, X, y, order, int batch_size, X_batch, y_batch, int loss,
-              double weight_decay, double lr):
-        """One epoch of SGD: returns (sum of batch_rows * batch_loss, n_correct, n_seen)."""
+    def epoch(self, X, y, order, int batch_size, X_batch, y_batch, int loss, double lr,
+              tuple hyper, double l2, double clipnorm, bint fold):
+        """One epoch: returns (sum of batch_rows * batch_loss, n_correct, n_seen)."""
         cdef void *x = _ptr(X)
         cdef void *t = _ptr(y)
         cdef const int64_t *idx = <const int64_t *>_ptr(order)
@@ -279,14 +352,15 @@ cdef class Engine:
         cdef void *yb = _ptr(y_batch)
         cdef int64_t n = order.shape[0], n_correct = 0, n_seen = 0
         cdef double total
+        cdef Update u = self._update(True, fold, l2, clipnorm, lr, hyper)
         with nogil:
             if self.is_double:
                 total = _epoch[double](self.layers, self.n_layers, n, <double *>x, t, loss,
-                                       idx, batch_size, <double *>xb, yb, weight_decay, lr,
+                                       idx, batch_size, <double *>xb, yb, &u,
                                        &n_correct, &n_seen)
             else:
                 total = _epoch[float](self.layers, self.n_layers, n, <float *>x, t, loss,
-                                      idx, batch_size, <float *>xb, yb, weight_decay, lr,
+                                      idx, batch_size, <float *>xb, yb, &u,
                                       &n_correct, &n_seen)
         return total, n_correct, n_seen
 

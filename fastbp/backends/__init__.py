@@ -1,9 +1,9 @@
 """Backends execute a plan. Both offer the same methods:
 
 forward(X) -> A_last; activations() -> every layer's A from that forward pass;
-backward(dout, need_dX) -> dX; step(X, y, loss, weight_decay,
-update, lr) -> (loss, n_correct); epoch(X, y, order, batch_size, loss, weight_decay,
-lr) -> (sum of batch_rows * batch_loss, n_correct, n_seen); predict(X) -> outputs;
+backward(dout, need_dX) -> dX; step(X, y, loss, optimizer, update, lr) ->
+(loss, n_correct); epoch(X, y, order, batch_size, loss, optimizer, lr) -> (sum of
+batch_rows * batch_loss, n_correct, n_seen); predict(X) -> outputs;
 loss_sum(X, y, loss) -> (summed loss, n_correct).
 """
 from fastbp.backends.numpy_backend import NumpyBackend

@@ -31,10 +31,15 @@ class CythonBackend:
 
     def _engine_for(self, n_rows):
         if self.plan.ensure_capacity(n_rows) or self._engine is None:
+            def state(arrays, k):
+                return arrays[k] if k < len(arrays) else None
             layers = [dict(d_in=l.d_in, d_out=l.d_out, act=l.act, param=l.param, W=l.W, b=l.b,
-                           dW=l.dW, db=l.db, Z=l.Z, A=l.A, delta=l.delta)
+                           dW=l.dW, db=l.db, Z=l.Z, A=l.A, delta=l.delta,
+                           W_s1=state(l.W_state, 0), W_s2=state(l.W_state, 1),
+                           b_s1=state(l.b_state, 0), b_s2=state(l.b_state, 1))
                       for l in self.plan.layers]
-            self._engine = Engine(layers, self.plan.dtype == np.float64, self.plan.capacity)
+            self._engine = Engine(layers, self.plan.dtype == np.float64, self.plan.capacity,
+                                  self.plan.step_count)
         return self._engine
 
     def forward(self, X):
@@ -54,10 +59,15 @@ class CythonBackend:
         self._engine.backward(self._X, n, dX)
         return dX
 
-    def step(self, X, y, loss, weight_decay, update, lr):
-        return self._engine_for(len(X)).step(X, y, len(X), loss, weight_decay, update, lr)
+    @staticmethod
+    def _optimizer_args(opt, lr):
+        return (lr, opt.hyper(), opt.l2, opt.clipnorm or 0.0, opt.folds_into_gemm())
 
-    def epoch(self, X, y, order, batch_size, loss, weight_decay, lr):
+    def step(self, X, y, loss, opt, update, lr):
+        return self._engine_for(len(X)).step(X, y, len(X), loss, update,
+                                             *self._optimizer_args(opt, lr))
+
+    def epoch(self, X, y, order, batch_size, loss, opt, lr):
         engine = self._engine_for(batch_size)
         key = (batch_size, y.dtype, y.shape[1:])
         if self._batch_key != key:   # batch buffers made once per batch shape
@@ -65,7 +75,8 @@ class CythonBackend:
             self._batch = (np.empty((batch_size, X.shape[1]), dtype=X.dtype),
                            np.empty((batch_size,) + y.shape[1:], dtype=y.dtype))
         X_batch, y_batch = self._batch
-        return engine.epoch(X, y, order, batch_size, X_batch, y_batch, loss, weight_decay, lr)
+        return engine.epoch(X, y, order, batch_size, X_batch, y_batch, loss,
+                            *self._optimizer_args(opt, lr))
 
     def gemm_floor(self, X, lr=0.01):
         """Only the GEMM calls of an SGD step on X, with the same shapes, alphas and

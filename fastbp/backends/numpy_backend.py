@@ -10,7 +10,7 @@ X : (n_samples, d_in), W : (d_in, d_out), b : (d_out,), Z, A, dA, dZ : (n_sample
 """
 import numpy as np
 
-from fastbp import losses
+from fastbp import losses, optimizers
 
 # --- activations: code -> (f(Z, param), f'(Z, A, param)) -------------------------------
 
@@ -108,6 +108,49 @@ LOSSES = {
 }
 
 
+# --- optimisers: kind -> update(opt, w, g, state, lr, t) in place --------------------
+# g already includes the L2 term and the clipping factor; state holds opt.n_state
+# arrays shaped like w; t counts the steps taken, this one included.
+
+
+def _sgd(opt, w, g, state, lr, t):
+    if not opt.momentum:
+        w -= lr * g
+        return
+    (v,) = state
+    v *= opt.momentum
+    v += g
+    w -= lr * (g + opt.momentum * v if opt.nesterov else v)
+
+
+def _adam(opt, w, g, state, lr, t):
+    m, v = state
+    m *= opt.beta1
+    m += (1 - opt.beta1) * g
+    v *= opt.beta2
+    v += (1 - opt.beta2) * g * g
+    m_hat = m / w.dtype.type(1 - opt.beta1 ** t)
+    v_hat = v / w.dtype.type(1 - opt.beta2 ** t)
+    w -= lr * m_hat / (np.sqrt(v_hat) + w.dtype.type(opt.eps))
+
+
+def _rmsprop(opt, w, g, state, lr, t):
+    (sq,) = state
+    sq *= opt.rho
+    sq += (1 - opt.rho) * g * g
+    w -= lr * g / (np.sqrt(sq) + w.dtype.type(opt.eps))
+
+
+def _adagrad(opt, w, g, state, lr, t):
+    (sq,) = state
+    sq += g * g
+    w -= lr * g / (np.sqrt(sq) + w.dtype.type(opt.eps))
+
+
+UPDATES = {optimizers.SGD_KIND: _sgd, optimizers.ADAM_KIND: _adam,
+           optimizers.RMSPROP_KIND: _rmsprop, optimizers.ADAGRAD_KIND: _adagrad}
+
+
 class NumpyBackend:
     """Runs a plan (fastbp/plan.py) with NumPy. Same methods as CythonBackend."""
 
@@ -155,35 +198,50 @@ class NumpyBackend:
                 delta = dZ @ layer.W.T
         return delta if need_dX else None
 
-    def step(self, X, y, loss, weight_decay, update, lr):
-        """Gradients of mean loss + weight_decay/2 sum ||W||^2 on one batch, then
-        (if update) W -= lr dW, b -= lr db. Returns (loss, n_correct); a loss that
-        is not finite in the model's dtype is returned at once, with no update."""
+    def step(self, X, y, loss, opt, update, lr):
+        """Gradients of mean loss + l2/2 sum ||W||^2 on one batch (l2 = opt.l2), then
+        (if update) one step of optimiser opt at rate lr. Returns (loss, n_correct);
+        a loss that is not finite in the model's dtype is returned at once, with no
+        update."""
         n = len(X)
         out = self.forward(X)
         loss_sum, dout, n_correct = LOSSES[loss](self._Z[-1], out, y)
         value = loss_sum / n
-        if weight_decay:
-            value += 0.5 * weight_decay * sum(np.sum(layer.W * layer.W, dtype=np.float64)
-                                              for layer in self.plan.layers)
+        if opt.l2:
+            value += 0.5 * opt.l2 * sum(np.sum(layer.W * layer.W, dtype=np.float64)
+                                        for layer in self.plan.layers)
         if not np.isfinite(out.dtype.type(value)):
             return float(out.dtype.type(value)), n_correct   # overflowed the model's dtype
         self.backward(dout / out.dtype.type(n), need_dX=False, last_is_dZ=loss != losses.MSE)
-        for layer in self.plan.layers:
-            if weight_decay:
-                layer.dW += layer.W.dtype.type(weight_decay) * layer.W
-            if update:
-                layer.W -= layer.W.dtype.type(lr) * layer.dW
-                layer.b -= layer.b.dtype.type(lr) * layer.db
+        if opt.l2:
+            for layer in self.plan.layers:
+                layer.dW += layer.W.dtype.type(opt.l2) * layer.W
+        if update:
+            self._update(opt, lr)
         return value, n_correct
 
-    def epoch(self, X, y, order, batch_size, loss, weight_decay, lr):
-        """One pass of mini-batch SGD in `order`. Returns (sum of batch_rows *
+    def _update(self, opt, lr):
+        """One step of opt from the plan's gradients, clipped by their global norm."""
+        scale = 1.0
+        if opt.clipnorm:
+            norm = np.sqrt(sum(np.sum(g * g, dtype=np.float64) for g in self.plan.gradients()))
+            scale = min(1.0, opt.clipnorm / norm) if norm > 0 else 1.0
+        self.plan.step_count[0] += 1
+        t = int(self.plan.step_count[0])
+        lr = self.plan.dtype.type(lr)
+        for layer in self.plan.layers:
+            if opt.decoupled and opt.weight_decay:
+                layer.W *= 1 - lr * layer.W.dtype.type(opt.weight_decay)
+            for w, g, state in ((layer.W, layer.dW, layer.W_state), (layer.b, layer.db, layer.b_state)):
+                UPDATES[opt.kind](opt, w, g * w.dtype.type(scale) if scale != 1 else g, state, lr, t)
+
+    def epoch(self, X, y, order, batch_size, loss, opt, lr):
+        """One pass of mini-batch training in `order`. Returns (sum of batch_rows *
         batch_loss, n_correct, n_seen), stopping after a non-finite loss."""
         total, n_correct, n_seen = 0.0, 0, 0
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            value, correct = self.step(X[idx], y[idx], loss, weight_decay, True, lr)
+            value, correct = self.step(X[idx], y[idx], loss, opt, True, lr)
             total += value * len(idx)
             n_correct += correct
             n_seen += len(idx)

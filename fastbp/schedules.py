@@ -1,0 +1,82 @@
+"""Learning-rate schedules: the rate for each epoch (0-based) from the base rate.
+
+- StepDecay(step_size, gamma=0.1):  lr * gamma ** (epoch // step_size)
+- ExponentialDecay(gamma):          lr * gamma ** epoch
+- CosineDecay(epochs, min_lr=0):    min_lr + (lr - min_lr) (1 + cos(pi min(epoch, epochs) / epochs)) / 2
+
+Reduce-on-plateau depends on the validation loss, so it is a callback
+(fastbp.callbacks.ReduceLROnPlateau).
+"""
+import math
+
+
+def _positive(name, value, integer=False):
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0 or \
+            not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive {'integer' if integer else 'number'}, "
+                         f"got {value!r}")
+    return value
+
+
+class StepDecay:
+    name = "step"
+
+    def __init__(self, step_size, gamma=0.1):
+        self.step_size = _positive("step_size", step_size, integer=True)
+        self.gamma = _positive("gamma", gamma)
+
+    def __call__(self, lr, epoch):
+        return lr * self.gamma ** (epoch // self.step_size)
+
+    def get_config(self):
+        return {"name": self.name, "step_size": self.step_size, "gamma": self.gamma}
+
+
+class ExponentialDecay:
+    name = "exponential"
+
+    def __init__(self, gamma):
+        self.gamma = _positive("gamma", gamma)
+
+    def __call__(self, lr, epoch):
+        return lr * self.gamma ** epoch
+
+    def get_config(self):
+        return {"name": self.name, "gamma": self.gamma}
+
+
+class CosineDecay:
+    name = "cosine"
+
+    def __init__(self, epochs, min_lr=0.0):
+        self.epochs = _positive("epochs", epochs, integer=True)
+        if not (isinstance(min_lr, (int, float)) and min_lr >= 0):
+            raise ValueError(f"min_lr must be a number >= 0, got {min_lr!r}")
+        self.min_lr = float(min_lr)
+
+    def __call__(self, lr, epoch):
+        progress = min(epoch, self.epochs) / self.epochs
+        return self.min_lr + (lr - self.min_lr) * (1 + math.cos(math.pi * progress)) / 2
+
+    def get_config(self):
+        return {"name": self.name, "epochs": self.epochs, "min_lr": self.min_lr}
+
+
+SCHEDULES = {cls.name: cls for cls in (StepDecay, ExponentialDecay, CosineDecay)}
+
+
+def from_config(config):
+    config = dict(config)
+    name = config.pop("name", None)
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; expected one of {sorted(SCHEDULES)}")
+    return SCHEDULES[name](**config)
+
+
+def get(schedule):
+    """None, or a schedule object (names need their parameters, so objects only)."""
+    if schedule is None or callable(schedule) and hasattr(schedule, "get_config"):
+        return schedule
+    raise TypeError(f"schedule must be None or a schedule such as "
+                    f"fb.schedules.CosineDecay(epochs=50), got {schedule!r}")
