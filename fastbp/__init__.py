@@ -1,7 +1,7 @@
 """fastbp: fast matrix backpropagation for multilayer perceptrons on the CPU."""
 from fastbp.activations import Activation
 from fastbp.backends import available as available_backends
-from fastbp.callbacks import History
+from fastbp.callbacks import EarlyStopping, History, ReduceLROnPlateau
 from fastbp.gradcheck import gradcheck
 from fastbp.io import load
 from fastbp.layers import Dense
@@ -11,5 +11,5 @@ from fastbp import schedules
 
 __version__ = "0.1.0"
 
-__all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "History", "RMSProp", "SGD",
+__all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "EarlyStopping", "History", "ReduceLROnPlateau", "RMSProp", "SGD",
            "Sequential", "available_backends", "gradcheck", "load", "schedules"]

@@ -1,4 +1,8 @@
-"""What fit returns, and the hooks it calls."""
+"""What fit returns, and the hooks it calls (fit(callbacks=[...])).
+
+Each callback's on_epoch_end(epoch, logs, model) sees the epoch's figures (the
+History entries); setting model.stop_training ends the fit after that epoch.
+"""
 
 
 class History:
@@ -16,3 +20,96 @@ class History:
 
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, metrics={sorted(self.history)})"
+
+
+class Callback:
+    """Hooks fit calls; set model.stop_training = True to end training early."""
+
+    def on_train_begin(self, model):
+        pass
+
+    def on_epoch_end(self, epoch, logs, model):
+        pass
+
+    def on_train_end(self, model):
+        pass
+
+
+class _Monitor(Callback):
+    """Tracks the best value of one history metric: lower is better for losses,
+    higher for accuracies (mode "auto"), or as mode "min"/"max" says."""
+
+    def __init__(self, monitor, min_delta, mode):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if not min_delta >= 0:
+            raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")
+        self.monitor, self.min_delta = monitor, float(min_delta)
+        self.sign = 1.0 if (mode == "max" or mode == "auto" and "acc" in monitor) else -1.0
+
+    def _reset(self):
+        self.best, self.wait = None, 0
+
+    def _improved(self, logs):
+        if self.monitor not in logs:
+            raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, which this fit "
+                             f"does not record (it records {sorted(logs)}); pass "
+                             "validation_data=... or monitor another metric")
+        value = self.sign * logs[self.monitor]
+        if self.best is None or value > self.best + self.min_delta:
+            self.best, self.wait = value, 0
+            return True
+        self.wait += 1
+        return False
+
+
+class EarlyStopping(_Monitor):
+    """Stop when `monitor` has not improved by more than min_delta for `patience`
+    epochs; with restore_best_weights, end with the parameters of the best epoch."""
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
+                 restore_best_weights=True):
+        super().__init__(monitor, min_delta, mode)
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
+        self.patience, self.restore_best_weights = patience, restore_best_weights
+        self.best_weights = self.stopped_epoch = None
+
+    def on_train_begin(self, model):
+        self._reset()
+        self.best_weights = self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch, logs, model):
+        if self._improved(logs):
+            if self.restore_best_weights:
+                self.best_weights = model.get_weights()
+        elif self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            model.stop_training = True
+
+    def on_train_end(self, model):
+        if self.restore_best_weights and self.best_weights is not None:
+            model.set_weights(self.best_weights)
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Multiply the optimiser's learning rate by `factor` (not below min_lr) when
+    `monitor` has not improved by more than min_delta for `patience` epochs."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=5, min_delta=0.0, mode="auto",
+                 min_lr=0.0):
+        super().__init__(monitor, min_delta, mode)
+        if not 0 < factor < 1:
+            raise ValueError(f"factor must lie in (0, 1), got {factor!r}")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience must be a positive integer, got {patience!r}")
+        self.factor, self.patience, self.min_lr = float(factor), patience, float(min_lr)
+
+    def on_train_begin(self, model):
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs, model):
+        if not self._improved(logs) and self.wait >= self.patience:
+            model.optimizer.lr = max(self.min_lr, model.optimizer.lr * self.factor)
+            self.wait = 0
+        logs["lr"] = model.optimizer.lr

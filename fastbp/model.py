@@ -12,7 +12,7 @@ import numpy as np
 from fastbp import backends, losses, optimizers, threads
 from fastbp import diagnostics as health
 from fastbp import validation as check
-from fastbp.callbacks import History
+from fastbp.callbacks import Callback, History
 from fastbp.layers import Dense
 from fastbp.plan import Plan
 from fastbp.progress import EpochProgress
@@ -60,6 +60,7 @@ class Sequential:
         self._forward_rows = None   # rows of the last forward(), for backward()
         self.metadata = {}          # JSON-ready notes saved with the model
         self.epochs_done = 0        # completed epochs: where learning-rate schedules are
+        self.stop_training = False  # a callback sets it to end fit after this epoch
         for layer in layers:
             self.add(layer)
         if self.layers:
@@ -144,7 +145,7 @@ class Sequential:
     # --- training -------------------------------------------------------------------
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None, verbose=1,
-            diagnostics=False, on_divergence="raise"):
+            diagnostics=False, on_divergence="raise", callbacks=()):
         """Train with mini-batch gradient descent; returns a History.
 
         X : (n_samples, n_features); y : targets (see the loss).
@@ -160,12 +161,19 @@ class Sequential:
             goes back to the weights it had when that epoch began, and then "raise"
             (default) raises FloatingPointError, "stop" warns and returns the history
             of the epochs completed.
+        callbacks : fastbp.callbacks.Callback objects (EarlyStopping,
+            ReduceLROnPlateau, your own), called after each epoch.
         """
         X = self._features(X)
         y, loss_code = self._targets(y, len(X))
         epochs = check.non_negative_int("epochs", epochs)
         if on_divergence not in ("raise", "stop"):
             raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
+        callbacks = list(callbacks)
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"callbacks must be fastbp.callbacks.Callback objects, got "
+                                f"{type(callback).__name__}")
         n = len(X)
         batch_size = n if batch_size is None else min(check.positive_int("batch_size", batch_size), n)
         if validation_data is not None:
@@ -180,6 +188,9 @@ class Sequential:
         progress = (EpochProgress(epochs, n, batch_size, self.loss.classification)
                     if verbose else None)
         alarms = health.Alarms() if diagnostics else None
+        self.stop_training = False
+        for callback in callbacks:
+            callback.on_train_begin(self)
         for epoch in range(epochs):
             order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(np.int64)
             checkpoint = self._snapshot()
@@ -208,10 +219,16 @@ class Sequential:
                     readings = health.measure(self, X[rows], y[rows], loss_code)
                 alarms.check(epoch, readings)
                 logs.update(readings)
-            history.append(epoch, logs)
             self.epochs_done += 1
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs, self)
+            history.append(epoch, logs)
             if progress:
                 progress.end_epoch(logs)
+            if self.stop_training:
+                break
+        for callback in callbacks:
+            callback.on_train_end(self)
         return history
 
     def _run_epoch(self, X, y, order, batch_size, loss_code, progress):
