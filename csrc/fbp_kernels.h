@@ -64,6 +64,9 @@ typedef struct {
     double fbp_softmax_xent_prob_##S(int64_t n_rows, int64_t n_cols, const T *Z,    \
                                      const T *Y, T scale, T *dZ,                   \
                                      int64_t *n_correct);                          \
+    /* KL(Y || softmax(Z)) per row, summed; dZ = (softmax(Z) - Y) * scale. */        \
+    double fbp_softmax_kl_##S(int64_t n_rows, int64_t n_cols, const T *Z,           \
+                              const T *Y, T scale, T *dZ, int64_t *n_correct);     \
     /* Binary cross-entropy of sigmoid outputs A = sigmoid(Z), loss taken from Z    \
      * (overflow-safe). dZ = (A - Y) * scale. */                                   \
     double fbp_sigmoid_bce_##S(int64_t n, const T *Z, const T *A, const T *Y,       \

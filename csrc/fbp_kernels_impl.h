@@ -207,6 +207,17 @@ double FN(fbp_softmax_xent_prob)(int64_t n_rows, int64_t n_cols, const T *Z,
     return loss;
 }
 
+double FN(fbp_softmax_kl)(int64_t n_rows, int64_t n_cols, const T *Z, const T *Y,
+                          T scale, T *dZ, int64_t *n_correct)
+{
+    /* KL(y || s) = sum_j y_j log y_j - sum_j y_j log s_j: the cross-entropy minus the
+     * targets' own entropy, with 0 log 0 = 0; the gradient is the cross-entropy's. */
+    double entropy = 0.0;
+    for (int64_t i = 0; i < n_rows * n_cols; ++i)
+        if (Y[i] > 0) entropy -= (double)Y[i] * (double)LOG(Y[i]);
+    return FN(fbp_softmax_xent_prob)(n_rows, n_cols, Z, Y, scale, dZ, n_correct) - entropy;
+}
+
 double FN(fbp_sigmoid_bce)(int64_t n, const T *Z, const T *A, const T *Y,
                            T scale, T *dZ, int64_t *n_correct)
 {

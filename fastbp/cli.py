@@ -115,11 +115,13 @@ def train(args):
     loss = losses.get(args.loss)
     if loss.classification:
         y, classes = encode_classes(y)
-        n_outputs = len(classes) if loss.name == "softmax_cross_entropy" else 1
+        n_outputs = len(classes) if loss.softmax else 1
     else:
         classes, n_outputs = None, 1 if np.ndim(y) == 1 else y.shape[1]
     X_train, X_test, y_train, y_test = datasets.train_test_split(
         X, y, test_size=args.test_size, seed=args.seed, stratify=loss.classification)
+    if loss.softmax and "labels" not in loss.codes:   # a loss of probability rows
+        y_train, y_test = np.eye(n_outputs)[y_train], np.eye(n_outputs)[y_test]
     scaler = datasets.Standardizer().fit(X_train)
     X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
     model = build_model(args, X.shape[1], n_outputs)

@@ -9,6 +9,9 @@ layer's pre-activation Z and give dL/dZ directly:
   rows of probabilities.
 - binary_cross_entropy: L = -1/N sum (y log a + (1 - y) log(1 - a)) with
   a = sigmoid(z), dL/dZ = (A - Y)/N; the last layer has activation="sigmoid".
+- kl_divergence: L = 1/N sum_i sum_j y_ij log(y_ij / softmax(z_i)_j), targets are
+  probability rows; dL/dZ = (S - Y)/N as for the cross-entropy, which it equals up
+  to the targets' entropy.
 """
 from dataclasses import dataclass
 
@@ -17,6 +20,7 @@ MSE = 0
 SOFTMAX_XENT_INT = 1
 SOFTMAX_XENT_PROB = 2
 SIGMOID_BCE = 3
+SOFTMAX_KL = 4
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,11 @@ class LossSpec:
     fused: bool
     doc: str
 
+    @property
+    def softmax(self):
+        """True for losses that apply a softmax to the last layer's logits."""
+        return self.output_activation == "identity"
+
 
 LOSSES = {
     spec.name: spec
@@ -43,6 +52,8 @@ LOSSES = {
                  "softmax of the logits, then cross-entropy with class labels or probability rows"),
         LossSpec("binary_cross_entropy", {"probabilities": SIGMOID_BCE}, "sigmoid", True, True,
                  "cross-entropy of sigmoid outputs with 0/1 (or probability) targets"),
+        LossSpec("kl_divergence", {"probabilities": SOFTMAX_KL}, "identity", True, True,
+                 "KL(y || softmax(z)) against rows of target probabilities"),
     )
 }
 ALIASES = {"mean_squared_error": "mse", "categorical_cross_entropy": "softmax_cross_entropy",

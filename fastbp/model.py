@@ -34,8 +34,8 @@ class Sequential:
 
     layers : list of fastbp.Dense. The first needs input_dim=, unless the model is
         built from the first data it sees.
-    loss : "mse", "softmax_cross_entropy" (last layer outputs logits) or
-        "binary_cross_entropy" (last layer has activation="sigmoid").
+    loss : "mse", "softmax_cross_entropy" or "kl_divergence" (last layer outputs
+        logits) or "binary_cross_entropy" (last layer has activation="sigmoid").
     optimizer : an optimiser (fastbp.SGD, Adam, AdamW, RMSProp, Adagrad) or its name.
     dtype : "float32" (default) or "float64"; inputs are converted to it.
     seed : seeds initialisation and shuffling: same seed, same data, same backend
@@ -114,8 +114,8 @@ class Sequential:
                 fix = (f"give the last layer activation={want!r} (it has "
                        f"{last.activation.name!r})")
             raise ValueError(f"loss {self.loss.name!r} does not fit the last layer: {fix}")
-        if self.loss.name == "softmax_cross_entropy" and last.units < 2:
-            raise ValueError("softmax_cross_entropy needs a last layer with one unit per class "
+        if self.loss.softmax and last.units < 2:
+            raise ValueError(f"{self.loss.name} needs a last layer with one unit per class "
                              f"(at least 2), got {last.units}; for two classes with one unit use "
                              "binary_cross_entropy and activation='sigmoid'")
 
@@ -316,7 +316,7 @@ class Sequential:
         """Class indices (n_samples,) for classification losses (0/1 of shape
         (n_samples, n_outputs) for several sigmoid outputs); outputs otherwise."""
         out = self._outputs(X)
-        if self.loss.name == "softmax_cross_entropy":
+        if self.loss.softmax:
             return out.argmax(axis=1)
         if self.loss.name == "binary_cross_entropy":
             labels = (out >= 0.5).astype(np.int64)
@@ -329,7 +329,7 @@ class Sequential:
             raise ValueError(f"predict_proba needs a classification loss; this model uses "
                              f"{self.loss.name!r}: use predict")
         out = self._outputs(X)
-        if self.loss.name == "softmax_cross_entropy":
+        if self.loss.softmax:
             out = np.exp(out - out.max(axis=1, keepdims=True))
             out /= out.sum(axis=1, keepdims=True)
         return out

@@ -16,6 +16,10 @@ CASES = {
     "leaky-relu-mse": ([(3, None), (6, "leaky_relu"), (4, "tanh"), (2, None)], "mse", "values"),
     "relu-mse-sigmoid-out": ([(4, None), (5, "relu"), (2, "sigmoid")], "mse", "values"),
     "tanh-bce": ([(3, None), (4, "tanh"), (2, "sigmoid")], "binary_cross_entropy", "binary"),
+    "gelu-elu-kl": ([(3, None), (5, "gelu"), (4, "elu"), (3, None)], "kl_divergence",
+                    "probabilities"),
+    "silu-softplus-mse": ([(4, None), (6, "silu"), (5, "softplus"), (2, "hard_tanh")], "mse",
+                          "values"),
 }
 
 

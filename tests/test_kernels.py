@@ -249,8 +249,9 @@ def loss_case(code, rng, n, c, dtype):
     Z = (rng.standard_normal((n, c)) * 2).astype(dtype)
     if code == losses.SOFTMAX_XENT_INT:
         return Z, Z, rng.integers(0, c, n).astype(np.int64)
-    if code == losses.SOFTMAX_XENT_PROB:
+    if code in (losses.SOFTMAX_XENT_PROB, losses.SOFTMAX_KL):
         Y = rng.random((n, c))
+        Y[0, 0] = 0   # a zero probability: 0 log 0 counts as 0
         return Z, Z, (Y / Y.sum(axis=1, keepdims=True)).astype(dtype)
     if code == losses.SIGMOID_BCE:
         A = np.empty_like(Z)
@@ -259,7 +260,8 @@ def loss_case(code, rng, n, c, dtype):
     return Z, Z, rng.standard_normal((n, c)).astype(dtype)
 
 
-LOSS_CODES = [losses.MSE, losses.SOFTMAX_XENT_INT, losses.SOFTMAX_XENT_PROB, losses.SIGMOID_BCE]
+LOSS_CODES = [losses.MSE, losses.SOFTMAX_XENT_INT, losses.SOFTMAX_XENT_PROB, losses.SIGMOID_BCE,
+              losses.SOFTMAX_KL]
 
 
 @pytest.mark.parametrize("code", LOSS_CODES)
@@ -296,7 +298,7 @@ def test_loss_matches_numpy(dtype, code):
 
 
 @pytest.mark.parametrize("code", [losses.SOFTMAX_XENT_INT, losses.SOFTMAX_XENT_PROB,
-                                  losses.SIGMOID_BCE])
+                                  losses.SIGMOID_BCE, losses.SOFTMAX_KL])
 def test_fused_losses_stay_finite_for_huge_logits(dtype, code):
     rng = np.random.default_rng(10)
     Z, A, y = loss_case(code, rng, 4, 3, dtype)
@@ -306,6 +308,19 @@ def test_fused_losses_stay_finite_for_huge_logits(dtype, code):
     dout = np.empty_like(Z)
     total, _ = kernels.loss_and_output_grad(code, Z, A, y, dout, 0.25)
     assert np.isfinite(total) and np.isfinite(dout).all()
+
+
+def test_kl_divergence_is_cross_entropy_minus_entropy_and_zero_at_the_target():
+    P = np.array([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0]])
+    Z = np.log(np.where(P > 0, P, 1e-300)) + 1.7   # softmax(Z) == P
+    dout = np.empty_like(Z)
+    kl, _ = kernels.loss_and_output_grad(losses.SOFTMAX_KL, Z, Z, P, dout, 1.0)
+    assert abs(kl) < 1e-12 and np.abs(dout).max() < 1e-12
+    Z = np.zeros_like(P)
+    ce, _ = kernels.loss_and_output_grad(losses.SOFTMAX_XENT_PROB, Z, Z, P, dout, 1.0)
+    kl, _ = kernels.loss_and_output_grad(losses.SOFTMAX_KL, Z, Z, P, dout, 1.0)
+    entropy = -(0.2 * np.log(0.2) + 0.3 * np.log(0.3) + 0.5 * np.log(0.5))
+    assert kl == pytest.approx(ce - entropy, rel=1e-14)
 
 
 def test_softmax_cross_entropy_known_value():

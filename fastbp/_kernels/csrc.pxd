@@ -43,6 +43,10 @@ cdef extern from "fbp_kernels.h" nogil:
     double fbp_softmax_xent_prob_d(int64_t n_rows, int64_t n_cols, const double *Z,
                                    const double *Y, double scale, double *dZ,
                                    int64_t *n_correct)
+    double fbp_softmax_kl_f(int64_t n_rows, int64_t n_cols, const float *Z,
+                            const float *Y, float scale, float *dZ, int64_t *n_correct)
+    double fbp_softmax_kl_d(int64_t n_rows, int64_t n_cols, const double *Z,
+                            const double *Y, double scale, double *dZ, int64_t *n_correct)
     double fbp_sigmoid_bce_f(int64_t n, const float *Z, const float *A, const float *Y,
                              float scale, float *dZ, int64_t *n_correct)
     double fbp_sigmoid_bce_d(int64_t n, const double *Z, const double *A, const double *Y,
@@ -68,6 +72,7 @@ cdef enum:
     LOSS_SOFTMAX_XENT_INT = 1
     LOSS_SOFTMAX_XENT_PROB = 2
     LOSS_SIGMOID_BCE = 3
+    LOSS_SOFTMAX_KL = 4
 
 
 cdef inline void broadcast_rows(int64_t n_rows, int64_t n_cols, const floating *b,
@@ -111,6 +116,11 @@ cdef inline double loss_forward_backward(int loss, int64_t n_rows, int64_t n_col
             return fbp_softmax_xent_prob_f(n_rows, n_cols, Z, <const float *>y, scale, dout, n_correct)
         else:
             return fbp_softmax_xent_prob_d(n_rows, n_cols, Z, <const double *>y, scale, dout, n_correct)
+    if loss == LOSS_SOFTMAX_KL:
+        if floating is float:
+            return fbp_softmax_kl_f(n_rows, n_cols, Z, <const float *>y, scale, dout, n_correct)
+        else:
+            return fbp_softmax_kl_d(n_rows, n_cols, Z, <const double *>y, scale, dout, n_correct)
     if loss == LOSS_SIGMOID_BCE:
         if floating is float:
             return fbp_sigmoid_bce_f(n_rows * n_cols, Z, A, <const float *>y, scale, dout, n_correct)

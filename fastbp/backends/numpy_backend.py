@@ -89,6 +89,13 @@ def _softmax_xent_probabilities(Z, A, Y):
     return loss, exp / total - Y, int(np.sum(Z.argmax(axis=1) == Y.argmax(axis=1)))
 
 
+def _softmax_kl(Z, A, Y):
+    loss, dZ, correct = _softmax_xent_probabilities(Z, A, Y)
+    positive = Y > 0
+    entropy = -np.sum(Y[positive] * np.log(Y[positive]), dtype=np.float64)
+    return loss - entropy, dZ, correct
+
+
 def _sigmoid_bce(Z, A, Y):
     # -y log s(z) - (1 - y) log(1 - s(z)) = max(z, 0) - y z + log(1 + exp(-|z|))
     loss = np.sum(np.maximum(Z, 0) - Y * Z + np.log1p(np.exp(-np.abs(Z))), dtype=np.float64)
@@ -105,6 +112,7 @@ LOSSES = {
     losses.SOFTMAX_XENT_INT: _softmax_xent_labels,
     losses.SOFTMAX_XENT_PROB: _softmax_xent_probabilities,
     losses.SIGMOID_BCE: _sigmoid_bce,
+    losses.SOFTMAX_KL: _softmax_kl,
 }
 
 
