@@ -54,25 +54,30 @@ typedef struct {
     /* dZ = dA * f'(Z) (dZ may alias dA); db = sum over rows of dZ if db != NULL. */ \
     void fbp_act_backward_##S(int act, T param, int64_t n_rows, int64_t n_cols,     \
                               const T *Z, const T *A, const T *dA, T *dZ, T *db);  \
+    /* The losses: each returns sum_i w_i loss_i over the rows (w NULL: all 1) and \
+     * writes the gradient of (scale * that sum) into dZ (dA for MSE). */          \
     /* Softmax cross-entropy on logits Z with integer labels y.                     \
-     * dZ = (softmax(Z) - onehot(y)) * scale. Returns the summed loss;              \
-     * *n_correct receives the number of rows whose argmax equals y. */            \
+     * dZ = w (softmax(Z) - onehot(y)) * scale; *n_correct receives the number of   \
+     * rows whose argmax equals y. */                                              \
     double fbp_softmax_xent_int_##S(int64_t n_rows, int64_t n_cols, const T *Z,     \
-                                    const int64_t *y, T scale, T *dZ,              \
+                                    const int64_t *y, const T *w, T scale, T *dZ,  \
                                     int64_t *n_correct);                           \
     /* Same with target probability rows Y of shape (n_rows, n_cols). */           \
     double fbp_softmax_xent_prob_##S(int64_t n_rows, int64_t n_cols, const T *Z,    \
-                                     const T *Y, T scale, T *dZ,                   \
+                                     const T *Y, const T *w, T scale, T *dZ,       \
                                      int64_t *n_correct);                          \
-    /* KL(Y || softmax(Z)) per row, summed; dZ = (softmax(Z) - Y) * scale. */        \
+    /* KL(Y || softmax(Z)) per row; dZ = w (softmax(Z) - Y) * scale. */             \
     double fbp_softmax_kl_##S(int64_t n_rows, int64_t n_cols, const T *Z,           \
-                              const T *Y, T scale, T *dZ, int64_t *n_correct);     \
+                              const T *Y, const T *w, T scale, T *dZ,              \
+                              int64_t *n_correct);                                 \
     /* Binary cross-entropy of sigmoid outputs A = sigmoid(Z), loss taken from Z    \
-     * (overflow-safe). dZ = (A - Y) * scale. */                                   \
-    double fbp_sigmoid_bce_##S(int64_t n, const T *Z, const T *A, const T *Y,       \
-                               T scale, T *dZ, int64_t *n_correct);                \
-    /* Squared error: returns sum (A - Y)^2 / 2, dA = (A - Y) * scale. */          \
-    double fbp_mse_##S(int64_t n, const T *A, const T *Y, T scale, T *dA);         \
+     * (overflow-safe). dZ = w (A - Y) * scale. */                                 \
+    double fbp_sigmoid_bce_##S(int64_t n_rows, int64_t n_cols, const T *Z,          \
+                               const T *A, const T *Y, const T *w, T scale,        \
+                               T *dZ, int64_t *n_correct);                         \
+    /* Squared error: sum_i w_i ||A_i - Y_i||^2 / 2, dA = w (A - Y) * scale. */      \
+    double fbp_mse_##S(int64_t n_rows, int64_t n_cols, const T *A, const T *Y,      \
+                       const T *w, T scale, T *dA);                                \
     /* Sum of squares of x, accumulated in double. */                              \
     double fbp_sumsq_##S(int64_t n, const T *x);                                   \
     /* g += weight_decay * w (the L2 term of the gradient). */                     \

@@ -160,7 +160,8 @@ static inline T FN(shifted_exp_row)(int64_t n, const T *z, T m, T *e)
 }
 
 double FN(fbp_softmax_xent_int)(int64_t n_rows, int64_t n_cols, const T *Z,
-                                const int64_t *y, T scale, T *dZ, int64_t *n_correct)
+                                const int64_t *y, const T *w, T scale, T *dZ,
+                                int64_t *n_correct)
 {
     double loss = 0.0;
     int64_t correct = 0;
@@ -172,18 +173,20 @@ double FN(fbp_softmax_xent_int)(int64_t n_rows, int64_t n_cols, const T *Z,
         correct += best == label;
         T m = z[best];
         T s = FN(shifted_exp_row)(n_cols, z, m, dz);
+        T wi = w ? w[i] : (T)1;
         /* -log softmax(z)[label] = log s - (z[label] - m) */
-        loss += (double)LOG(s) - (double)(z[label] - m);
-        T k = scale / s;
+        loss += (double)wi * ((double)LOG(s) - (double)(z[label] - m));
+        T k = wi * scale / s;
         for (int64_t j = 0; j < n_cols; ++j) dz[j] *= k;
-        dz[label] -= scale;
+        dz[label] -= wi * scale;
     }
     *n_correct = correct;
     return loss;
 }
 
 double FN(fbp_softmax_xent_prob)(int64_t n_rows, int64_t n_cols, const T *Z,
-                                 const T *Y, T scale, T *dZ, int64_t *n_correct)
+                                 const T *Y, const T *w, T scale, T *dZ,
+                                 int64_t *n_correct)
 {
     double loss = 0.0;
     int64_t correct = 0;
@@ -197,51 +200,69 @@ double FN(fbp_softmax_xent_prob)(int64_t n_rows, int64_t n_cols, const T *Z,
         T s = FN(shifted_exp_row)(n_cols, z, m, dz);
         T log_s = LOG(s);
         /* -sum_j y_j log softmax(z)_j = sum_j y_j (log s - (z_j - m)) */
+        T wi = w ? w[i] : (T)1;
         double row = 0.0;
         for (int64_t j = 0; j < n_cols; ++j) row += (double)yr[j] * (double)(log_s - (z[j] - m));
-        loss += row;
-        T k = scale / s;
-        for (int64_t j = 0; j < n_cols; ++j) dz[j] = dz[j] * k - yr[j] * scale;
+        loss += (double)wi * row;
+        T k = wi * scale / s, ws = wi * scale;
+        for (int64_t j = 0; j < n_cols; ++j) dz[j] = dz[j] * k - yr[j] * ws;
     }
     *n_correct = correct;
     return loss;
 }
 
 double FN(fbp_softmax_kl)(int64_t n_rows, int64_t n_cols, const T *Z, const T *Y,
-                          T scale, T *dZ, int64_t *n_correct)
+                          const T *w, T scale, T *dZ, int64_t *n_correct)
 {
     /* KL(y || s) = sum_j y_j log y_j - sum_j y_j log s_j: the cross-entropy minus the
      * targets' own entropy, with 0 log 0 = 0; the gradient is the cross-entropy's. */
     double entropy = 0.0;
-    for (int64_t i = 0; i < n_rows * n_cols; ++i)
-        if (Y[i] > 0) entropy -= (double)Y[i] * (double)LOG(Y[i]);
-    return FN(fbp_softmax_xent_prob)(n_rows, n_cols, Z, Y, scale, dZ, n_correct) - entropy;
+    for (int64_t i = 0; i < n_rows; ++i) {
+        double row = 0.0;
+        for (int64_t j = 0; j < n_cols; ++j) {
+            T p = Y[i * n_cols + j];
+            if (p > 0) row -= (double)p * (double)LOG(p);
+        }
+        entropy += (w ? (double)w[i] : 1.0) * row;
+    }
+    return FN(fbp_softmax_xent_prob)(n_rows, n_cols, Z, Y, w, scale, dZ, n_correct) - entropy;
 }
 
-double FN(fbp_sigmoid_bce)(int64_t n, const T *Z, const T *A, const T *Y,
-                           T scale, T *dZ, int64_t *n_correct)
+double FN(fbp_sigmoid_bce)(int64_t n_rows, int64_t n_cols, const T *Z, const T *A,
+                           const T *Y, const T *w, T scale, T *dZ, int64_t *n_correct)
 {
     double loss = 0.0;
     int64_t correct = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        T z = Z[i];
-        T abs_z = z >= 0 ? z : -z;
-        /* -y log s(z) - (1 - y) log(1 - s(z)) = max(z, 0) - y z + log1p(exp(-|z|)) */
-        loss += (double)((z > 0 ? z : (T)0) - Y[i] * z + LOG1P(EXP(-abs_z)));
-        correct += (A[i] >= (T)0.5) == (Y[i] >= (T)0.5);
-        dZ[i] = (A[i] - Y[i]) * scale;
+    for (int64_t i = 0; i < n_rows; ++i) {
+        T wi = w ? w[i] : (T)1, ws = wi * scale;
+        double row = 0.0;
+        for (int64_t j = i * n_cols; j < (i + 1) * n_cols; ++j) {
+            T z = Z[j];
+            T abs_z = z >= 0 ? z : -z;
+            /* -y log s(z) - (1 - y) log(1 - s(z)) = max(z, 0) - y z + log1p(exp(-|z|)) */
+            row += (double)((z > 0 ? z : (T)0) - Y[j] * z + LOG1P(EXP(-abs_z)));
+            correct += (A[j] >= (T)0.5) == (Y[j] >= (T)0.5);
+            dZ[j] = (A[j] - Y[j]) * ws;
+        }
+        loss += (double)wi * row;
     }
     *n_correct = correct;
     return loss;
 }
 
-double FN(fbp_mse)(int64_t n, const T *A, const T *Y, T scale, T *dA)
+double FN(fbp_mse)(int64_t n_rows, int64_t n_cols, const T *A, const T *Y, const T *w,
+                   T scale, T *dA)
 {
     double loss = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-        T d = A[i] - Y[i];
-        loss += (double)d * (double)d;
-        dA[i] = d * scale;
+    for (int64_t i = 0; i < n_rows; ++i) {
+        T wi = w ? w[i] : (T)1, ws = wi * scale;
+        double row = 0.0;
+        for (int64_t j = i * n_cols; j < (i + 1) * n_cols; ++j) {
+            T d = A[j] - Y[j];
+            row += (double)d * (double)d;
+            dA[j] = d * ws;
+        }
+        loss += (double)wi * row;
     }
     return 0.5 * loss;
 }

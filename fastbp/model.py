@@ -145,7 +145,8 @@ class Sequential:
     # --- training -------------------------------------------------------------------
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None, verbose=1,
-            diagnostics=False, on_divergence="raise", callbacks=()):
+            diagnostics=False, on_divergence="raise", callbacks=(), sample_weight=None,
+            class_weight=None):
         """Train with mini-batch gradient descent; returns a History.
 
         X : (n_samples, n_features); y : targets (see the loss).
@@ -163,9 +164,14 @@ class Sequential:
             of the epochs completed.
         callbacks : fastbp.callbacks.Callback objects (EarlyStopping,
             ReduceLROnPlateau, your own), called after each epoch.
+        sample_weight : (n_samples,) weights of each sample's loss (the loss is
+            1/N sum_i w_i loss_i); class_weight : dict class -> weight for
+            classification losses. They multiply when both are given.
         """
         X = self._features(X)
         y, loss_code = self._targets(y, len(X))
+        weights = check.as_sample_weight(sample_weight, class_weight, y, self.loss, loss_code,
+                                         self.dtype)
         epochs = check.non_negative_int("epochs", epochs)
         if on_divergence not in ("raise", "stop"):
             raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
@@ -196,7 +202,8 @@ class Sequential:
             checkpoint = self._snapshot()
             if progress:
                 progress.start_epoch(epoch)
-            total, n_correct, n_seen = self._run_epoch(X, y, order, batch_size, loss_code, progress)
+            total, n_correct, n_seen = self._run_epoch(X, y, weights, order, batch_size,
+                                                       loss_code, progress)
             if not (np.isfinite(total) and self._weights_finite()):
                 self._restore(checkpoint)
                 message = (f"training diverged in epoch {epoch + 1} after {n_seen} samples: the "
@@ -231,7 +238,7 @@ class Sequential:
             callback.on_train_end(self)
         return history
 
-    def _run_epoch(self, X, y, order, batch_size, loss_code, progress):
+    def _run_epoch(self, X, y, weights, order, batch_size, loss_code, progress):
         """One epoch of SGD in `order`: (sum of batch_rows * batch_loss, n_correct, n_seen).
 
         Silent, it is one backend call. With a progress line it is several, each a
@@ -242,7 +249,7 @@ class Sequential:
         lr = opt.lr_at(self.epochs_done)
         if progress is None:
             with threads.limit(self.n_threads):
-                return self._backend.epoch(X, y, order, batch_size, loss_code, opt, lr)
+                return self._backend.epoch(X, y, order, batch_size, loss_code, opt, lr, weights)
         total, n_correct, n_seen = 0.0, 0, 0
         batches_per_call = 1
         while n_seen < len(order):
@@ -250,7 +257,7 @@ class Sequential:
             started = time.perf_counter()
             with threads.limit(self.n_threads):
                 part, correct, seen = self._backend.epoch(X, y, chunk, batch_size, loss_code,
-                                                          opt, lr)
+                                                          opt, lr, weights)
             elapsed = time.perf_counter() - started
             total, n_correct, n_seen = total + part, n_correct + correct, n_seen + seen
             if seen < len(chunk) or not np.isfinite(part):
@@ -264,19 +271,21 @@ class Sequential:
         """Accuracy counts one decision per sample, or one per output for sigmoid outputs."""
         return self.output_dim if loss_code == losses.SIGMOID_BCE else 1
 
-    def train_step(self, X, y):
+    def train_step(self, X, y, sample_weight=None):
         """One optimiser step on one batch; returns its loss (before the step).
 
         Each call validates X and y and keeps a copy of the weights to undo a step
         that diverges; fit() runs whole epochs without either cost."""
         X = self._features(X)
         y, loss_code = self._targets(y, len(X))
+        weights = check.as_sample_weight(sample_weight, None, y, self.loss, loss_code, self.dtype)
         self._ready(X)
         self._forward_rows = None
         opt = self.optimizer
         checkpoint = self._snapshot()
         with threads.limit(self.n_threads):
-            loss, _ = self._backend.step(X, y, loss_code, opt, True, opt.lr_at(self.epochs_done))
+            loss, _ = self._backend.step(X, y, loss_code, opt, True, opt.lr_at(self.epochs_done),
+                                         weights)
         if not (np.isfinite(loss) and self._weights_finite()):
             self._restore(checkpoint)
             raise FloatingPointError(
@@ -299,15 +308,17 @@ class Sequential:
         for saved, live in zip(snapshot, self._live_state()):
             live[...] = saved
 
-    def loss_and_gradients(self, X, y):
-        """The loss on (X, y), L2 term included, and its gradient with respect to
-        every parameter, as copies aligned with get_weights()."""
+    def loss_and_gradients(self, X, y, sample_weight=None):
+        """The loss on (X, y), L2 term included (and samples weighted by
+        sample_weight), and its gradient with respect to every parameter, as copies
+        aligned with get_weights()."""
         X = self._features(X)
         y, loss_code = self._targets(y, len(X))
+        weights = check.as_sample_weight(sample_weight, None, y, self.loss, loss_code, self.dtype)
         self._ready(X)
         self._forward_rows = None
         with threads.limit(self.n_threads):
-            loss, _ = self._backend.step(X, y, loss_code, self.optimizer, False, 0.0)
+            loss, _ = self._backend.step(X, y, loss_code, self.optimizer, False, 0.0, weights)
         return float(loss), [g.copy() for g in self._plan.gradients()]
 
     # --- inference --------------------------------------------------------------------
@@ -340,17 +351,19 @@ class Sequential:
         with threads.limit(self.n_threads):
             return self._backend.predict(X)
 
-    def evaluate(self, X, y):
-        """{"loss": mean loss plus the L2 term, "accuracy": ... for classification}."""
+    def evaluate(self, X, y, sample_weight=None):
+        """{"loss": mean (weighted) loss plus the L2 term, "accuracy": ... for
+        classification (unweighted)}."""
         X = self._features(X)
         y, loss_code = self._targets(y, len(X))
+        weights = check.as_sample_weight(sample_weight, None, y, self.loss, loss_code, self.dtype)
         self._ready(X)
-        return self._evaluate(X, y, loss_code)
+        return self._evaluate(X, y, loss_code, weights)
 
-    def _evaluate(self, X, y, loss_code):
+    def _evaluate(self, X, y, loss_code, weights=None):
         self._forward_rows = None
         with threads.limit(self.n_threads):
-            total, n_correct = self._backend.loss_sum(X, y, loss_code)
+            total, n_correct = self._backend.loss_sum(X, y, loss_code, weights)
         result = {"loss": float(total / len(X) + self._l2_term())}
         if self.loss.classification:
             result["accuracy"] = n_correct / (len(X) * self._outputs_per_sample(loss_code))

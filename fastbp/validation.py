@@ -108,3 +108,52 @@ def non_negative_int(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     return int(value)
+
+
+def as_sample_weight(sample_weight, class_weight, y, loss_spec, loss_code, dtype, name="sample_weight"):
+    """Per-row loss weights (n_samples,) of dtype, or None when neither is given.
+
+    sample_weight : array-like (n_samples,) of finite numbers >= 0.
+    class_weight : dict class index -> weight >= 0 (classes not listed weigh 1), for
+        classification losses; a row's class is its label, its target's argmax, or
+        (one sigmoid output) whether its target is >= 0.5.
+    The two multiply when both are given.
+    """
+    n = len(y)
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight)
+        if weights.dtype == object or not np.issubdtype(weights.dtype, np.number) \
+                or weights.shape != (n,):
+            raise ValueError(f"{name} must be {n} numbers, one per sample, got "
+                             f"{weights.dtype} array of shape {weights.shape}")
+        if not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError(f"{name} must be finite and >= 0")
+        weights = weights.astype(np.float64)
+    if class_weight is not None:
+        if not loss_spec.classification:
+            raise ValueError(f"class_weight needs a classification loss; this model uses "
+                             f"{loss_spec.name!r} (use sample_weight instead)")
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"class_weight must be a dict class -> weight, got "
+                            f"{type(class_weight).__name__}")
+        if y.ndim == 1:
+            classes = y
+        elif loss_spec.softmax:
+            classes = y.argmax(axis=1)
+        elif y.shape[1] == 1:
+            classes = (y[:, 0] >= 0.5).astype(np.int64)
+        else:
+            raise ValueError("class_weight is for one label per sample; with several sigmoid "
+                             "outputs pass sample_weight")
+        table = np.ones(int(classes.max()) + 1 if len(classes) else 1)
+        for label, weight in class_weight.items():
+            if isinstance(label, bool) or not isinstance(label, numbers.Integral) or label < 0:
+                raise ValueError(f"class_weight keys must be class indices >= 0, got {label!r}")
+            if not (isinstance(weight, numbers.Real) and np.isfinite(weight) and weight >= 0):
+                raise ValueError(f"class_weight[{label}] must be a finite number >= 0, got {weight!r}")
+            if label < len(table):
+                table[label] = weight
+        per_class = table[classes]
+        weights = per_class if weights is None else weights * per_class
+    return None if weights is None else np.ascontiguousarray(weights, dtype=dtype)

@@ -34,9 +34,10 @@ def data(n=6400):
     return rng.standard_normal((n, 16)).astype(np.float32), rng.integers(0, 4, n)
 
 
-# A step's smallest array here is 32 x 4 float32 (512 bytes); the Python objects a
-# step returns (a tuple and two numbers) take about a hundred bytes.
-NO_ARRAY = 256
+# A step's smallest array here is 32 x 4 float32 (512 bytes of data plus about 100
+# of header); the Python objects of one call (argument tuples, the returned numbers)
+# take a few hundred bytes.
+NO_ARRAY = 512
 
 
 OPTIMIZERS = [fb.SGD(lr=0.1, weight_decay=0.01), fb.SGD(lr=0.1, momentum=0.9, clipnorm=1.0),

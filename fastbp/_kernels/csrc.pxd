@@ -32,27 +32,31 @@ cdef extern from "fbp_kernels.h" nogil:
                             const double *Z, const double *A, const double *dA,
                             double *dZ, double *db)
     double fbp_softmax_xent_int_f(int64_t n_rows, int64_t n_cols, const float *Z,
-                                  const int64_t *y, float scale, float *dZ,
+                                  const int64_t *y, const float *w, float scale, float *dZ,
                                   int64_t *n_correct)
     double fbp_softmax_xent_int_d(int64_t n_rows, int64_t n_cols, const double *Z,
-                                  const int64_t *y, double scale, double *dZ,
+                                  const int64_t *y, const double *w, double scale, double *dZ,
                                   int64_t *n_correct)
     double fbp_softmax_xent_prob_f(int64_t n_rows, int64_t n_cols, const float *Z,
-                                   const float *Y, float scale, float *dZ,
+                                   const float *Y, const float *w, float scale, float *dZ,
                                    int64_t *n_correct)
     double fbp_softmax_xent_prob_d(int64_t n_rows, int64_t n_cols, const double *Z,
-                                   const double *Y, double scale, double *dZ,
+                                   const double *Y, const double *w, double scale, double *dZ,
                                    int64_t *n_correct)
-    double fbp_softmax_kl_f(int64_t n_rows, int64_t n_cols, const float *Z,
-                            const float *Y, float scale, float *dZ, int64_t *n_correct)
-    double fbp_softmax_kl_d(int64_t n_rows, int64_t n_cols, const double *Z,
-                            const double *Y, double scale, double *dZ, int64_t *n_correct)
-    double fbp_sigmoid_bce_f(int64_t n, const float *Z, const float *A, const float *Y,
-                             float scale, float *dZ, int64_t *n_correct)
-    double fbp_sigmoid_bce_d(int64_t n, const double *Z, const double *A, const double *Y,
-                             double scale, double *dZ, int64_t *n_correct)
-    double fbp_mse_f(int64_t n, const float *A, const float *Y, float scale, float *dA)
-    double fbp_mse_d(int64_t n, const double *A, const double *Y, double scale, double *dA)
+    double fbp_softmax_kl_f(int64_t n_rows, int64_t n_cols, const float *Z, const float *Y,
+                            const float *w, float scale, float *dZ, int64_t *n_correct)
+    double fbp_softmax_kl_d(int64_t n_rows, int64_t n_cols, const double *Z, const double *Y,
+                            const double *w, double scale, double *dZ, int64_t *n_correct)
+    double fbp_sigmoid_bce_f(int64_t n_rows, int64_t n_cols, const float *Z, const float *A,
+                             const float *Y, const float *w, float scale, float *dZ,
+                             int64_t *n_correct)
+    double fbp_sigmoid_bce_d(int64_t n_rows, int64_t n_cols, const double *Z, const double *A,
+                             const double *Y, const double *w, double scale, double *dZ,
+                             int64_t *n_correct)
+    double fbp_mse_f(int64_t n_rows, int64_t n_cols, const float *A, const float *Y,
+                     const float *w, float scale, float *dA)
+    double fbp_mse_d(int64_t n_rows, int64_t n_cols, const double *A, const double *Y,
+                     const double *w, double scale, double *dA)
     double fbp_sumsq_f(int64_t n, const float *x)
     double fbp_sumsq_d(int64_t n, const double *x)
     void fbp_add_decay_f(int64_t n, float weight_decay, const float *w, float *g)
@@ -102,34 +106,41 @@ cdef inline void act_backward(int act, floating param, int64_t n_rows, int64_t n
 
 cdef inline double loss_forward_backward(int loss, int64_t n_rows, int64_t n_cols,
                                          const floating *Z, const floating *A,
-                                         const void *y, floating scale, floating *dout,
-                                         int64_t *n_correct) noexcept nogil:
-    """Loss summed over the rows; dout receives dL/dA (MSE) or dL/dZ (fused losses)."""
+                                         const void *y, const floating *w, floating scale,
+                                         floating *dout, int64_t *n_correct) noexcept nogil:
+    """sum_i w_i loss_i (w NULL: all 1); dout receives the gradient of scale times
+    that sum: dL/dA for MSE and dL/dZ for the fused losses."""
     n_correct[0] = 0
     if loss == LOSS_SOFTMAX_XENT_INT:
         if floating is float:
-            return fbp_softmax_xent_int_f(n_rows, n_cols, Z, <const int64_t *>y, scale, dout, n_correct)
+            return fbp_softmax_xent_int_f(n_rows, n_cols, Z, <const int64_t *>y, w, scale, dout,
+                                          n_correct)
         else:
-            return fbp_softmax_xent_int_d(n_rows, n_cols, Z, <const int64_t *>y, scale, dout, n_correct)
+            return fbp_softmax_xent_int_d(n_rows, n_cols, Z, <const int64_t *>y, w, scale, dout,
+                                          n_correct)
     if loss == LOSS_SOFTMAX_XENT_PROB:
         if floating is float:
-            return fbp_softmax_xent_prob_f(n_rows, n_cols, Z, <const float *>y, scale, dout, n_correct)
+            return fbp_softmax_xent_prob_f(n_rows, n_cols, Z, <const float *>y, w, scale, dout,
+                                           n_correct)
         else:
-            return fbp_softmax_xent_prob_d(n_rows, n_cols, Z, <const double *>y, scale, dout, n_correct)
+            return fbp_softmax_xent_prob_d(n_rows, n_cols, Z, <const double *>y, w, scale, dout,
+                                           n_correct)
     if loss == LOSS_SOFTMAX_KL:
         if floating is float:
-            return fbp_softmax_kl_f(n_rows, n_cols, Z, <const float *>y, scale, dout, n_correct)
+            return fbp_softmax_kl_f(n_rows, n_cols, Z, <const float *>y, w, scale, dout, n_correct)
         else:
-            return fbp_softmax_kl_d(n_rows, n_cols, Z, <const double *>y, scale, dout, n_correct)
+            return fbp_softmax_kl_d(n_rows, n_cols, Z, <const double *>y, w, scale, dout, n_correct)
     if loss == LOSS_SIGMOID_BCE:
         if floating is float:
-            return fbp_sigmoid_bce_f(n_rows * n_cols, Z, A, <const float *>y, scale, dout, n_correct)
+            return fbp_sigmoid_bce_f(n_rows, n_cols, Z, A, <const float *>y, w, scale, dout,
+                                     n_correct)
         else:
-            return fbp_sigmoid_bce_d(n_rows * n_cols, Z, A, <const double *>y, scale, dout, n_correct)
+            return fbp_sigmoid_bce_d(n_rows, n_cols, Z, A, <const double *>y, w, scale, dout,
+                                     n_correct)
     if floating is float:
-        return fbp_mse_f(n_rows * n_cols, A, <const float *>y, scale, dout)
+        return fbp_mse_f(n_rows, n_cols, A, <const float *>y, w, scale, dout)
     else:
-        return fbp_mse_d(n_rows * n_cols, A, <const double *>y, scale, dout)
+        return fbp_mse_d(n_rows, n_cols, A, <const double *>y, w, scale, dout)
 
 
 cdef inline double sumsq(int64_t n, const floating *x) noexcept nogil:

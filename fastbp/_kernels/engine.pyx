@@ -134,10 +134,11 @@ cdef void _apply(Layer *L, int n_layers, Update *u, floating scale) noexcept nog
 
 
 cdef double _step(Layer *L, int n_layers, int n, const floating *X, const void *y,
-                  int loss, Update *u, int64_t *n_correct) noexcept nogil:
+                  const floating *w, int loss, Update *u, int64_t *n_correct) noexcept nogil:
     """Forward, loss, L2 term, backward, and (if u.apply) one optimiser step.
 
-    Returns the batch's mean loss plus the L2 term, computed before the step. A
+    w: per-row loss weights or NULL. Returns the batch's mean (weighted) loss plus
+    the L2 term, computed before the step. A
     loss that is not finite in the model's dtype is returned as such and nothing
     else is done, so the weights stay those that produced it.
     """
@@ -146,7 +147,8 @@ cdef double _step(Layer *L, int n_layers, int n, const floating *X, const void *
     cdef double value
     _forward(L, n_layers, n, X)
     value = loss_forward_backward(loss, n, last.d_out, <floating *>last.Z, <floating *>last.A,
-                                  y, <floating>(1.0 / n), <floating *>last.delta, n_correct) / n
+                                  y, w, <floating>(1.0 / n), <floating *>last.delta,
+                                  n_correct) / n
     if u.l2 != 0:
         for l in range(n_layers):
             value += 0.5 * u.l2 * sumsq(<int64_t>L[l].d_in * L[l].d_out, <floating *>L[l].W)
@@ -206,9 +208,9 @@ cdef void _predict(Layer *L, int n_layers, int64_t n, int chunk, const floating 
 
 
 cdef double _epoch(Layer *L, int n_layers, int64_t n, const floating *X, const void *y,
-                   int loss, const int64_t *order, int batch_size, floating *X_batch,
-                   void *y_batch, Update *u, int64_t *n_correct,
-                   int64_t *n_seen) noexcept nogil:
+                   const floating *w, int loss, const int64_t *order, int batch_size,
+                   floating *X_batch, void *y_batch, floating *w_batch, Update *u,
+                   int64_t *n_correct, int64_t *n_seen) noexcept nogil:
     """Mini-batches in `order`, gathered into the batch workspaces, one step each.
 
     Returns the sum over batches of (batch size * batch loss); stops after the
@@ -228,7 +230,10 @@ cdef double _epoch(Layer *L, int n_layers, int64_t n, const floating *X, const v
             fbp_gather_labels(rows, <const int64_t *>y, order + start, <int64_t *>y_batch)
         else:
             gather_rows(rows, d_out, <const floating *>y, order + start, <floating *>y_batch)
-        value = _step(L, n_layers, rows, X_batch, y_batch, loss, u, &correct)
+        if w != NULL:
+            gather_rows(rows, 1, w, order + start, w_batch)
+        value = _step(L, n_layers, rows, X_batch, y_batch, w_batch if w != NULL else NULL,
+                      loss, u, &correct)
         total += value * rows
         n_correct[0] += correct
         n_seen[0] += rows
@@ -324,29 +329,34 @@ cdef class Engine:
         u.opt.correction1 = u.opt.correction2 = 1
         return u
 
-    def step(self, X, y, int n, int loss, bint update, double lr, tuple hyper, double l2,
-             double clipnorm, bint fold):
-        """One batch: returns (mean loss + L2 term, n_correct). hyper is the
-        optimiser's hyper() tuple; fold says its step may go into the weight GEMM."""
+    def step(self, X, y, weights, int n, int loss, bint update, double lr, tuple hyper,
+             double l2, double clipnorm, bint fold):
+        """One batch: returns (mean loss + L2 term, n_correct). weights: per-row loss
+        weights or None; hyper is the optimiser's hyper() tuple; fold says its step
+        may go into the weight GEMM."""
         cdef void *x = _ptr(X)
         cdef void *t = _ptr(y)
+        cdef void *w = NULL if weights is None else _ptr(weights)
         cdef int64_t n_correct = 0
         cdef double value
         cdef Update u = self._update(update, fold, l2, clipnorm, lr, hyper)
         with nogil:
             if self.is_double:
-                value = _step[double](self.layers, self.n_layers, n, <double *>x, t, loss,
-                                      &u, &n_correct)
+                value = _step[double](self.layers, self.n_layers, n, <double *>x, t,
+                                      <double *>w, loss, &u, &n_correct)
             else:
-                value = _step[float](self.layers, self.n_layers, n, <float *>x, t, loss,
-                                     &u, &n_correct)
+                value = _step[float](self.layers, self.n_layers, n, <float *>x, t,
+                                     <float *>w, loss, &u, &n_correct)
         return value, n_correct
 
-    def epoch(self, X, y, order, int batch_size, X_batch, y_batch, int loss, double lr,
-              tuple hyper, double l2, double clipnorm, bint fold):
-        """One epoch: returns (sum of batch_rows * batch_loss, n_correct, n_seen)."""
+    def epoch(self, X, y, weights, order, int batch_size, X_batch, y_batch, w_batch, int loss,
+              double lr, tuple hyper, double l2, double clipnorm, bint fold):
+        """One epoch: returns (sum of batch_rows * batch_loss, n_correct, n_seen).
+        weights: per-row loss weights (gathered into w_batch) or None."""
         cdef void *x = _ptr(X)
         cdef void *t = _ptr(y)
+        cdef void *w = NULL if weights is None else _ptr(weights)
+        cdef void *wb = NULL if weights is None else _ptr(w_batch)
         cdef const int64_t *idx = <const int64_t *>_ptr(order)
         cdef void *xb = _ptr(X_batch)
         cdef void *yb = _ptr(y_batch)
@@ -355,13 +365,13 @@ cdef class Engine:
         cdef Update u = self._update(True, fold, l2, clipnorm, lr, hyper)
         with nogil:
             if self.is_double:
-                total = _epoch[double](self.layers, self.n_layers, n, <double *>x, t, loss,
-                                       idx, batch_size, <double *>xb, yb, &u,
-                                       &n_correct, &n_seen)
+                total = _epoch[double](self.layers, self.n_layers, n, <double *>x, t,
+                                       <double *>w, loss, idx, batch_size, <double *>xb, yb,
+                                       <double *>wb, &u, &n_correct, &n_seen)
             else:
-                total = _epoch[float](self.layers, self.n_layers, n, <float *>x, t, loss,
-                                      idx, batch_size, <float *>xb, yb, &u,
-                                      &n_correct, &n_seen)
+                total = _epoch[float](self.layers, self.n_layers, n, <float *>x, t,
+                                      <float *>w, loss, idx, batch_size, <float *>xb, yb,
+                                      <float *>wb, &u, &n_correct, &n_seen)
         return total, n_correct, n_seen
 
     def gemm_floor(self, X, int n, double lr):
@@ -388,10 +398,11 @@ cdef class Engine:
                 _predict[float](self.layers, self.n_layers, n, chunk, <float *>x,
                                 <float *>o, <float *>b0, <float *>b1)
 
-    def loss_sum(self, X, y, int n, int loss):
-        """Forward n <= capacity rows and return (summed loss, n_correct); no backward."""
+    def loss_sum(self, X, y, weights, int n, int loss):
+        """Forward n <= capacity rows and return (summed weighted loss, n_correct)."""
         cdef void *x = _ptr(X)
         cdef void *t = _ptr(y)
+        cdef void *w = NULL if weights is None else _ptr(weights)
         cdef Layer *last = &self.layers[self.n_layers - 1]
         cdef int64_t n_correct = 0
         cdef double total
@@ -399,11 +410,11 @@ cdef class Engine:
             if self.is_double:
                 _forward[double](self.layers, self.n_layers, n, <double *>x)
                 total = loss_forward_backward[double](loss, n, last.d_out, <double *>last.Z,
-                                                      <double *>last.A, t, 1.0,
+                                                      <double *>last.A, t, <double *>w, 1.0,
                                                       <double *>last.delta, &n_correct)
             else:
                 _forward[float](self.layers, self.n_layers, n, <float *>x)
                 total = loss_forward_backward[float](loss, n, last.d_out, <float *>last.Z,
-                                                     <float *>last.A, t, 1.0,
+                                                     <float *>last.A, t, <float *>w, 1.0,
                                                      <float *>last.delta, &n_correct)
         return total, n_correct

@@ -109,19 +109,24 @@ def bias_gradient(floating[:, ::1] dZ, floating[::1] db):
 
 
 def loss_and_output_grad(int loss, floating[:, ::1] Z, floating[:, ::1] A, y,
-                         floating[:, ::1] dout, double scale):
+                         floating[:, ::1] dout, double scale, floating[::1] weights=None):
     """Summed loss of outputs against targets, and its gradient times scale.
 
     Z, A : (n_samples, n_outputs), pre- and post-activation of the last layer;
     y : int64 (n_samples,) class indices for loss code 1, otherwise an array of
     Z's dtype and shape; dout : (n_samples, n_outputs), receives dL/dA for MSE
-    and dL/dZ for the fused losses. Returns (loss_sum, n_correct).
+    and dL/dZ for the fused losses; weights : (n_samples,) per-row weights or None.
+    Returns (sum of weighted row losses, n_correct).
     """
     cdef int64_t[::1] labels
     cdef floating[:, ::1] targets
     cdef const void *y_ptr
     cdef int64_t n_correct = 0
     cdef double total
+    cdef const floating *w_ptr = NULL
+    if weights is not None:
+        _check_shape("weights", (weights.shape[0],), (Z.shape[0],))
+        w_ptr = &weights[0]
     for name, arr in (("A", A), ("dout", dout)):
         _check_shape(name, (arr.shape[0], arr.shape[1]), (Z.shape[0], Z.shape[1]))
     if loss == LOSS_SOFTMAX_XENT_INT:
@@ -134,7 +139,7 @@ def loss_and_output_grad(int loss, floating[:, ::1] Z, floating[:, ::1] A, y,
         y_ptr = &targets[0, 0]
     with nogil:
         total = loss_forward_backward(loss, Z.shape[0], Z.shape[1], &Z[0, 0], &A[0, 0],
-                                      y_ptr, <floating>scale, &dout[0, 0], &n_correct)
+                                      y_ptr, w_ptr, <floating>scale, &dout[0, 0], &n_correct)
     return total, n_correct
 
 

@@ -26,7 +26,7 @@ class CythonBackend:
         self._X = None
         self._n = 0
         self._batch_key = None  # (batch_size, y dtype, y row shape) of self._batch
-        self._batch = None      # (X_batch, y_batch): epoch()'s gather buffers
+        self._batch = None      # (X_batch, y_batch, w_batch): epoch()'s gather buffers
         self._predict_buffers = None
 
     def _engine_for(self, n_rows):
@@ -63,19 +63,20 @@ class CythonBackend:
     def _optimizer_args(opt, lr):
         return (lr, opt.hyper(), opt.l2, opt.clipnorm or 0.0, opt.folds_into_gemm())
 
-    def step(self, X, y, loss, opt, update, lr):
-        return self._engine_for(len(X)).step(X, y, len(X), loss, update,
+    def step(self, X, y, loss, opt, update, lr, weights=None):
+        return self._engine_for(len(X)).step(X, y, weights, len(X), loss, update,
                                              *self._optimizer_args(opt, lr))
 
-    def epoch(self, X, y, order, batch_size, loss, opt, lr):
+    def epoch(self, X, y, order, batch_size, loss, opt, lr, weights=None):
         engine = self._engine_for(batch_size)
         key = (batch_size, y.dtype, y.shape[1:])
         if self._batch_key != key:   # batch buffers made once per batch shape
             self._batch_key = key
             self._batch = (np.empty((batch_size, X.shape[1]), dtype=X.dtype),
-                           np.empty((batch_size,) + y.shape[1:], dtype=y.dtype))
-        X_batch, y_batch = self._batch
-        return engine.epoch(X, y, order, batch_size, X_batch, y_batch, loss,
+                           np.empty((batch_size,) + y.shape[1:], dtype=y.dtype),
+                           np.empty(batch_size, dtype=X.dtype))
+        X_batch, y_batch, w_batch = self._batch
+        return engine.epoch(X, y, weights, order, batch_size, X_batch, y_batch, w_batch, loss,
                             *self._optimizer_args(opt, lr))
 
     def gemm_floor(self, X, lr=0.01):
@@ -97,13 +98,15 @@ class CythonBackend:
         self._engine_for(1).predict(X, out, buffers[0], buffers[1], buffers[0].shape[0])
         return out
 
-    def loss_sum(self, X, y, loss):
+    def loss_sum(self, X, y, loss, weights=None):
         n = len(X)
         chunk = max(self.plan.capacity, min(n, 1024))
         engine = self._engine_for(chunk)
         total, n_correct = 0.0, 0
         for start in range(0, n, chunk):
-            part, correct = engine.loss_sum(X[start:start + chunk], y[start:start + chunk],
+            rows = slice(start, start + chunk)
+            part, correct = engine.loss_sum(X[rows], y[rows],
+                                            None if weights is None else weights[rows],
                                             min(chunk, n - start), loss)
             total += part
             n_correct += correct

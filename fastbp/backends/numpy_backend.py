@@ -65,8 +65,9 @@ ACTIVATIONS = {
 }
 
 
-# --- losses: code -> f(Z, A, y) returning (summed loss, dL/dout unscaled, n_correct) ----
-# dout is dL/dA for MSE and dL/dZ for the fused losses, before the 1/N factor.
+# --- losses: code -> f(Z, A, y) returning (loss of each row, dL/dout unscaled, n_correct)
+# dout is dL/dA for MSE and dL/dZ for the fused losses, before the 1/N factor and any
+# per-row weights.
 
 
 def _softmax_xent_labels(Z, A, y):
@@ -74,10 +75,10 @@ def _softmax_xent_labels(Z, A, y):
     exp = np.exp(shifted)
     total = exp.sum(axis=1, keepdims=True)
     rows = np.arange(len(y))
-    loss = np.sum(np.log(total[:, 0]) - shifted[rows, y], dtype=np.float64)
+    row_loss = np.log(total[:, 0]) - shifted[rows, y]
     dZ = exp / total
     dZ[rows, y] -= 1
-    return loss, dZ, int(np.sum(Z.argmax(axis=1) == y))
+    return row_loss, dZ, int(np.sum(Z.argmax(axis=1) == y))
 
 
 def _softmax_xent_probabilities(Z, A, Y):
@@ -85,26 +86,26 @@ def _softmax_xent_probabilities(Z, A, Y):
     exp = np.exp(shifted)
     total = exp.sum(axis=1, keepdims=True)
     log_softmax = shifted - np.log(total)
-    loss = -np.sum(Y * log_softmax, dtype=np.float64)
-    return loss, exp / total - Y, int(np.sum(Z.argmax(axis=1) == Y.argmax(axis=1)))
+    row_loss = -np.sum(Y * log_softmax, axis=1, dtype=np.float64)
+    return row_loss, exp / total - Y, int(np.sum(Z.argmax(axis=1) == Y.argmax(axis=1)))
 
 
 def _softmax_kl(Z, A, Y):
-    loss, dZ, correct = _softmax_xent_probabilities(Z, A, Y)
-    positive = Y > 0
-    entropy = -np.sum(Y[positive] * np.log(Y[positive]), dtype=np.float64)
-    return loss - entropy, dZ, correct
+    row_loss, dZ, correct = _softmax_xent_probabilities(Z, A, Y)
+    entropy = -np.sum(Y * np.log(np.where(Y > 0, Y, 1)), axis=1, dtype=np.float64)
+    return row_loss - entropy, dZ, correct
 
 
 def _sigmoid_bce(Z, A, Y):
     # -y log s(z) - (1 - y) log(1 - s(z)) = max(z, 0) - y z + log(1 + exp(-|z|))
-    loss = np.sum(np.maximum(Z, 0) - Y * Z + np.log1p(np.exp(-np.abs(Z))), dtype=np.float64)
-    return loss, A - Y, int(np.sum((A >= 0.5) == (Y >= 0.5)))
+    row_loss = np.sum(np.maximum(Z, 0) - Y * Z + np.log1p(np.exp(-np.abs(Z))), axis=1,
+                      dtype=np.float64)
+    return row_loss, A - Y, int(np.sum((A >= 0.5) == (Y >= 0.5)))
 
 
 def _mse(Z, A, Y):
     diff = A - Y
-    return 0.5 * np.sum(diff * diff, dtype=np.float64), diff, 0
+    return 0.5 * np.sum(diff * diff, axis=1, dtype=np.float64), diff, 0
 
 
 LOSSES = {
@@ -206,14 +207,23 @@ class NumpyBackend:
                 delta = dZ @ layer.W.T
         return delta if need_dX else None
 
-    def step(self, X, y, loss, opt, update, lr):
-        """Gradients of mean loss + l2/2 sum ||W||^2 on one batch (l2 = opt.l2), then
-        (if update) one step of optimiser opt at rate lr. Returns (loss, n_correct);
-        a loss that is not finite in the model's dtype is returned at once, with no
+    def _loss(self, loss, out, y, weights):
+        """(sum_i w_i loss_i, weighted dL/dout before 1/N, n_correct)."""
+        row_loss, dout, n_correct = LOSSES[loss](self._Z[-1], out, y)
+        if weights is None:
+            return np.sum(row_loss, dtype=np.float64), dout, n_correct
+        return (np.sum(row_loss * weights, dtype=np.float64), dout * weights[:, None],
+                n_correct)
+
+    def step(self, X, y, loss, opt, update, lr, weights=None):
+        """Gradients of the mean (weighted) loss + l2/2 sum ||W||^2 on one batch
+        (l2 = opt.l2), then (if update) one step of optimiser opt at rate lr.
+        weights : per-row loss weights (n,) or None. Returns (loss, n_correct); a
+        loss that is not finite in the model's dtype is returned at once, with no
         update."""
         n = len(X)
         out = self.forward(X)
-        loss_sum, dout, n_correct = LOSSES[loss](self._Z[-1], out, y)
+        loss_sum, dout, n_correct = self._loss(loss, out, y, weights)
         value = loss_sum / n
         if opt.l2:
             value += 0.5 * opt.l2 * sum(np.sum(layer.W * layer.W, dtype=np.float64)
@@ -243,13 +253,14 @@ class NumpyBackend:
             for w, g, state in ((layer.W, layer.dW, layer.W_state), (layer.b, layer.db, layer.b_state)):
                 UPDATES[opt.kind](opt, w, g * w.dtype.type(scale) if scale != 1 else g, state, lr, t)
 
-    def epoch(self, X, y, order, batch_size, loss, opt, lr):
+    def epoch(self, X, y, order, batch_size, loss, opt, lr, weights=None):
         """One pass of mini-batch training in `order`. Returns (sum of batch_rows *
         batch_loss, n_correct, n_seen), stopping after a non-finite loss."""
         total, n_correct, n_seen = 0.0, 0, 0
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            value, correct = self.step(X[idx], y[idx], loss, opt, True, lr)
+            value, correct = self.step(X[idx], y[idx], loss, opt, True, lr,
+                                       None if weights is None else weights[idx])
             total += value * len(idx)
             n_correct += correct
             n_seen += len(idx)
@@ -264,8 +275,8 @@ class NumpyBackend:
             X = f(X @ layer.W + layer.b, layer.param)
         return X
 
-    def loss_sum(self, X, y, loss):
-        """Summed loss over all rows and the number classified correctly."""
+    def loss_sum(self, X, y, loss, weights=None):
+        """Summed (weighted) loss over all rows and the number classified correctly."""
         out = self.forward(X)
-        loss_sum, _, n_correct = LOSSES[loss](self._Z[-1], out, y)
+        loss_sum, _, n_correct = self._loss(loss, out, y, weights)
         return loss_sum, n_correct
