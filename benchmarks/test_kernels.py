@@ -53,20 +53,36 @@ def as64(*arrays):
 # --- reference derivatives f'(Z), from the definitions (kinks as in PyTorch) ------------
 
 
+def _sigmoid(Z):
+    return 1.0 / (1.0 + np.exp(-Z))
+
+
+def _gelu_derivative(Z, param):
+    c = np.sqrt(2 / np.pi)
+    t = np.tanh(c * (Z + 0.044715 * Z**3))
+    return 0.5 * (1 + t) + 0.5 * Z * (1 - t * t) * c * (1 + 3 * 0.044715 * Z * Z)
+
+
+REFERENCE_DERIVATIVES = {
+    "identity": lambda Z, p: np.ones_like(Z),
+    "sigmoid": lambda Z, p: _sigmoid(Z) * (1.0 - _sigmoid(Z)),
+    "tanh": lambda Z, p: 1.0 - np.tanh(Z) ** 2,
+    "relu": lambda Z, p: (Z > 0).astype(np.float64),
+    "leaky_relu": lambda Z, p: np.where(Z > 0, 1.0, p),
+    "elu": lambda Z, p: np.where(Z > 0, 1.0, p * np.exp(np.minimum(Z, 0))),
+    "softplus": lambda Z, p: _sigmoid(Z),
+    "hard_sigmoid": lambda Z, p: np.where((Z > -2) & (Z < 2), 0.25, 0.0),
+    "hard_tanh": lambda Z, p: np.where((Z > -1) & (Z < 1), 1.0, 0.0),
+    "silu": lambda Z, p: _sigmoid(Z) * (1 + Z * (1 - _sigmoid(Z))),
+    "gelu": _gelu_derivative,
+}
+
+
 def reference_derivative(name, Z, param):
     """f'(Z) in float64 for an activation name; Z : (n_samples, n_units)."""
-    if name == "identity":
-        return np.ones_like(Z)
-    if name == "sigmoid":
-        s = 1.0 / (1.0 + np.exp(-Z))
-        return s * (1.0 - s)
-    if name == "tanh":
-        return 1.0 - np.tanh(Z) ** 2
-    if name == "relu":
-        return (Z > 0).astype(np.float64)
-    if name == "leaky_relu":
-        return np.where(Z > 0, 1.0, param)
-    raise ValueError(f"no reference derivative for {name!r}")
+    if name not in REFERENCE_DERIVATIVES:
+        raise ValueError(f"no reference derivative for {name!r}")
+    return REFERENCE_DERIVATIVES[name](Z, param)
 
 
 # --- dense layer --------------------------------------------------------------------------
