@@ -88,6 +88,10 @@ typedef struct {
      * many as the kind uses). */                                                  \
     void fbp_optim_update_##S(const fbp_optim *opt, int64_t n, T grad_scale,        \
                               const T *g, T *w, T *s1, T *s2);                     \
+    /* Inverted dropout: mask[i] = 1/keep if u_i < keep else 0, with u_i uniform in   \
+     * [0, 1) from fbp_uniform(seed, stream, i); D = A * mask. */                    \
+    void fbp_dropout_##S(int64_t n, double keep, uint64_t seed, uint64_t stream,     \
+                         const T *A, T *mask, T *D);                               \
     /* Copy the rows of X listed in idx into out (a mini-batch gather). */         \
     void fbp_gather_rows_##S(int64_t n_idx, int64_t n_cols, const T *X,             \
                              const int64_t *idx, T *out);
@@ -96,6 +100,20 @@ FBP_DECLARE(float, f)
 FBP_DECLARE(double, d)
 
 #undef FBP_DECLARE
+
+/* A uniform number in [0, 1) for element i of stream `stream` under `seed`: the
+ * splitmix64 finaliser of a counter, so any element can be drawn on its own and the
+ * NumPy backend draws the very same numbers. */
+static inline double fbp_uniform(uint64_t seed, uint64_t stream, uint64_t i)
+{
+    uint64_t x = seed ^ (stream * 0x9E3779B97F4A7C15ULL) ^ (i * 0xD1B54A32D192ED03ULL);
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBULL;
+    x ^= x >> 31;
+    return (double)(x >> 11) * (1.0 / 9007199254740992.0);
+}
 
 /* Gather of integer labels for a mini-batch. */
 void fbp_gather_labels(int64_t n_idx, const int64_t *y, const int64_t *idx, int64_t *out);

@@ -346,6 +346,17 @@ void FN(fbp_optim_update)(const fbp_optim *opt, int64_t n, T grad_scale,
     }
 }
 
+void FN(fbp_dropout)(int64_t n, double keep, uint64_t seed, uint64_t stream,
+                     const T *A, T *mask, T *D)
+{
+    const T scale = (T)(1.0 / keep);
+    for (int64_t i = 0; i < n; ++i) {
+        T m = fbp_uniform(seed, stream, (uint64_t)i) < keep ? scale : (T)0;
+        mask[i] = m;
+        D[i] = A[i] * m;
+    }
+}
+
 void FN(fbp_gather_rows)(int64_t n_idx, int64_t n_cols, const T *X,
                          const int64_t *idx, T *out)
 {

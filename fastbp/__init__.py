@@ -4,12 +4,12 @@ from fastbp.backends import available as available_backends
 from fastbp.callbacks import EarlyStopping, History, ReduceLROnPlateau
 from fastbp.gradcheck import gradcheck
 from fastbp.io import load
-from fastbp.layers import Dense
+from fastbp.layers import Dense, Dropout
 from fastbp.model import Sequential
 from fastbp.optimizers import SGD, Adagrad, Adam, AdamW, RMSProp
 from fastbp import schedules
 
 __version__ = "0.1.0"
 
-__all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "EarlyStopping", "History", "ReduceLROnPlateau", "RMSProp", "SGD",
+__all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "Dropout", "EarlyStopping", "History", "ReduceLROnPlateau", "RMSProp", "SGD",
            "Sequential", "available_backends", "gradcheck", "load", "schedules"]

@@ -37,7 +37,8 @@ def measure(model, X, y, loss_code):
     """Diagnostics of model on (X, y), a sample of the training data, as a dict."""
     backend = model._backend
     backend.forward(X)
-    hidden = [(layer, np.asarray(A)) for layer, A in zip(model.layers[:-1], backend.activations())]
+    hidden = [(layer, np.asarray(A))
+              for layer, A in zip(model.dense_layers[:-1], backend.activations())]
     relu = [A for layer, A in hidden if layer.activation.name == "relu"]
     squashing = [(layer.activation.name, A) for layer, A in hidden
                  if layer.activation.name in ("sigmoid", "tanh")]
@@ -54,7 +55,7 @@ def measure(model, X, y, loss_code):
         logs[f"grad_norm_{i + 1}"] = float(np.linalg.norm(layer.dW))
     logs["duplicate_units"] = sum(
         layer.units - len(np.unique(np.vstack([layer.W, layer.b]).T, axis=0))
-        for layer in model.layers[:-1])
+        for layer in model.dense_layers[:-1])
     return logs
 
 

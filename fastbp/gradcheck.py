@@ -2,7 +2,8 @@
 
 gradcheck runs on a float64 copy of the model, so the model given is never
 changed, and compares, for every parameter array, the analytic gradient of the
-model's loss (L2 term included) with (L(w + eps) - L(w - eps)) / (2 eps) for each
+model's training loss (L2 term included, dropout masks frozen at the current
+step) with (L(w + eps) - L(w - eps)) / (2 eps) for each
 entry checked. The error of an array is max |analytic - numeric| divided by the
 largest magnitude of either, so entries that are zero in both do not blow it up.
 """
@@ -65,13 +66,15 @@ def gradcheck(model, X, y, eps=1e-6, threshold=1e-6, max_checks_per_array=None, 
     config = dict(model.get_config(), dtype="float64")
     copy = Sequential.from_config(config)
     copy.set_weights([w.astype(np.float64) for w in model.get_weights()])
+    for source, target in zip(model._plan.optimizer_state(), copy._plan.optimizer_state()):
+        target[...] = source   # the same step count and dropout seed: the same masks
     X = copy._features(X)
     y, loss_code = copy._targets(y, len(X))
     _, analytic = copy.loss_and_gradients(X, y)
 
     def loss():
-        total, _ = copy._backend.loss_sum(X, y, loss_code)
-        return total / len(X) + copy._l2_term()
+        # the training loss (L2 term and dropout included) at the frozen step
+        return copy._backend.step(X, y, loss_code, copy.optimizer, False, 0.0)[0]
 
     rng = np.random.default_rng(seed)
     checks = []

@@ -1,4 +1,10 @@
-"""Layers: configuration and parameters, no math (the backends do the math)."""
+"""Layers: configuration and parameters, no math (the backends do the math).
+
+Dense holds W and b; Dropout holds only its rate and acts on the Dense output
+before it (the plan folds it into that layer).
+"""
+import numbers
+
 import numpy as np
 
 from fastbp import activations, initializers
@@ -60,3 +66,37 @@ class Dense:
 
     def __repr__(self):
         return f"Dense({self.units}, activation={self.activation.name!r}, input_dim={self.input_dim})"
+
+
+class Dropout:
+    """Inverted dropout on the output of the Dense layer before it: in training each
+    unit is kept with probability 1 - rate and scaled by 1 / (1 - rate); at inference
+    it is the identity. Masks come from the model's seeded generator.
+
+    rate : fraction of units dropped, in [0, 1).
+    """
+
+    def __init__(self, rate):
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+            raise ValueError(f"rate must be a number in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+
+    def get_config(self):
+        return {"class": "Dropout", "rate": self.rate}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config["rate"])
+
+    def __repr__(self):
+        return f"Dropout({self.rate})"
+
+
+LAYERS = {"Dense": Dense, "Dropout": Dropout}
+
+
+def from_config(config):
+    """A layer from its get_config() record."""
+    if not isinstance(config, dict) or config.get("class") not in LAYERS:
+        raise ValueError(f"expected a layer record of class {sorted(LAYERS)}, got {config!r}")
+    return LAYERS[config["class"]].from_config(config)

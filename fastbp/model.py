@@ -13,7 +13,8 @@ from fastbp import backends, losses, optimizers, threads
 from fastbp import diagnostics as health
 from fastbp import validation as check
 from fastbp.callbacks import Callback, History
-from fastbp.layers import Dense
+from fastbp import layers as layer_types
+from fastbp.layers import Dense, Dropout
 from fastbp.plan import Plan
 from fastbp.progress import EpochProgress
 
@@ -32,8 +33,9 @@ def _dtype(dtype):
 class Sequential:
     """A multilayer perceptron: Dense layers applied in order, then a loss.
 
-    layers : list of fastbp.Dense. The first needs input_dim=, unless the model is
-        built from the first data it sees.
+    layers : list of fastbp.Dense, each optionally followed by a fastbp.Dropout.
+        The first needs input_dim=, unless the model is built from the first data
+        it sees.
     loss : "mse", "softmax_cross_entropy" or "kl_divergence" (last layer outputs
         logits) or "binary_cross_entropy" (last layer has activation="sigmoid").
     optimizer : an optimiser (fastbp.SGD, Adam, AdamW, RMSProp, Adagrad) or its name.
@@ -75,8 +77,12 @@ class Sequential:
         if self.built:
             raise RuntimeError("the model is already built; add layers before the first "
                                "fit/forward, or make a new Sequential")
-        if not isinstance(layer, Dense):
-            raise TypeError(f"layers must be fastbp.Dense, got {type(layer).__name__}")
+        if not isinstance(layer, (Dense, Dropout)):
+            raise TypeError(f"layers must be fastbp.Dense or fastbp.Dropout, got "
+                            f"{type(layer).__name__}")
+        if isinstance(layer, Dropout) and not (self.layers and isinstance(self.layers[-1], Dense)):
+            raise ValueError("a Dropout must follow a Dense layer (it drops that layer's "
+                             "outputs); it cannot come first or after another Dropout")
         if any(layer is other for other in self.layers):
             raise ValueError("the same layer object appears twice; create a new Dense for each layer")
         self.layers.append(layer)
@@ -96,15 +102,25 @@ class Sequential:
             raise ValueError("the model has no layers; pass layers=[fb.Dense(...), ...]")
         self._check_loss_fits()
         d_in = input_dim
-        for layer in self.layers:
+        for layer in self.dense_layers:
             layer.build(d_in, self.dtype, self._rng)
             d_in = layer.units
-        self._plan = Plan(self.layers, self.dtype, self.optimizer.n_state)
+        # drawn only when needed, so that models without dropout keep their streams
+        seed = int(self._rng.integers(2**63)) if len(self.dense_layers) < len(self.layers) else 0
+        self._plan = Plan(self.layers, self.dtype, self.optimizer.n_state, seed)
         self._backend = self._backend_class(self._plan)
+
+    @property
+    def dense_layers(self):
+        """The Dense layers, in order (the ones with parameters)."""
+        return [layer for layer in self.layers if isinstance(layer, Dense)]
 
     def _check_loss_fits(self):
         """The last layer must give the loss the outputs it expects."""
         last = self.layers[-1]
+        if not isinstance(last, Dense):
+            raise ValueError("the last layer must be a Dense layer: a Dropout on the model's "
+                             "outputs would corrupt the loss")
         want = self.loss.output_activation
         if want is not None and last.activation.name != want:
             if want == "identity":
@@ -125,7 +141,8 @@ class Sequential:
 
     @property
     def output_dim(self):
-        return self.layers[-1].units if self.layers else None
+        dense = self.dense_layers
+        return dense[-1].units if dense else None
 
     # --- data -----------------------------------------------------------------------
 
@@ -373,17 +390,19 @@ class Sequential:
         decay = self.optimizer.l2
         if not decay:
             return 0.0
-        return 0.5 * decay * sum(np.sum(layer.W * layer.W, dtype=np.float64) for layer in self.layers)
+        return 0.5 * decay * sum(np.sum(layer.W * layer.W, dtype=np.float64)
+                                 for layer in self.dense_layers)
 
     # --- your own loss ------------------------------------------------------------------
 
     def forward(self, X, training=False):
-        """The last layer's output (n_samples, n_outputs): logits for
-        softmax_cross_entropy, activations otherwise. Keeps what backward needs."""
+        """The last layer's output (n_samples, n_outputs): logits for the softmax
+        losses, activations otherwise. Keeps what backward needs. training=True
+        applies dropout, with the masks of the current training step."""
         X = self._features(X)
         self._ready(X)
         with threads.limit(self.n_threads):
-            out = np.array(self._backend.forward(X))
+            out = np.array(self._backend.forward(X, training=bool(training)))
         self._forward_rows = len(X)
         return out
 
@@ -457,7 +476,7 @@ class Sequential:
     def from_config(cls, config, backend=None):
         """A new model from get_config(), built (freshly initialised) if the input
         width is known. backend overrides the configured one."""
-        layers = [Dense.from_config(c) for c in config["layers"]]
+        layers = [layer_types.from_config(c) for c in config["layers"]]
         model = cls(layers, loss=config["loss"],
                     optimizer=optimizers.from_config(config["optimizer"]),
                     dtype=config["dtype"], backend=backend or config["backend"],
@@ -474,13 +493,17 @@ class Sequential:
     def summary(self, print_fn=print):
         """Print a table of the layers: output shape, parameter count, totals."""
         rows = [("layer", "output shape", "parameters")]
-        total = 0
+        total, d_in, units, n_dense = 0, self.layers[0].input_dim, None, 0
         for i, layer in enumerate(self.layers):
-            d_in = self.layers[i - 1].units if i else layer.input_dim
+            if isinstance(layer, Dropout):
+                rows.append((f"Dropout ({layer.rate:g})", f"(None, {units})", "0"))
+                continue
             count = (d_in * layer.units + layer.units) if d_in is not None else None
             total += count or 0
-            rows.append((f"Dense {i + 1} ({layer.activation.name})", f"(None, {layer.units})",
+            n_dense += 1
+            rows.append((f"Dense {n_dense} ({layer.activation.name})", f"(None, {layer.units})",
                          "?" if count is None else f"{count:,}"))
+            d_in = units = layer.units
         widths = [max(len(row[c]) for row in rows) for c in range(3)]
         line = "-" * (sum(widths) + 4)
         print_fn(line)

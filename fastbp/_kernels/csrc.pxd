@@ -1,6 +1,6 @@
 # Declarations of the element-wise C kernels in csrc/fbp_kernels.h, and fused
 # wrappers that pick the float or double instance at compile time.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from cython cimport floating
 
 cdef extern from "fbp_kernels.h" nogil:
@@ -67,6 +67,10 @@ cdef extern from "fbp_kernels.h" nogil:
                            const int64_t *idx, float *out)
     void fbp_gather_rows_d(int64_t n_idx, int64_t n_cols, const double *X,
                            const int64_t *idx, double *out)
+    void fbp_dropout_f(int64_t n, double keep, uint64_t seed, uint64_t stream,
+                       const float *A, float *mask, float *D)
+    void fbp_dropout_d(int64_t n, double keep, uint64_t seed, uint64_t stream,
+                       const double *A, double *mask, double *D)
     void fbp_gather_labels(int64_t n_idx, const int64_t *y, const int64_t *idx,
                            int64_t *out)
 
@@ -172,6 +176,14 @@ cdef inline void optim_update(const fbp_optim *opt, int64_t n, floating grad_sca
         fbp_optim_update_f(opt, n, grad_scale, g, w, s1, s2)
     else:
         fbp_optim_update_d(opt, n, grad_scale, g, w, s1, s2)
+
+
+cdef inline void dropout(int64_t n, double keep, uint64_t seed, uint64_t stream,
+                         const floating *A, floating *mask, floating *D) noexcept nogil:
+    if floating is float:
+        fbp_dropout_f(n, keep, seed, stream, A, mask, D)
+    else:
+        fbp_dropout_d(n, keep, seed, stream, A, mask, D)
 
 
 cdef inline void gather_rows(int64_t n_idx, int64_t n_cols, const floating *X,

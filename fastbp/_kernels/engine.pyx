@@ -6,12 +6,12 @@ raw pointers to the plan's parameters, gradients and workspaces, plus a
 reference to every array so none is freed while the engine lives. The backend
 validates every array it passes in; nothing here checks again.
 """
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, sqrt, pow
 from cython cimport floating
 cimport numpy as cnp
-from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay, optim_update,
+from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay, optim_update, dropout,
                                    fbp_optim,
                                    gather_rows, fbp_gather_labels,
                                    LOSS_MSE, LOSS_SOFTMAX_XENT_INT)
@@ -51,6 +51,9 @@ cdef struct Layer:
     void *W_s2      # NULL where the optimiser keeps fewer arrays
     void *b_s1
     void *b_s2
+    double keep     # 1 - dropout rate after this layer (1: no dropout)
+    void *mask      # (capacity, d_out) the dropout mask of the last training pass, or NULL
+    void *D         # (capacity, d_out) A * mask, the next layer's input in training
 
 
 cdef struct Update:
@@ -59,7 +62,8 @@ cdef struct Update:
     double l2         # coupled L2 strength (in the loss and in dW)
     double clipnorm   # rescale the gradients above this global norm; 0 for none
     fbp_optim opt     # kind, learning rate and hyper-parameters
-    int64_t *t        # steps taken so far (Adam's bias correction)
+    uint64_t seed     # the model's dropout seed
+    int64_t *t        # steps taken so far (Adam's bias correction, dropout streams)
 
 
 cdef inline void *_ptr(arr):
@@ -67,18 +71,33 @@ cdef inline void *_ptr(arr):
     return cnp.PyArray_DATA(<cnp.ndarray>arr)
 
 
-cdef void _forward(Layer *L, int n_layers, int n, const floating *X) noexcept nogil:
+cdef inline bint _drops(Layer *L, int l, bint training) noexcept nogil:
+    return training and L[l].keep < 1
+
+
+cdef inline const void *_output(Layer *L, int l, bint training) noexcept nogil:
+    """What layer l hands the next layer: A, or A * mask after dropout in training."""
+    return L[l].D if _drops(L, l, training) else L[l].A
+
+
+cdef void _forward(Layer *L, int n_layers, int n, const floating *X, bint training,
+                   uint64_t seed, int64_t t) noexcept nogil:
+    """Forward through every layer; in training, dropout masks come from stream
+    t * 1024 + layer under seed."""
     cdef const floating *inp = X
     cdef int l
     for l in range(n_layers):
         dense_forward(n, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
                       <floating *>L[l].b, L[l].act, <floating>L[l].param,
                       <floating *>L[l].Z, <floating *>L[l].A)
-        inp = <floating *>L[l].A
+        if _drops(L, l, training):
+            dropout(<int64_t>n * L[l].d_out, L[l].keep, seed, <uint64_t>t * 1024 + l,
+                    <floating *>L[l].A, <floating *>L[l].mask, <floating *>L[l].D)
+        inp = <const floating *>_output(L, l, training)
 
 
 cdef void _backward(Layer *L, int n_layers, int n, const floating *X, int last_act,
-                    floating *dX, const Update *u) noexcept nogil:
+                    floating *dX, const Update *u, bint training) noexcept nogil:
     """Backpropagate the last layer's delta (dA, or dZ when last_act is identity).
 
     With u.apply and u.fold: one SGD step folded into each layer's backward, dW is
@@ -87,10 +106,19 @@ cdef void _backward(Layer *L, int n_layers, int n, const floating *X, int last_a
     cdef int l, act
     cdef const floating *inp
     cdef floating *dinp
+    cdef int64_t i, size
+    cdef floating *delta
+    cdef const floating *mask
     for l in range(n_layers - 1, -1, -1):
-        inp = X if l == 0 else <floating *>L[l - 1].A
+        inp = X if l == 0 else <const floating *>_output(L, l - 1, training)
         dinp = dX if l == 0 else <floating *>L[l - 1].delta
         act = last_act if l == n_layers - 1 else L[l].act
+        if _drops(L, l, training):
+            # the gradient reached A * mask: dA = dD * mask
+            delta, mask = <floating *>L[l].delta, <const floating *>L[l].mask
+            size = <int64_t>n * L[l].d_out
+            for i in range(size):
+                delta[i] *= mask[i]
         if u.apply and u.fold:
             dense_backward_sgd(n, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
                                <floating *>L[l].b, <floating *>L[l].Z, <floating *>L[l].A, act,
@@ -120,7 +148,6 @@ cdef void _apply(Layer *L, int n_layers, Update *u, floating scale) noexcept nog
         norm = sqrt(norm)
         if norm > u.clipnorm:
             scale = <floating>(u.clipnorm / norm)
-    u.t[0] += 1
     u.opt.correction1 = 1 - pow(u.opt.beta1, <double>u.t[0])
     u.opt.correction2 = 1 - pow(u.opt.beta2, <double>u.t[0])
     bias_opt = u.opt
@@ -145,7 +172,9 @@ cdef double _step(Layer *L, int n_layers, int n, const floating *X, const void *
     cdef Layer *last = &L[n_layers - 1]
     cdef int l
     cdef double value
-    _forward(L, n_layers, n, X)
+    if u.apply:
+        u.t[0] += 1
+    _forward(L, n_layers, n, X, True, u.seed, u.t[0])
     value = loss_forward_backward(loss, n, last.d_out, <floating *>last.Z, <floating *>last.A,
                                   y, w, <floating>(1.0 / n), <floating *>last.delta,
                                   n_correct) / n
@@ -155,7 +184,7 @@ cdef double _step(Layer *L, int n_layers, int n, const floating *X, const void *
     if not isfinite(<floating>value):
         return <floating>value   # inf or NaN in the model's dtype
     _backward(L, n_layers, n, X, last.act if loss == LOSS_MSE else ACT_IDENTITY,
-              <floating *>NULL, u)
+              <floating *>NULL, u, True)
     if u.apply and not u.fold:
         _apply(L, n_layers, u, <floating>1)
     return value
@@ -252,18 +281,23 @@ cdef class Engine:
     cdef object arrays
     cdef object step_count
     cdef int64_t *t
+    cdef uint64_t seed
+    cdef bint last_training
 
-    def __cinit__(self, list layers, bint is_double, int capacity, step_count):
+    def __cinit__(self, list layers, bint is_double, int capacity, step_count, seed):
         """layers: one dict per dense layer with d_in, d_out, act, param, the arrays
         W, b, dW, db, Z, A, delta (workspaces of `capacity` rows) and W_s1, W_s2,
-        b_s1, b_s2 (optimiser state, or None); step_count: int64 array of 1, the
-        optimiser steps taken."""
+        b_s1, b_s2 (optimiser state, or None), keep (1 - dropout rate) with mask and
+        D (workspaces, or None without dropout); step_count: int64 array of 1, the
+        training steps taken; seed: the dropout seed."""
         self.n_layers = len(layers)
         self.is_double = is_double
         self.capacity = capacity
         self.arrays = layers
         self.step_count = step_count
         self.t = <int64_t *>_ptr(step_count)
+        self.seed = <uint64_t>seed
+        self.last_training = False
         self.layers = <Layer *>malloc(self.n_layers * sizeof(Layer))
         if self.layers == NULL:
             raise MemoryError("could not allocate the engine's layer table")
@@ -286,18 +320,27 @@ cdef class Engine:
             self.layers[l].W_s2 = NULL if spec["W_s2"] is None else _ptr(spec["W_s2"])
             self.layers[l].b_s1 = NULL if spec["b_s1"] is None else _ptr(spec["b_s1"])
             self.layers[l].b_s2 = NULL if spec["b_s2"] is None else _ptr(spec["b_s2"])
+            self.layers[l].keep = spec["keep"]
+            self.layers[l].mask = NULL if spec["mask"] is None else _ptr(spec["mask"])
+            self.layers[l].D = NULL if spec["D"] is None else _ptr(spec["D"])
+            if spec["keep"] < 1 and (spec["mask"] is None or spec["D"] is None):
+                raise ValueError("a layer with dropout needs its mask and D workspaces")
 
     def __dealloc__(self):
         free(self.layers)
 
-    def forward(self, X, int n):
-        """Forward pass of n <= capacity rows of X; outputs stay in the workspaces."""
+    def forward(self, X, int n, bint training):
+        """Forward pass of n <= capacity rows of X (with dropout when training, at
+        the current step's masks); outputs stay in the workspaces."""
         cdef void *x = _ptr(X)
+        self.last_training = training
         with nogil:
             if self.is_double:
-                _forward[double](self.layers, self.n_layers, n, <double *>x)
+                _forward[double](self.layers, self.n_layers, n, <double *>x, training,
+                                 self.seed, self.t[0])
             else:
-                _forward[float](self.layers, self.n_layers, n, <float *>x)
+                _forward[float](self.layers, self.n_layers, n, <float *>x, training,
+                                self.seed, self.t[0])
 
     def backward(self, X, int n, dX):
         """Backward from the last layer's delta (already holding dA); dX may be None."""
@@ -308,10 +351,10 @@ cdef class Engine:
         with nogil:
             if self.is_double:
                 _backward[double](self.layers, self.n_layers, n, <double *>x, last_act,
-                                  <double *>dx, &u)
+                                  <double *>dx, &u, self.last_training)
             else:
                 _backward[float](self.layers, self.n_layers, n, <float *>x, last_act,
-                                 <float *>dx, &u)
+                                 <float *>dx, &u, self.last_training)
 
     cdef Update _update(self, bint apply, bint fold, double l2, double clipnorm, double lr,
                         tuple hyper):
@@ -323,6 +366,7 @@ cdef class Engine:
         u.l2 = l2
         u.clipnorm = clipnorm
         u.t = self.t
+        u.seed = self.seed
         u.opt.kind, u.opt.nesterov, u.opt.momentum, u.opt.beta1, u.opt.beta2, u.opt.eps, \
             u.opt.decay = hyper
         u.opt.lr = lr
@@ -408,12 +452,12 @@ cdef class Engine:
         cdef double total
         with nogil:
             if self.is_double:
-                _forward[double](self.layers, self.n_layers, n, <double *>x)
+                _forward[double](self.layers, self.n_layers, n, <double *>x, False, 0, 0)
                 total = loss_forward_backward[double](loss, n, last.d_out, <double *>last.Z,
                                                       <double *>last.A, t, <double *>w, 1.0,
                                                       <double *>last.delta, &n_correct)
             else:
-                _forward[float](self.layers, self.n_layers, n, <float *>x)
+                _forward[float](self.layers, self.n_layers, n, <float *>x, False, 0, 0)
                 total = loss_forward_backward[float](loss, n, last.d_out, <float *>last.Z,
                                                      <float *>last.A, t, <float *>w, 1.0,
                                                      <float *>last.delta, &n_correct)

@@ -36,15 +36,16 @@ class CythonBackend:
             layers = [dict(d_in=l.d_in, d_out=l.d_out, act=l.act, param=l.param, W=l.W, b=l.b,
                            dW=l.dW, db=l.db, Z=l.Z, A=l.A, delta=l.delta,
                            W_s1=state(l.W_state, 0), W_s2=state(l.W_state, 1),
-                           b_s1=state(l.b_state, 0), b_s2=state(l.b_state, 1))
+                           b_s1=state(l.b_state, 0), b_s2=state(l.b_state, 1),
+                           keep=l.keep, mask=l.mask, D=l.D)
                       for l in self.plan.layers]
             self._engine = Engine(layers, self.plan.dtype == np.float64, self.plan.capacity,
-                                  self.plan.step_count)
+                                  self.plan.step_count, int(self.plan.seed[0]))
         return self._engine
 
-    def forward(self, X):
+    def forward(self, X, training=False):
         n = len(X)
-        self._engine_for(n).forward(X, n)
+        self._engine_for(n).forward(X, n, training)
         self._X, self._n = X, n
         return self.plan.layers[-1].A[:n]
 

@@ -160,6 +160,22 @@ UPDATES = {optimizers.SGD_KIND: _sgd, optimizers.ADAM_KIND: _adam,
            optimizers.RMSPROP_KIND: _rmsprop, optimizers.ADAGRAD_KIND: _adagrad}
 
 
+def uniform_stream(seed, stream, n):
+    """n uniform numbers in [0, 1): the splitmix64 finaliser of counters 0..n-1 of
+    stream under seed, as fbp_uniform in csrc/fbp_kernels.h draws them."""
+    i = np.arange(n, dtype=np.uint64)
+    # arrays, not scalars: uint64 arrays wrap around silently, as C does
+    key = np.full(1, seed, dtype=np.uint64) ^ (np.full(1, stream, dtype=np.uint64)
+                                               * np.uint64(0x9E3779B97F4A7C15))
+    x = key ^ (i * np.uint64(0xD1B54A32D192ED03))
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
 class NumpyBackend:
     """Runs a plan (fastbp/plan.py) with NumPy. Same methods as CythonBackend."""
 
@@ -171,18 +187,30 @@ class NumpyBackend:
         self._Z = []
         self._A = []
 
-    def forward(self, X):
-        """Forward pass; caches what backward needs. Returns the last A (n, d_out)."""
-        self._inputs, self._Z, self._A = [], [], []
-        for layer in self.plan.layers:
+    def forward(self, X, training=False):
+        """Forward pass; caches what backward needs. Returns the last A (n, d_out).
+
+        In training, a layer followed by dropout hands on A * mask, the mask drawn
+        for this step (dropout_mask)."""
+        self._inputs, self._Z, self._A, self._masks = [], [], [], []
+        for l, layer in enumerate(self.plan.layers):
             f, _ = ACTIVATIONS[layer.act]
             Z = X @ layer.W + layer.b
             A = f(Z, layer.param)
             self._inputs.append(X)
             self._Z.append(Z)
             self._A.append(A)
-            X = A
+            mask = self._dropout_mask(l, A.shape) if training and layer.keep < 1 else None
+            self._masks.append(mask)
+            X = A if mask is None else A * mask
         return X
+
+    def _dropout_mask(self, l, shape):
+        """1/keep where uniform_stream(seed, step * 1024 + l) < keep, else 0."""
+        layer = self.plan.layers[l]
+        stream = np.uint64(int(self.plan.step_count[0]) * 1024 + l)
+        u = uniform_stream(self.plan.seed[0], stream, shape[0] * shape[1]).reshape(shape)
+        return np.where(u < layer.keep, 1 / layer.keep, 0).astype(self.plan.dtype)
 
     def activations(self):
         """Every layer's output A (n, d_out) from the last forward pass."""
@@ -196,6 +224,8 @@ class NumpyBackend:
         delta = dout
         for i in range(len(self.plan.layers) - 1, -1, -1):
             layer = self.plan.layers[i]
+            if self._masks[i] is not None:
+                delta = delta * self._masks[i]   # the gradient reached A * mask
             if i == len(self.plan.layers) - 1 and last_is_dZ:
                 dZ = delta
             else:
@@ -222,7 +252,9 @@ class NumpyBackend:
         loss that is not finite in the model's dtype is returned at once, with no
         update."""
         n = len(X)
-        out = self.forward(X)
+        if update:
+            self.plan.step_count[0] += 1   # a new step: new dropout masks
+        out = self.forward(X, training=True)
         loss_sum, dout, n_correct = self._loss(loss, out, y, weights)
         value = loss_sum / n
         if opt.l2:
@@ -244,7 +276,6 @@ class NumpyBackend:
         if opt.clipnorm:
             norm = np.sqrt(sum(np.sum(g * g, dtype=np.float64) for g in self.plan.gradients()))
             scale = min(1.0, opt.clipnorm / norm) if norm > 0 else 1.0
-        self.plan.step_count[0] += 1
         t = int(self.plan.step_count[0])
         lr = self.plan.dtype.type(lr)
         for layer in self.plan.layers:

@@ -1,0 +1,109 @@
+"""fb.Dropout: inverted dropout in training, identity at inference, the same masks on
+both backends, exact gradients with the masks frozen."""
+import numpy as np
+import pytest
+
+import fastbp as fb
+
+from conftest import BACKEND_RTOL, rel_error
+
+
+def model(backend="cython", dtype="float64", rate=0.5, seed=0, optimizer=None):
+    return fb.Sequential([fb.Dense(64, activation="relu", input_dim=6), fb.Dropout(rate),
+                          fb.Dense(32, activation="tanh"), fb.Dropout(rate / 2), fb.Dense(3)],
+                         loss="softmax_cross_entropy", optimizer=optimizer or fb.SGD(lr=0.05),
+                         dtype=dtype, seed=seed, backend=backend)
+
+
+def data(n=40):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((n, 6)), rng.integers(0, 3, n)
+
+
+def test_inference_ignores_dropout(backend):
+    X, _ = data()
+    with_dropout = model(backend)
+    plain = fb.Sequential([fb.Dense(64, activation="relu", input_dim=6),
+                           fb.Dense(32, activation="tanh"), fb.Dense(3)],
+                          loss="softmax_cross_entropy", dtype="float64", backend=backend)
+    plain.set_weights(with_dropout.get_weights())
+    assert np.array_equal(with_dropout.predict_proba(X), plain.predict_proba(X))
+    assert np.array_equal(with_dropout.forward(X), plain.forward(X))
+    assert not np.array_equal(with_dropout.forward(X, training=True), plain.forward(X))
+
+
+def test_masks_drop_the_rate_and_scale_the_rest(backend):
+    X, _ = data(400)
+    m = model(backend, rate=0.3)
+    m.forward(X, training=True)
+    mask = m._plan.layers[0].mask[:400] if backend == "cython" else m._backend._masks[0]
+    assert set(np.unique(mask)) == {0.0, 1 / 0.7}
+    assert abs(np.mean(mask == 0) - 0.3) < 0.01
+
+
+def test_both_backends_draw_the_same_masks(dtype):
+    X, y = data()
+    runs = []
+    for backend in ("numpy", "cython"):
+        m = model(backend, np.dtype(dtype).name, optimizer=fb.Adam(lr=0.01))
+        loss, grads = m.loss_and_gradients(X, y)
+        m.fit(X, y, epochs=2, batch_size=8, verbose=0)
+        runs.append((loss, np.concatenate([g.ravel() for g in grads]),
+                     np.concatenate([w.ravel() for w in m.get_weights()])))
+    tol = BACKEND_RTOL[dtype]
+    assert rel_error(runs[1][0], runs[0][0]) <= tol
+    assert rel_error(runs[1][1], runs[0][1]) <= tol
+    assert rel_error(runs[1][2], runs[0][2]) <= 10 * tol
+
+
+def test_gradients_with_frozen_masks_pass_gradcheck(backend):
+    X, y = data(12)
+    m = model(backend, rate=0.4)
+    m.fit(X, y, epochs=1, batch_size=4, verbose=0)   # a step count other than 0
+    result = fb.gradcheck(m, X, y, max_checks_per_array=20)
+    assert result.passed, str(result)
+
+
+def test_masks_change_every_step_and_training_is_reproducible():
+    X, y = data()
+    m = model()
+    m.forward(X, training=True)
+    first = m._plan.layers[0].mask[:40].copy()
+    m.train_step(X, y)
+    m.forward(X, training=True)
+    assert not np.array_equal(first, m._plan.layers[0].mask[:40])
+    runs = []
+    for verbose in (0, 1):
+        m = model(seed=3)
+        m.fit(X, y, epochs=2, batch_size=8, verbose=verbose)
+        runs.append(m.get_weights())
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)
+
+
+def test_training_with_dropout_resumes_exactly(tmp_path):
+    X, y = data()
+    m = model(dtype="float32")
+    m.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    m.save(tmp_path / "m.npz")
+    m.fit(X, y, epochs=2, batch_size=8, verbose=0)
+    resumed = fb.load(tmp_path / "m.npz")
+    resumed.fit(X, y, epochs=2, batch_size=8, verbose=0)
+    for a, b in zip(resumed.get_weights(), m.get_weights()):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("layers, match", [
+    ([fb.Dropout(0.5), fb.Dense(2, input_dim=3)], "must follow a Dense"),
+    ([fb.Dense(4, input_dim=3), fb.Dropout(0.5), fb.Dropout(0.5), fb.Dense(2)], "must follow a Dense"),
+    ([fb.Dense(4, input_dim=3), fb.Dropout(0.5)], "last layer must be a Dense"),
+])
+def test_dropout_placement(layers, match):
+    with pytest.raises(ValueError, match=match):
+        fb.Sequential(layers, loss="mse")
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, "half"])
+def test_bad_rate(rate):
+    with pytest.raises(ValueError, match=r"rate must be a number in \[0, 1\)"):
+        fb.Dropout(rate)
