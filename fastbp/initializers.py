@@ -43,8 +43,30 @@ def lecun_normal(rng, fan_in, fan_out):
     return rng.standard_normal((fan_in, fan_out)) * np.sqrt(1.0 / fan_in)
 
 
+class Constant:
+    """Every weight equal to value: like zeros, it leaves the hidden units of a
+    layer identical (no symmetry breaking)."""
+
+    name = "constant"
+
+    def __init__(self, value=0.0):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ValueError(f"value must be a finite number, got {value!r}")
+        self.value = float(value)
+
+    def __call__(self, rng, fan_in, fan_out):
+        return np.full((fan_in, fan_out), self.value)
+
+    def get_config(self):
+        return {"name": self.name, "value": self.value}
+
+    def __repr__(self):
+        return f"Constant({self.value})"
+
+
 INITIALIZERS = {f.__name__: f for f in (zeros, small_normal, glorot_uniform, glorot_normal,
                                         he_uniform, he_normal, lecun_normal)}
+INITIALIZERS["constant"] = Constant()
 RELU_FAMILY = {"relu", "leaky_relu"}
 
 
@@ -53,7 +75,18 @@ def default_for(activation_name):
     return "he_normal" if activation_name in RELU_FAMILY else "glorot_uniform"
 
 
-def get(name):
-    if name not in INITIALIZERS:
-        raise ValueError(f"unknown initializer {name!r}; expected one of {sorted(INITIALIZERS)}")
-    return INITIALIZERS[name]
+def get(spec):
+    """The initialiser for a name, a Constant, or a saved {"name": "constant", ...}."""
+    if isinstance(spec, Constant):
+        return spec
+    if isinstance(spec, dict) and spec.get("name") == "constant":
+        return Constant(spec.get("value", 0.0))
+    if not isinstance(spec, str) or spec not in INITIALIZERS:
+        raise ValueError(f"unknown initializer {spec!r}; expected one of {sorted(INITIALIZERS)} "
+                         "or fastbp.initializers.Constant(value)")
+    return INITIALIZERS[spec]
+
+
+def to_config(spec):
+    """What get_config records for an initialiser given by name or object."""
+    return spec if isinstance(spec, str) else get(spec).get_config()

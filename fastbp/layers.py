@@ -18,7 +18,8 @@ class Dense:
     activation : a name from fastbp.activations.ACTIVATIONS, None (identity), or an
         Activation from fastbp.activations.get(name, **params).
     input_dim : d_in, needed on the first layer unless the model is built from data.
-    kernel_initializer : a name from fastbp.initializers; default He for the ReLU
+    kernel_initializer : a name from fastbp.initializers (or
+        fastbp.initializers.Constant(value)); default He for the ReLU
         family and Glorot otherwise. Biases start at zero.
 
     After build: W : ndarray of shape (d_in, units); b : ndarray of shape (units,).
@@ -30,8 +31,9 @@ class Dense:
         self.input_dim = positive_int("input_dim", input_dim, allow_none=True)
         if kernel_initializer is None:
             kernel_initializer = initializers.default_for(self.activation.name)
-        initializers.get(kernel_initializer)  # fail early on an unknown name
-        self.kernel_initializer = kernel_initializer
+        self.kernel_initializer = initializers.get(kernel_initializer) \
+            if not isinstance(kernel_initializer, str) else kernel_initializer
+        initializers.get(self.kernel_initializer)  # fail early on an unknown name
         self.W = None
         self.b = None
 
@@ -52,7 +54,8 @@ class Dense:
 
     def get_config(self):
         return {"class": "Dense", "units": self.units, "activation": self.activation.get_config(),
-                "input_dim": self.input_dim, "kernel_initializer": self.kernel_initializer}
+                "input_dim": self.input_dim,
+                "kernel_initializer": initializers.to_config(self.kernel_initializer)}
 
     @classmethod
     def from_config(cls, config):
