@@ -7,9 +7,11 @@ from fastbp.io import load
 from fastbp.layers import Dense, Dropout
 from fastbp.model import Sequential
 from fastbp.optimizers import SGD, Adagrad, Adam, AdamW, RMSProp
-from fastbp import schedules
+from fastbp import activations, datasets, diagnostics, initializers, losses, plot, schedules
 
 __version__ = "0.1.0"
 
-__all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "Dropout", "EarlyStopping", "History", "ReduceLROnPlateau", "RMSProp", "SGD",
-           "Sequential", "available_backends", "gradcheck", "load", "schedules"]
+__all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "Dropout", "EarlyStopping",
+           "History", "RMSProp", "ReduceLROnPlateau", "SGD", "Sequential", "activations",
+           "available_backends", "datasets", "diagnostics", "gradcheck", "initializers",
+           "load", "losses", "plot", "schedules"]
