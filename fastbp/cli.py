@@ -5,8 +5,9 @@
 
 With no --data, `train` uses the handwritten digits that ship with fastbp. Data files
 are .csv (a header row; the target column is --target, by default the last) or .npz
-(arrays X and y). Features are standardised with the training split's statistics,
-which are saved with the model so that `predict` applies the same transform.
+(arrays X and y). Features (and, for regression, targets) are standardised with the training split's
+statistics, which are saved with the model so that `predict` applies the same
+transform (and reports predictions in the target's own units).
 """
 import argparse
 import csv
@@ -100,7 +101,8 @@ def build_model(args, n_features, n_outputs):
     out_activation = loss.output_activation if loss.output_activation != "identity" else None
     layers.append(fb.Dense(n_outputs, activation=out_activation,
                            input_dim=None if widths else n_features))
-    optimizer = optimizers.OPTIMIZERS[args.optimizer](lr=args.lr)
+    lr = args.lr if args.lr is not None else (0.1 if loss.classification else 0.01)
+    optimizer = optimizers.OPTIMIZERS[args.optimizer](lr=lr)
     return fb.Sequential(layers, loss=loss.name, optimizer=optimizer, dtype=args.dtype,
                          seed=args.seed, backend=args.backend)
 
@@ -127,6 +129,14 @@ def train(args):
     model = build_model(args, X.shape[1], n_outputs)
     model.metadata = {"features": names, "target": target, "classes": classes,
                       "standardize": {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()}}
+    if not loss.classification:
+        # regression targets are standardised too, so one learning rate suits any units
+        y_train = np.asarray(y_train, dtype=np.float64).reshape(len(y_train), -1)
+        y_test = np.asarray(y_test, dtype=np.float64).reshape(len(y_test), -1)
+        target_scaler = datasets.Standardizer().fit(y_train)
+        y_train, y_test = target_scaler.transform(y_train), target_scaler.transform(y_test)
+        model.metadata["target_standardize"] = {"mean": target_scaler.mean_.tolist(),
+                                                "scale": target_scaler.scale_.tolist()}
     if not args.quiet:
         print(f"{source}: {len(X_train)} training and {len(X_test)} test samples, "
               f"{X.shape[1]} features" + (f", {len(classes)} classes" if classes else ""))
@@ -138,7 +148,9 @@ def train(args):
     if "accuracy" in result:
         print(f"test accuracy {result['accuracy']:.2%} ({figures})")
     else:
-        print(f"test {figures}")
+        error = (model.predict(X_test) - y_test) * target_scaler.scale_
+        print(f"test RMSE {np.sqrt(np.mean(error ** 2)):.4g} in the target's units "
+              f"({figures} on standardised targets)")
     if args.save:
         model.save(args.save)
         print(f"saved the model to {args.save}")
@@ -162,6 +174,11 @@ def predict(args):
     if "standardize" in meta:
         X = (X - np.array(meta["standardize"]["mean"])) / np.array(meta["standardize"]["scale"])
     predictions = model.predict(X)
+    if "target_standardize" in meta:
+        stats = meta["target_standardize"]
+        predictions = predictions * np.array(stats["scale"]) + np.array(stats["mean"])
+        if predictions.shape[1] == 1:
+            predictions = predictions[:, 0]
     classes = meta.get("classes")
     if classes and predictions.ndim == 1:
         predictions = np.array(classes, dtype=object)[predictions]
@@ -221,7 +238,8 @@ def build_parser():
     net.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     fit = train_cmd.add_argument_group("training")
     fit.add_argument("--optimizer", default="sgd", choices=sorted(optimizers.OPTIMIZERS))
-    fit.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
+    fit.add_argument("--lr", type=float, default=None,
+                     help="learning rate (default 0.1 for classification, 0.01 for mse)")
     fit.add_argument("--epochs", type=_positive_int, default=30, help="default 30")
     fit.add_argument("--batch-size", type=_positive_int, default=32, help="default 32")
     fit.add_argument("--seed", type=int, default=0, help="seeds the split, the "

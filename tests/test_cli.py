@@ -47,13 +47,26 @@ def test_csv_with_class_names_save_and_predict(tmp_path, capsys):
     assert np.mean(np.array(predicted) == names) > 0.9
 
 
-def test_npz_data_and_regression(tmp_path, capsys):
+def test_npz_regression_in_the_targets_own_units(tmp_path, capsys):
+    """Targets in the hundreds train with the default rate (the CLI standardises
+    them) and predictions come back in their units."""
     rng = np.random.default_rng(1)
-    X = rng.standard_normal((200, 4))
-    np.savez(tmp_path / "d.npz", X=X, y=X[:, 0] - 2 * X[:, 1])
+    X = rng.standard_normal((400, 4))
+    y = 300 + 100 * (X[:, 0] - 2 * X[:, 1])
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    model = tmp_path / "m.npz"
     assert cli.main(["train", "--data", str(tmp_path / "d.npz"), "--loss", "mse",
-                     "--epochs", "30", "--lr", "0.01", "--quiet"]) == 0
-    assert capsys.readouterr().out.startswith("test loss")
+                     "--epochs", "40", "--save", str(model), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    # predicting the mean would give an RMSE of y.std() (about 220)
+    assert out.startswith("test RMSE") and float(out.split()[2]) < 0.25 * y.std()
+    np.savez(tmp_path / "new.npz", X=X[:50])
+    pred_file = tmp_path / "pred.csv"
+    assert cli.main(["predict", str(model), "--data", str(tmp_path / "new.npz"),
+                     "--output", str(pred_file)]) == 0
+    predicted = np.loadtxt(pred_file, skiprows=1)
+    assert predicted.shape == (50,)
+    assert np.sqrt(np.mean((predicted - y[:50]) ** 2)) < 0.25 * y.std()
 
 
 @pytest.mark.parametrize("args, message", [
