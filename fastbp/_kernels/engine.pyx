@@ -165,9 +165,9 @@ cdef double _step(Layer *L, int n_layers, int n, const floating *X, const void *
     """Forward, loss, L2 term, backward, and (if u.apply) one optimiser step.
 
     w: per-row loss weights or NULL. Returns the batch's mean (weighted) loss plus
-    the L2 term, computed before the step. A
-    loss that is not finite in the model's dtype is returned as such and nothing
-    else is done, so the weights stay those that produced it.
+    the L2 term, computed before the step. A loss that is not finite in the model's
+    dtype is returned as such and nothing else is done, so the weights stay those
+    that produced it (the caller's snapshot restores the step count).
     """
     cdef Layer *last = &L[n_layers - 1]
     cdef int l
