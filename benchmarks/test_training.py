@@ -46,9 +46,9 @@ def test_step(benchmark, references, config, contender):
     if contender == "floor":
         fastbp_step(model, batches)()   # fill the workspaces with a real step's values
         X = benchmark(gemm_floor(model, batches))
-        first = model._plan.layers[0]
+        first = model._plan.nodes[0]
         # the floor's first GEMM leaves Z = X @ W1 (no bias) in the first workspace
-        assert_close(first.Z[:len(X)], np.asarray(X, np.float64) @ first.W, DTYPE)
+        assert_close(first.Z[:len(X)], np.asarray(X, np.float64) @ first.params[0].value, DTYPE)
         return
     if contender == "torch":
         step = TorchMLP(model).step(batches)

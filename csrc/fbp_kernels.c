@@ -12,6 +12,7 @@
 #define SQRT sqrtf
 #define TANH tanhf
 #include "fbp_kernels_impl.h"
+#include "fbp_layers_impl.h"
 #undef T
 #undef FN
 #undef EXP
@@ -30,6 +31,7 @@
 #define SQRT sqrt
 #define TANH tanh
 #include "fbp_kernels_impl.h"
+#include "fbp_layers_impl.h"
 
 void fbp_gather_labels(int64_t n_idx, const int64_t *y, const int64_t *idx, int64_t *out)
 {

@@ -22,7 +22,8 @@ enum {
     FBP_ACT_HARD_SIGMOID = 7,
     FBP_ACT_HARD_TANH = 8,
     FBP_ACT_SILU = 9,
-    FBP_ACT_GELU = 10
+    FBP_ACT_GELU = 10,
+    FBP_ACT_SOFTMAX = 11    /* row-wise: fbp_softmax_rows, fbp_softmax_backward */
 };
 
 /* Optimiser kinds and the hyper-parameters an update reads (fastbp/optimizers.py). */
@@ -96,10 +97,38 @@ typedef struct {
     void fbp_gather_rows_##S(int64_t n_idx, int64_t n_cols, const T *X,             \
                              const int64_t *idx, T *out);
 
+/* The kernels of fbp_layers_impl.h. */
+#define FBP_DECLARE_LAYERS(T, S)                                                   \
+    /* A[i, :] = softmax(Z[i, :]); A may alias Z. */                                \
+    void fbp_softmax_rows_##S(int64_t n_rows, int64_t n_cols, const T *Z, T *A);    \
+    /* dZ = A * (dA - rowsum(dA * A)) through the softmax A; dZ may alias dA; db   \
+     * (optional) = sum over rows of dZ. */                                        \
+    void fbp_softmax_backward_##S(int64_t n_rows, int64_t n_cols, const T *A,       \
+                                  const T *dA, T *dZ, T *db);                      \
+    /* PReLU with one slope per column: A = Z if Z > 0 else alpha * Z. */           \
+    void fbp_prelu_forward_##S(int64_t n_rows, int64_t n_cols, const T *alpha,      \
+                               const T *Z, T *A);                                  \
+    /* dalpha = sum over rows of dA * min(Z, 0); dZ = dA * (Z > 0 ? 1 : alpha) if    \
+     * dZ != NULL (dZ may alias dA). */                                            \
+    void fbp_prelu_backward_##S(int64_t n_rows, int64_t n_cols, const T *alpha,     \
+                                const T *Z, const T *dA, T *dZ, T *dalpha);        \
+    /* Maxout: A (n_rows, units) = max over each unit's `pieces` adjacent columns   \
+     * of Z (n_rows, units * pieces). */                                           \
+    void fbp_maxout_forward_##S(int64_t n_rows, int64_t units, int64_t pieces,      \
+                                const T *Z, T *A);                                 \
+    /* dZ = dA routed to each unit's winning piece (the first on ties), 0 elsewhere. */ \
+    void fbp_maxout_backward_##S(int64_t n_rows, int64_t units, int64_t pieces,     \
+                                 const T *Z, const T *dA, T *dZ);                  \
+    /* out = a * b element-wise (b NULL: out = a); out may alias a. */              \
+    void fbp_mul_##S(int64_t n, const T *a, const T *b, T *out);
+
 FBP_DECLARE(float, f)
 FBP_DECLARE(double, d)
+FBP_DECLARE_LAYERS(float, f)
+FBP_DECLARE_LAYERS(double, d)
 
 #undef FBP_DECLARE
+#undef FBP_DECLARE_LAYERS
 
 /* A uniform number in [0, 1) for element i of stream `stream` under `seed`: the
  * splitmix64 finaliser of a counter, so any element can be drawn on its own and the

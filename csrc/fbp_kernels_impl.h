@@ -66,6 +66,11 @@ void FN(fbp_bias_act)(int act, T param, int64_t n_rows, int64_t n_cols,
                       const T *b, T *Z, T *A)
 {
     if (act == FBP_ACT_IDENTITY && !b && A == Z) return;   /* nothing to do */
+    if (act == FBP_ACT_SOFTMAX) {
+        if (b) FBP_BIAS_ACT_ROWS(v)
+        FN(fbp_softmax_rows)(n_rows, n_cols, b ? A : Z, A);
+        return;
+    }
     switch (act) {
     case FBP_ACT_SIGMOID:    FBP_BIAS_ACT_ROWS(FN(sigmoid)(v)) break;
     case FBP_ACT_TANH:       FBP_BIAS_ACT_ROWS(TANH(v)) break;
@@ -111,6 +116,10 @@ void FN(fbp_bias_act)(int act, T param, int64_t n_rows, int64_t n_cols,
 void FN(fbp_act_backward)(int act, T param, int64_t n_rows, int64_t n_cols,
                           const T *Z, const T *A, const T *dA, T *dZ, T *db)
 {
+    if (act == FBP_ACT_SOFTMAX) {
+        FN(fbp_softmax_backward)(n_rows, n_cols, A, dA, dZ, db);
+        return;
+    }
     if (db) memset(db, 0, (size_t)n_cols * sizeof(T));
     if (act == FBP_ACT_IDENTITY && dZ == dA) {
         /* dZ is dA already: only the bias gradient is left to do */

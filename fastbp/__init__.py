@@ -1,10 +1,9 @@
 """fastbp: fast matrix backpropagation for multilayer perceptrons on the CPU."""
-from fastbp.activations import Activation
 from fastbp.backends import available as available_backends
 from fastbp.callbacks import EarlyStopping, History, ReduceLROnPlateau
 from fastbp.gradcheck import gradcheck
 from fastbp.io import load
-from fastbp.layers import Dense, Dropout
+from fastbp.layers import Activation, Dense, Dropout, Maxout, PReLU
 from fastbp.model import Sequential
 from fastbp.optimizers import SGD, Adagrad, Adam, AdamW, RMSProp
 from fastbp import activations, datasets, diagnostics, initializers, losses, plot, schedules
@@ -12,6 +11,7 @@ from fastbp import activations, datasets, diagnostics, initializers, losses, plo
 __version__ = "0.1.0"
 
 __all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "Dropout", "EarlyStopping",
-           "History", "RMSProp", "ReduceLROnPlateau", "SGD", "Sequential", "activations",
+           "History", "Maxout", "PReLU", "RMSProp", "ReduceLROnPlateau", "SGD", "Sequential",
+           "activations",
            "available_backends", "datasets", "diagnostics", "gradcheck", "initializers",
            "load", "losses", "plot", "schedules"]

@@ -6,10 +6,19 @@ leaky_relu'(0) = slope, elu'(0) = alpha; the clipped hard_sigmoid and hard_tanh 
 slope only strictly inside their ramps. hard_sigmoid is max(min(0.25 z + 0.5, 1), 0),
 fastbp's own definition, where PyTorch's is relu6(z + 3) / 6. gelu is the tanh
 approximation.
+
+Two entries are not plain element-wise functions: softmax normalises each row (its
+backward pass multiplies by the row's Jacobian), and prelu learns its negative
+slope, one per unit (the plan gives it a node of its own with a parameter array).
+Maxout is a layer, not an activation: it needs weights of its own (fastbp.Maxout).
 """
 from dataclasses import dataclass
 
 import numpy as np
+
+# Kernel codes of the activations that are not one expression per element.
+SOFTMAX = 11   # row-wise (csrc/fbp_layers_impl.h)
+PRELU = 12     # never reaches the element-wise kernels: the plan gives it a PReLU node
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,7 @@ class ActivationSpec:
     default_param: float
     formula: str
     derivative: str
+    learnable: bool = False   # the parameter is a per-unit array learnt in training
 
 
 @dataclass(frozen=True)
@@ -68,9 +78,16 @@ ACTIVATIONS = {
         ActivationSpec("gelu", 10, None, 0.0,
                        "0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))",
                        "0.5 (1 + t) + 0.5 z (1 - t^2) sqrt(2/pi) (1 + 0.134145 z^2)"),
+        ActivationSpec("softmax", SOFTMAX, None, 0.0, "exp(z_j) / sum_k exp(z_k), per row",
+                       "Jacobian diag(s) - s s^T, so dZ = s (dA - sum_k dA_k s_k)"),
+        ActivationSpec("prelu", PRELU, "initial_slope", 0.25,
+                       "z if z > 0 else a_j z, slope a_j learnt per unit",
+                       "1 if z > 0 else a_j; dL/da_j = sum over rows of dA min(z, 0)",
+                       learnable=True),
     )
 }
 ALIASES = {None: "identity", "linear": "identity"}
+LAYER_NOT_ACTIVATION = {"maxout": "fastbp.Maxout(units, pieces=k): it has weights of its own"}
 
 
 def get(activation, **params):
@@ -84,6 +101,8 @@ def get(activation, **params):
                             f"not with an Activation object ({activation.name})")
         return activation
     name = ALIASES.get(activation, activation)
+    if name in LAYER_NOT_ACTIVATION:
+        raise ValueError(f"{name} is a layer, not an activation; use {LAYER_NOT_ACTIVATION[name]}")
     if not isinstance(name, str) or name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; expected one of "
                          f"{sorted(ACTIVATIONS)} (or None for identity)")

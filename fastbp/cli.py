@@ -98,7 +98,7 @@ def build_model(args, n_features, n_outputs):
     widths = [int(w) for w in args.layers.split(",") if w.strip()] if args.layers else []
     layers = [fb.Dense(w, activation=args.activation, input_dim=n_features if i == 0 else None)
               for i, w in enumerate(widths)]
-    out_activation = loss.output_activation if loss.output_activation != "identity" else None
+    out_activation = "sigmoid" if loss.name == "binary_cross_entropy" else None
     layers.append(fb.Dense(n_outputs, activation=out_activation,
                            input_dim=None if widths else n_features))
     lr = args.lr if args.lr is not None else (0.1 if loss.classification else 0.01)

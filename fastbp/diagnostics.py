@@ -5,10 +5,11 @@ On a fixed sample of the training rows (at most SAMPLE_ROWS, the same every epoc
 - dead_relu_fraction: ReLU hidden units whose output is 0 on every sample row;
 - saturated_fraction: sigmoid/tanh hidden units sitting on a flat tail (sigmoid
   below 0.01 or above 0.99, |tanh| above 0.99) for at least 95 % of the rows;
-- grad_norm_1, grad_norm_2, ...: the Frobenius norm of each layer's dW, to see
-  vanishing (first layers far below the last) or exploding gradients;
-- duplicate_units: hidden units whose incoming weights and bias equal another
-  unit's of the same layer exactly, the mark of failed symmetry breaking.
+- grad_norm_1, grad_norm_2, ...: the Frobenius norm of the dW of each layer with
+  weights (Dense, Maxout), to see vanishing (first layers far below the last) or
+  exploding gradients;
+- duplicate_units: hidden units (maxout pieces) whose incoming weights and bias
+  equal another's of the same layer exactly, the mark of failed symmetry breaking.
 
 Each alarming reading is warned about once per fit. The cost is one forward pass and
 one gradient computation on the sample per epoch, so it is off by default.
@@ -16,6 +17,8 @@ one gradient computation on the sample per epoch, so it is off by default.
 import warnings
 
 import numpy as np
+
+from fastbp.plan import DENSE, MAXOUT
 
 SAMPLE_ROWS = 2048
 SATURATED_ROWS = 0.95
@@ -35,13 +38,12 @@ def _saturated(name, A):
 
 def measure(model, X, y, loss_code):
     """Diagnostics of model on (X, y), a sample of the training data, as a dict."""
-    backend = model._backend
+    backend, plan = model._backend, model._plan
     backend.forward(X)
-    hidden = [(layer, np.asarray(A))
-              for layer, A in zip(model.dense_layers[:-1], backend.activations())]
-    relu = [A for layer, A in hidden if layer.activation.name == "relu"]
-    squashing = [(layer.activation.name, A) for layer, A in hidden
-                 if layer.activation.name in ("sigmoid", "tanh")]
+    hidden = [(node.activation, np.asarray(A))
+              for node, A in zip(plan.nodes[:-1], backend.activations())]
+    relu = [A for name, A in hidden if name == "relu"]
+    squashing = [(name, A) for name, A in hidden if name in ("sigmoid", "tanh")]
     logs = {}
     if relu:
         dead = sum(int(np.sum(~(A != 0).any(axis=0))) for A in relu)
@@ -51,11 +53,13 @@ def measure(model, X, y, loss_code):
                         for name, A in squashing)
         logs["saturated_fraction"] = saturated / sum(A.shape[1] for _, A in squashing)
     backend.step(X, y, loss_code, model.optimizer, False, 0.0)
-    for i, layer in enumerate(model._plan.layers):
-        logs[f"grad_norm_{i + 1}"] = float(np.linalg.norm(layer.dW))
+    weighted = [node for node in plan.nodes if node.kind in (DENSE, MAXOUT)]
+    for i, node in enumerate(weighted):
+        logs[f"grad_norm_{i + 1}"] = float(np.linalg.norm(node.params[0].grad))
     logs["duplicate_units"] = sum(
-        layer.units - len(np.unique(np.vstack([layer.W, layer.b]).T, axis=0))
-        for layer in model.dense_layers[:-1])
+        node.width - len(np.unique(np.vstack([node.params[0].value, node.params[1].value]).T,
+                                   axis=0))
+        for node in weighted[:-1])
     return logs
 
 

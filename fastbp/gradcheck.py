@@ -14,8 +14,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ArrayCheck:
-    """One parameter array: its layer (1-based), name ("W" or "b"), the worst
-    relative error over the entries checked, and how many entries were checked."""
+    """One parameter array: its layer (1-based), name ("W", "b" or "alpha"), the
+    worst relative error over the entries checked, and how many entries were checked."""
 
     layer: int
     name: str
@@ -78,8 +78,8 @@ def gradcheck(model, X, y, eps=1e-6, threshold=1e-6, max_checks_per_array=None, 
 
     rng = np.random.default_rng(seed)
     checks = []
-    for k, (param, grad) in enumerate(zip(copy._plan.parameters(), analytic)):
-        flat = param.reshape(-1)
+    for spec, grad in zip(copy._plan.params(), analytic):
+        flat = spec.value.reshape(-1)
         entries = np.arange(flat.size)
         if max_checks_per_array is not None and flat.size > max_checks_per_array:
             entries = rng.choice(flat.size, max_checks_per_array, replace=False)
@@ -95,5 +95,5 @@ def gradcheck(model, X, y, eps=1e-6, threshold=1e-6, max_checks_per_array=None, 
         exact = grad.reshape(-1)[entries]
         scale = max(np.abs(exact).max(initial=0.0), np.abs(numeric).max(initial=0.0))
         error = 0.0 if scale == 0 else float(np.abs(exact - numeric).max() / scale)
-        checks.append(ArrayCheck(k // 2 + 1, "W" if k % 2 == 0 else "b", error, len(entries)))
+        checks.append(ArrayCheck(spec.layer, spec.name, error, len(entries)))
     return GradcheckResult(checks, threshold)

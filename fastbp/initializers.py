@@ -67,7 +67,7 @@ class Constant:
 INITIALIZERS = {f.__name__: f for f in (zeros, small_normal, glorot_uniform, glorot_normal,
                                         he_uniform, he_normal, lecun_normal)}
 INITIALIZERS["constant"] = Constant()
-RELU_FAMILY = {"relu", "leaky_relu"}
+RELU_FAMILY = {"relu", "leaky_relu", "prelu"}
 
 
 def default_for(activation_name):

@@ -68,7 +68,7 @@ def load(path, backend=None):
     record = _record(arrays, path)
     try:
         model = Sequential.from_config(record, backend=backend)
-        n_params = 2 * len(model.dense_layers)
+        n_params = len(model._plan.parameters())
         state = model._plan.optimizer_state()
         names = ({f"param_{i}" for i in range(n_params)} | {f"state_{i}" for i in range(len(state))}
                  | {"architecture"})

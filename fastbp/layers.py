@@ -1,7 +1,17 @@
 """Layers: configuration and parameters, no math (the backends do the math).
 
-Dense holds W and b; Dropout holds only its rate and acts on the Dense output
-before it (the plan folds it into that layer).
+Every layer maps (n_samples, d_in) to (n_samples, d_out):
+
+- Dense(units, activation): A = f(X @ W + b); W (d_in, units), b (units,), plus a
+  learnt slope alpha (units,) when the activation is "prelu".
+- Maxout(units, pieces): k = pieces affine maps per unit, A = the largest;
+  W (d_in, units * k), b (units * k,), unit j's pieces in columns j*k .. j*k + k - 1.
+- Activation(name): A = f(X), no parameters ("softmax" included).
+- PReLU(): A = X where X > 0, alpha * X elsewhere; alpha (d_in,) learnt.
+- Dropout(rate): inverted dropout in training, the identity at inference.
+
+Each layer says which parameter arrays it owns (parameters(), parameter_names,
+in get_weights order) and which of them L2 decays (the weight matrices only).
 """
 import numbers
 
@@ -11,46 +21,103 @@ from fastbp import activations, initializers
 from fastbp.validation import positive_int
 
 
-class Dense:
+def _initializer(spec, activation_name):
+    """The kernel initialiser as configured: a name or a Constant (checked now)."""
+    if spec is None:
+        spec = initializers.default_for(activation_name)
+    initializers.get(spec)   # fail early on an unknown name
+    return spec if isinstance(spec, str) else initializers.get(spec)
+
+
+def _check_class(cls, config):
+    if not isinstance(config, dict) or config.get("class") != cls.__name__:
+        raise ValueError(f"expected a {cls.__name__} layer record, got {config!r}")
+
+
+def _activation_from_config(config):
+    act = dict(config)
+    return activations.get(act.pop("name"), **act)
+
+
+class Layer:
+    """What every layer has. Subclasses set parameter_names and decayed (the
+    names L2 applies to) and fill the parameter attributes in build()."""
+
+    parameter_names = ()
+    decayed = ()
+    input_dim = None
+
+    def output_dim(self, input_dim):
+        """d_out for inputs of input_dim features (None when input_dim is None)."""
+        return input_dim
+
+    def build(self, input_dim, dtype, rng):
+        """Create the parameters for input_dim features in dtype, drawing from rng."""
+        self.input_dim = input_dim
+
+    def parameters(self):
+        """The parameter arrays, in get_weights order."""
+        return [getattr(self, name) for name in self.parameter_names]
+
+    def count_params(self, input_dim):
+        """How many numbers the parameters hold for inputs of input_dim features."""
+        return 0
+
+    @property
+    def output_activation(self):
+        """The name of what the layer applies last (what the loss sees)."""
+        return "identity"
+
+    @classmethod
+    def from_config(cls, config):
+        _check_class(cls, config)
+        args = {k: v for k, v in config.items() if k != "class"}
+        return cls(**args)
+
+
+class Dense(Layer):
     """A fully connected layer: A = f(X @ W + b).
 
     units : number of outputs d_out.
     activation : a name from fastbp.activations.ACTIVATIONS, None (identity), or an
-        Activation from fastbp.activations.get(name, **params).
+        activation from fastbp.activations.get(name, **params). "prelu" gives the
+        layer a learnt slope per unit (initially 0.25, or initial_slope=).
     input_dim : d_in, needed on the first layer unless the model is built from data.
     kernel_initializer : a name from fastbp.initializers (or
         fastbp.initializers.Constant(value)); default He for the ReLU
         family and Glorot otherwise. Biases start at zero.
 
-    After build: W : ndarray of shape (d_in, units); b : ndarray of shape (units,).
+    After build: W : ndarray of shape (d_in, units); b : ndarray of shape (units,);
+    with prelu, alpha : ndarray of shape (units,).
     """
+
+    decayed = ("W",)
 
     def __init__(self, units, activation=None, input_dim=None, kernel_initializer=None):
         self.units = positive_int("units", units)
         self.activation = activations.get(activation)
         self.input_dim = positive_int("input_dim", input_dim, allow_none=True)
-        if kernel_initializer is None:
-            kernel_initializer = initializers.default_for(self.activation.name)
-        self.kernel_initializer = initializers.get(kernel_initializer) \
-            if not isinstance(kernel_initializer, str) else kernel_initializer
-        initializers.get(self.kernel_initializer)  # fail early on an unknown name
-        self.W = None
-        self.b = None
+        self.kernel_initializer = _initializer(kernel_initializer, self.activation.name)
+        self.parameter_names = ("W", "b", "alpha") if self.activation.spec.learnable else ("W", "b")
+        self.W = self.b = self.alpha = None
 
-    @property
-    def built(self):
-        return self.W is not None
+    def output_dim(self, input_dim):
+        return self.units
 
     def build(self, input_dim, dtype, rng):
-        """Create W (input_dim, units) and b (units,) in dtype, drawing from rng."""
         init = initializers.get(self.kernel_initializer)
         self.W = np.ascontiguousarray(init(rng, input_dim, self.units), dtype=dtype)
         self.b = np.zeros(self.units, dtype=dtype)
+        if self.activation.spec.learnable:
+            self.alpha = np.full(self.units, self.activation.param, dtype=dtype)
         self.input_dim = input_dim
 
-    def parameters(self):
-        """The layer's parameter arrays, in get_weights order: [W, b]."""
-        return [self.W, self.b]
+    def count_params(self, input_dim):
+        return (input_dim + 1 + ("alpha" in self.parameter_names)) * self.units
+
+    @property
+    def output_activation(self):
+        return self.activation.name
 
     def get_config(self):
         return {"class": "Dense", "units": self.units, "activation": self.activation.get_config(),
@@ -60,21 +127,133 @@ class Dense:
     @classmethod
     def from_config(cls, config):
         """The layer get_config() described (unbuilt)."""
-        if not isinstance(config, dict) or config.get("class") != "Dense":
-            raise ValueError(f"expected a Dense layer record, got {config!r}")
-        act = dict(config["activation"])
-        activation = activations.get(act.pop("name"), **act)
-        return cls(config["units"], activation=activation, input_dim=config["input_dim"],
+        _check_class(cls, config)
+        return cls(config["units"], activation=_activation_from_config(config["activation"]),
+                   input_dim=config["input_dim"],
                    kernel_initializer=config["kernel_initializer"])
 
     def __repr__(self):
         return f"Dense({self.units}, activation={self.activation.name!r}, input_dim={self.input_dim})"
 
 
-class Dropout:
-    """Inverted dropout on the output of the Dense layer before it: in training each
-    unit is kept with probability 1 - rate and scaled by 1 / (1 - rate); at inference
-    it is the identity. Masks come from the model's seeded generator.
+class Maxout(Layer):
+    """Maxout units: each of `units` outputs is the largest of `pieces` affine maps
+    of the input, A[:, j] = max_p (X @ W + b)[:, j * pieces + p]. In backward each
+    unit's gradient goes to its winning piece only (the first one on a tie).
+
+    After build: W : ndarray of shape (d_in, units * pieces); b : ndarray of shape
+    (units * pieces,). Default initialiser: Glorot.
+    """
+
+    parameter_names = ("W", "b")
+    decayed = ("W",)
+
+    def __init__(self, units, pieces=2, input_dim=None, kernel_initializer=None):
+        self.units = positive_int("units", units)
+        self.pieces = positive_int("pieces", pieces)
+        if self.pieces < 2:
+            raise ValueError(f"pieces must be at least 2, got {pieces}; a maxout unit of one "
+                             "piece is a linear unit: use Dense(units)")
+        self.input_dim = positive_int("input_dim", input_dim, allow_none=True)
+        self.kernel_initializer = _initializer(kernel_initializer, "maxout")
+        self.W = self.b = None
+
+    def output_dim(self, input_dim):
+        return self.units
+
+    def build(self, input_dim, dtype, rng):
+        init = initializers.get(self.kernel_initializer)
+        width = self.units * self.pieces
+        self.W = np.ascontiguousarray(init(rng, input_dim, width), dtype=dtype)
+        self.b = np.zeros(width, dtype=dtype)
+        self.input_dim = input_dim
+
+    def count_params(self, input_dim):
+        return (input_dim + 1) * self.units * self.pieces
+
+    @property
+    def output_activation(self):
+        return "maxout"
+
+    def get_config(self):
+        return {"class": "Maxout", "units": self.units, "pieces": self.pieces,
+                "input_dim": self.input_dim,
+                "kernel_initializer": initializers.to_config(self.kernel_initializer)}
+
+    def __repr__(self):
+        return f"Maxout({self.units}, pieces={self.pieces}, input_dim={self.input_dim})"
+
+
+class PReLU(Layer):
+    """Parametric ReLU: A = X where X > 0, alpha * X elsewhere, with one slope per
+    unit learnt like any weight (its own gradient and optimiser state; L2 does not
+    decay it). Derivative at 0: alpha, as PyTorch.
+
+    initial_slope : where every alpha starts (0.25).
+    After build: alpha : ndarray of shape (d_in,).
+    """
+
+    parameter_names = ("alpha",)
+
+    def __init__(self, initial_slope=0.25):
+        self.initial_slope = activations.get("prelu", initial_slope=initial_slope).param
+        self.alpha = None
+
+    def build(self, input_dim, dtype, rng):
+        self.alpha = np.full(input_dim, self.initial_slope, dtype=dtype)
+        self.input_dim = input_dim
+
+    def count_params(self, input_dim):
+        return input_dim
+
+    @property
+    def output_activation(self):
+        return "prelu"
+
+    def get_config(self):
+        return {"class": "PReLU", "initial_slope": self.initial_slope}
+
+    def __repr__(self):
+        return f"PReLU(initial_slope={self.initial_slope})"
+
+
+class Activation(Layer):
+    """An activation as a layer of its own: A = f(X), same shape, no parameters.
+
+    activation : a name from fastbp.activations.ACTIVATIONS (with its parameter,
+        e.g. Activation("leaky_relu", slope=0.2)). "softmax" normalises each row and
+        backpropagates through its Jacobian. Activation("prelu") gives a PReLU layer.
+    """
+
+    def __new__(cls, activation=None, **params):
+        resolved = activations.get(activation, **params)
+        if cls is Activation and resolved.spec.learnable:
+            return PReLU(initial_slope=resolved.param)
+        return super().__new__(cls)
+
+    def __init__(self, activation=None, **params):
+        self.activation = activations.get(activation, **params)
+
+    @property
+    def output_activation(self):
+        return self.activation.name
+
+    def get_config(self):
+        return {"class": "Activation", "activation": self.activation.get_config()}
+
+    @classmethod
+    def from_config(cls, config):
+        _check_class(cls, config)
+        return cls(_activation_from_config(config["activation"]))
+
+    def __repr__(self):
+        return f"Activation({self.activation.name!r})"
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training each unit is kept with probability 1 - rate and
+    scaled by 1 / (1 - rate); at inference it is the identity. Masks come from the
+    model's seeded generator.
 
     rate : fraction of units dropped, in [0, 1).
     """
@@ -84,18 +263,18 @@ class Dropout:
             raise ValueError(f"rate must be a number in [0, 1), got {rate!r}")
         self.rate = float(rate)
 
+    @property
+    def output_activation(self):
+        return None
+
     def get_config(self):
         return {"class": "Dropout", "rate": self.rate}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(config["rate"])
 
     def __repr__(self):
         return f"Dropout({self.rate})"
 
 
-LAYERS = {"Dense": Dense, "Dropout": Dropout}
+LAYERS = {cls.__name__: cls for cls in (Dense, Maxout, Activation, PReLU, Dropout)}
 
 
 def from_config(config):

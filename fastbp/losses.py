@@ -5,8 +5,9 @@ layer's pre-activation Z and give dL/dZ directly:
 
 - mse: L = 1/(2N) sum_i ||y_i - a_i||^2, dL/dA = (A - Y)/N, any output activation.
 - softmax_cross_entropy: L = -1/N sum_i log softmax(z_i)[y_i], dL/dZ = (S - Y)/N;
-  the last layer outputs logits (no activation); targets are class indices or
-  rows of probabilities.
+  the last layer outputs logits (no activation), or applies the softmax itself
+  (activation="softmax" or an Activation("softmax") layer: the loss still takes
+  the logits under it); targets are class indices or rows of probabilities.
 - binary_cross_entropy: L = -1/N sum (y log a + (1 - y) log(1 - a)) with
   a = sigmoid(z), dL/dZ = (A - Y)/N; the last layer has activation="sigmoid".
 - kl_divergence: L = 1/N sum_i sum_j y_ij log(y_ij / softmax(z_i)_j), targets are
@@ -25,20 +26,18 @@ SOFTMAX_KL = 4
 
 @dataclass(frozen=True)
 class LossSpec:
-    """name; codes: target kind -> kernel code; output_activation: what the last
-    layer must use (None: any); classification: whether accuracy is reported."""
+    """name; codes: target kind -> kernel code; output_activations: what the last
+    layer may apply last (None: anything); classification: whether accuracy is
+    reported; fused: the loss gives dL/dZ under the output activation; softmax:
+    the loss takes a softmax of logits."""
 
     name: str
     codes: dict
-    output_activation: str | None
+    output_activations: tuple | None
     classification: bool
     fused: bool
     doc: str
-
-    @property
-    def softmax(self):
-        """True for losses that apply a softmax to the last layer's logits."""
-        return self.output_activation == "identity"
+    softmax: bool = False
 
 
 LOSSES = {
@@ -48,12 +47,13 @@ LOSSES = {
                  "mean squared error, 1/(2N) sum ||y - a||^2"),
         LossSpec("softmax_cross_entropy",
                  {"labels": SOFTMAX_XENT_INT, "probabilities": SOFTMAX_XENT_PROB},
-                 "identity", True, True,
-                 "softmax of the logits, then cross-entropy with class labels or probability rows"),
-        LossSpec("binary_cross_entropy", {"probabilities": SIGMOID_BCE}, "sigmoid", True, True,
+                 ("identity", "softmax"), True, True,
+                 "softmax of the logits, then cross-entropy with class labels or probability rows",
+                 softmax=True),
+        LossSpec("binary_cross_entropy", {"probabilities": SIGMOID_BCE}, ("sigmoid",), True, True,
                  "cross-entropy of sigmoid outputs with 0/1 (or probability) targets"),
-        LossSpec("kl_divergence", {"probabilities": SOFTMAX_KL}, "identity", True, True,
-                 "KL(y || softmax(z)) against rows of target probabilities"),
+        LossSpec("kl_divergence", {"probabilities": SOFTMAX_KL}, ("identity", "softmax"), True,
+                 True, "KL(y || softmax(z)) against rows of target probabilities", softmax=True),
     )
 }
 ALIASES = {"mean_squared_error": "mse", "categorical_cross_entropy": "softmax_cross_entropy",

@@ -1,4 +1,4 @@
-"""Sequential: a stack of dense layers trained by backpropagation.
+"""Sequential: a stack of layers trained by backpropagation.
 
 The model validates input, owns the parameters (through its layers), the random
 generator and the optimiser configuration, and hands the math to a backend
@@ -14,7 +14,7 @@ from fastbp import diagnostics as health
 from fastbp import validation as check
 from fastbp.callbacks import Callback, History
 from fastbp import layers as layer_types
-from fastbp.layers import Dense, Dropout
+from fastbp.layers import Dense, Dropout, Maxout
 from fastbp.plan import Plan
 from fastbp.progress import EpochProgress
 
@@ -31,13 +31,15 @@ def _dtype(dtype):
 
 
 class Sequential:
-    """A multilayer perceptron: Dense layers applied in order, then a loss.
+    """A multilayer perceptron: layers applied in order, then a loss.
 
-    layers : list of fastbp.Dense, each optionally followed by a fastbp.Dropout.
-        The first needs input_dim=, unless the model is built from the first data
-        it sees.
-    loss : "mse", "softmax_cross_entropy" or "kl_divergence" (last layer outputs
-        logits) or "binary_cross_entropy" (last layer has activation="sigmoid").
+    layers : list of fastbp.Dense, Maxout, Activation, PReLU and Dropout layers,
+        with at least one Dense or Maxout. The first needs input_dim= (Dense,
+        Maxout), unless the model is built from the first data it sees.
+    loss : "mse" (any output), "softmax_cross_entropy" or "kl_divergence" (the
+        last layer outputs logits, or applies a softmax: the loss is computed from
+        the logits under it) or "binary_cross_entropy" (the last layer applies a
+        sigmoid).
     optimizer : an optimiser (fastbp.SGD, Adam, AdamW, RMSProp, Adagrad) or its name.
     dtype : "float32" (default) or "float64"; inputs are converted to it.
     seed : seeds initialisation and shuffling: same seed, same data, same backend
@@ -77,14 +79,12 @@ class Sequential:
         if self.built:
             raise RuntimeError("the model is already built; add layers before the first "
                                "fit/forward, or make a new Sequential")
-        if not isinstance(layer, (Dense, Dropout)):
-            raise TypeError(f"layers must be fastbp.Dense or fastbp.Dropout, got "
-                            f"{type(layer).__name__}")
-        if isinstance(layer, Dropout) and not (self.layers and isinstance(self.layers[-1], Dense)):
-            raise ValueError("a Dropout must follow a Dense layer (it drops that layer's "
-                             "outputs); it cannot come first or after another Dropout")
+        if not isinstance(layer, tuple(layer_types.LAYERS.values())):
+            raise TypeError(f"layers must be one of fastbp.{', fastbp.'.join(layer_types.LAYERS)}; "
+                            f"got {type(layer).__name__}")
         if any(layer is other for other in self.layers):
-            raise ValueError("the same layer object appears twice; create a new Dense for each layer")
+            raise ValueError("the same layer object appears twice; create a new layer object "
+                             "for each place in the model")
         self.layers.append(layer)
 
     @property
@@ -102,38 +102,39 @@ class Sequential:
             raise ValueError("the model has no layers; pass layers=[fb.Dense(...), ...]")
         self._check_loss_fits()
         d_in = input_dim
-        for layer in self.dense_layers:
+        for layer in self.layers:
             layer.build(d_in, self.dtype, self._rng)
-            d_in = layer.units
+            d_in = layer.output_dim(d_in)
         # drawn only when needed, so that models without dropout keep their streams
-        seed = int(self._rng.integers(2**63)) if len(self.dense_layers) < len(self.layers) else 0
-        self._plan = Plan(self.layers, self.dtype, self.optimizer.n_state, seed)
+        seed = int(self._rng.integers(2**63)) if self._has(Dropout) else 0
+        self._plan = Plan(self.layers, input_dim, self.dtype, self.optimizer.n_state, seed)
         self._backend = self._backend_class(self._plan)
 
-    @property
-    def dense_layers(self):
-        """The Dense layers, in order (the ones with parameters)."""
-        return [layer for layer in self.layers if isinstance(layer, Dense)]
+    def _has(self, *kinds):
+        return any(isinstance(layer, kinds) for layer in self.layers)
 
     def _check_loss_fits(self):
-        """The last layer must give the loss the outputs it expects."""
+        """The layers must learn something and end in what the loss expects."""
+        if not self._has(Dense, Maxout):
+            raise ValueError("the model needs at least one Dense or Maxout layer (the layers "
+                             "with weights); add fastbp.Dense(units)")
         last = self.layers[-1]
-        if not isinstance(last, Dense):
-            raise ValueError("the last layer must be a Dense layer: a Dropout on the model's "
-                             "outputs would corrupt the loss")
-        want = self.loss.output_activation
-        if want is not None and last.activation.name != want:
-            if want == "identity":
-                fix = (f"the last layer must output logits: use Dense({last.units}) with no "
-                       f"activation (it has {last.activation.name!r}); the loss applies the softmax")
+        if isinstance(last, Dropout):
+            raise ValueError("the last layer cannot be a Dropout: dropping the model's outputs "
+                             "would corrupt the loss; put the Dropout before a Dense layer")
+        allowed, got = self.loss.output_activations, last.output_activation
+        if allowed is not None and got not in allowed:
+            if self.loss.softmax:
+                fix = ("the last layer must output logits or apply a softmax: use "
+                       "Dense(n_classes) with no activation or activation='softmax' (it ends "
+                       f"with {got!r}); the loss works from the logits either way")
             else:
-                fix = (f"give the last layer activation={want!r} (it has "
-                       f"{last.activation.name!r})")
+                fix = f"give the last layer activation={allowed[0]!r} (it ends with {got!r})"
             raise ValueError(f"loss {self.loss.name!r} does not fit the last layer: {fix}")
-        if self.loss.softmax and last.units < 2:
+        if self.loss.softmax and self.output_dim is not None and self.output_dim < 2:
             raise ValueError(f"{self.loss.name} needs a last layer with one unit per class "
-                             f"(at least 2), got {last.units}; for two classes with one unit use "
-                             "binary_cross_entropy and activation='sigmoid'")
+                             f"(at least 2), got {self.output_dim}; for two classes with one "
+                             "unit use binary_cross_entropy and activation='sigmoid'")
 
     @property
     def input_dim(self):
@@ -141,8 +142,17 @@ class Sequential:
 
     @property
     def output_dim(self):
-        dense = self.dense_layers
-        return dense[-1].units if dense else None
+        """Outputs per sample: the units of the last Dense or Maxout layer (the
+        layers after it keep the width)."""
+        d = None
+        for layer in self.layers:
+            d = layer.output_dim(d)
+        return d
+
+    @property
+    def _outputs_softmax(self):
+        """The last layer applies a softmax (so outputs are probabilities already)."""
+        return self.layers[-1].output_activation == "softmax"
 
     # --- data -----------------------------------------------------------------------
 
@@ -357,7 +367,7 @@ class Sequential:
             raise ValueError(f"predict_proba needs a classification loss; this model uses "
                              f"{self.loss.name!r}: use predict")
         out = self._outputs(X)
-        if self.loss.softmax:
+        if self.loss.softmax and not self._outputs_softmax:
             out = np.exp(out - out.max(axis=1, keepdims=True))
             out /= out.sum(axis=1, keepdims=True)
         return out
@@ -390,15 +400,16 @@ class Sequential:
         decay = self.optimizer.l2
         if not decay:
             return 0.0
-        return 0.5 * decay * sum(np.sum(layer.W * layer.W, dtype=np.float64)
-                                 for layer in self.dense_layers)
+        return 0.5 * decay * sum(np.sum(p.value * p.value, dtype=np.float64)
+                                 for p in self._plan.params() if p.decay)
 
     # --- your own loss ------------------------------------------------------------------
 
     def forward(self, X, training=False):
-        """The last layer's output (n_samples, n_outputs): logits for the softmax
-        losses, activations otherwise. Keeps what backward needs. training=True
-        applies dropout, with the masks of the current training step."""
+        """The last layer's output (n_samples, n_outputs): what it computes (logits
+        for a softmax loss whose last layer has no activation, probabilities when
+        it applies the softmax). Keeps what backward needs. training=True applies
+        dropout, with the masks of the current training step."""
         X = self._features(X)
         self._ready(X)
         with threads.limit(self.n_threads):
@@ -437,7 +448,9 @@ class Sequential:
                                "or call fit/forward/build first")
 
     def get_weights(self):
-        """Copies of [W1, b1, W2, b2, ...]; W of shape (d_in, d_out), b of shape (d_out,)."""
+        """Copies of every parameter array, layer by layer in the order of
+        weight_names(): W (d_in, d_out) and b (d_out,) for Dense (plus alpha (d_out,)
+        with prelu), W (d_in, units * pieces) and b for Maxout, alpha for PReLU."""
         self._require_built()
         return [p.copy() for p in self._plan.parameters()]
 
@@ -447,8 +460,8 @@ class Sequential:
         params = self._plan.parameters()
         weights = list(weights)
         if len(weights) != len(params):
-            raise ValueError(f"set_weights expected {len(params)} arrays ([W, b] per layer), "
-                             f"got {len(weights)}")
+            raise ValueError(f"set_weights expected {len(params)} arrays "
+                             f"({', '.join(self.weight_names())}), got {len(weights)}")
         converted = []
         for i, (new, old) in enumerate(zip(weights, params)):
             arr = np.asarray(new)
@@ -462,6 +475,12 @@ class Sequential:
             converted.append(arr)
         for new, old in zip(converted, params):
             old[...] = new
+
+    def weight_names(self):
+        """Names of get_weights()'s arrays: "W1", "b1", "alpha2", ... (name and 1-based
+        layer number)."""
+        self._require_built()
+        return [f"{p.name}{p.layer}" for p in self._plan.params()]
 
     # --- configuration, files, summary -------------------------------------------------
 
@@ -493,17 +512,18 @@ class Sequential:
     def summary(self, print_fn=print):
         """Print a table of the layers: output shape, parameter count, totals."""
         rows = [("layer", "output shape", "parameters")]
-        total, d_in, units, n_dense = 0, self.layers[0].input_dim, None, 0
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dropout):
-                rows.append((f"Dropout ({layer.rate:g})", f"(None, {units})", "0"))
-                continue
-            count = (d_in * layer.units + layer.units) if d_in is not None else None
+        total, d_in = 0, self.input_dim if self.built else self.layers[0].input_dim
+        for number, layer in enumerate(self.layers, start=1):
+            d_out = layer.output_dim(d_in)
+            count = layer.count_params(d_in) if d_in is not None else None
             total += count or 0
-            n_dense += 1
-            rows.append((f"Dense {n_dense} ({layer.activation.name})", f"(None, {layer.units})",
+            detail = {Maxout: lambda l: f" ({l.pieces} pieces)", Dropout: lambda l: f" ({l.rate:g})",
+                      layer_types.PReLU: lambda l: ""}.get(
+                type(layer), lambda l: f" ({l.output_activation})")(layer)
+            rows.append((f"{type(layer).__name__} {number}{detail}",
+                         f"(None, {'?' if d_out is None else d_out})",
                          "?" if count is None else f"{count:,}"))
-            d_in = units = layer.units
+            d_in = d_out
         widths = [max(len(row[c]) for row in rows) for c in range(3)]
         line = "-" * (sum(widths) + 4)
         print_fn(line)

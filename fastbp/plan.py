@@ -1,93 +1,183 @@
-"""The plan: a built Sequential flattened into what the backends execute.
+"""The plan: a built Sequential flattened into the nodes the backends execute.
 
-Per dense layer: dims, activation code and parameter, the parameter arrays
-(shared with the layer, updated in place), gradient arrays, and workspaces sized
-for `capacity` rows, grown only when a larger batch arrives.
+A node is one operation of the forward pass, mapping (n, d_in) to (n, d_out):
+
+    DENSE       Z = X @ W + b, A = f(Z)  (f element-wise, or the row-wise softmax)
+    ACTIVATION  A = f(X)
+    PRELU       A = X where X > 0, alpha * X elsewhere
+    MAXOUT      Z = X @ W + b (n, d_out * pieces), A = max over each unit's pieces
+    DROPOUT     A = X * mask in training, X itself at inference
+
+Layers map to nodes one to one, except Dense(activation="prelu"), which becomes a
+DENSE node (identity) and a PRELU node. Each node keeps its parameters (shared with
+the layer, updated in place), their gradients and optimiser state, and workspaces
+sized for `capacity` rows, grown only when a larger batch arrives.
 """
 import numpy as np
 
-from fastbp.layers import Dense, Dropout
+from fastbp.layers import Activation, Dense, Dropout, Maxout, PReLU
+
+# Node kinds, shared with fastbp/_kernels/engine.pyx.
+DENSE, ACTIVATION, PRELU, MAXOUT, DROPOUT = range(5)
+ELEMENTWISE = (ACTIVATION, PRELU, DROPOUT)   # d_out == d_in, gradient computable in place
 
 
-class LayerPlan:
-    """One dense layer as the backends see it.
+class Param:
+    """One parameter array: value (updated in place), grad, the optimiser's state
+    arrays (same shape), its name, the 1-based layer it belongs to, and whether
+    L2 decays it."""
 
-    W, dW : (d_in, d_out); b, db : (d_out,); workspaces Z, A, delta :
-    (capacity, d_out), with A the same array as Z for the identity; W_state,
-    b_state : the optimiser's state arrays for W and b; with dropout after the
-    layer (keep < 1), workspaces mask and D = A * mask, (capacity, d_out).
+    def __init__(self, value, name, layer, decay, n_state):
+        self.value = value
+        self.grad = np.zeros_like(value)
+        self.state = [np.zeros_like(value) for _ in range(n_state)]
+        self.name = name
+        self.layer = layer
+        self.decay = decay
+
+
+class Node:
+    """One node as the backends see it.
+
+    kind : DENSE, ACTIVATION, PRELU, MAXOUT or DROPOUT; d_in, d_out : widths;
+    act, param, activation : the activation code, its parameter and name (DENSE,
+    ACTIVATION); pieces (MAXOUT); keep = 1 - rate (DROPOUT); params : list of Param.
+    Workspaces of `capacity` rows: Z (DENSE, MAXOUT: the affine output, of width
+    d_out * pieces for MAXOUT), A (d_out; Z itself for an identity DENSE), delta
+    (dL/dA, d_out; shared with the previous node's for element-wise nodes after
+    the first), dZ (MAXOUT), mask (DROPOUT).
     """
 
-    def __init__(self, layer, dtype, n_state, keep=1.0):
-        self.d_in, self.d_out = layer.W.shape
-        self.keep = keep   # 1 - the rate of a Dropout that follows the layer
-        self.act = layer.activation.code
-        self.param = layer.activation.param
-        self.W, self.b = layer.W, layer.b
-        self.dW = np.zeros_like(self.W)
-        self.db = np.zeros_like(self.b)
-        self.Z = self.A = self.delta = self.mask = self.D = None
-        self.dtype = dtype
-        # optimiser state: n_state arrays shaped like W and like b (momentum, moments...)
-        self.W_state = [np.zeros_like(self.W) for _ in range(n_state)]
-        self.b_state = [np.zeros_like(self.b) for _ in range(n_state)]
+    def __init__(self, kind, d_in, d_out, params=(), act=0, param=0.0, activation="identity",
+                 pieces=1, keep=1.0):
+        self.kind, self.d_in, self.d_out = kind, d_in, d_out
+        self.params = list(params)
+        self.act, self.param, self.activation = act, param, activation
+        self.pieces, self.keep = pieces, keep
+        self.Z = self.A = self.delta = self.dZ = self.mask = None
 
-    def allocate(self, capacity):
-        self.Z = np.zeros((capacity, self.d_out), dtype=self.dtype)
-        self.A = self.Z if self.act == 0 else np.zeros_like(self.Z)
-        self.delta = np.zeros_like(self.Z)
-        if self.keep < 1:
-            self.mask = np.zeros_like(self.Z)
-            self.D = np.zeros_like(self.Z)
+    @property
+    def width(self):
+        """Columns of Z: d_out, times pieces for maxout."""
+        return self.d_out * self.pieces
+
+    def allocate(self, capacity, dtype, previous):
+        """Workspaces for capacity rows; previous is the node before (or None)."""
+        def rows(width):
+            return np.zeros((capacity, width), dtype=dtype)
+        if self.kind in (DENSE, MAXOUT):
+            self.Z = rows(self.width)
+        self.A = self.Z if self.kind == DENSE and self.act == 0 else rows(self.d_out)
+        shares = self.kind in ELEMENTWISE and previous is not None
+        self.delta = previous.delta if shares else rows(self.d_out)
+        if self.kind == MAXOUT:
+            self.dZ = rows(self.width)
+        if self.kind == DROPOUT:
+            self.mask = rows(self.d_out)
+
+
+def _dense_nodes(layer, number, d_in, n_state):
+    W = Param(layer.W, "W", number, True, n_state)
+    b = Param(layer.b, "b", number, False, n_state)
+    act = layer.activation
+    if not act.spec.learnable:
+        return [Node(DENSE, d_in, layer.units, [W, b], act.code, act.param, act.name)]
+    alpha = Param(layer.alpha, "alpha", number, False, n_state)
+    return [Node(DENSE, d_in, layer.units, [W, b]),
+            Node(PRELU, layer.units, layer.units, [alpha], activation="prelu")]
+
+
+def _maxout_nodes(layer, number, d_in, n_state):
+    params = [Param(layer.W, "W", number, True, n_state), Param(layer.b, "b", number, False, n_state)]
+    return [Node(MAXOUT, d_in, layer.units, params, activation="maxout", pieces=layer.pieces)]
+
+
+def _activation_nodes(layer, number, d_in, n_state):
+    act = layer.activation
+    return [Node(ACTIVATION, d_in, d_in, act=act.code, param=act.param, activation=act.name)]
+
+
+def _prelu_nodes(layer, number, d_in, n_state):
+    alpha = Param(layer.alpha, "alpha", number, False, n_state)
+    return [Node(PRELU, d_in, d_in, [alpha], activation="prelu")]
+
+
+def _dropout_nodes(layer, number, d_in, n_state):
+    return [Node(DROPOUT, d_in, d_in, activation="dropout", keep=1.0 - layer.rate)]
+
+
+NODES = {Dense: _dense_nodes, Maxout: _maxout_nodes, Activation: _activation_nodes,
+         PReLU: _prelu_nodes, Dropout: _dropout_nodes}
 
 
 class Plan:
-    """layers : the model's layers, built (Dense, each possibly followed by a
-    Dropout); dtype : float32 or float64; n_state : state arrays the optimiser
-    keeps per parameter array; seed : the dropout masks' seed."""
+    """layers : the model's layers, built; input_dim : their input width; dtype :
+    float32 or float64; n_state : state arrays the optimiser keeps per parameter
+    array; seed : the dropout masks' seed."""
 
-    def __init__(self, layers, dtype, n_state=0, seed=0):
+    def __init__(self, layers, input_dim, dtype, n_state=0, seed=0):
         self.dtype = np.dtype(dtype)
-        self.layers = []
-        for layer, after in zip(layers, list(layers[1:]) + [None]):
-            if isinstance(layer, Dense):
-                keep = 1.0 - after.rate if isinstance(after, Dropout) else 1.0
-                self.layers.append(LayerPlan(layer, self.dtype, n_state, keep))
+        self.nodes = []
+        d_in = input_dim
+        for number, layer in enumerate(layers, start=1):
+            self.nodes += NODES[type(layer)](layer, number, d_in, n_state)
+            d_in = self.nodes[-1].d_out
         self.capacity = 0
         self.step_count = np.zeros(1, dtype=np.int64)   # training steps taken
         self.seed = np.array([seed], dtype=np.uint64)    # dropout seed
 
     @property
     def input_dim(self):
-        return self.layers[0].d_in
+        return self.nodes[0].d_in
 
     @property
     def output_dim(self):
-        return self.layers[-1].d_out
+        return self.nodes[-1].d_out
 
     @property
     def max_width(self):
-        return max(layer.d_out for layer in self.layers)
+        return max(node.width for node in self.nodes)
 
     def ensure_capacity(self, n_rows):
         """Grow the workspaces to hold n_rows; True if they were reallocated."""
         if n_rows <= self.capacity:
             return False
-        for layer in self.layers:
-            layer.allocate(n_rows)
+        previous = None
+        for node in self.nodes:
+            node.allocate(n_rows, self.dtype, previous)
+            previous = node
         self.capacity = n_rows
         return True
 
-    def parameters(self):
-        """[W1, b1, W2, b2, ...], the live arrays."""
-        return [p for layer in self.layers for p in (layer.W, layer.b)]
+    def params(self):
+        """Every Param, in get_weights order."""
+        return [p for node in self.nodes for p in node.params]
 
-    def optimizer_state(self):
-        """The training state: per layer the optimiser's W states then b states,
-        then the step count and the dropout seed; live arrays."""
-        return [a for layer in self.layers for a in layer.W_state + layer.b_state] + \
-            [self.step_count, self.seed]
+    def parameters(self):
+        """[W1, b1, ...] as get_weights orders them, the live arrays."""
+        return [p.value for p in self.params()]
 
     def gradients(self):
-        """[dW1, db1, dW2, db2, ...], aligned with parameters()."""
-        return [g for layer in self.layers for g in (layer.dW, layer.db)]
+        """The gradient arrays, aligned with parameters()."""
+        return [p.grad for p in self.params()]
+
+    def optimizer_state(self):
+        """The training state: each parameter's optimiser state arrays in turn, then
+        the step count and the dropout seed; live arrays."""
+        return [s for p in self.params() for s in p.state] + [self.step_count, self.seed]
+
+    def loss_head(self, fused):
+        """Where the loss meets the network: (index of the node whose delta receives
+        the loss gradient, whether that node's activation is skipped because a
+        fused loss already gives dL/dZ).
+
+        A fused loss (softmax or sigmoid cross-entropy) reads the logits under the
+        last activation: a last DENSE node's Z (its delta receives dL/dZ), or the
+        input of a last ACTIVATION node (the previous node's delta receives it).
+        """
+        last = len(self.nodes) - 1
+        if not fused:
+            return last, False
+        if self.nodes[last].kind == DENSE:
+            return last, True
+        return last - 1, False

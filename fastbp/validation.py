@@ -71,7 +71,7 @@ def as_targets(y, n_samples, loss_spec, n_outputs, dtype, name="y"):
         if arr.min() < 0 or arr.max() > 1:
             raise ValueError(f"{name} for {loss_spec.name} must lie in [0, 1], got values "
                              f"from {arr.min()} to {arr.max()}")
-        if loss_spec.output_activation == "identity":   # softmax losses
+        if loss_spec.softmax:
             sums = arr.sum(axis=1, dtype=np.float64)
             bad = np.flatnonzero(np.abs(sums - 1) > 1e-4)
             if bad.size:

@@ -36,7 +36,8 @@ def test_masks_drop_the_rate_and_scale_the_rest(backend):
     X, _ = data(400)
     m = model(backend, rate=0.3)
     m.forward(X, training=True)
-    mask = m._plan.layers[0].mask[:400] if backend == "cython" else m._backend._masks[0]
+    # node 1 is the first Dropout; the NumPy backend keeps its mask where Z would be
+    mask = m._plan.nodes[1].mask[:400] if backend == "cython" else m._backend._Z[1]
     assert set(np.unique(mask)) == {0.0, 1 / 0.7}
     assert abs(np.mean(mask == 0) - 0.3) < 0.01
 
@@ -68,10 +69,10 @@ def test_masks_change_every_step_and_training_is_reproducible():
     X, y = data()
     m = model()
     m.forward(X, training=True)
-    first = m._plan.layers[0].mask[:40].copy()
+    first = m._plan.nodes[1].mask[:40].copy()
     m.train_step(X, y)
     m.forward(X, training=True)
-    assert not np.array_equal(first, m._plan.layers[0].mask[:40])
+    assert not np.array_equal(first, m._plan.nodes[1].mask[:40])
     runs = []
     for verbose in (0, 1):
         m = model(seed=3)
@@ -93,14 +94,26 @@ def test_training_with_dropout_resumes_exactly(tmp_path):
         assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("layers, match", [
-    ([fb.Dropout(0.5), fb.Dense(2, input_dim=3)], "must follow a Dense"),
-    ([fb.Dense(4, input_dim=3), fb.Dropout(0.5), fb.Dropout(0.5), fb.Dense(2)], "must follow a Dense"),
-    ([fb.Dense(4, input_dim=3), fb.Dropout(0.5)], "last layer must be a Dense"),
-])
-def test_dropout_placement(layers, match):
-    with pytest.raises(ValueError, match=match):
-        fb.Sequential(layers, loss="mse")
+def test_dropout_cannot_end_the_model():
+    with pytest.raises(ValueError, match="last layer cannot be a Dropout"):
+        fb.Sequential([fb.Dense(4, input_dim=3), fb.Dropout(0.5)], loss="mse")
+
+
+def test_dropout_on_the_inputs_and_twice_in_a_row(dtype):
+    """Dropout may come first (on the inputs) or follow another Dropout: the two
+    backends draw the same masks and the gradients pass gradcheck."""
+    X, y = data(12)
+    runs = []
+    for backend in ("numpy", "cython"):
+        m = fb.Sequential([fb.Dropout(0.2, ), fb.Dense(8, activation="tanh", input_dim=6),
+                           fb.Dropout(0.3), fb.Dropout(0.3), fb.Dense(3)],
+                          loss="softmax_cross_entropy", dtype=dtype, seed=1, backend=backend)
+        m.fit(X, y, epochs=2, batch_size=4, verbose=0)
+        runs.append(np.concatenate([w.ravel() for w in m.get_weights()]))
+        if dtype == "float64":
+            result = fb.gradcheck(m, X, y)
+            assert result.passed, str(result)
+    assert rel_error(runs[1], runs[0]) <= 10 * BACKEND_RTOL[dtype]
 
 
 @pytest.mark.parametrize("rate", [-0.1, 1.0, "half"])

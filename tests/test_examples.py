@@ -86,7 +86,7 @@ def test_gd_modes(tmp_path):
     for mode in ("batch", "stochastic", "mini-batch"):
         assert r[mode]["loss"][-1] < r[mode]["start"], mode
         assert len(r[mode]["seconds"]) == 4
-    assert r["stochastic"]["median_seconds"] > r["batch"]["median_seconds"]
+    # timings are reported, not asserted: they depend on the machine's load
     try:
         import matplotlib  # noqa: F401
     except ImportError:

@@ -5,12 +5,14 @@ import pytest
 
 from fastbp import activations, losses
 from fastbp._kernels import kernels
+from fastbp.backends import numpy_backend as twin
 from fastbp.backends.numpy_backend import ACTIVATIONS as NP_ACTIVATIONS
 from fastbp.backends.numpy_backend import LOSSES as NP_LOSSES
 
 from conftest import BACKEND_RTOL, FD_RTOL, numerical_gradient, rel_error
 
-ACT_NAMES = sorted(activations.ACTIVATIONS)
+# every activation with a kernel code (prelu has kernels of its own, tested below)
+ACT_NAMES = sorted(name for name, spec in activations.ACTIVATIONS.items() if not spec.learnable)
 
 
 def away_from_kinks(rng, shape, dtype=np.float64):
@@ -58,8 +60,7 @@ def test_activation_forward_matches_numpy(dtype, name):
     Z[0, :3] = [0, 30, -30]  # the kink and saturation
     A = np.empty_like(Z)
     kernels.activation_forward(Z, A, code, param)
-    f, _ = NP_ACTIVATIONS[code]
-    assert rel_error(A, f(Z, param)) <= BACKEND_RTOL[dtype]
+    assert rel_error(A, twin.activate(code, Z, param)) <= BACKEND_RTOL[dtype]
 
 
 @pytest.mark.parametrize("name", ACT_NAMES)
@@ -92,8 +93,7 @@ def test_activation_derivative_matches_numpy(dtype, name):
     dA = rng.standard_normal(Z.shape).astype(dtype)
     dZ = np.empty_like(Z)
     kernels.activation_backward(Z, A, dA, dZ, code, param)
-    _, df = NP_ACTIVATIONS[code]
-    assert rel_error(dZ, dA * df(Z, A, param)) <= BACKEND_RTOL[dtype]
+    assert rel_error(dZ, twin.activation_backward(code, Z, A, dA, param)) <= BACKEND_RTOL[dtype]
 
 
 @pytest.mark.parametrize("name, z, expected", [
@@ -119,10 +119,9 @@ def test_derivatives_at_kinks(backend, name, z, expected):
 @pytest.mark.parametrize("name", ACT_NAMES)
 def test_numpy_twin_keeps_the_dtype(dtype, name):
     code, param = act_of(name)
-    f, df = NP_ACTIVATIONS[code]
     Z = np.linspace(-3, 3, 12, dtype=dtype).reshape(3, 4)
-    A = f(Z, param)
-    assert A.dtype == dtype and df(Z, A, param).dtype == dtype
+    A = twin.activate(code, Z, param)
+    assert A.dtype == dtype and twin.activation_backward(code, Z, A, A, param).dtype == dtype
 
 
 def test_hard_sigmoid_is_the_seeds_definition():
@@ -154,6 +153,109 @@ def test_smooth_activations_stay_finite_for_huge_inputs(dtype, name):
     kernels.activation_backward(Z, A, np.ones_like(Z), dZ, code, param)
     assert np.isfinite(A).all() and np.isfinite(dZ).all()
     assert A[0, -1] == dtype(1e4)
+
+
+# --- softmax, PReLU and maxout ---------------------------------------------------------
+
+
+def test_softmax_backward_is_the_jacobian_product(dtype):
+    """dZ = J^T dA with J = diag(s) - s s^T, built explicitly row by row."""
+    rng = np.random.default_rng(20)
+    Z = (rng.standard_normal((5, 4)) * 3).astype(dtype)
+    A, dZ = np.empty_like(Z), np.empty_like(Z)
+    code = activations.get("softmax").code
+    kernels.activation_forward(Z, A, code)
+    dA = rng.standard_normal(Z.shape).astype(dtype)
+    kernels.activation_backward(Z, A, dA, dZ, code)
+    for s, da, dz in zip(A.astype(np.float64), dA, dZ):
+        jacobian = np.diag(s) - np.outer(s, s)
+        assert rel_error(dz, jacobian.T @ da) <= BACKEND_RTOL[dtype]
+    assert rel_error(A.sum(axis=1), np.ones(5)) <= BACKEND_RTOL[dtype]
+
+
+def test_softmax_stays_finite_for_huge_inputs(dtype):
+    Z = np.array([[1e4, -1e4, 0], [1e4, 1e4, 1e4]], dtype=dtype)
+    A = np.empty_like(Z)
+    kernels.activation_forward(Z, A, activations.get("softmax").code)
+    assert np.array_equal(A, np.array([[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]], dtype))
+
+
+def prelu_case(rng, dtype, shape=(9, 6)):
+    Z = away_from_kinks(rng, shape, dtype)
+    alpha = rng.uniform(-0.5, 0.8, shape[1]).astype(dtype)
+    return Z, alpha
+
+
+def test_prelu_matches_finite_differences():
+    rng = np.random.default_rng(21)
+    Z, alpha = prelu_case(rng, np.float64)
+    G = rng.standard_normal(Z.shape)
+
+    def loss():
+        A = np.empty_like(Z)
+        kernels.prelu_forward(Z, alpha, A)
+        return float(np.sum(G * A))
+
+    dZ, dalpha = np.empty_like(Z), np.empty_like(alpha)
+    kernels.prelu_backward(Z, alpha, G, dZ, dalpha)
+    assert rel_error(dZ, numerical_gradient(loss, Z)) < FD_RTOL
+    assert rel_error(dalpha, numerical_gradient(loss, alpha)) < FD_RTOL
+
+
+def test_prelu_matches_numpy(dtype):
+    rng = np.random.default_rng(22)
+    Z, alpha = prelu_case(rng, dtype, (33, 7))
+    Z[0, :] = 0   # the kink: slope alpha, as PyTorch
+    A = np.empty_like(Z)
+    kernels.prelu_forward(Z, alpha, A)
+    assert rel_error(A, twin.prelu(Z, alpha)) <= BACKEND_RTOL[dtype]
+    dA = rng.standard_normal(Z.shape).astype(dtype)
+    dZ, dalpha = dA.copy(), np.empty_like(alpha)
+    kernels.prelu_backward(Z, alpha, dZ, dZ, dalpha)   # in place, as the engine runs it
+    dZ_np, dalpha_np = twin.prelu_backward(Z, alpha, dA)
+    assert rel_error(dZ, dZ_np) <= BACKEND_RTOL[dtype]
+    assert rel_error(dalpha, dalpha_np) <= BACKEND_RTOL[dtype]
+    assert np.array_equal(dZ[0], alpha * dA[0])
+
+
+@pytest.mark.parametrize("pieces", [2, 3, 5])
+def test_maxout_matches_finite_differences(pieces):
+    rng = np.random.default_rng(23)
+    Z = rng.standard_normal((6, 4 * pieces))   # ties have probability zero
+    G = rng.standard_normal((6, 4))
+
+    def loss():
+        A = np.empty((6, 4))
+        kernels.maxout_forward(Z, A, pieces)
+        return float(np.sum(G * A))
+
+    dZ = np.empty_like(Z)
+    kernels.maxout_backward(Z, G, dZ, pieces)
+    assert rel_error(dZ, numerical_gradient(loss, Z)) < FD_RTOL
+    # each unit's gradient reaches exactly one piece
+    assert np.array_equal((dZ.reshape(6, 4, pieces) != 0).sum(axis=2), np.ones((6, 4)))
+
+
+def test_maxout_matches_numpy_and_breaks_ties_to_the_first_piece(dtype):
+    rng = np.random.default_rng(24)
+    Z = rng.standard_normal((17, 15)).astype(dtype)   # 5 units of 3 pieces
+    Z[0, 0:3] = [2, 2, 1]     # a tie: the first piece wins
+    Z[1, 3:6] = [-1, 4, 4]
+    A, dZ = np.empty((17, 5), dtype), np.empty_like(Z)
+    kernels.maxout_forward(Z, A, 3)
+    assert np.array_equal(A, twin.maxout(Z, 3))
+    dA = rng.standard_normal((17, 5)).astype(dtype)
+    kernels.maxout_backward(Z, dA, dZ, 3)
+    assert np.array_equal(dZ, twin.maxout_backward(Z, dA, 3))
+    assert dZ[0, 0] == dA[0, 0] and dZ[0, 1] == 0
+    assert dZ[1, 4] == dA[1, 1] and dZ[1, 5] == 0
+
+
+def test_layer_kernels_check_shapes():
+    with pytest.raises(ValueError, match="Z has shape"):
+        kernels.maxout_forward(np.ones((4, 5)), np.empty((4, 2)), 2)
+    with pytest.raises(ValueError, match="alpha has shape"):
+        kernels.prelu_forward(np.ones((4, 5)), np.ones(4), np.empty((4, 5)))
 
 
 # --- dense layer -----------------------------------------------------------------------
@@ -199,16 +301,15 @@ def test_dense_matches_numpy(dtype, name, n, d_in, d_out):
     X, W, b = dense_arrays(rng, n, d_in, d_out, dtype)
     Z, A = np.empty((n, d_out), dtype), np.empty((n, d_out), dtype)
     kernels.dense_forward(X, W, b, Z, A, code, param)
-    f, df = NP_ACTIVATIONS[code]
     Z_np = X @ W + b
-    A_np = f(Z_np, param)
+    A_np = twin.activate(code, Z_np, param)
     tol = BACKEND_RTOL[dtype]
     assert rel_error(Z, Z_np) <= tol and rel_error(A, A_np) <= tol
 
     dA = rng.standard_normal((n, d_out)).astype(dtype)
     delta, dW, db, dX = dA.copy(), np.empty_like(W), np.empty_like(b), np.empty_like(X)
     kernels.dense_backward(X, W, Z, A, delta, dW, db, dX, code, param)
-    dZ_np = dA * df(Z, A, param)
+    dZ_np = twin.activation_backward(code, Z, A, dA, param)
     assert rel_error(delta, dZ_np) <= tol
     assert rel_error(dW, X.T @ dZ_np) <= tol
     assert rel_error(db, dZ_np.sum(axis=0)) <= tol

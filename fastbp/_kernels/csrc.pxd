@@ -73,6 +73,24 @@ cdef extern from "fbp_kernels.h" nogil:
                        const double *A, double *mask, double *D)
     void fbp_gather_labels(int64_t n_idx, const int64_t *y, const int64_t *idx,
                            int64_t *out)
+    void fbp_prelu_forward_f(int64_t n_rows, int64_t n_cols, const float *alpha,
+                             const float *Z, float *A)
+    void fbp_prelu_backward_f(int64_t n_rows, int64_t n_cols, const float *alpha,
+                              const float *Z, const float *dA, float *dZ, float *dalpha)
+    void fbp_maxout_forward_f(int64_t n_rows, int64_t units, int64_t pieces,
+                              const float *Z, float *A)
+    void fbp_maxout_backward_f(int64_t n_rows, int64_t units, int64_t pieces,
+                               const float *Z, const float *dA, float *dZ)
+    void fbp_mul_f(int64_t n, const float *a, const float *b, float *out)
+    void fbp_prelu_forward_d(int64_t n_rows, int64_t n_cols, const double *alpha,
+                             const double *Z, double *A)
+    void fbp_prelu_backward_d(int64_t n_rows, int64_t n_cols, const double *alpha,
+                              const double *Z, const double *dA, double *dZ, double *dalpha)
+    void fbp_maxout_forward_d(int64_t n_rows, int64_t units, int64_t pieces,
+                              const double *Z, double *A)
+    void fbp_maxout_backward_d(int64_t n_rows, int64_t units, int64_t pieces,
+                               const double *Z, const double *dA, double *dZ)
+    void fbp_mul_d(int64_t n, const double *a, const double *b, double *out)
 
 # Loss codes shared with fastbp/losses.py.
 cdef enum:
@@ -192,3 +210,45 @@ cdef inline void gather_rows(int64_t n_idx, int64_t n_cols, const floating *X,
         fbp_gather_rows_f(n_idx, n_cols, X, idx, out)
     else:
         fbp_gather_rows_d(n_idx, n_cols, X, idx, out)
+
+
+cdef inline void prelu_forward(int64_t n_rows, int64_t n_cols, const floating *alpha,
+                               const floating *Z, floating *A) noexcept nogil:
+    if floating is float:
+        fbp_prelu_forward_f(n_rows, n_cols, alpha, Z, A)
+    else:
+        fbp_prelu_forward_d(n_rows, n_cols, alpha, Z, A)
+
+
+cdef inline void prelu_backward(int64_t n_rows, int64_t n_cols, const floating *alpha,
+                                const floating *Z, const floating *dA, floating *dZ,
+                                floating *dalpha) noexcept nogil:
+    if floating is float:
+        fbp_prelu_backward_f(n_rows, n_cols, alpha, Z, dA, dZ, dalpha)
+    else:
+        fbp_prelu_backward_d(n_rows, n_cols, alpha, Z, dA, dZ, dalpha)
+
+
+cdef inline void maxout_forward(int64_t n_rows, int64_t units, int64_t pieces,
+                                const floating *Z, floating *A) noexcept nogil:
+    if floating is float:
+        fbp_maxout_forward_f(n_rows, units, pieces, Z, A)
+    else:
+        fbp_maxout_forward_d(n_rows, units, pieces, Z, A)
+
+
+cdef inline void maxout_backward(int64_t n_rows, int64_t units, int64_t pieces,
+                                 const floating *Z, const floating *dA,
+                                 floating *dZ) noexcept nogil:
+    if floating is float:
+        fbp_maxout_backward_f(n_rows, units, pieces, Z, dA, dZ)
+    else:
+        fbp_maxout_backward_d(n_rows, units, pieces, Z, dA, dZ)
+
+
+cdef inline void mul(int64_t n, const floating *a, const floating *b,
+                     floating *out) noexcept nogil:
+    if floating is float:
+        fbp_mul_f(n, a, b, out)
+    else:
+        fbp_mul_d(n, a, b, out)

@@ -12,7 +12,8 @@ from libc.math cimport isfinite, sqrt, pow
 from cython cimport floating
 cimport numpy as cnp
 from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay, optim_update, dropout,
-                                   fbp_optim,
+                                   bias_act, act_backward, prelu_forward, prelu_backward,
+                                   maxout_forward, maxout_backward, mul, fbp_optim,
                                    gather_rows, fbp_gather_labels,
                                    LOSS_MSE, LOSS_SOFTMAX_XENT_INT)
 from fastbp._kernels.dense cimport dense_forward, dense_backward, dense_backward_sgd
@@ -34,26 +35,43 @@ SOURCE_HASH = FBP_SOURCE_HASH.decode()
 
 cdef int ACT_IDENTITY = 0
 
+# Node kinds, as fastbp/plan.py numbers them.
+cdef enum:
+    DENSE = 0
+    ACTIVATION = 1
+    PRELU = 2
+    MAXOUT = 3
+    DROPOUT = 4
 
-cdef struct Layer:
+DEF MAX_PARAMS = 2
+
+
+cdef struct Param:
+    void *value     # the parameter array, updated in place
+    void *grad      # its gradient, same shape
+    void *s1        # optimiser state, same shape; NULL where the optimiser keeps fewer
+    void *s2
+    int64_t size
+    bint decay      # L2 (coupled or decoupled) applies to it
+
+
+cdef struct Node:
+    int kind        # DENSE, ACTIVATION, PRELU, MAXOUT or DROPOUT
     int d_in
     int d_out
-    int act
+    int width       # columns of Z: d_out, times pieces for MAXOUT
+    int act         # DENSE, ACTIVATION: activation code and parameter
     double param
-    void *W         # (d_in, d_out)
-    void *b         # (d_out,)
-    void *dW        # (d_in, d_out)
-    void *db        # (d_out,)
-    void *Z         # (capacity, d_out)  pre-activation
-    void *A         # (capacity, d_out)  activation; equals Z for identity
-    void *delta     # (capacity, d_out)  dA, then dZ, during backward
-    void *W_s1      # optimiser state for W and b, (d_in, d_out) and (d_out,) each;
-    void *W_s2      # NULL where the optimiser keeps fewer arrays
-    void *b_s1
-    void *b_s2
-    double keep     # 1 - dropout rate after this layer (1: no dropout)
-    void *mask      # (capacity, d_out) the dropout mask of the last training pass, or NULL
-    void *D         # (capacity, d_out) A * mask, the next layer's input in training
+    int pieces      # MAXOUT
+    double keep     # DROPOUT: 1 - rate
+    int n_params
+    Param p[MAX_PARAMS]   # DENSE, MAXOUT: W (d_in, width), b (width,); PRELU: alpha (d_out,)
+    void *Z         # (capacity, width) affine output of DENSE and MAXOUT, else NULL
+    void *A         # (capacity, d_out) output (Z itself for an identity DENSE)
+    void *delta     # (capacity, d_out) dL/dA, then dL/dZ for DENSE; element-wise nodes
+                    # after the first share the previous node's
+    void *dZ        # (capacity, width) MAXOUT: dL/dZ
+    void *mask      # (capacity, d_out) DROPOUT: the last training pass's mask
 
 
 cdef struct Update:
@@ -71,175 +89,258 @@ cdef inline void *_ptr(arr):
     return cnp.PyArray_DATA(<cnp.ndarray>arr)
 
 
-cdef inline bint _drops(Layer *L, int l, bint training) noexcept nogil:
-    return training and L[l].keep < 1
+cdef inline const void *_input(Node *L, int l, const void *X, bint training) noexcept nogil:
+    """What node l reads: X for the first node, else the previous node's output,
+    which is that node's input for a dropout outside training."""
+    while l > 0:
+        l -= 1
+        if L[l].kind != DROPOUT or training:
+            return L[l].A
+    return X
 
 
-cdef inline const void *_output(Layer *L, int l, bint training) noexcept nogil:
-    """What layer l hands the next layer: A, or A * mask after dropout in training."""
-    return L[l].D if _drops(L, l, training) else L[l].A
+cdef inline bint _folds(Node *node, const Update *u) noexcept nogil:
+    """Whether this node's step is folded into its backward pass."""
+    return u.apply and u.fold and (node.kind == DENSE or node.kind == MAXOUT)
 
 
-cdef void _forward(Layer *L, int n_layers, int n, const floating *X, bint training,
+cdef void _forward(Node *L, int n_nodes, int n, const floating *X, bint training,
                    uint64_t seed, int64_t t) noexcept nogil:
-    """Forward through every layer; in training, dropout masks come from stream
-    t * 1024 + layer under seed."""
-    cdef const floating *inp = X
+    """Forward through every node; in training, dropout masks come from stream
+    t * 1024 + node under seed."""
+    cdef const floating *inp
+    cdef Node *node
     cdef int l
-    for l in range(n_layers):
-        dense_forward(n, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
-                      <floating *>L[l].b, L[l].act, <floating>L[l].param,
-                      <floating *>L[l].Z, <floating *>L[l].A)
-        if _drops(L, l, training):
-            dropout(<int64_t>n * L[l].d_out, L[l].keep, seed, <uint64_t>t * 1024 + l,
-                    <floating *>L[l].A, <floating *>L[l].mask, <floating *>L[l].D)
-        inp = <const floating *>_output(L, l, training)
+    for l in range(n_nodes):
+        node = &L[l]
+        inp = <const floating *>_input(L, l, X, training)
+        if node.kind == DENSE:
+            dense_forward(n, node.d_in, node.d_out, inp, <floating *>node.p[0].value,
+                          <floating *>node.p[1].value, node.act, <floating>node.param,
+                          <floating *>node.Z, <floating *>node.A)
+        elif node.kind == MAXOUT:
+            dense_forward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
+                          <floating *>node.p[1].value, ACT_IDENTITY, <floating>0,
+                          <floating *>node.Z, <floating *>node.Z)
+            maxout_forward(n, node.d_out, node.pieces, <floating *>node.Z, <floating *>node.A)
+        elif node.kind == ACTIVATION:
+            # with no bias the kernel only reads its Z argument
+            bias_act(node.act, <floating>node.param, n, node.d_out, <floating *>NULL,
+                     <floating *>inp, <floating *>node.A)
+        elif node.kind == PRELU:
+            prelu_forward(n, node.d_out, <floating *>node.p[0].value, inp, <floating *>node.A)
+        elif node.kind == DROPOUT and training:
+            dropout(<int64_t>n * node.d_out, node.keep, seed, <uint64_t>t * 1024 + l, inp,
+                    <floating *>node.mask, <floating *>node.A)
 
 
-cdef void _backward(Layer *L, int n_layers, int n, const floating *X, int last_act,
+cdef void _affine_backward(Node *node, int n, const floating *inp, int act, floating *dZ,
+                           floating *dinp, const Update *u) noexcept nogil:
+    """Backward through the affine map of a DENSE or MAXOUT node (and a DENSE
+    node's activation act): dZ holds dA on entry. Either writes dW, db (dW with
+    the L2 term), or, when the SGD step is folded, steps W and b directly."""
+    if _folds(node, u):
+        dense_backward_sgd(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
+                           <floating *>node.p[1].value, <floating *>node.Z,
+                           <floating *>node.A, act, <floating>node.param, dZ,
+                           <floating *>node.p[1].grad, dinp, <floating>u.opt.lr, <floating>u.l2)
+    else:
+        dense_backward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
+                       <floating *>node.Z, <floating *>node.A, act, <floating>node.param, dZ,
+                       <floating *>node.p[0].grad, <floating *>node.p[1].grad, dinp)
+        if u.l2 != 0:
+            add_decay(node.p[0].size, <floating>u.l2, <floating *>node.p[0].value,
+                      <floating *>node.p[0].grad)
+
+
+cdef void _backward(Node *L, int start, int n, const floating *X, bint skip_act,
                     floating *dX, const Update *u, bint training) noexcept nogil:
-    """Backpropagate the last layer's delta (dA, or dZ when last_act is identity).
+    """Backpropagate node `start`'s delta (dA, or dZ of a DENSE node when skip_act)
+    down to the first node; dX (may be NULL) receives dL/dX.
 
-    With u.apply and u.fold: one SGD step folded into each layer's backward, dW is
-    not written. Otherwise dW, db of every layer, dW including l2 * W.
+    With u.apply and u.fold, one SGD step is folded into each affine node's
+    backward and its dW is not written. Otherwise every gradient is written, dW
+    including l2 * W.
     """
     cdef int l, act
     cdef const floating *inp
     cdef floating *dinp
-    cdef int64_t i, size
-    cdef floating *delta
-    cdef const floating *mask
-    for l in range(n_layers - 1, -1, -1):
-        inp = X if l == 0 else <const floating *>_output(L, l - 1, training)
+    cdef Node *node
+    for l in range(start, -1, -1):
+        node = &L[l]
+        inp = <const floating *>_input(L, l, X, training)
         dinp = dX if l == 0 else <floating *>L[l - 1].delta
-        act = last_act if l == n_layers - 1 else L[l].act
-        if _drops(L, l, training):
-            # the gradient reached A * mask: dA = dD * mask
-            delta, mask = <floating *>L[l].delta, <const floating *>L[l].mask
-            size = <int64_t>n * L[l].d_out
-            for i in range(size):
-                delta[i] *= mask[i]
-        if u.apply and u.fold:
-            dense_backward_sgd(n, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
-                               <floating *>L[l].b, <floating *>L[l].Z, <floating *>L[l].A, act,
-                               <floating>L[l].param, <floating *>L[l].delta,
-                               <floating *>L[l].db, dinp, <floating>u.opt.lr, <floating>u.l2)
-        else:
-            dense_backward(n, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
-                           <floating *>L[l].Z, <floating *>L[l].A, act, <floating>L[l].param,
-                           <floating *>L[l].delta, <floating *>L[l].dW, <floating *>L[l].db,
-                           dinp)
-            if u.l2 != 0:
-                add_decay(<int64_t>L[l].d_in * L[l].d_out, <floating>u.l2,
-                          <floating *>L[l].W, <floating *>L[l].dW)
+        if node.kind == DENSE:
+            act = ACT_IDENTITY if skip_act and l == start else node.act
+            _affine_backward(node, n, inp, act, <floating *>node.delta, dinp, u)
+        elif node.kind == MAXOUT:
+            maxout_backward(n, node.d_out, node.pieces, <floating *>node.Z,
+                            <floating *>node.delta, <floating *>node.dZ)
+            _affine_backward(node, n, inp, ACT_IDENTITY, <floating *>node.dZ, dinp, u)
+        elif node.kind == ACTIVATION:
+            if dinp != NULL:
+                act_backward(node.act, <floating>node.param, n, node.d_out, inp,
+                             <floating *>node.A, <floating *>node.delta, dinp, <floating *>NULL)
+        elif node.kind == PRELU:
+            prelu_backward(n, node.d_out, <floating *>node.p[0].value, inp,
+                           <floating *>node.delta, dinp, <floating *>node.p[0].grad)
+        elif node.kind == DROPOUT:
+            if dinp != NULL:
+                # the gradient reached X * mask: dX = dA * mask
+                mul(<int64_t>n * node.d_out, <floating *>node.delta,
+                    <floating *>node.mask if training else <floating *>NULL, dinp)
 
 
-cdef void _apply(Layer *L, int n_layers, Update *u, floating scale) noexcept nogil:
-    """One optimiser step from the gradients in dW, db; scale comes in as 1 and
-    becomes min(1, clipnorm / global norm) when clipping is on."""
-    cdef int l
-    cdef int64_t size
+cdef void _apply(Node *L, int n_nodes, Update *u, floating scale) noexcept nogil:
+    """One optimiser step from the gradients; scale comes in as 1 and becomes
+    min(1, clipnorm / global norm) when clipping is on. Parameters whose step was
+    folded into the backward pass are skipped."""
+    cdef int l, k
     cdef double norm = 0
-    cdef fbp_optim bias_opt
+    cdef fbp_optim undecayed
+    cdef Param *p
     if u.clipnorm > 0:
-        for l in range(n_layers):
-            norm += sumsq(<int64_t>L[l].d_in * L[l].d_out, <floating *>L[l].dW)
-            norm += sumsq(<int64_t>L[l].d_out, <floating *>L[l].db)
+        for l in range(n_nodes):
+            for k in range(L[l].n_params):
+                norm += sumsq(L[l].p[k].size, <floating *>L[l].p[k].grad)
         norm = sqrt(norm)
         if norm > u.clipnorm:
             scale = <floating>(u.clipnorm / norm)
     u.opt.correction1 = 1 - pow(u.opt.beta1, <double>u.t[0])
     u.opt.correction2 = 1 - pow(u.opt.beta2, <double>u.t[0])
-    bias_opt = u.opt
-    bias_opt.decay = 0   # biases are not decayed
-    for l in range(n_layers):
-        size = <int64_t>L[l].d_in * L[l].d_out
-        optim_update(&u.opt, size, scale, <floating *>L[l].dW, <floating *>L[l].W,
-                     <floating *>L[l].W_s1, <floating *>L[l].W_s2)
-        optim_update(&bias_opt, <int64_t>L[l].d_out, scale, <floating *>L[l].db,
-                     <floating *>L[l].b, <floating *>L[l].b_s1, <floating *>L[l].b_s2)
+    undecayed = u.opt
+    undecayed.decay = 0   # biases and slopes are not decayed
+    for l in range(n_nodes):
+        if _folds(&L[l], u):
+            continue
+        for k in range(L[l].n_params):
+            p = &L[l].p[k]
+            optim_update(&u.opt if p.decay else &undecayed, p.size, scale,
+                         <floating *>p.grad, <floating *>p.value, <floating *>p.s1,
+                         <floating *>p.s2)
 
 
-cdef double _step(Layer *L, int n_layers, int n, const floating *X, const void *y,
-                  const floating *w, int loss, Update *u, int64_t *n_correct) noexcept nogil:
+cdef inline const floating *_logits(Node *L, int start, bint skip_act, const floating *X,
+                                    bint training) noexcept nogil:
+    """What the loss reads: Z of node `start` when its activation is skipped (a
+    fused loss), otherwise that node's output."""
+    if skip_act:
+        return <const floating *>L[start].Z
+    return <const floating *>_input(L, start + 1, X, training)
+
+
+cdef double _step(Node *L, int n_nodes, int n, const floating *X, const void *y,
+                  const floating *w, int loss, int head, bint head_skip, Update *u,
+                  int64_t *n_correct) noexcept nogil:
     """Forward, loss, L2 term, backward, and (if u.apply) one optimiser step.
 
+    head, head_skip: where a fused loss's gradient enters (Plan.loss_head).
     w: per-row loss weights or NULL. Returns the batch's mean (weighted) loss plus
     the L2 term, computed before the step. A loss that is not finite in the model's
     dtype is returned as such and nothing else is done, so the weights stay those
     that produced it (the caller's snapshot restores the step count).
     """
-    cdef Layer *last = &L[n_layers - 1]
-    cdef int l
+    cdef Node *last = &L[n_nodes - 1]
+    cdef int l, k, start = n_nodes - 1
+    cdef bint skip = False
     cdef double value
+    if loss != LOSS_MSE:
+        start, skip = head, head_skip
     if u.apply:
         u.t[0] += 1
-    _forward(L, n_layers, n, X, True, u.seed, u.t[0])
-    value = loss_forward_backward(loss, n, last.d_out, <floating *>last.Z, <floating *>last.A,
-                                  y, w, <floating>(1.0 / n), <floating *>last.delta,
-                                  n_correct) / n
+    _forward(L, n_nodes, n, X, True, u.seed, u.t[0])
+    value = loss_forward_backward(loss, n, last.d_out, _logits(L, start, skip, X, True),
+                                  <floating *>last.A, y, w, <floating>(1.0 / n),
+                                  <floating *>L[start].delta, n_correct) / n
     if u.l2 != 0:
-        for l in range(n_layers):
-            value += 0.5 * u.l2 * sumsq(<int64_t>L[l].d_in * L[l].d_out, <floating *>L[l].W)
+        for l in range(n_nodes):
+            for k in range(L[l].n_params):
+                if L[l].p[k].decay:
+                    value += 0.5 * u.l2 * sumsq(L[l].p[k].size, <floating *>L[l].p[k].value)
     if not isfinite(<floating>value):
         return <floating>value   # inf or NaN in the model's dtype
-    _backward(L, n_layers, n, X, last.act if loss == LOSS_MSE else ACT_IDENTITY,
-              <floating *>NULL, u, True)
-    if u.apply and not u.fold:
-        _apply(L, n_layers, u, <floating>1)
+    _backward(L, start, n, X, skip, <floating *>NULL, u, True)
+    if u.apply:
+        _apply(L, n_nodes, u, <floating>1)
     return value
 
 
-cdef void _gemms_only(Layer *L, int n_layers, int n, const floating *X,
+cdef void _gemms_only(Node *L, int n_nodes, int n, const floating *X,
                       floating lr) noexcept nogil:
     """The GEMM calls of one SGD step and nothing else: the step's floor. The
     weight update's GEMM (beta = 1) goes into dW instead of W."""
     cdef int l
     cdef const floating *inp
-    for l in range(n_layers):
-        inp = X if l == 0 else <floating *>L[l - 1].A
-        # Z = X @ W
-        gemm(False, False, n, L[l].d_out, L[l].d_in, <floating>1, inp, L[l].d_in,
-             <floating *>L[l].W, L[l].d_out, <floating>0, <floating *>L[l].Z, L[l].d_out)
-    for l in range(n_layers - 1, -1, -1):
-        inp = X if l == 0 else <floating *>L[l - 1].A
+    cdef floating *dZ
+    for l in range(n_nodes):
+        if L[l].kind == DENSE or L[l].kind == MAXOUT:
+            inp = <const floating *>_input(L, l, X, False)
+            # Z = X @ W
+            gemm(False, False, n, L[l].width, L[l].d_in, <floating>1, inp, L[l].d_in,
+                 <floating *>L[l].p[0].value, L[l].width, <floating>0, <floating *>L[l].Z,
+                 L[l].width)
+    for l in range(n_nodes - 1, -1, -1):
+        if L[l].kind != DENSE and L[l].kind != MAXOUT:
+            continue
+        inp = <const floating *>_input(L, l, X, False)
+        dZ = <floating *>(L[l].dZ if L[l].kind == MAXOUT else L[l].delta)
         if l > 0:
             # dX = dZ @ W.T
-            gemm(False, True, n, L[l].d_in, L[l].d_out, <floating>1, <floating *>L[l].delta,
-                 L[l].d_out, <floating *>L[l].W, L[l].d_out, <floating>0,
+            gemm(False, True, n, L[l].d_in, L[l].width, <floating>1, dZ, L[l].width,
+                 <floating *>L[l].p[0].value, L[l].width, <floating>0,
                  <floating *>L[l - 1].delta, L[l].d_in)
         # dW = dW - lr * X.T @ dZ  (the step's W update, aimed at dW)
-        gemm(True, False, L[l].d_in, L[l].d_out, n, -lr, inp, L[l].d_in,
-             <floating *>L[l].delta, L[l].d_out, <floating>1, <floating *>L[l].dW, L[l].d_out)
+        gemm(True, False, L[l].d_in, L[l].width, n, -lr, inp, L[l].d_in, dZ, L[l].width,
+             <floating>1, <floating *>L[l].p[0].grad, L[l].width)
 
 
-cdef void _predict(Layer *L, int n_layers, int64_t n, int chunk, const floating *X,
-                   floating *out, floating *buf0, floating *buf1) noexcept nogil:
-    """Forward only, chunk rows at a time, through two ping-pong buffers."""
+cdef void _predict(Node *L, int n_nodes, int64_t n, int chunk, const floating *X,
+                   floating *out, floating *buf0, floating *buf1,
+                   floating *scratch) noexcept nogil:
+    """Forward only, chunk rows at a time, through two ping-pong buffers (and a
+    scratch buffer for maxout's pieces); dropout is the identity here."""
     cdef int64_t start
-    cdef int rows, l
+    cdef int rows, l, k
     cdef const floating *inp
     cdef floating *dst
-    cdef int d_last = L[n_layers - 1].d_out
+    cdef Node *node
     start = 0
     while start < n:
         rows = <int>(n - start if n - start < chunk else chunk)
         inp = X + start * L[0].d_in
-        for l in range(n_layers):
-            if l == n_layers - 1:
-                dst = out + start * d_last
+        k = 0
+        for l in range(n_nodes):
+            node = &L[l]
+            if node.kind == DROPOUT:
+                continue
+            if l == n_nodes - 1:
+                dst = out + start * node.d_out
             else:
-                dst = buf0 if l % 2 == 0 else buf1
-            dense_forward(rows, L[l].d_in, L[l].d_out, inp, <floating *>L[l].W,
-                          <floating *>L[l].b, L[l].act, <floating>L[l].param, dst, dst)
+                dst = buf0 if k % 2 == 0 else buf1
+            k += 1
+            if node.kind == DENSE:
+                dense_forward(rows, node.d_in, node.d_out, inp, <floating *>node.p[0].value,
+                              <floating *>node.p[1].value, node.act, <floating>node.param,
+                              dst, dst)
+            elif node.kind == MAXOUT:
+                dense_forward(rows, node.d_in, node.width, inp, <floating *>node.p[0].value,
+                              <floating *>node.p[1].value, ACT_IDENTITY, <floating>0,
+                              scratch, scratch)
+                maxout_forward(rows, node.d_out, node.pieces, scratch, dst)
+            elif node.kind == ACTIVATION:
+                bias_act(node.act, <floating>node.param, rows, node.d_out, <floating *>NULL,
+                         <floating *>inp, dst)
+            elif node.kind == PRELU:
+                prelu_forward(rows, node.d_out, <floating *>node.p[0].value, inp, dst)
             inp = dst
         start += rows
 
 
-cdef double _epoch(Layer *L, int n_layers, int64_t n, const floating *X, const void *y,
-                   const floating *w, int loss, const int64_t *order, int batch_size,
-                   floating *X_batch, void *y_batch, floating *w_batch, Update *u,
-                   int64_t *n_correct, int64_t *n_seen) noexcept nogil:
+cdef double _epoch(Node *L, int n_nodes, int64_t n, const floating *X, const void *y,
+                   const floating *w, int loss, int head, bint head_skip,
+                   const int64_t *order, int batch_size, floating *X_batch, void *y_batch,
+                   floating *w_batch, Update *u, int64_t *n_correct,
+                   int64_t *n_seen) noexcept nogil:
     """Mini-batches in `order`, gathered into the batch workspaces, one step each.
 
     Returns the sum over batches of (batch size * batch loss); stops after the
@@ -247,7 +348,7 @@ cdef double _epoch(Layer *L, int n_layers, int64_t n, const floating *X, const v
     """
     cdef int64_t start, correct
     cdef int rows
-    cdef int d_in = L[0].d_in, d_out = L[n_layers - 1].d_out
+    cdef int d_in = L[0].d_in, d_out = L[n_nodes - 1].d_out
     cdef double total = 0, value
     n_correct[0] = 0
     n_seen[0] = 0
@@ -261,8 +362,8 @@ cdef double _epoch(Layer *L, int n_layers, int64_t n, const floating *X, const v
             gather_rows(rows, d_out, <const floating *>y, order + start, <floating *>y_batch)
         if w != NULL:
             gather_rows(rows, 1, w, order + start, w_batch)
-        value = _step(L, n_layers, rows, X_batch, y_batch, w_batch if w != NULL else NULL,
-                      loss, u, &correct)
+        value = _step(L, n_nodes, rows, X_batch, y_batch, w_batch if w != NULL else NULL,
+                      loss, head, head_skip, u, &correct)
         total += value * rows
         n_correct[0] += correct
         n_seen[0] += rows
@@ -274,8 +375,10 @@ cdef double _epoch(Layer *L, int n_layers, int64_t n, const floating *X, const v
 
 cdef class Engine:
     """Raw view of a plan for the compiled kernels. See CythonBackend."""
-    cdef Layer *layers
-    cdef int n_layers
+    cdef Node *nodes
+    cdef int n_nodes
+    cdef int head
+    cdef bint head_skip
     cdef bint is_double
     cdef int capacity
     cdef object arrays
@@ -284,50 +387,60 @@ cdef class Engine:
     cdef uint64_t seed
     cdef bint last_training
 
-    def __cinit__(self, list layers, bint is_double, int capacity, step_count, seed):
-        """layers: one dict per dense layer with d_in, d_out, act, param, the arrays
-        W, b, dW, db, Z, A, delta (workspaces of `capacity` rows) and W_s1, W_s2,
-        b_s1, b_s2 (optimiser state, or None), keep (1 - dropout rate) with mask and
-        D (workspaces, or None without dropout); step_count: int64 array of 1, the
+    def __cinit__(self, list nodes, tuple head, bint is_double, int capacity, step_count, seed):
+        """nodes: one dict per plan node with kind, d_in, d_out, width, act, param,
+        pieces, keep, params (a list of at most two dicts with value, grad, s1, s2
+        (state arrays or None) and decay) and the workspaces Z, A, delta, dZ, mask
+        (`capacity` rows, or None where the kind has none); head: (node, skip_act),
+        where a fused loss's gradient enters; step_count: int64 array of 1, the
         training steps taken; seed: the dropout seed."""
-        self.n_layers = len(layers)
+        cdef Node *node
+        cdef Param *p
+        self.n_nodes = len(nodes)
+        self.head, self.head_skip = head
         self.is_double = is_double
         self.capacity = capacity
-        self.arrays = layers
+        self.arrays = nodes
         self.step_count = step_count
         self.t = <int64_t *>_ptr(step_count)
         self.seed = <uint64_t>seed
         self.last_training = False
-        self.layers = <Layer *>malloc(self.n_layers * sizeof(Layer))
-        if self.layers == NULL:
-            raise MemoryError("could not allocate the engine's layer table")
-        for l, spec in enumerate(layers):
-            self.layers[l].d_in = spec["d_in"]
-            self.layers[l].d_out = spec["d_out"]
-            self.layers[l].act = spec["act"]
-            self.layers[l].param = spec["param"]
-            self.layers[l].W = _ptr(spec["W"])
-            self.layers[l].b = _ptr(spec["b"])
-            self.layers[l].dW = _ptr(spec["dW"])
-            self.layers[l].db = _ptr(spec["db"])
-            self.layers[l].Z = _ptr(spec["Z"])
-            self.layers[l].A = _ptr(spec["A"])
-            self.layers[l].delta = _ptr(spec["delta"])
-            for name in ("W_s1", "W_s2", "b_s1", "b_s2"):
-                if spec[name] is not None and spec[name].size == 0:
-                    raise ValueError(f"{name} is empty")
-            self.layers[l].W_s1 = NULL if spec["W_s1"] is None else _ptr(spec["W_s1"])
-            self.layers[l].W_s2 = NULL if spec["W_s2"] is None else _ptr(spec["W_s2"])
-            self.layers[l].b_s1 = NULL if spec["b_s1"] is None else _ptr(spec["b_s1"])
-            self.layers[l].b_s2 = NULL if spec["b_s2"] is None else _ptr(spec["b_s2"])
-            self.layers[l].keep = spec["keep"]
-            self.layers[l].mask = NULL if spec["mask"] is None else _ptr(spec["mask"])
-            self.layers[l].D = NULL if spec["D"] is None else _ptr(spec["D"])
-            if spec["keep"] < 1 and (spec["mask"] is None or spec["D"] is None):
-                raise ValueError("a layer with dropout needs its mask and D workspaces")
+        self.nodes = <Node *>malloc(self.n_nodes * sizeof(Node))
+        if self.nodes == NULL:
+            raise MemoryError("could not allocate the engine's node table")
+        for l, spec in enumerate(nodes):
+            node = &self.nodes[l]
+            node.kind = spec["kind"]
+            node.d_in, node.d_out, node.width = spec["d_in"], spec["d_out"], spec["width"]
+            node.act, node.param = spec["act"], spec["param"]
+            node.pieces, node.keep = spec["pieces"], spec["keep"]
+            if len(spec["params"]) > MAX_PARAMS:
+                raise ValueError(f"a node has at most {MAX_PARAMS} parameter arrays")
+            node.n_params = len(spec["params"])
+            for k, param in enumerate(spec["params"]):
+                p = &node.p[k]
+                for name in ("s1", "s2"):
+                    if param[name] is not None and param[name].size != param["value"].size:
+                        raise ValueError(f"optimiser state {name} does not match its parameter")
+                p.value, p.grad = _ptr(param["value"]), _ptr(param["grad"])
+                p.s1 = NULL if param["s1"] is None else _ptr(param["s1"])
+                p.s2 = NULL if param["s2"] is None else _ptr(param["s2"])
+                p.size = param["value"].size
+                p.decay = param["decay"]
+            for name in ("Z", "dZ", "mask"):
+                if spec[name] is None and (
+                        (name == "Z" and node.kind in (DENSE, MAXOUT))
+                        or (name == "dZ" and node.kind == MAXOUT)
+                        or (name == "mask" and node.kind == DROPOUT)):
+                    raise ValueError(f"a node of kind {node.kind} needs its {name} workspace")
+            node.Z = NULL if spec["Z"] is None else _ptr(spec["Z"])
+            node.A = _ptr(spec["A"])
+            node.delta = _ptr(spec["delta"])
+            node.dZ = NULL if spec["dZ"] is None else _ptr(spec["dZ"])
+            node.mask = NULL if spec["mask"] is None else _ptr(spec["mask"])
 
     def __dealloc__(self):
-        free(self.layers)
+        free(self.nodes)
 
     def forward(self, X, int n, bint training):
         """Forward pass of n <= capacity rows of X (with dropout when training, at
@@ -336,24 +449,23 @@ cdef class Engine:
         self.last_training = training
         with nogil:
             if self.is_double:
-                _forward[double](self.layers, self.n_layers, n, <double *>x, training,
+                _forward[double](self.nodes, self.n_nodes, n, <double *>x, training,
                                  self.seed, self.t[0])
             else:
-                _forward[float](self.layers, self.n_layers, n, <float *>x, training,
+                _forward[float](self.nodes, self.n_nodes, n, <float *>x, training,
                                 self.seed, self.t[0])
 
     def backward(self, X, int n, dX):
-        """Backward from the last layer's delta (already holding dA); dX may be None."""
+        """Backward from the last node's delta (already holding dA); dX may be None."""
         cdef void *x = _ptr(X)
         cdef void *dx = NULL if dX is None else _ptr(dX)
-        cdef int last_act = self.layers[self.n_layers - 1].act
         cdef Update u = self._update(False, False, 0.0, 0.0, 0.0, (0, 0, 0.0, 0.0, 0.0, 0.0, 0.0))
         with nogil:
             if self.is_double:
-                _backward[double](self.layers, self.n_layers, n, <double *>x, last_act,
+                _backward[double](self.nodes, self.n_nodes - 1, n, <double *>x, False,
                                   <double *>dx, &u, self.last_training)
             else:
-                _backward[float](self.layers, self.n_layers, n, <float *>x, last_act,
+                _backward[float](self.nodes, self.n_nodes - 1, n, <float *>x, False,
                                  <float *>dx, &u, self.last_training)
 
     cdef Update _update(self, bint apply, bint fold, double l2, double clipnorm, double lr,
@@ -386,11 +498,13 @@ cdef class Engine:
         cdef Update u = self._update(update, fold, l2, clipnorm, lr, hyper)
         with nogil:
             if self.is_double:
-                value = _step[double](self.layers, self.n_layers, n, <double *>x, t,
-                                      <double *>w, loss, &u, &n_correct)
+                value = _step[double](self.nodes, self.n_nodes, n, <double *>x, t,
+                                      <double *>w, loss, self.head, self.head_skip, &u,
+                                      &n_correct)
             else:
-                value = _step[float](self.layers, self.n_layers, n, <float *>x, t,
-                                     <float *>w, loss, &u, &n_correct)
+                value = _step[float](self.nodes, self.n_nodes, n, <float *>x, t,
+                                     <float *>w, loss, self.head, self.head_skip, &u,
+                                     &n_correct)
         return value, n_correct
 
     def epoch(self, X, y, weights, order, int batch_size, X_batch, y_batch, w_batch, int loss,
@@ -409,13 +523,15 @@ cdef class Engine:
         cdef Update u = self._update(True, fold, l2, clipnorm, lr, hyper)
         with nogil:
             if self.is_double:
-                total = _epoch[double](self.layers, self.n_layers, n, <double *>x, t,
-                                       <double *>w, loss, idx, batch_size, <double *>xb, yb,
-                                       <double *>wb, &u, &n_correct, &n_seen)
+                total = _epoch[double](self.nodes, self.n_nodes, n, <double *>x, t,
+                                       <double *>w, loss, self.head, self.head_skip, idx,
+                                       batch_size, <double *>xb, yb, <double *>wb, &u,
+                                       &n_correct, &n_seen)
             else:
-                total = _epoch[float](self.layers, self.n_layers, n, <float *>x, t,
-                                      <float *>w, loss, idx, batch_size, <float *>xb, yb,
-                                      <float *>wb, &u, &n_correct, &n_seen)
+                total = _epoch[float](self.nodes, self.n_nodes, n, <float *>x, t,
+                                      <float *>w, loss, self.head, self.head_skip, idx,
+                                      batch_size, <float *>xb, yb, <float *>wb, &u,
+                                      &n_correct, &n_seen)
         return total, n_correct, n_seen
 
     def gemm_floor(self, X, int n, double lr):
@@ -423,42 +539,50 @@ cdef class Engine:
         cdef void *x = _ptr(X)
         with nogil:
             if self.is_double:
-                _gemms_only[double](self.layers, self.n_layers, n, <double *>x, lr)
+                _gemms_only[double](self.nodes, self.n_nodes, n, <double *>x, lr)
             else:
-                _gemms_only[float](self.layers, self.n_layers, n, <float *>x, <float>lr)
+                _gemms_only[float](self.nodes, self.n_nodes, n, <float *>x, <float>lr)
 
-    def predict(self, X, out, buf0, buf1, int chunk):
-        """Forward only over all rows of X into out, chunk rows at a time."""
+    def predict(self, X, out, buf0, buf1, scratch, int chunk):
+        """Forward only over all rows of X into out, chunk rows at a time; buf0,
+        buf1, scratch hold chunk rows of the widest node each."""
         cdef void *x = _ptr(X)
         cdef void *o = _ptr(out)
         cdef void *b0 = _ptr(buf0)
         cdef void *b1 = _ptr(buf1)
+        cdef void *sc = _ptr(scratch)
         cdef int64_t n = X.shape[0]
         with nogil:
             if self.is_double:
-                _predict[double](self.layers, self.n_layers, n, chunk, <double *>x,
-                                 <double *>o, <double *>b0, <double *>b1)
+                _predict[double](self.nodes, self.n_nodes, n, chunk, <double *>x,
+                                 <double *>o, <double *>b0, <double *>b1, <double *>sc)
             else:
-                _predict[float](self.layers, self.n_layers, n, chunk, <float *>x,
-                                <float *>o, <float *>b0, <float *>b1)
+                _predict[float](self.nodes, self.n_nodes, n, chunk, <float *>x,
+                                <float *>o, <float *>b0, <float *>b1, <float *>sc)
 
     def loss_sum(self, X, y, weights, int n, int loss):
         """Forward n <= capacity rows and return (summed weighted loss, n_correct)."""
         cdef void *x = _ptr(X)
         cdef void *t = _ptr(y)
         cdef void *w = NULL if weights is None else _ptr(weights)
-        cdef Layer *last = &self.layers[self.n_layers - 1]
+        cdef Node *last = &self.nodes[self.n_nodes - 1]
+        cdef int start = self.n_nodes - 1
+        cdef bint skip = False
         cdef int64_t n_correct = 0
         cdef double total
+        if loss != LOSS_MSE:
+            start, skip = self.head, self.head_skip
         with nogil:
             if self.is_double:
-                _forward[double](self.layers, self.n_layers, n, <double *>x, False, 0, 0)
-                total = loss_forward_backward[double](loss, n, last.d_out, <double *>last.Z,
-                                                      <double *>last.A, t, <double *>w, 1.0,
-                                                      <double *>last.delta, &n_correct)
+                _forward[double](self.nodes, self.n_nodes, n, <double *>x, False, 0, 0)
+                total = loss_forward_backward[double](
+                    loss, n, last.d_out, _logits[double](self.nodes, start, skip, <double *>x, False),
+                    <double *>last.A, t, <double *>w, 1.0, <double *>self.nodes[start].delta,
+                    &n_correct)
             else:
-                _forward[float](self.layers, self.n_layers, n, <float *>x, False, 0, 0)
-                total = loss_forward_backward[float](loss, n, last.d_out, <float *>last.Z,
-                                                     <float *>last.A, t, <float *>w, 1.0,
-                                                     <float *>last.delta, &n_correct)
+                _forward[float](self.nodes, self.n_nodes, n, <float *>x, False, 0, 0)
+                total = loss_forward_backward[float](
+                    loss, n, last.d_out, _logits[float](self.nodes, start, skip, <float *>x, False),
+                    <float *>last.A, t, <float *>w, 1.0, <float *>self.nodes[start].delta,
+                    &n_correct)
         return total, n_correct

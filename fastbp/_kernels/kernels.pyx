@@ -9,6 +9,10 @@ from libc.stdint cimport int64_t
 from cython cimport floating
 from fastbp._kernels.blas cimport gemm
 from fastbp._kernels.csrc cimport (bias_act, act_backward, loss_forward_backward, sgd,
+                                   prelu_forward as c_prelu_forward,
+                                   prelu_backward as c_prelu_backward,
+                                   maxout_forward as c_maxout_forward,
+                                   maxout_backward as c_maxout_backward,
                                    LOSS_SOFTMAX_XENT_INT)
 from fastbp._kernels cimport dense
 
@@ -148,3 +152,48 @@ def sgd_update(floating[::1] w, floating[::1] g, double lr):
     _check_shape("g", (g.shape[0],), (w.shape[0],))
     with nogil:
         sgd(w.shape[0], <floating>lr, &g[0], &w[0])
+
+
+def prelu_forward(floating[:, ::1] Z, floating[::1] alpha, floating[:, ::1] A):
+    """A = Z where Z > 0, alpha * Z elsewhere; Z, A : (n_samples, n_units),
+    alpha : (n_units,)."""
+    _check_shape("alpha", (alpha.shape[0],), (Z.shape[1],))
+    _check_shape("A", (A.shape[0], A.shape[1]), (Z.shape[0], Z.shape[1]))
+    with nogil:
+        c_prelu_forward(Z.shape[0], Z.shape[1], &alpha[0], &Z[0, 0], &A[0, 0])
+
+
+def prelu_backward(floating[:, ::1] Z, floating[::1] alpha, floating[:, ::1] dA,
+                   floating[:, ::1] dZ, floating[::1] dalpha):
+    """dZ = dA * (1 where Z > 0 else alpha); dalpha = sum over rows of dA * min(Z, 0).
+
+    Z, dA, dZ : (n_samples, n_units), dZ may be dA; alpha, dalpha : (n_units,).
+    """
+    for name, arr in (("dA", dA), ("dZ", dZ)):
+        _check_shape(name, (arr.shape[0], arr.shape[1]), (Z.shape[0], Z.shape[1]))
+    _check_shape("alpha", (alpha.shape[0],), (Z.shape[1],))
+    _check_shape("dalpha", (dalpha.shape[0],), (Z.shape[1],))
+    with nogil:
+        c_prelu_backward(Z.shape[0], Z.shape[1], &alpha[0], &Z[0, 0], &dA[0, 0], &dZ[0, 0],
+                         &dalpha[0])
+
+
+def maxout_forward(floating[:, ::1] Z, floating[:, ::1] A, int pieces):
+    """A[i, j] = max(Z[i, j*pieces : (j+1)*pieces]); Z : (n_samples, units * pieces),
+    A : (n_samples, units)."""
+    _check(pieces >= 1, f"pieces must be at least 1, got {pieces}")
+    _check_shape("Z", (Z.shape[0], Z.shape[1]), (A.shape[0], A.shape[1] * pieces))
+    with nogil:
+        c_maxout_forward(A.shape[0], A.shape[1], pieces, &Z[0, 0], &A[0, 0])
+
+
+def maxout_backward(floating[:, ::1] Z, floating[:, ::1] dA, floating[:, ::1] dZ, int pieces):
+    """dZ = dA routed to each unit's winning piece (the first on ties), 0 elsewhere.
+
+    Z, dZ : (n_samples, units * pieces); dA : (n_samples, units).
+    """
+    _check(pieces >= 1, f"pieces must be at least 1, got {pieces}")
+    _check_shape("Z", (Z.shape[0], Z.shape[1]), (dA.shape[0], dA.shape[1] * pieces))
+    _check_shape("dZ", (dZ.shape[0], dZ.shape[1]), (Z.shape[0], Z.shape[1]))
+    with nogil:
+        c_maxout_backward(dA.shape[0], dA.shape[1], pieces, &Z[0, 0], &dA[0, 0], &dZ[0, 0])

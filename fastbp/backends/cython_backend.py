@@ -7,6 +7,7 @@ which does a whole step, epoch or prediction in one call without the GIL.
 import numpy as np
 
 from fastbp._kernels.engine import Engine
+from fastbp.plan import DROPOUT
 
 # Rows per chunk for predict: at least PREDICT_MIN_ROWS so the GEMMs stay
 # efficient (256-row chunks of a 1024-wide model measured 30 % slower than one
@@ -25,37 +26,45 @@ class CythonBackend:
         self._engine = None
         self._X = None
         self._n = 0
+        self._training = False
         self._batch_key = None  # (batch_size, y dtype, y row shape) of self._batch
         self._batch = None      # (X_batch, y_batch, w_batch): epoch()'s gather buffers
         self._predict_buffers = None
 
     def _engine_for(self, n_rows):
         if self.plan.ensure_capacity(n_rows) or self._engine is None:
-            def state(arrays, k):
-                return arrays[k] if k < len(arrays) else None
-            layers = [dict(d_in=l.d_in, d_out=l.d_out, act=l.act, param=l.param, W=l.W, b=l.b,
-                           dW=l.dW, db=l.db, Z=l.Z, A=l.A, delta=l.delta,
-                           W_s1=state(l.W_state, 0), W_s2=state(l.W_state, 1),
-                           b_s1=state(l.b_state, 0), b_s2=state(l.b_state, 1),
-                           keep=l.keep, mask=l.mask, D=l.D)
-                      for l in self.plan.layers]
-            self._engine = Engine(layers, self.plan.dtype == np.float64, self.plan.capacity,
-                                  self.plan.step_count, int(self.plan.seed[0]))
+            def state(p, k):
+                return p.state[k] if k < len(p.state) else None
+            nodes = [dict(kind=node.kind, d_in=node.d_in, d_out=node.d_out, width=node.width,
+                          act=node.act, param=node.param, pieces=node.pieces, keep=node.keep,
+                          params=[dict(value=p.value, grad=p.grad, s1=state(p, 0),
+                                       s2=state(p, 1), decay=p.decay) for p in node.params],
+                          Z=node.Z, A=node.A, delta=node.delta, dZ=node.dZ, mask=node.mask)
+                     for node in self.plan.nodes]
+            self._engine = Engine(nodes, self.plan.loss_head(True), self.plan.dtype == np.float64,
+                                  self.plan.capacity, self.plan.step_count,
+                                  int(self.plan.seed[0]))
         return self._engine
 
     def forward(self, X, training=False):
         n = len(X)
         self._engine_for(n).forward(X, n, training)
-        self._X, self._n = X, n
-        return self.plan.layers[-1].A[:n]
+        self._X, self._n, self._training = X, n, training
+        return self.plan.nodes[-1].A[:n]
 
     def activations(self):
-        return [layer.A[:self._n] for layer in self.plan.layers]
+        """Every node's output from the last forward pass (a dropout's is its input
+        outside training)."""
+        outputs, previous = [], self._X
+        for node in self.plan.nodes:
+            skipped = node.kind == DROPOUT and not self._training
+            previous = previous if skipped else node.A[:self._n]
+            outputs.append(previous)
+        return outputs
 
     def backward(self, dout, need_dX=True):
         n = self._n
-        last = self.plan.layers[-1]
-        last.delta[:n] = dout
+        self.plan.nodes[-1].delta[:n] = dout
         dX = np.empty((n, self.plan.input_dim), dtype=self.plan.dtype) if need_dX else None
         self._engine.backward(self._X, n, dX)
         return dX
@@ -94,9 +103,9 @@ class CythonBackend:
         buffers = self._predict_buffers
         if buffers is None or buffers[0].shape[0] < chunk:
             shape = (chunk, self.plan.max_width)
-            buffers = self._predict_buffers = (np.empty(shape, self.plan.dtype),
-                                               np.empty(shape, self.plan.dtype))
-        self._engine_for(1).predict(X, out, buffers[0], buffers[1], buffers[0].shape[0])
+            buffers = self._predict_buffers = tuple(np.empty(shape, self.plan.dtype)
+                                                    for _ in range(3))
+        self._engine_for(1).predict(X, out, *buffers, buffers[0].shape[0])
         return out
 
     def loss_sum(self, X, y, loss, weights=None):

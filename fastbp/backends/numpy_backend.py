@@ -1,7 +1,9 @@
 """The NumPy backend: backpropagation written out plainly, one matrix expression per step.
 
 It executes the same plan as the compiled backend and is the oracle the tests
-check that backend against. For a dense layer with activation f:
+check that backend against. The plan is a chain of nodes (fastbp/plan.py); each
+has a forward rule and a backward rule that turns dA = dL/dA into dX = dL/dX
+and the gradients of its own parameters. For a dense layer with activation f:
 
     forward:   Z = X @ W + b          A = f(Z)
     backward:  dZ = dA * f'(Z)        dW = X.T @ dZ    db = dZ.sum(axis=0)    dX = dZ @ W.T
@@ -11,6 +13,8 @@ X : (n_samples, d_in), W : (d_in, d_out), b : (d_out,), Z, A, dA, dZ : (n_sample
 import numpy as np
 
 from fastbp import losses, optimizers
+from fastbp.activations import SOFTMAX
+from fastbp.plan import ACTIVATION, DENSE, DROPOUT, MAXOUT, PRELU
 
 # --- activations: code -> (f(Z, param), f'(Z, A, param)) -------------------------------
 
@@ -47,6 +51,11 @@ def _inside(Z, low, high):
     return ((Z > low) & (Z < high)).astype(Z.dtype)
 
 
+def _softmax(Z, param):
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)
+
+
 ACTIVATIONS = {
     0: (lambda Z, p: Z, lambda Z, A, p: np.ones_like(Z)),                       # identity
     1: (_sigmoid, lambda Z, A, p: A * (1 - A)),                                  # sigmoid
@@ -62,6 +71,115 @@ ACTIVATIONS = {
     8: (lambda Z, p: np.clip(Z, -1, 1), lambda Z, A, p: _inside(Z, -1, 1)),     # hard_tanh
     9: (lambda Z, p: Z * _sigmoid(Z, p), _silu_grad),                             # silu
     10: (_gelu, _gelu_grad),                                                       # gelu
+}
+
+
+def activate(code, Z, param):
+    """A = f(Z) for activation `code`; softmax works on whole rows."""
+    return _softmax(Z, param) if code == SOFTMAX else ACTIVATIONS[code][0](Z, param)
+
+
+def activation_backward(code, Z, A, dA, param):
+    """dZ from dA through A = f(Z). Element-wise f: dZ = dA * f'(Z). Softmax, whose
+    row Jacobian is diag(s) - s s^T: dZ = S * (dA - rowsum(dA * S))."""
+    if code == SOFTMAX:
+        return A * (dA - np.sum(dA * A, axis=1, keepdims=True))
+    return dA * ACTIVATIONS[code][1](Z, A, param)
+
+
+# --- nodes: kind -> forward(backend, l, node, X, training) -> (Z, A) and
+# backward(node, X, Z, A, dA, need_dX) -> dX. Z is what backward needs besides the
+# input X and the output A: the affine output (dense, maxout) or the mask (dropout).
+
+
+def _dense_forward(backend, l, node, X, training):
+    W, b = node.params
+    Z = X @ W.value + b.value
+    return Z, activate(node.act, Z, node.param)
+
+
+def _dense_backward(node, X, Z, A, dA, need_dX, skip_act=False):
+    W, b = node.params
+    dZ = dA if skip_act else activation_backward(node.act, Z, A, dA, node.param)
+    W.grad[...] = X.T @ dZ
+    b.grad[...] = dZ.sum(axis=0)
+    return dZ @ W.value.T if need_dX else None
+
+
+def maxout(Z, pieces):
+    """A (n, units) = the largest of each unit's pieces, Z (n, units * pieces)."""
+    return Z.reshape(len(Z), -1, pieces).max(axis=2)
+
+
+def maxout_backward(Z, dA, pieces):
+    """dZ (n, units * pieces): each unit's dA goes to its winning piece, the first
+    one on a tie; the other pieces get 0."""
+    Zp = Z.reshape(len(Z), -1, pieces)
+    dZ = np.zeros_like(Zp)
+    np.put_along_axis(dZ, Zp.argmax(axis=2)[:, :, None], dA[:, :, None], axis=2)
+    return dZ.reshape(Z.shape)
+
+
+def _maxout_forward(backend, l, node, X, training):
+    W, b = node.params
+    Z = X @ W.value + b.value
+    return Z, maxout(Z, node.pieces)
+
+
+def _maxout_backward(node, X, Z, A, dA, need_dX, skip_act=False):
+    dZ = maxout_backward(Z, dA, node.pieces)
+    return _dense_backward(node, X, None, None, dZ, need_dX, skip_act=True)
+
+
+def _activation_forward(backend, l, node, X, training):
+    return X, activate(node.act, X, node.param)
+
+
+def _activation_backward(node, X, Z, A, dA, need_dX, skip_act=False):
+    return activation_backward(node.act, X, A, dA, node.param) if need_dX else None
+
+
+def prelu(Z, alpha):
+    """A = Z where Z > 0, alpha * Z elsewhere; alpha (units,) broadcasts over rows."""
+    return np.where(Z > 0, Z, alpha * Z)
+
+
+def prelu_backward(Z, alpha, dA):
+    """(dZ, dalpha): dZ = dA where Z > 0, alpha * dA elsewhere (alpha at 0, as
+    PyTorch); dalpha = sum over rows of dA * min(Z, 0)."""
+    return np.where(Z > 0, dA, alpha * dA), np.sum(dA * np.minimum(Z, 0), axis=0)
+
+
+def _prelu_forward(backend, l, node, X, training):
+    (alpha,) = node.params
+    return X, prelu(X, alpha.value)
+
+
+def _prelu_backward(node, X, Z, A, dA, need_dX, skip_act=False):
+    (alpha,) = node.params
+    dX, alpha.grad[...] = prelu_backward(X, alpha.value, dA)
+    return dX if need_dX else None
+
+
+def _dropout_forward(backend, l, node, X, training):
+    if not training:
+        return None, X
+    mask = backend.dropout_mask(l, X.shape)
+    return mask, X * mask
+
+
+def _dropout_backward(node, X, mask, A, dA, need_dX, skip_act=False):
+    if not need_dX:
+        return None
+    return dA if mask is None else dA * mask   # the gradient reached X * mask
+
+
+NODES = {
+    DENSE: (_dense_forward, _dense_backward),
+    MAXOUT: (_maxout_forward, _maxout_backward),
+    ACTIVATION: (_activation_forward, _activation_backward),
+    PRELU: (_prelu_forward, _prelu_backward),
+    DROPOUT: (_dropout_forward, _dropout_backward),
 }
 
 
@@ -183,67 +301,64 @@ class NumpyBackend:
 
     def __init__(self, plan):
         self.plan = plan
-        self._inputs = []   # X fed to each layer by the last forward pass
+        self._inputs = []   # X fed to each node by the last forward pass
         self._Z = []
         self._A = []
 
     def forward(self, X, training=False):
         """Forward pass; caches what backward needs. Returns the last A (n, d_out).
 
-        In training, a layer followed by dropout hands on A * mask, the mask drawn
-        for this step (dropout_mask)."""
-        self._inputs, self._Z, self._A, self._masks = [], [], [], []
-        for l, layer in enumerate(self.plan.layers):
-            f, _ = ACTIVATIONS[layer.act]
-            Z = X @ layer.W + layer.b
-            A = f(Z, layer.param)
+        In training, dropout nodes multiply by the mask drawn for this step."""
+        self._inputs, self._Z, self._A = [], [], []
+        for l, node in enumerate(self.plan.nodes):
+            Z, A = NODES[node.kind][0](self, l, node, X, training)
             self._inputs.append(X)
             self._Z.append(Z)
             self._A.append(A)
-            mask = self._dropout_mask(l, A.shape) if training and layer.keep < 1 else None
-            self._masks.append(mask)
-            X = A if mask is None else A * mask
+            X = A
         return X
 
-    def _dropout_mask(self, l, shape):
+    def dropout_mask(self, l, shape):
         """1/keep where uniform_stream(seed, step * 1024 + l) < keep, else 0."""
-        layer = self.plan.layers[l]
+        node = self.plan.nodes[l]
         stream = np.uint64(int(self.plan.step_count[0]) * 1024 + l)
         u = uniform_stream(self.plan.seed[0], stream, shape[0] * shape[1]).reshape(shape)
-        return np.where(u < layer.keep, 1 / layer.keep, 0).astype(self.plan.dtype)
+        return np.where(u < node.keep, 1 / node.keep, 0).astype(self.plan.dtype)
 
     def activations(self):
-        """Every layer's output A (n, d_out) from the last forward pass."""
+        """Every node's output A (n, d_out) from the last forward pass."""
         return list(self._A)
 
-    def backward(self, dout, need_dX=True, last_is_dZ=False):
-        """Backpropagate dout = dL/dA of the last layer (dL/dZ if last_is_dZ).
+    def backward(self, dout, need_dX=True, start=None, skip_act=False):
+        """Backpropagate dout = dL/dA of node `start` (the last by default; dL/dZ
+        of that dense node if skip_act).
 
-        Writes dW, db of every layer into the plan; returns dX (n, d_in) or None.
+        Writes every parameter gradient into the plan; returns dX (n, d_in) or None.
         """
+        start = len(self.plan.nodes) - 1 if start is None else start
         delta = dout
-        for i in range(len(self.plan.layers) - 1, -1, -1):
-            layer = self.plan.layers[i]
-            if self._masks[i] is not None:
-                delta = delta * self._masks[i]   # the gradient reached A * mask
-            if i == len(self.plan.layers) - 1 and last_is_dZ:
-                dZ = delta
-            else:
-                _, df = ACTIVATIONS[layer.act]
-                dZ = delta * df(self._Z[i], self._A[i], layer.param)
-            layer.dW[...] = self._inputs[i].T @ dZ
-            layer.db[...] = dZ.sum(axis=0)
-            if i > 0 or need_dX:
-                delta = dZ @ layer.W.T
+        for l in range(start, -1, -1):
+            node = self.plan.nodes[l]
+            backward = NODES[node.kind][1]
+            delta = backward(node, self._inputs[l], self._Z[l], self._A[l], delta,
+                             l > 0 or need_dX, skip_act and l == start)
         return delta if need_dX else None
 
     def _loss(self, loss, out, y, weights):
-        """(sum_i w_i loss_i, weighted dL/dout before 1/N, n_correct)."""
-        row_loss, dout, n_correct = LOSSES[loss](self._Z[-1], out, y)
+        """(sum_i w_i loss_i, weighted dL/d(loss input) before 1/N, n_correct), and
+        where backward starts: (node, skip_act)."""
+        start, skip_act = self.plan.loss_head(loss != losses.MSE)
+        logits = self._Z[start] if skip_act else self._A[start]
+        row_loss, dout, n_correct = LOSSES[loss](logits, out, y)
         if weights is None:
-            return np.sum(row_loss, dtype=np.float64), dout, n_correct
-        return (np.sum(row_loss * weights, dtype=np.float64), dout * weights[:, None],
-                n_correct)
+            total = np.sum(row_loss, dtype=np.float64)
+        else:
+            total, dout = np.sum(row_loss * weights, dtype=np.float64), dout * weights[:, None]
+        return total, dout, n_correct, (start, skip_act)
+
+    def _l2_term(self, l2):
+        return 0.5 * l2 * sum(np.sum(p.value * p.value, dtype=np.float64)
+                              for p in self.plan.params() if p.decay)
 
     def step(self, X, y, loss, opt, update, lr, weights=None):
         """Gradients of the mean (weighted) loss + l2/2 sum ||W||^2 on one batch
@@ -255,17 +370,17 @@ class NumpyBackend:
         if update:
             self.plan.step_count[0] += 1   # a new step: new dropout masks
         out = self.forward(X, training=True)
-        loss_sum, dout, n_correct = self._loss(loss, out, y, weights)
+        loss_sum, dout, n_correct, (start, skip_act) = self._loss(loss, out, y, weights)
         value = loss_sum / n
         if opt.l2:
-            value += 0.5 * opt.l2 * sum(np.sum(layer.W * layer.W, dtype=np.float64)
-                                        for layer in self.plan.layers)
+            value += self._l2_term(opt.l2)
         if not np.isfinite(out.dtype.type(value)):
             return float(out.dtype.type(value)), n_correct   # overflowed the model's dtype
-        self.backward(dout / out.dtype.type(n), need_dX=False, last_is_dZ=loss != losses.MSE)
+        self.backward(dout / out.dtype.type(n), need_dX=False, start=start, skip_act=skip_act)
         if opt.l2:
-            for layer in self.plan.layers:
-                layer.dW += layer.W.dtype.type(opt.l2) * layer.W
+            for p in self.plan.params():
+                if p.decay:
+                    p.grad += p.value.dtype.type(opt.l2) * p.value
         if update:
             self._update(opt, lr)
         return value, n_correct
@@ -278,11 +393,11 @@ class NumpyBackend:
             scale = min(1.0, opt.clipnorm / norm) if norm > 0 else 1.0
         t = int(self.plan.step_count[0])
         lr = self.plan.dtype.type(lr)
-        for layer in self.plan.layers:
-            if opt.decoupled and opt.weight_decay:
-                layer.W *= 1 - lr * layer.W.dtype.type(opt.weight_decay)
-            for w, g, state in ((layer.W, layer.dW, layer.W_state), (layer.b, layer.db, layer.b_state)):
-                UPDATES[opt.kind](opt, w, g * w.dtype.type(scale) if scale != 1 else g, state, lr, t)
+        for p in self.plan.params():
+            if opt.decoupled and opt.weight_decay and p.decay:
+                p.value *= 1 - lr * p.value.dtype.type(opt.weight_decay)
+            g = p.grad * p.value.dtype.type(scale) if scale != 1 else p.grad
+            UPDATES[opt.kind](opt, p.value, g, p.state, lr, t)
 
     def epoch(self, X, y, order, batch_size, loss, opt, lr, weights=None):
         """One pass of mini-batch training in `order`. Returns (sum of batch_rows *
@@ -300,14 +415,13 @@ class NumpyBackend:
         return total, n_correct, n_seen
 
     def predict(self, X):
-        """Forward only: the last layer's output (n, d_out)."""
-        for layer in self.plan.layers:
-            f, _ = ACTIVATIONS[layer.act]
-            X = f(X @ layer.W + layer.b, layer.param)
+        """Forward only: the last node's output (n, d_out)."""
+        for l, node in enumerate(self.plan.nodes):
+            X = NODES[node.kind][0](self, l, node, X, False)[1]
         return X
 
     def loss_sum(self, X, y, loss, weights=None):
         """Summed (weighted) loss over all rows and the number classified correctly."""
         out = self.forward(X)
-        loss_sum, _, n_correct = self._loss(loss, out, y, weights)
+        loss_sum, _, n_correct, _ = self._loss(loss, out, y, weights)
         return loss_sum, n_correct

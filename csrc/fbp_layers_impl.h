@@ -1,0 +1,105 @@
+/* Template body for the kernels of the layers that are not a dense layer's
+ * element-wise activation: softmax (a row-wise activation), PReLU, maxout, and an
+ * element-wise product for dropout's backward pass. Included by fbp_kernels.c once
+ * per floating type, after fbp_kernels_impl.h, with T, FN and EXP defined. */
+
+void FN(fbp_softmax_rows)(int64_t n_rows, int64_t n_cols, const T *Z, T *A)
+{
+    for (int64_t i = 0; i < n_rows; ++i) {
+        const T *z = Z + i * n_cols;
+        T *a = A + i * n_cols;
+        T m = z[0];
+        for (int64_t j = 1; j < n_cols; ++j) m = z[j] > m ? z[j] : m;
+        T s = 0;
+        for (int64_t j = 0; j < n_cols; ++j) {
+            a[j] = EXP(z[j] - m);
+            s += a[j];
+        }
+        T inv = (T)1 / s;
+        for (int64_t j = 0; j < n_cols; ++j) a[j] *= inv;
+    }
+}
+
+void FN(fbp_softmax_backward)(int64_t n_rows, int64_t n_cols, const T *A, const T *dA,
+                              T *dZ, T *db)
+{
+    /* The Jacobian of a softmax row s is diag(s) - s s^T, so
+     * dZ = s * (dA - <dA, s>) without forming it. */
+    if (db) memset(db, 0, (size_t)n_cols * sizeof(T));
+    for (int64_t i = 0; i < n_rows; ++i) {
+        const T *a = A + i * n_cols;
+        const T *da = dA + i * n_cols;
+        T *dz = dZ + i * n_cols;
+        T dot = 0;
+        for (int64_t j = 0; j < n_cols; ++j) dot += da[j] * a[j];
+        for (int64_t j = 0; j < n_cols; ++j) dz[j] = a[j] * (da[j] - dot);
+        if (db)
+            for (int64_t j = 0; j < n_cols; ++j) db[j] += dz[j];
+    }
+}
+
+void FN(fbp_prelu_forward)(int64_t n_rows, int64_t n_cols, const T *alpha, const T *Z, T *A)
+{
+    for (int64_t i = 0; i < n_rows; ++i) {
+        const T *z = Z + i * n_cols;
+        T *a = A + i * n_cols;
+        for (int64_t j = 0; j < n_cols; ++j) {
+            T v = z[j];
+            a[j] = v > 0 ? v : alpha[j] * v;
+        }
+    }
+}
+
+void FN(fbp_prelu_backward)(int64_t n_rows, int64_t n_cols, const T *alpha, const T *Z,
+                            const T *dA, T *dZ, T *dalpha)
+{
+    /* dalpha_j = sum_i dA_ij min(Z_ij, 0), accumulated row by row; dZ (optional,
+     * may alias dA) = dA where Z > 0, alpha dA elsewhere. */
+    memset(dalpha, 0, (size_t)n_cols * sizeof(T));
+    for (int64_t i = 0; i < n_rows; ++i) {
+        const T *z = Z + i * n_cols;
+        const T *da = dA + i * n_cols;
+        for (int64_t j = 0; j < n_cols; ++j) {
+            T v = z[j];
+            dalpha[j] += v > 0 ? (T)0 : da[j] * v;
+        }
+        if (dZ) {
+            T *dz = dZ + i * n_cols;
+            for (int64_t j = 0; j < n_cols; ++j) dz[j] = z[j] > 0 ? da[j] : alpha[j] * da[j];
+        }
+    }
+}
+
+void FN(fbp_maxout_forward)(int64_t n_rows, int64_t units, int64_t pieces, const T *Z, T *A)
+{
+    /* Z holds each unit's pieces side by side: unit j is Z[i, j*pieces : (j+1)*pieces]. */
+    for (int64_t i = 0; i < n_rows * units; ++i) {
+        const T *z = Z + i * pieces;
+        T m = z[0];
+        for (int64_t p = 1; p < pieces; ++p) m = z[p] > m ? z[p] : m;
+        A[i] = m;
+    }
+}
+
+void FN(fbp_maxout_backward)(int64_t n_rows, int64_t units, int64_t pieces, const T *Z,
+                             const T *dA, T *dZ)
+{
+    /* Each unit's gradient goes to its winning piece (the first one on a tie). */
+    for (int64_t i = 0; i < n_rows * units; ++i) {
+        const T *z = Z + i * pieces;
+        T *dz = dZ + i * pieces;
+        int64_t best = 0;
+        for (int64_t p = 1; p < pieces; ++p) best = z[p] > z[best] ? p : best;
+        for (int64_t p = 0; p < pieces; ++p) dz[p] = 0;
+        dz[best] = dA[i];
+    }
+}
+
+void FN(fbp_mul)(int64_t n, const T *a, const T *b, T *out)
+{
+    if (b == NULL) {
+        if (out != a) memcpy(out, a, (size_t)n * sizeof(T));
+        return;
+    }
+    for (int64_t i = 0; i < n; ++i) out[i] = a[i] * b[i];
+}
