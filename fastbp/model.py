@@ -69,8 +69,8 @@ class Sequential:
             self.add(layer)
         if self.layers:
             self._check_loss_fits()
-            if self.layers[0].input_dim is not None:
-                self.build(self.layers[0].input_dim)
+            if self._declared_input_dim() is not None:
+                self.build(self._declared_input_dim())
 
     # --- construction ---------------------------------------------------------------
 
@@ -91,6 +91,16 @@ class Sequential:
     def built(self):
         return self._plan is not None
 
+    def _declared_input_dim(self):
+        """The model's input width as its layers declare it: the input_dim of the
+        first layer that has one, if only width-keeping layers come before it."""
+        for layer in self.layers:
+            if layer.input_dim is not None:
+                return layer.input_dim
+            if layer.output_dim(0) != 0:   # a layer that sets its own width
+                return None
+        return None
+
     def build(self, input_dim):
         """Create every parameter for inputs of input_dim features."""
         input_dim = check.positive_int("input_dim", input_dim)
@@ -101,6 +111,13 @@ class Sequential:
         if not self.layers:
             raise ValueError("the model has no layers; pass layers=[fb.Dense(...), ...]")
         self._check_loss_fits()
+        d_in = input_dim
+        for number, layer in enumerate(self.layers, start=1):
+            if layer.input_dim is not None and layer.input_dim != d_in:
+                raise ValueError(f"layer {number} ({layer!r}) was given input_dim="
+                                 f"{layer.input_dim} but receives {d_in} features; fix its "
+                                 "input_dim or leave it out")
+            d_in = layer.output_dim(d_in)
         d_in = input_dim
         for layer in self.layers:
             layer.build(d_in, self.dtype, self._rng)
@@ -441,8 +458,8 @@ class Sequential:
     # --- parameters ---------------------------------------------------------------------
 
     def _require_built(self):
-        if not self.built and self.layers and self.layers[0].input_dim is not None:
-            self.build(self.layers[0].input_dim)
+        if not self.built and self.layers and self._declared_input_dim() is not None:
+            self.build(self._declared_input_dim())
         if not self.built:
             raise RuntimeError("the model is not built yet: give the first layer input_dim= "
                                "or call fit/forward/build first")
