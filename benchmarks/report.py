@@ -3,14 +3,16 @@
     python benchmarks/report.py [--dtype float32|float64] [--quick] [--repeats N]
                                 [--pause SECONDS] [--no-torch]
 
-Three tables, then the performance targets with each marked met or not met:
+Four tables, then the performance targets with each marked met or not met:
 
 1. training step, µs per step, per config: the Cython backend, the NumPy
    backend, the GEMM floor (the step's GEMM calls alone, through the same BLAS)
    and PyTorch on the CPU (when installed, with as many threads as the BLAS);
    ratios NumPy/Cython, Cython/floor, PyTorch/Cython;
 2. predict throughput, rows/s, over 10 000 rows (2 000 with --quick);
-3. one epoch over 20 000 samples of the tiny config, batch 32.
+3. one epoch over 20 000 samples of the tiny config, batch 32;
+4. a training step of each layer type (Maxout, PReLU, Activation, Dropout, a
+   softmax output) on the small config's shapes, Cython against NumPy.
 
 Method (DESIGN.md §4). The machine is shared and noisy, so figures are ratios
 taken in this one process, never absolute times compared across runs:
@@ -235,6 +237,20 @@ def measure_epoch(settings, torch):
     return interleaved(contenders, settings)
 
 
+def measure_layers(settings):
+    """{layer model name: Timings of cython and numpy steps} on the small config."""
+    config = CONFIGS[workloads.LAYER_CONFIG]
+    batches = workloads.make_batches(config, settings.dtype)
+    results = {}
+    for name in workloads.LAYER_MODELS:
+        contenders = {backend: workloads.fastbp_step(
+            workloads.make_layer_model(name, backend, settings.dtype), batches)
+            for backend in ("cython", "numpy")}
+        check_same_loss(config, contenders)
+        results[name] = interleaved(contenders, settings)
+    return results
+
+
 # --- printing --------------------------------------------------------------------------------
 
 
@@ -291,6 +307,16 @@ def step_table(steps):
             "above 1 mean Cython is faster; Cython/floor is the step over its GEMMs alone",
             ["config", "layers", "batch", "Cython", "NumPy", "floor", "PyTorch",
              "NumPy/Cython", "Cython/floor", "PyTorch/Cython"], rows)
+
+
+def layers_table(layer_steps):
+    """Title, header and rows of the layer-types table."""
+    config = CONFIGS[workloads.LAYER_CONFIG]
+    rows = [[name, fmt_number(t.seconds("cython") * 1e6), fmt_number(t.seconds("numpy") * 1e6),
+             fmt_ratio(t.ratio("numpy", "cython"))] for name, t in layer_steps.items()]
+    return (f"Layer types: µs per training step on the {config.name} config's shapes "
+            f"({config.shape_label}, batch {config.batch_size})",
+            ["model", "Cython", "NumPy", "NumPy/Cython"], rows)
 
 
 def predict_table(predictions, n_rows):
@@ -408,11 +434,14 @@ def main(argv=None):
     print_table(*predict_table(predictions, settings.predict_rows))
     epoch = measure_epoch(settings, torch)
     print_table(*epoch_table(epoch))
+    layer_steps = measure_layers(settings)
+    print_table(*layers_table(layer_steps))
     print_table(*targets_table(targets(steps, predictions, epoch), settings.dtype))
 
     print_unsteady({**{f"step {name}": t for name, t in steps.items()},
                     **{f"predict {name}": t for name, t in predictions.items()},
-                    f"epoch {EPOCH_CONFIG}": epoch})
+                    f"epoch {EPOCH_CONFIG}": epoch,
+                    **{f"layers {name}": t for name, t in layer_steps.items()}})
     load = f", load average now {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
     print(f"\ntotal {time.perf_counter() - started:.0f} s{load}")
 

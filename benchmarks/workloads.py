@@ -129,6 +129,28 @@ def make_model(config, backend, dtype="float32", seed=0, lr=LR):
                          dtype=dtype, seed=seed, backend=backend)
 
 
+# The layer types on the small config's shapes (784 inputs, 128 hidden columns, 10
+# classes, batch 64): the same GEMMs as its Dense/ReLU model (maxout's 64 units of
+# 2 pieces are 128 columns), so the step times show what each layer type adds.
+LAYER_CONFIG = "small"
+LAYER_MODELS = {
+    "Dense relu": lambda: [fb.Dense(128, "relu", input_dim=784), fb.Dense(10)],
+    "Dense prelu": lambda: [fb.Dense(128, "prelu", input_dim=784), fb.Dense(10)],
+    "Dense + Activation(relu)": lambda: [fb.Dense(128, input_dim=784), fb.Activation("relu"),
+                                         fb.Dense(10)],
+    "Maxout 64 x 2": lambda: [fb.Maxout(64, pieces=2, input_dim=784), fb.Dense(10)],
+    "Dense relu + Dropout(0.5)": lambda: [fb.Dense(128, "relu", input_dim=784), fb.Dropout(0.5),
+                                          fb.Dense(10)],
+    "softmax output": lambda: [fb.Dense(128, "relu", input_dim=784), fb.Dense(10, "softmax")],
+}
+
+
+def make_layer_model(name, backend, dtype="float32", seed=0, lr=LR):
+    """A built fastbp.Sequential of LAYER_MODELS[name], softmax cross-entropy, SGD."""
+    return fb.Sequential(LAYER_MODELS[name](), loss="softmax_cross_entropy",
+                         optimizer=fb.SGD(lr=lr), dtype=dtype, seed=seed, backend=backend)
+
+
 def shuffled_order(n_samples, seed=0):
     """A permutation of range(n_samples) as int64, what fit() hands to epoch()."""
     return np.random.default_rng(seed).permutation(n_samples).astype(np.int64)
