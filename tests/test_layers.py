@@ -14,6 +14,7 @@ from fastbp import losses
 from conftest import (BACKEND_RTOL, FD_RTOL, model_numerical_gradients, numerical_gradient,
                       rel_error)
 from test_engine import NO_ARRAY, peak_growth
+from test_gradients import targets
 
 # name -> (input width, layer factory, loss, target kind)
 ARCHS = {
@@ -44,17 +45,6 @@ ARCHS = {
                                             fb.Dense(3), fb.Activation("softmax")],
                                 "kl_divergence", "probabilities"),
 }
-
-
-def targets(kind, rng, n, d_out):
-    if kind == "labels":
-        return rng.integers(0, d_out, n)
-    if kind == "probabilities":
-        P = rng.random((n, d_out))
-        return P / P.sum(axis=1, keepdims=True)
-    if kind == "binary":
-        return rng.integers(0, 2, (n, d_out)).astype(float)
-    return rng.standard_normal((n, d_out))
 
 
 def build(name, backend="cython", dtype=np.float64, optimizer=None, seed=0):
