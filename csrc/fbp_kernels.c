@@ -2,15 +2,18 @@
 #include <math.h>
 #include <string.h>
 #include "fbp_kernels.h"
+#include "fbp_math.h"
 
 #define T float
 #define FN(name) name##_f
-#define EXP expf
+/* float: the vectorisable approximations of fbp_math.h */
+#define EXP fbp_expf
 #define LOG logf
 #define LOG1P log1pf
-#define EXPM1 expm1f
+#define EXPM1 fbp_expm1f
 #define SQRT sqrtf
-#define TANH tanhf
+#define TANH fbp_tanhf
+#define LOG1P_EXPNEG fbp_log1p_expneg_f
 #include "fbp_kernels_impl.h"
 #undef T
 #undef FN
@@ -20,6 +23,7 @@
 #undef EXPM1
 #undef SQRT
 #undef TANH
+#undef LOG1P_EXPNEG
 
 #define T double
 #define FN(name) name##_d
@@ -29,6 +33,7 @@
 #define EXPM1 expm1
 #define SQRT sqrt
 #define TANH tanh
+#define LOG1P_EXPNEG(a) log1p(exp(-(a)))
 #include "fbp_kernels_impl.h"
 
 void fbp_gather_labels(int64_t n_idx, const int64_t *y, const int64_t *idx, int64_t *out)
