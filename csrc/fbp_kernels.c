@@ -2,11 +2,10 @@
 #include <math.h>
 #include <string.h>
 #include "fbp_kernels.h"
-#include "fbp_math.h"
+#include "fbp_math.h"   /* EXP, EXPM1, TANH, LOG1P_EXPNEG: vectorisable */
 
 #define T float
 #define FN(name) name##_f
-/* float: the vectorisable approximations of fbp_math.h */
 #define EXP fbp_expf
 #define LOG logf
 #define LOG1P log1pf
@@ -27,13 +26,13 @@
 
 #define T double
 #define FN(name) name##_d
-#define EXP exp
+#define EXP fbp_exp
 #define LOG log
 #define LOG1P log1p
-#define EXPM1 expm1
+#define EXPM1 fbp_expm1
 #define SQRT sqrt
-#define TANH tanh
-#define LOG1P_EXPNEG(a) log1p(exp(-(a)))
+#define TANH fbp_tanh
+#define LOG1P_EXPNEG fbp_log1p_expneg
 #include "fbp_kernels_impl.h"
 
 void fbp_gather_labels(int64_t n_idx, const int64_t *y, const int64_t *idx, int64_t *out)

@@ -15,12 +15,14 @@ import pytest
 from fastbp import activations
 from fastbp._kernels import kernels
 
-# Measured maxima (float32, AVX2+FMA clone and SSE2 build) are 1-3.3 ulp; these bounds
+# Measured float32 maxima (AVX2+FMA clone and SSE2 build) are 1-3.1 ulp; these bounds
 # leave about one ulp of room for other compilers and instruction sets.
 MAX_ULP = {"sigmoid": 4, "tanh": 4, "elu": 3, "softplus": 4.5, "silu": 5, "gelu": 4}
 MAX_ULP_GRAD = {"softplus": 4, "silu": 5, "gelu": 6}
-# float64 keeps to the backends' tolerance (DESIGN.md §3).
+# float64 keeps to the backends' tolerance (DESIGN.md §3), and to a few eps.
 F64_REL = 1e-12
+EPS64 = float(np.finfo(np.float64).eps)
+F64_MAX_EPS = 8   # measured: <= 2.7 eps relative to the terms' size
 
 TINY32 = float(np.finfo(np.float32).tiny)
 GELU_C = np.sqrt(2 / np.pi)
@@ -172,8 +174,9 @@ def test_float64_forward_relative(name):
     finite = np.isfinite(ref) & (size >= np.finfo(np.float64).tiny)
     rel = np.abs(got[finite] - ref[finite]) / size[finite]
     worst = int(np.argmax(rel))
-    assert rel[worst] <= F64_REL, (f"{name}: max relative error {rel[worst]:.3g} "
-                                   f"at x={x[finite][worst]:.17g}")
+    print(f"{name} float64: max {rel[worst] / EPS64:.2f} eps at x={x[finite][worst]:.17g}")
+    assert rel[worst] <= min(F64_REL, F64_MAX_EPS * EPS64), (f"{name}: max relative error {rel[worst]:.3g} "
+                                   f"({rel[worst] / EPS64:.2f} eps) at x={x[finite][worst]:.17g}")
 
 
 @pytest.mark.parametrize("name", sorted(MAX_ULP_GRAD))
@@ -185,8 +188,9 @@ def test_float64_derivative_relative(name):
     ok = size >= np.finfo(np.float64).tiny
     rel = np.abs(got[ok] - ref[ok]) / size[ok]
     worst = int(np.argmax(rel))
-    assert rel[worst] <= F64_REL, (f"{name}': max relative error {rel[worst]:.3g} "
-                                   f"at x={x[ok][worst]:.17g}")
+    print(f"{name}' float64: max {rel[worst] / EPS64:.2f} eps at x={x[ok][worst]:.17g}")
+    assert rel[worst] <= min(F64_REL, F64_MAX_EPS * EPS64), (f"{name}': max relative error {rel[worst]:.3g} "
+                                   f"({rel[worst] / EPS64:.2f} eps) at x={x[ok][worst]:.17g}")
 
 
 # --- special values -------------------------------------------------------------------
