@@ -235,19 +235,27 @@ double FN(fbp_softmax_kl)(int64_t n_rows, int64_t n_cols, const T *Z, const T *Y
     return FN(fbp_softmax_xent_prob)(n_rows, n_cols, Z, Y, w, scale, dZ, n_correct) - entropy;
 }
 
+FBP_SIMD_CLONES
 double FN(fbp_sigmoid_bce)(int64_t n_rows, int64_t n_cols, const T *Z, const T *A,
                            const T *Y, const T *w, T scale, T *dZ, int64_t *n_correct)
 {
     double loss = 0.0;
     int64_t correct = 0;
+    T terms[256];   /* a chunk of a row's loss terms: computing them apart vectorises */
     for (int64_t i = 0; i < n_rows; ++i) {
         T wi = w ? w[i] : (T)1, ws = wi * scale;
         double row = 0.0;
+        for (int64_t j0 = i * n_cols; j0 < (i + 1) * n_cols; j0 += 256) {
+            int64_t len = (i + 1) * n_cols - j0 < 256 ? (i + 1) * n_cols - j0 : 256;
+            for (int64_t k = 0; k < len; ++k) {
+                T z = Z[j0 + k];
+                T abs_z = z >= 0 ? z : -z;
+                /* -y log s(z) - (1 - y) log(1 - s(z)) = max(z, 0) - y z + log1p(exp(-|z|)) */
+                terms[k] = (z > 0 ? z : (T)0) - Y[j0 + k] * z + LOG1P_EXPNEG(abs_z);
+            }
+            for (int64_t k = 0; k < len; ++k) row += (double)terms[k];
+        }
         for (int64_t j = i * n_cols; j < (i + 1) * n_cols; ++j) {
-            T z = Z[j];
-            T abs_z = z >= 0 ? z : -z;
-            /* -y log s(z) - (1 - y) log(1 - s(z)) = max(z, 0) - y z + log1p(exp(-|z|)) */
-            row += (double)((z > 0 ? z : (T)0) - Y[j] * z + LOG1P_EXPNEG(abs_z));
             correct += (A[j] >= (T)0.5) == (Y[j] >= (T)0.5);
             dZ[j] = (A[j] - Y[j]) * ws;
         }
