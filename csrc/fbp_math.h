@@ -1,4 +1,4 @@
-/* Branch-free exp, expm1, tanh and log1p(exp(-a)) for float, as static inline
+/* Branch-free exp, expm1, tanh and log1p(exp(-a)) for float and double, as static inline
  * functions that GCC can vectorise: loops calling them become SIMD loops, where
  * calls to libm's scalar expf/tanhf/log1pf would not.
  *
