@@ -39,7 +39,8 @@ def extensions():
             f"fastbp._kernels.{name}",
             sources=[f"fastbp/_kernels/{name}.pyx", "csrc/fbp_kernels.c"],
             include_dirs=["csrc", numpy.get_include()],
-            depends=["csrc/fbp_kernels.h", "csrc/fbp_kernels_impl.h", "csrc/fbp_layers_impl.h"],
+            depends=["csrc/fbp_kernels.h", "csrc/fbp_kernels_impl.h", "csrc/fbp_layers_impl.h",
+                     "csrc/fbp_math.h"],
             extra_compile_args=compile_args + extra_compile,
             extra_link_args=list(extra_link),
             # Linking libm explicitly binds expf, logf, ... to their current versions;

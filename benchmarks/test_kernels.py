@@ -212,3 +212,30 @@ def test_activation_derivative(benchmark, implementation, size, activation):
 
     Z64, dA64 = as64(Z, dA)
     assert_close(got, dA64 * reference_derivative(activation, Z64, spec.default_param), dtype)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_activation_forward(benchmark, implementation, dtype, size, activation):
+    """A = f(Z) over (n_samples, d_out), for each activation."""
+    skip_unless_available(implementation)
+    n, _, d_out = size
+    benchmark.group = f"activation_forward {activation} {dtype} {n}x{d_out}"
+    spec = ACTIVATIONS[activation]
+    f = NUMPY_ACTIVATIONS[spec.code][0]
+    rng = np.random.default_rng(1)
+    Z = (2.0 * rng.standard_normal((n, d_out))).astype(dtype)
+    if implementation == "cython":
+        A = np.empty_like(Z)
+
+        def activation_forward():
+            kernels.activation_forward(Z, A, spec.code, spec.default_param)
+            return A
+    else:
+        def activation_forward():
+            return f(Z, spec.default_param)
+    got = benchmark(activation_forward)
+
+    assert_close(got, f(Z.astype(np.float64), spec.default_param), dtype)

@@ -2,15 +2,17 @@
 #include <math.h>
 #include <string.h>
 #include "fbp_kernels.h"
+#include "fbp_math.h"   /* EXP, EXPM1, TANH, LOG1P_EXPNEG: vectorisable */
 
 #define T float
 #define FN(name) name##_f
-#define EXP expf
+#define EXP fbp_expf
 #define LOG logf
 #define LOG1P log1pf
-#define EXPM1 expm1f
+#define EXPM1 fbp_expm1f
 #define SQRT sqrtf
-#define TANH tanhf
+#define TANH fbp_tanhf
+#define LOG1P_EXPNEG fbp_log1p_expneg_f
 #include "fbp_kernels_impl.h"
 #include "fbp_layers_impl.h"
 #undef T
@@ -21,15 +23,17 @@
 #undef EXPM1
 #undef SQRT
 #undef TANH
+#undef LOG1P_EXPNEG
 
 #define T double
 #define FN(name) name##_d
-#define EXP exp
+#define EXP fbp_exp
 #define LOG log
 #define LOG1P log1p
-#define EXPM1 expm1
+#define EXPM1 fbp_expm1
 #define SQRT sqrt
-#define TANH tanh
+#define TANH fbp_tanh
+#define LOG1P_EXPNEG fbp_log1p_expneg
 #include "fbp_kernels_impl.h"
 #include "fbp_layers_impl.h"
 

@@ -1,6 +1,6 @@
 /* Template body of fbp_kernels.c: included once per floating type with
  * T (the type), FN(name) (the suffixed name) and the math functions
- * EXP, LOG, LOG1P, TANH defined by the includer. */
+ * EXP, LOG, LOG1P, EXPM1, TANH, LOG1P_EXPNEG(a) = log1p(exp(-a)) defined by the includer. */
 
 static inline T FN(sigmoid)(T v)
 {
@@ -13,7 +13,7 @@ static inline T FN(sigmoid)(T v)
 /* softplus(v) = log(1 + exp(v)) without overflow. */
 static inline T FN(softplus)(T v)
 {
-    return (v > 0 ? v : (T)0) + LOG1P(EXP(-(v >= 0 ? v : -v)));
+    return (v > 0 ? v : (T)0) + LOG1P_EXPNEG(v >= 0 ? v : -v);
 }
 
 /* GELU, tanh approximation: 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3))). */
@@ -62,6 +62,7 @@ void FN(fbp_broadcast_rows)(int64_t n_rows, int64_t n_cols, const T *b, T *out)
         memcpy(out + i * n_cols, b, (size_t)n_cols * sizeof(T));
 }
 
+FBP_SIMD_CLONES
 void FN(fbp_bias_act)(int act, T param, int64_t n_rows, int64_t n_cols,
                       const T *b, T *Z, T *A)
 {
@@ -113,6 +114,7 @@ void FN(fbp_bias_act)(int act, T param, int64_t n_rows, int64_t n_cols,
         }                                                                        \
     }
 
+FBP_SIMD_CLONES
 void FN(fbp_act_backward)(int act, T param, int64_t n_rows, int64_t n_cols,
                           const T *Z, const T *A, const T *dA, T *dZ, T *db)
 {
@@ -160,14 +162,18 @@ static inline int64_t FN(argmax_row)(int64_t n, const T *x)
 /* Writes exp(z - m) into e, with m = z[argmax], and returns the sum of exps. */
 static inline T FN(shifted_exp_row)(int64_t n, const T *z, T m, T *e)
 {
-    T s = 0;
-    for (int64_t j = 0; j < n; ++j) {
-        e[j] = EXP(z[j] - m);
-        s += e[j];
-    }
+    for (int64_t j = 0; j < n; ++j) e[j] = EXP(z[j] - m);
+    /* four partial sums, so that the sum vectorises too */
+    T s4[4] = {0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (int l = 0; l < 4; ++l) s4[l] += e[j + l];
+    T s = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+    for (; j < n; ++j) s += e[j];
     return s;
 }
 
+FBP_SIMD_CLONES
 double FN(fbp_softmax_xent_int)(int64_t n_rows, int64_t n_cols, const T *Z,
                                 const int64_t *y, const T *w, T scale, T *dZ,
                                 int64_t *n_correct)
@@ -193,6 +199,7 @@ double FN(fbp_softmax_xent_int)(int64_t n_rows, int64_t n_cols, const T *Z,
     return loss;
 }
 
+FBP_SIMD_CLONES
 double FN(fbp_softmax_xent_prob)(int64_t n_rows, int64_t n_cols, const T *Z,
                                  const T *Y, const T *w, T scale, T *dZ,
                                  int64_t *n_correct)
@@ -237,19 +244,27 @@ double FN(fbp_softmax_kl)(int64_t n_rows, int64_t n_cols, const T *Z, const T *Y
     return FN(fbp_softmax_xent_prob)(n_rows, n_cols, Z, Y, w, scale, dZ, n_correct) - entropy;
 }
 
+FBP_SIMD_CLONES
 double FN(fbp_sigmoid_bce)(int64_t n_rows, int64_t n_cols, const T *Z, const T *A,
                            const T *Y, const T *w, T scale, T *dZ, int64_t *n_correct)
 {
     double loss = 0.0;
     int64_t correct = 0;
+    T terms[256];   /* a chunk of a row's loss terms: computing them apart vectorises */
     for (int64_t i = 0; i < n_rows; ++i) {
         T wi = w ? w[i] : (T)1, ws = wi * scale;
         double row = 0.0;
+        for (int64_t j0 = i * n_cols; j0 < (i + 1) * n_cols; j0 += 256) {
+            int64_t len = (i + 1) * n_cols - j0 < 256 ? (i + 1) * n_cols - j0 : 256;
+            for (int64_t k = 0; k < len; ++k) {
+                T z = Z[j0 + k];
+                T abs_z = z >= 0 ? z : -z;
+                /* -y log s(z) - (1 - y) log(1 - s(z)) = max(z, 0) - y z + log1p(exp(-|z|)) */
+                terms[k] = (z > 0 ? z : (T)0) - Y[j0 + k] * z + LOG1P_EXPNEG(abs_z);
+            }
+            for (int64_t k = 0; k < len; ++k) row += (double)terms[k];
+        }
         for (int64_t j = i * n_cols; j < (i + 1) * n_cols; ++j) {
-            T z = Z[j];
-            T abs_z = z >= 0 ? z : -z;
-            /* -y log s(z) - (1 - y) log(1 - s(z)) = max(z, 0) - y z + log1p(exp(-|z|)) */
-            row += (double)((z > 0 ? z : (T)0) - Y[j] * z + LOG1P(EXP(-abs_z)));
             correct += (A[j] >= (T)0.5) == (Y[j] >= (T)0.5);
             dZ[j] = (A[j] - Y[j]) * ws;
         }

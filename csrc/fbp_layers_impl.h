@@ -1,8 +1,10 @@
 /* Template body for the kernels of the layers that are not a dense layer's
  * element-wise activation: softmax (a row-wise activation), PReLU, maxout, and an
  * element-wise product for dropout's backward pass. Included by fbp_kernels.c once
- * per floating type, after fbp_kernels_impl.h, with T, FN and EXP defined. */
+ * per floating type, after fbp_kernels_impl.h (whose shifted_exp_row it uses), with T,
+ * FN and EXP defined. */
 
+FBP_SIMD_CLONES
 void FN(fbp_softmax_rows)(int64_t n_rows, int64_t n_cols, const T *Z, T *A)
 {
     for (int64_t i = 0; i < n_rows; ++i) {
@@ -10,16 +12,13 @@ void FN(fbp_softmax_rows)(int64_t n_rows, int64_t n_cols, const T *Z, T *A)
         T *a = A + i * n_cols;
         T m = z[0];
         for (int64_t j = 1; j < n_cols; ++j) m = z[j] > m ? z[j] : m;
-        T s = 0;
-        for (int64_t j = 0; j < n_cols; ++j) {
-            a[j] = EXP(z[j] - m);
-            s += a[j];
-        }
+        T s = FN(shifted_exp_row)(n_cols, z, m, a);
         T inv = (T)1 / s;
         for (int64_t j = 0; j < n_cols; ++j) a[j] *= inv;
     }
 }
 
+FBP_SIMD_CLONES
 void FN(fbp_softmax_backward)(int64_t n_rows, int64_t n_cols, const T *A, const T *dA,
                               T *dZ, T *db)
 {
