@@ -46,6 +46,7 @@ class Layer:
     parameter_names = ()
     decayed = ()
     input_dim = None
+    keeps_width = True   # d_out == d_in
 
     def output_dim(self, input_dim):
         """d_out for inputs of input_dim features (None when input_dim is None)."""
@@ -92,6 +93,7 @@ class Dense(Layer):
     """
 
     decayed = ("W",)
+    keeps_width = False
 
     def __init__(self, units, activation=None, input_dim=None, kernel_initializer=None):
         self.units = positive_int("units", units)
@@ -147,6 +149,7 @@ class Maxout(Layer):
 
     parameter_names = ("W", "b")
     decayed = ("W",)
+    keeps_width = False
 
     def __init__(self, units, pieces=2, input_dim=None, kernel_initializer=None):
         self.units = positive_int("units", units)

@@ -97,7 +97,7 @@ class Sequential:
         for layer in self.layers:
             if layer.input_dim is not None:
                 return layer.input_dim
-            if layer.output_dim(0) != 0:   # a layer that sets its own width
+            if not layer.keeps_width:
                 return None
         return None
 
@@ -112,7 +112,7 @@ class Sequential:
             raise ValueError("the model has no layers; pass layers=[fb.Dense(...), ...]")
         self._check_loss_fits()
         d_in = input_dim
-        for number, layer in enumerate(self.layers, start=1):
+        for number, layer in enumerate(self.layers, start=1):   # check all before building any
             if layer.input_dim is not None and layer.input_dim != d_in:
                 raise ValueError(f"layer {number} ({layer!r}) was given input_dim="
                                  f"{layer.input_dim} but receives {d_in} features; fix its "

@@ -76,19 +76,23 @@ class Node:
             self.mask = rows(self.d_out)
 
 
+def _param(layer, name, number, n_state):
+    """The Param for the layer's array `name`; L2 decays it if the layer says so."""
+    return Param(getattr(layer, name), name, number, name in layer.decayed, n_state)
+
+
 def _dense_nodes(layer, number, d_in, n_state):
-    W = Param(layer.W, "W", number, True, n_state)
-    b = Param(layer.b, "b", number, False, n_state)
+    W, b = (_param(layer, name, number, n_state) for name in ("W", "b"))
     act = layer.activation
     if not act.spec.learnable:
         return [Node(DENSE, d_in, layer.units, [W, b], act.code, act.param, act.name)]
-    alpha = Param(layer.alpha, "alpha", number, False, n_state)
+    alpha = _param(layer, "alpha", number, n_state)
     return [Node(DENSE, d_in, layer.units, [W, b]),
             Node(PRELU, layer.units, layer.units, [alpha], activation="prelu")]
 
 
 def _maxout_nodes(layer, number, d_in, n_state):
-    params = [Param(layer.W, "W", number, True, n_state), Param(layer.b, "b", number, False, n_state)]
+    params = [_param(layer, name, number, n_state) for name in ("W", "b")]
     return [Node(MAXOUT, d_in, layer.units, params, activation="maxout", pieces=layer.pieces)]
 
 
@@ -98,8 +102,8 @@ def _activation_nodes(layer, number, d_in, n_state):
 
 
 def _prelu_nodes(layer, number, d_in, n_state):
-    alpha = Param(layer.alpha, "alpha", number, False, n_state)
-    return [Node(PRELU, d_in, d_in, [alpha], activation="prelu")]
+    return [Node(PRELU, d_in, d_in, [_param(layer, "alpha", number, n_state)],
+                 activation="prelu")]
 
 
 def _dropout_nodes(layer, number, d_in, n_state):
