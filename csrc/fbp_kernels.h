@@ -90,7 +90,7 @@ typedef struct {
     void fbp_optim_update_##S(const fbp_optim *opt, int64_t n, T grad_scale,        \
                               const T *g, T *w, T *s1, T *s2);                     \
     /* Inverted dropout: mask[i] = 1/keep if u_i < keep else 0, with u_i uniform in   \
-     * [0, 1) from fbp_uniform(seed, stream, i); D = A * mask. */                    \
+     * [0, 1): (fbp_hash(seed, stream, i) >> 11) 2^-53; D = A * mask. */             \
     void fbp_dropout_##S(int64_t n, double keep, uint64_t seed, uint64_t stream,     \
                          const T *A, T *mask, T *D);                               \
     /* Copy the rows of X listed in idx into out (a mini-batch gather). */         \
@@ -130,10 +130,10 @@ FBP_DECLARE_LAYERS(double, d)
 #undef FBP_DECLARE
 #undef FBP_DECLARE_LAYERS
 
-/* A uniform number in [0, 1) for element i of stream `stream` under `seed`: the
- * splitmix64 finaliser of a counter, so any element can be drawn on its own and the
- * NumPy backend draws the very same numbers. */
-static inline double fbp_uniform(uint64_t seed, uint64_t stream, uint64_t i)
+/* 64 random bits for element i of stream `stream` under `seed`: the splitmix64
+ * finaliser of a counter, so any element can be drawn on its own and the NumPy
+ * backend draws the very same numbers. Its top 53 bits make a uniform in [0, 1). */
+static inline uint64_t fbp_hash(uint64_t seed, uint64_t stream, uint64_t i)
 {
     uint64_t x = seed ^ (stream * 0x9E3779B97F4A7C15ULL) ^ (i * 0xD1B54A32D192ED03ULL);
     x ^= x >> 30;
@@ -141,7 +141,7 @@ static inline double fbp_uniform(uint64_t seed, uint64_t stream, uint64_t i)
     x ^= x >> 27;
     x *= 0x94D049BB133111EBULL;
     x ^= x >> 31;
-    return (double)(x >> 11) * (1.0 / 9007199254740992.0);
+    return x;
 }
 
 /* Gather of integer labels for a mini-batch. */

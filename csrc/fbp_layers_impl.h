@@ -37,6 +37,9 @@ void FN(fbp_softmax_backward)(int64_t n_rows, int64_t n_cols, const T *A, const 
     }
 }
 
+/* PReLU as max(v, 0) + alpha min(v, 0): selects rather than branches, so the loops
+ * vectorise, and the results are exactly those of (v > 0 ? v : alpha v). */
+FBP_SIMD_CLONES
 void FN(fbp_prelu_forward)(int64_t n_rows, int64_t n_cols, const T *alpha, const T *Z, T *A)
 {
     for (int64_t i = 0; i < n_rows; ++i) {
@@ -44,11 +47,12 @@ void FN(fbp_prelu_forward)(int64_t n_rows, int64_t n_cols, const T *alpha, const
         T *a = A + i * n_cols;
         for (int64_t j = 0; j < n_cols; ++j) {
             T v = z[j];
-            a[j] = v > 0 ? v : alpha[j] * v;
+            a[j] = (v > 0 ? v : (T)0) + alpha[j] * (v > 0 ? (T)0 : v);
         }
     }
 }
 
+FBP_SIMD_CLONES
 void FN(fbp_prelu_backward)(int64_t n_rows, int64_t n_cols, const T *alpha, const T *Z,
                             const T *dA, T *dZ, T *dalpha)
 {
@@ -58,41 +62,74 @@ void FN(fbp_prelu_backward)(int64_t n_rows, int64_t n_cols, const T *alpha, cons
     for (int64_t i = 0; i < n_rows; ++i) {
         const T *z = Z + i * n_cols;
         const T *da = dA + i * n_cols;
-        for (int64_t j = 0; j < n_cols; ++j) {
-            T v = z[j];
-            dalpha[j] += v > 0 ? (T)0 : da[j] * v;
-        }
-        if (dZ) {
-            T *dz = dZ + i * n_cols;
-            for (int64_t j = 0; j < n_cols; ++j) dz[j] = z[j] > 0 ? da[j] : alpha[j] * da[j];
+        T *dz = dZ ? dZ + i * n_cols : NULL;
+        if (dz) {
+            for (int64_t j = 0; j < n_cols; ++j) {
+                T v = z[j], g = da[j];
+                dalpha[j] += g * (v > 0 ? (T)0 : v);
+                dz[j] = g * (v > 0 ? (T)1 : alpha[j]);
+            }
+        } else {
+            for (int64_t j = 0; j < n_cols; ++j) {
+                T v = z[j];
+                dalpha[j] += da[j] * (v > 0 ? (T)0 : v);
+            }
         }
     }
 }
 
+/* One loop over the units for a number of pieces K: with K a constant the compiler
+ * vectorises it (interleaved loads), so the usual K = 2, 3, 4 get their own copies. */
+#define FBP_MAXOUT_FORWARD(K)                                                    \
+    for (int64_t i = 0; i < n_units; ++i) {                                      \
+        const T *z = Z + i * (K);                                                \
+        T m = z[0];                                                              \
+        for (int64_t p = 1; p < (K); ++p) m = z[p] > m ? z[p] : m;              \
+        A[i] = m;                                                                \
+    }
+
+/* Each unit's gradient goes to its winning piece (the first one on a tie). */
+#define FBP_MAXOUT_BACKWARD(K)                                                   \
+    for (int64_t i = 0; i < n_units; ++i) {                                      \
+        const T *z = Z + i * (K);                                                \
+        T *dz = dZ + i * (K);                                                    \
+        T m = z[0];                                                              \
+        int64_t best = 0;                                                        \
+        for (int64_t p = 1; p < (K); ++p) {                                      \
+            best = z[p] > m ? p : best;                                          \
+            m = z[p] > m ? z[p] : m;                                             \
+        }                                                                        \
+        for (int64_t p = 0; p < (K); ++p) dz[p] = p == best ? dA[i] : (T)0;     \
+    }
+
+FBP_SIMD_CLONES
 void FN(fbp_maxout_forward)(int64_t n_rows, int64_t units, int64_t pieces, const T *Z, T *A)
 {
     /* Z holds each unit's pieces side by side: unit j is Z[i, j*pieces : (j+1)*pieces]. */
-    for (int64_t i = 0; i < n_rows * units; ++i) {
-        const T *z = Z + i * pieces;
-        T m = z[0];
-        for (int64_t p = 1; p < pieces; ++p) m = z[p] > m ? z[p] : m;
-        A[i] = m;
+    const int64_t n_units = n_rows * units;
+    switch (pieces) {
+    case 2: FBP_MAXOUT_FORWARD(2) break;
+    case 3: FBP_MAXOUT_FORWARD(3) break;
+    case 4: FBP_MAXOUT_FORWARD(4) break;
+    default: FBP_MAXOUT_FORWARD(pieces) break;
     }
 }
 
+FBP_SIMD_CLONES
 void FN(fbp_maxout_backward)(int64_t n_rows, int64_t units, int64_t pieces, const T *Z,
                              const T *dA, T *dZ)
 {
-    /* Each unit's gradient goes to its winning piece (the first one on a tie). */
-    for (int64_t i = 0; i < n_rows * units; ++i) {
-        const T *z = Z + i * pieces;
-        T *dz = dZ + i * pieces;
-        int64_t best = 0;
-        for (int64_t p = 1; p < pieces; ++p) best = z[p] > z[best] ? p : best;
-        for (int64_t p = 0; p < pieces; ++p) dz[p] = 0;
-        dz[best] = dA[i];
+    const int64_t n_units = n_rows * units;
+    switch (pieces) {
+    case 2: FBP_MAXOUT_BACKWARD(2) break;
+    case 3: FBP_MAXOUT_BACKWARD(3) break;
+    case 4: FBP_MAXOUT_BACKWARD(4) break;
+    default: FBP_MAXOUT_BACKWARD(pieces) break;
     }
 }
+
+#undef FBP_MAXOUT_FORWARD
+#undef FBP_MAXOUT_BACKWARD
 
 void FN(fbp_mul)(int64_t n, const T *a, const T *b, T *out)
 {

@@ -280,7 +280,7 @@ UPDATES = {optimizers.SGD_KIND: _sgd, optimizers.ADAM_KIND: _adam,
 
 def uniform_stream(seed, stream, n):
     """n uniform numbers in [0, 1): the splitmix64 finaliser of counters 0..n-1 of
-    stream under seed, as fbp_uniform in csrc/fbp_kernels.h draws them."""
+    stream under seed, as fbp_dropout draws them from fbp_hash in csrc/fbp_kernels.h."""
     i = np.arange(n, dtype=np.uint64)
     # arrays, not scalars: uint64 arrays wrap around silently, as C does
     key = np.full(1, seed, dtype=np.uint64) ^ (np.full(1, stream, dtype=np.uint64)
