@@ -12,6 +12,7 @@ backward pass multiplies by the row's Jacobian), and prelu learns its negative
 slope, one per unit (the plan gives it a node of its own with a parameter array).
 Maxout is a layer, not an activation: it needs weights of its own (fastbp.Maxout).
 """
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,7 +112,14 @@ def get(activation, **params):
     if unknown:
         allowed = f"'{spec.param_name}'" if spec.param_name else "no parameters"
         raise TypeError(f"activation {name!r} takes {allowed}, got {sorted(unknown)}")
-    param = float(params.get(spec.param_name, spec.default_param)) if spec.param_name else 0.0
-    if spec.param_name and not (np.isfinite(param) and param >= 0):
-        raise ValueError(f"{name}'s {spec.param_name} must be a finite number >= 0, got {param!r}")
-    return Activation(spec, param)
+    if not spec.param_name:
+        return Activation(spec, 0.0)
+    value = params.get(spec.param_name, spec.default_param)
+    # a learnt slope may start anywhere; fixed slopes and scales must be >= 0
+    lowest = -np.inf if spec.learnable else 0.0
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not (np.isfinite(value) and value >= lowest):
+        rule = "a finite number" + ("" if spec.learnable else " >= 0")
+        raise ValueError(f"{name}'s {spec.param_name} must be {rule}, got {value!r}; pass e.g. "
+                         f"{spec.param_name}={spec.default_param}")
+    return Activation(spec, float(value))

@@ -5,9 +5,9 @@ On a fixed sample of the training rows (at most SAMPLE_ROWS, the same every epoc
 - dead_relu_fraction: ReLU hidden units whose output is 0 on every sample row;
 - saturated_fraction: sigmoid/tanh hidden units sitting on a flat tail (sigmoid
   below 0.01 or above 0.99, |tanh| above 0.99) for at least 95 % of the rows;
-- grad_norm_1, grad_norm_2, ...: the Frobenius norm of the dW of each layer with
-  weights (Dense, Maxout), to see vanishing (first layers far below the last) or
-  exploding gradients;
+- grad_norm_1, grad_norm_2, ...: the Frobenius norm of dW of the first, second, ...
+  layer with weights (Dense, Maxout; other layers are not counted), to see
+  vanishing (first layers far below the last) or exploding gradients;
 - duplicate_units: hidden units (maxout pieces) whose incoming weights and bias
   equal another's of the same layer exactly, the mark of failed symmetry breaking.
 

@@ -45,7 +45,7 @@ class Layer:
 
     parameter_names = ()
     decayed = ()
-    input_dim = None
+    input_dim = None     # declared by Dense and Maxout only
     keeps_width = True   # d_out == d_in
 
     def output_dim(self, input_dim):
@@ -54,7 +54,6 @@ class Layer:
 
     def build(self, input_dim, dtype, rng):
         """Create the parameters for input_dim features in dtype, drawing from rng."""
-        self.input_dim = input_dim
 
     def parameters(self):
         """The parameter arrays, in get_weights order."""
@@ -82,7 +81,8 @@ class Dense(Layer):
     units : number of outputs d_out.
     activation : a name from fastbp.activations.ACTIVATIONS, None (identity), or an
         activation from fastbp.activations.get(name, **params). "prelu" gives the
-        layer a learnt slope per unit (initially 0.25, or initial_slope=).
+        layer a learnt slope per unit, initially 0.25 (another start:
+        activation=fastbp.activations.get("prelu", initial_slope=0.1)).
     input_dim : d_in, needed on the first layer unless the model is built from data.
     kernel_initializer : a name from fastbp.initializers (or
         fastbp.initializers.Constant(value)); default He for the ReLU
@@ -192,7 +192,7 @@ class PReLU(Layer):
     unit learnt like any weight (its own gradient and optimiser state; L2 does not
     decay it). Derivative at 0: alpha, as PyTorch.
 
-    initial_slope : where every alpha starts (0.25).
+    initial_slope : where every alpha starts (0.25); any finite number.
     After build: alpha : ndarray of shape (d_in,).
     """
 
@@ -204,7 +204,6 @@ class PReLU(Layer):
 
     def build(self, input_dim, dtype, rng):
         self.alpha = np.full(input_dim, self.initial_slope, dtype=dtype)
-        self.input_dim = input_dim
 
     def count_params(self, input_dim):
         return input_dim
@@ -250,7 +249,9 @@ class Activation(Layer):
         return cls(_activation_from_config(config["activation"]))
 
     def __repr__(self):
-        return f"Activation({self.activation.name!r})"
+        config = self.activation.get_config()
+        params = "".join(f", {k}={v!r}" for k, v in config.items() if k != "name")
+        return f"Activation({self.activation.name!r}{params})"
 
 
 class Dropout(Layer):

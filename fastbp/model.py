@@ -529,7 +529,7 @@ class Sequential:
     def summary(self, print_fn=print):
         """Print a table of the layers: output shape, parameter count, totals."""
         rows = [("layer", "output shape", "parameters")]
-        total, d_in = 0, self.input_dim if self.built else self.layers[0].input_dim
+        total, d_in = 0, self.input_dim if self.built else self._declared_input_dim()
         for number, layer in enumerate(self.layers, start=1):
             d_out = layer.output_dim(d_in)
             count = layer.count_params(d_in) if d_in is not None else None

@@ -294,7 +294,22 @@ def test_summary_and_parameter_count():
     (lambda: fb.Sequential([fb.Dense(3, input_dim=2), "relu"]), TypeError,
      "layers must be one of"),
     (lambda: fb.PReLU(initial_slope=float("nan")), ValueError, "finite number"),
+    (lambda: fb.PReLU("x"), ValueError, "initial_slope must be a finite number, got 'x'"),
+    (lambda: fb.Activation("elu", alpha=-1), ValueError, "alpha must be a finite number >= 0"),
 ])
 def test_bad_layer_configurations(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_reused_width_keeping_layers_declare_no_input_width():
+    """A PReLU, Activation or Dropout built in one model does not fix the next
+    model's input width: only Dense and Maxout declare input_dim."""
+    prelu, act, drop = fb.PReLU(initial_slope=-0.1), fb.Activation("leaky_relu", slope=0.3), \
+        fb.Dropout(0.2)
+    fb.Sequential([prelu, act, drop, fb.Dense(3)]).build(4)
+    again = fb.Sequential([prelu, act, drop, fb.Dense(3)])
+    assert not again.built
+    again.build(5)
+    assert again.input_dim == 5 and np.array_equal(prelu.alpha, np.full(5, -0.1, np.float32))
+    assert repr(act) == "Activation('leaky_relu', slope=0.3)"
