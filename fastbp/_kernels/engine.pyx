@@ -42,8 +42,7 @@ cdef enum:
     PRELU = 2
     MAXOUT = 3
     DROPOUT = 4
-
-DEF MAX_PARAMS = 2
+    MAX_PARAMS = 2   # parameter arrays per node
 
 
 cdef struct Param:
