@@ -123,9 +123,7 @@ def moons(n_samples=200, noise=0.1, seed=0):
     lower_angle = np.linspace(0.0, np.pi, n_lower)
     upper = np.column_stack([np.cos(upper_angle), np.sin(upper_angle)])
     lower = np.column_stack([1.0 - np.cos(lower_angle), 0.5 - np.sin(lower_angle)])
-    X = np.vstack([upper, lower]) + rng.normal(0.0, noise, (n_samples, 2))
-    y = np.repeat(np.array([0, 1], dtype=np.int64), [n_upper, n_lower])
-    return X, y
+    return _two_classes(upper, lower, noise, rng)
 
 
 def circles(n_samples=200, noise=0.05, factor=0.5, seed=0):
@@ -153,8 +151,15 @@ def circles(n_samples=200, noise=0.05, factor=0.5, seed=0):
     inner_angle = np.linspace(0.0, 2.0 * np.pi, n_inner, endpoint=False)
     outer = np.column_stack([np.cos(outer_angle), np.sin(outer_angle)])
     inner = factor * np.column_stack([np.cos(inner_angle), np.sin(inner_angle)])
-    X = np.vstack([outer, inner]) + rng.normal(0.0, noise, (n_samples, 2))
-    y = np.repeat(np.array([0, 1], dtype=np.int64), [n_outer, n_inner])
+    return _two_classes(outer, inner, noise, rng)
+
+
+def _two_classes(first, second, noise, rng):
+    """X : the rows of first (class 0) then second (class 1), plus Gaussian noise of
+    standard deviation noise drawn from rng; y : their labels, int64."""
+    X = np.vstack([first, second])
+    X += rng.normal(0.0, noise, X.shape)
+    y = np.repeat(np.array([0, 1], dtype=np.int64), [len(first), len(second)])
     return X, y
 
 

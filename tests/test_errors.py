@@ -118,12 +118,18 @@ def test_backward_needs_a_forward_first():
         model.backward(np.ones((10, 3)))
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_divergence_stops_training_with_finite_weights(backend):
+def diverging(backend):
+    """Targets of size 1e3 and a rate of 10: training blows up within a few epochs."""
     X, _ = data(50)
     y = X @ np.ones((4, 1)) * 1e3
     model = fb.Sequential([fb.Dense(8, input_dim=4), fb.Dense(1)], loss="mse",
                           optimizer=fb.SGD(lr=10.0), seed=0, backend=backend)
+    return X, y, model
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_stops_training_with_finite_weights(backend):
+    X, y, model = diverging(backend)
     with pytest.raises(FloatingPointError, match="diverged"):
         model.fit(X, y, epochs=50, batch_size=10, verbose=0)
     assert all(np.isfinite(w).all() for w in model.get_weights())
@@ -131,10 +137,7 @@ def test_divergence_stops_training_with_finite_weights(backend):
 
 @pytest.mark.filterwarnings("ignore:overflow|invalid value")
 def test_divergence_can_stop_with_a_warning(backend):
-    X, _ = data(50)
-    y = X @ np.ones((4, 1)) * 1e3
-    model = fb.Sequential([fb.Dense(8, input_dim=4), fb.Dense(1)], loss="mse",
-                          optimizer=fb.SGD(lr=10.0), seed=0, backend=backend)
+    X, y, model = diverging(backend)
     with pytest.warns(RuntimeWarning, match="diverged in epoch"):
         hist = model.fit(X, y, epochs=50, batch_size=10, verbose=0, on_divergence="stop")
     assert 0 < len(hist.history.get("loss", [])) + 1 < 50

@@ -103,6 +103,15 @@ cdef inline bint _folds(Node *node, const Update *u) noexcept nogil:
     return u.apply and u.fold and (node.kind == DENSE or node.kind == MAXOUT)
 
 
+cdef inline bint _all_folded(Node *L, int n_nodes) noexcept nogil:
+    """Whether a folded SGD step leaves no parameter for _apply (no PReLU slopes)."""
+    cdef int l
+    for l in range(n_nodes):
+        if L[l].n_params and L[l].kind != DENSE and L[l].kind != MAXOUT:
+            return False
+    return True
+
+
 cdef void _forward(Node *L, int n_nodes, int n, const floating *X, bint training,
                    uint64_t seed, int64_t t) noexcept nogil:
     """Forward through every node; in training, dropout masks come from stream
@@ -259,7 +268,7 @@ cdef double _step(Node *L, int n_nodes, int n, const floating *X, const void *y,
     if not isfinite(<floating>value):
         return <floating>value   # inf or NaN in the model's dtype
     _backward(L, start, n, X, skip, <floating *>NULL, u, True)
-    if u.apply:
+    if u.apply and not (u.fold and _all_folded(L, n_nodes)):
         _apply(L, n_nodes, u, <floating>1)
     return value
 
