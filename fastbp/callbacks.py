@@ -23,7 +23,14 @@ class History:
 
 
 class Callback:
-    """Hooks fit calls; set model.stop_training = True to end training early."""
+    """Hooks fit calls; set model.stop_training = True to end training early.
+
+    check(recorded) runs before any training with the names fit will record
+    (see History); raise ValueError there if the callback cannot work with them.
+    on_train_end runs however fit ends: normally, on an error or on Ctrl-C."""
+
+    def check(self, recorded):
+        pass
 
     def on_train_begin(self, model):
         pass
@@ -46,6 +53,12 @@ class _Monitor(Callback):
             raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")
         self.monitor, self.min_delta = monitor, float(min_delta)
         self.sign = 1.0 if (mode == "max" or mode == "auto" and "acc" in monitor) else -1.0
+
+    def check(self, recorded):
+        if self.monitor not in recorded:
+            raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, which this fit "
+                             f"does not record (it records {sorted(recorded)}); pass "
+                             "validation_data=... or monitor another metric")
 
     def _reset(self):
         self.best, self.wait = None, 0

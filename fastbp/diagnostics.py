@@ -36,6 +36,18 @@ def _saturated(name, A):
     return np.abs(A) > 0.99
 
 
+SQUASHING = ("sigmoid", "tanh")
+
+
+def reading_names(plan):
+    """The names measure() returns for a model with this plan."""
+    hidden = [node.activation for node in plan.nodes[:-1]]
+    weighted = [node for node in plan.nodes if node.kind in (DENSE, MAXOUT)]
+    return ((["dead_relu_fraction"] if "relu" in hidden else [])
+            + (["saturated_fraction"] if set(SQUASHING) & set(hidden) else [])
+            + [f"grad_norm_{i + 1}" for i in range(len(weighted))] + ["duplicate_units"])
+
+
 def measure(model, X, y, loss_code):
     """Diagnostics of model on (X, y), a sample of the training data, as a dict."""
     backend, plan = model._backend, model._plan
@@ -43,7 +55,7 @@ def measure(model, X, y, loss_code):
     hidden = [(node.activation, np.asarray(A))
               for node, A in zip(plan.nodes[:-1], backend.activations())]
     relu = [A for name, A in hidden if name == "relu"]
-    squashing = [(name, A) for name, A in hidden if name in ("sigmoid", "tanh")]
+    squashing = [(name, A) for name, A in hidden if name in SQUASHING]
     logs = {}
     if relu:
         dead = sum(int(np.sum(~(A != 0).any(axis=0))) for A in relu)

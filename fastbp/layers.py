@@ -12,8 +12,14 @@ Every layer maps (n_samples, d_in) to (n_samples, d_out):
 
 Each layer says which parameter arrays it owns (parameters(), parameter_names,
 in get_weights order) and which of them L2 decays (the weight matrices only).
+
+A layer belongs to the one model it was added to. Once that model is built, the
+layer's configuration is fixed (setting units, activation, rate, ... raises), and
+assigning a parameter (layer.W = array) checks the array and copies it into the
+live weights the engine uses.
 """
 import numbers
+import weakref
 
 import numpy as np
 
@@ -39,6 +45,24 @@ def _activation_from_config(config):
     return activations.get(act.pop("name"), **act)
 
 
+def claim(layer, model):
+    """Make model the layer's owner; a layer already in another (live) model is
+    refused."""
+    owner = layer._owner()
+    if owner is not None and owner is not model:
+        raise ValueError(f"this {type(layer).__name__} layer already belongs to another model "
+                         "(once built, its arrays are that model's weights); create a new "
+                         "layer for this model, or pass copy.deepcopy(layer)")
+    layer.__dict__["_model"] = weakref.ref(model)
+
+
+def release(layers, model):
+    """Undo claim for the layers model owns (a model whose construction failed)."""
+    for layer in layers:
+        if layer._owner() is model:
+            del layer.__dict__["_model"]
+
+
 class Layer:
     """What every layer has. Subclasses set parameter_names and decayed (the
     names L2 applies to) and fill the parameter attributes in build()."""
@@ -47,6 +71,28 @@ class Layer:
     decayed = ()
     input_dim = None     # declared by Dense and Maxout only
     keeps_width = True   # d_out == d_in
+
+    def _owner(self):
+        """The model this layer belongs to, or None."""
+        ref = self.__dict__.get("_model")
+        return None if ref is None else ref()
+
+    def __setattr__(self, name, value):
+        model = self._owner()
+        if model is not None and model.built and not name.startswith("_"):
+            if name in self.parameter_names:
+                model._set_parameter(self.__dict__[name], value, f"{type(self).__name__}.{name}")
+                return
+            raise AttributeError(f"{type(self).__name__}.{name} is fixed once the model is built "
+                                 "(its arrays and the engine are laid out for it); make a new "
+                                 "model with the layer you want")
+        object.__setattr__(self, name, value)
+
+    def __getstate__(self):
+        """Copies (copy.deepcopy, pickle) belong to no model."""
+        state = dict(self.__dict__)
+        state.pop("_model", None)
+        return state
 
     def output_dim(self, input_dim):
         """d_out for inputs of input_dim features (None when input_dim is None)."""

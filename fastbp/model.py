@@ -4,6 +4,8 @@ The model validates input, owns the parameters (through its layers), the random
 generator and the optimiser configuration, and hands the math to a backend
 (fastbp/backends) through a plan (fastbp/plan.py).
 """
+import contextlib
+import threading
 import time
 import warnings
 
@@ -13,14 +15,16 @@ from fastbp import backends, losses, optimizers, threads
 from fastbp import diagnostics as health
 from fastbp import validation as check
 from fastbp.callbacks import Callback, History
+from fastbp.concurrency import ReadWriteLock, deferred_interrupts
 from fastbp import layers as layer_types
 from fastbp.layers import Dense, Dropout, Maxout
 from fastbp.plan import Plan
 from fastbp.progress import EpochProgress
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
-# With a progress line, fit hands the engine about this much work per call.
-PROGRESS_SECONDS = 0.05
+# fit hands the engine about this much work per call: Ctrl-C and other threads'
+# predictions wait at most this long, and a progress line is redrawn as often.
+CALL_SECONDS = 0.05
 
 
 def _dtype(dtype):
@@ -28,6 +32,18 @@ def _dtype(dtype):
     if name not in DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return np.dtype(DTYPES[name])
+
+
+class LayerList(tuple):
+    """model.layers: the layers in order, read-only (a built model's layers are
+    fixed; add layers with model.add before the first fit/forward)."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("model.layers cannot be changed in place; add layers with "
+                        "model.add(layer) before the model is built, or make a new Sequential")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = _refuse
 
 
 class Sequential:
@@ -47,45 +63,160 @@ class Sequential:
     backend : "cython" (compiled, default) or "numpy" (reference).
     n_threads : BLAS threads during this model's calls; None (default) leaves BLAS
         at its default, all cores. The setting is process-wide while a call runs.
+
+    What may change after the model is built (each takes effect at the next call):
+    optimizer (a new optimiser starts with fresh state; its hyper-parameters, such
+    as optimizer.lr or optimizer.momentum, may also be changed in place), loss (to
+    another loss the last layer fits), n_threads, epochs_done (where schedules
+    are), metadata, stop_training, and the layers' parameter arrays (layer.W =
+    array copies into the live weights; set_weights replaces them all). Fixed once
+    built, and refused with an error: dtype, the layers (model.layers is
+    read-only, a layer's units, activation, rate, pieces cannot change) and
+    backend_name.
+
+    Threads: predict, predict_proba and evaluate may be called from many threads at
+    once; they give exactly the single-threaded results and run in parallel. Calls
+    that train or keep state (fit, train_step, loss_and_gradients, forward/backward,
+    set_weights) take the model for themselves: a second such call from another
+    thread waits for the first to finish. Inference waits only while the weights
+    are being changed (fit releases them between chunks of about 50 ms).
     """
 
     def __init__(self, layers=(), loss="mse", optimizer=None, dtype="float32", seed=None,
                  backend="cython", n_threads=None):
-        self.loss = losses.get(loss)
-        self.optimizer = optimizers.get(optimizer)
-        self.dtype = _dtype(dtype)
-        self.backend_name = backend
-        self.n_threads = threads.check(n_threads)
-        self._backend_class = backends.get(backend)
-        self.layers = []
-        self._rng = np.random.default_rng(seed)
         self._plan = None
+        self._layers = []
+        self._train_lock = threading.RLock()   # one training caller at a time
+        self._memory = ReadWriteLock()         # inference reads, training writes
+        self.loss = loss
+        self.optimizer = optimizer
+        self.dtype = dtype
+        self._backend_name = backend
+        self.n_threads = n_threads
+        self._backend_class = backends.get(backend)
+        self._rng = np.random.default_rng(seed)
         self._backend = None
-        self._forward_rows = None   # rows of the last forward(), for backward()
-        self.metadata = {}          # JSON-ready notes saved with the model
-        self.epochs_done = 0        # completed epochs: where learning-rate schedules are
-        self.stop_training = False  # a callback sets it to end fit after this epoch
-        for layer in layers:
-            self.add(layer)
-        if self.layers:
-            self._check_loss_fits()
-            if self._declared_input_dim() is not None:
-                self.build(self._declared_input_dim())
+        self._forward_context = None   # (thread, rows) of the last forward(), for backward()
+        self.metadata = {}             # JSON-ready notes saved with the model
+        self.epochs_done = 0           # completed epochs: where learning-rate schedules are
+        self.stop_training = False     # a callback sets it to end fit after this epoch
+        try:
+            for layer in layers:
+                self.add(layer)
+            if self._layers:
+                self._check_loss_fits()
+                if self._declared_input_dim() is not None:
+                    self.build(self._declared_input_dim())
+        except BaseException:
+            layer_types.release(self._layers, self)
+            raise
+
+    # --- attributes: what may change after build (see the class docstring) ----------
+
+    @property
+    def layers(self):
+        return LayerList(self._layers)
+
+    @layers.setter
+    def layers(self, value):
+        raise AttributeError("model.layers cannot be replaced; add layers with model.add(layer) "
+                             "before the model is built, or make a new Sequential")
+
+    @property
+    def loss(self):
+        return self._loss
+
+    @loss.setter
+    def loss(self, value):
+        spec = losses.get(value)
+        if self._layers:
+            self._check_loss_fits(spec)
+        self._loss = spec
+
+    @property
+    def optimizer(self):
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, value):
+        """A new optimiser object starts from fresh state (zero moments, and Adam's
+        bias correction counted from now); the same object again changes nothing."""
+        opt = optimizers.get(value)
+        if opt is getattr(self, "_optimizer", None):
+            return
+        with self._train_lock, self._memory.writing():
+            self._optimizer = opt
+            if self.built:
+                self._replan_optimizer()
+
+    def _replan_optimizer(self):
+        self._plan.reset_optimizer(self._optimizer.layout)
+        self._backend.invalidate()
+
+    def _sync_optimizer(self):
+        """Before a training call: if the optimiser's layout changed in place (SGD's
+        momentum set to or from 0), give it fresh state of the new layout."""
+        if self._optimizer.layout != self._plan.optimizer_layout:
+            self._replan_optimizer()
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @dtype.setter
+    def dtype(self, value):
+        value = _dtype(value)
+        if self.built and value != self._dtype:
+            raise AttributeError(
+                f"dtype is fixed once the model is built (this one is {self._dtype.name}); "
+                f"for {value.name}, build a new model: fb.Sequential.from_config("
+                f"{{**model.get_config(), 'dtype': '{value.name}'}}), then "
+                "new.set_weights(model.get_weights())")
+        self._dtype = value
+
+    @property
+    def backend_name(self):
+        return self._backend_name
+
+    @backend_name.setter
+    def backend_name(self, value):
+        raise AttributeError("backend_name is fixed when the model is made; for another "
+                             "backend use fb.Sequential.from_config(model.get_config(), "
+                             "backend=...) and set_weights, or fb.load(path, backend=...)")
+
+    @property
+    def n_threads(self):
+        return self._n_threads
+
+    @n_threads.setter
+    def n_threads(self, value):
+        self._n_threads = threads.check(value)
+
+    @property
+    def epochs_done(self):
+        return self._epochs_done
+
+    @epochs_done.setter
+    def epochs_done(self, value):
+        self._epochs_done = check.non_negative_int("epochs_done", value)
 
     # --- construction ---------------------------------------------------------------
 
     def add(self, layer):
-        """Append a layer (before the model is built)."""
+        """Append a layer (before the model is built). A layer belongs to one model:
+        one that is already in another model is refused (its arrays are that
+        model's weights); pass a new layer, or copy.deepcopy(layer)."""
         if self.built:
             raise RuntimeError("the model is already built; add layers before the first "
                                "fit/forward, or make a new Sequential")
         if not isinstance(layer, tuple(layer_types.LAYERS.values())):
             raise TypeError(f"layers must be one of fastbp.{', fastbp.'.join(layer_types.LAYERS)}; "
                             f"got {type(layer).__name__}")
-        if any(layer is other for other in self.layers):
+        if any(layer is other for other in self._layers):
             raise ValueError("the same layer object appears twice; create a new layer object "
                              "for each place in the model")
-        self.layers.append(layer)
+        layer_types.claim(layer, self)
+        self._layers.append(layer)
 
     @property
     def built(self):
@@ -104,6 +235,10 @@ class Sequential:
     def build(self, input_dim):
         """Create every parameter for inputs of input_dim features."""
         input_dim = check.positive_int("input_dim", input_dim)
+        with self._train_lock, self._memory.writing():
+            self._build(input_dim)
+
+    def _build(self, input_dim):
         if self.built:
             if input_dim != self.input_dim:
                 raise ValueError(f"the model is built for {self.input_dim} features, not {input_dim}")
@@ -124,14 +259,17 @@ class Sequential:
             d_in = layer.output_dim(d_in)
         # drawn only when needed, so that models without dropout keep their streams
         seed = int(self._rng.integers(2**63)) if self._has(Dropout) else 0
-        self._plan = Plan(self.layers, input_dim, self.dtype, self.optimizer.n_state, seed)
-        self._backend = self._backend_class(self._plan)
+        plan = Plan(self.layers, input_dim, self.dtype, self.optimizer.layout, seed)
+        self._backend = self._backend_class(plan)
+        self._plan = plan
 
     def _has(self, *kinds):
         return any(isinstance(layer, kinds) for layer in self.layers)
 
-    def _check_loss_fits(self):
-        """The layers must learn something and end in what the loss expects."""
+    def _check_loss_fits(self, loss=None):
+        """The layers must learn something and end in what the loss (by default the
+        model's) expects."""
+        loss = self.loss if loss is None else loss
         if not self._has(Dense, Maxout):
             raise ValueError("the model needs at least one Dense or Maxout layer (the layers "
                              "with weights); add fastbp.Dense(units)")
@@ -139,17 +277,17 @@ class Sequential:
         if isinstance(last, Dropout):
             raise ValueError("the last layer cannot be a Dropout: dropping the model's outputs "
                              "would corrupt the loss; put the Dropout before a Dense layer")
-        allowed, got = self.loss.output_activations, last.output_activation
+        allowed, got = loss.output_activations, last.output_activation
         if allowed is not None and got not in allowed:
-            if self.loss.softmax:
+            if loss.softmax:
                 fix = ("the last layer must output logits or apply a softmax: use "
                        "Dense(n_classes) with no activation or activation='softmax' (it ends "
                        f"with {got!r}); the loss works from the logits either way")
             else:
                 fix = f"give the last layer activation={allowed[0]!r} (it ends with {got!r})"
-            raise ValueError(f"loss {self.loss.name!r} does not fit the last layer: {fix}")
-        if self.loss.softmax and self.output_dim is not None and self.output_dim < 2:
-            raise ValueError(f"{self.loss.name} needs a last layer with one unit per class "
+            raise ValueError(f"loss {loss.name!r} does not fit the last layer: {fix}")
+        if loss.softmax and self.output_dim is not None and self.output_dim < 2:
+            raise ValueError(f"{loss.name} needs a last layer with one unit per class "
                              f"(at least 2), got {self.output_dim}; for two classes with one "
                              "unit use binary_cross_entropy and activation='sigmoid'")
 
@@ -186,6 +324,14 @@ class Sequential:
         if not self.built:
             self.build(X.shape[1])
 
+    def _training(self):
+        """The model for one training call: other training callers wait, and so
+        does inference while the arrays change."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(self._train_lock)
+        stack.enter_context(self._memory.writing())
+        return stack
+
     # --- training -------------------------------------------------------------------
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None, verbose=1,
@@ -202,15 +348,23 @@ class Sequential:
         diagnostics : record training-health readings per epoch in the history and
             warn about alarming ones (see fastbp.diagnostics); off by default as it
             costs a forward and a gradient pass over a sample each epoch.
-        on_divergence : when the loss or the weights stop being finite, the model
-            goes back to the weights it had when that epoch began, and then "raise"
-            (default) raises FloatingPointError, "stop" warns and returns the history
-            of the epochs completed.
+        on_divergence : when the loss, the weights or the optimiser's state stop
+            being finite, the model goes back to the state it had when that epoch
+            began, and then "raise" (default) raises FloatingPointError, "stop"
+            warns and returns the history of the epochs completed.
         callbacks : fastbp.callbacks.Callback objects (EarlyStopping,
-            ReduceLROnPlateau, your own), called after each epoch.
+            ReduceLROnPlateau, your own), called after each epoch. What they
+            monitor is checked against what this fit records before any training.
         sample_weight : (n_samples,) weights of each sample's loss (the loss is
             1/N sum_i w_i loss_i); class_weight : dict class -> weight for
             classification losses. They multiply when both are given.
+
+        Each epoch is all or nothing. Ctrl-C (KeyboardInterrupt), or any error, in
+        the middle of an epoch puts the model back as it was when that epoch began
+        (weights, optimiser state, step count, random generator, epochs_done), runs
+        every callback's on_train_end and re-raises; the epochs completed stay. A
+        model saved then resumes exactly as if the interrupted epoch never began.
+        Ctrl-C is seen within about CALL_SECONDS (a single batch is never split).
         """
         X = self._features(X)
         y, loss_code = self._targets(y, len(X))
@@ -231,83 +385,116 @@ class Sequential:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             X_val = check.as_features(validation_data[0], self.dtype, X.shape[1], name="X_val")
             y_val, val_code = self._targets(validation_data[1], len(X_val), name="y_val")
-        self._ready(X)
-        self._forward_rows = None
-        history = History()
-        opt = self.optimizer
-        progress = (EpochProgress(epochs, n, batch_size, self.loss.classification)
-                    if verbose else None)
-        alarms = health.Alarms() if diagnostics else None
-        self.stop_training = False
-        for callback in callbacks:
-            callback.on_train_begin(self)
-        for epoch in range(epochs):
+        with self._train_lock:
+            self._ready(X)
+            self._check_finite()
+            recorded = self._recorded_metrics(validation_data is not None, diagnostics)
+            for callback in callbacks:
+                callback.check(recorded)
+            self._forward_context = None
+            history = History()
+            progress = (EpochProgress(epochs, n, batch_size, self.loss.classification)
+                        if verbose else None)
+            alarms = health.Alarms() if diagnostics else None
+            self.stop_training = False
+            for callback in callbacks:
+                callback.on_train_begin(self)
+            try:
+                for epoch in range(epochs):
+                    logs = self._fit_epoch(epoch, X, y, weights, shuffle, batch_size, loss_code,
+                                           progress, on_divergence)
+                    if logs is None:
+                        break   # diverged, on_divergence="stop"
+                    if validation_data is not None:
+                        val = self._evaluate(X_val, y_val, val_code)
+                        logs.update({"val_" + key: value for key, value in val.items()})
+                    if alarms:
+                        rows = slice(0, health.SAMPLE_ROWS)
+                        with self._memory.writing(), threads.limit(self.n_threads):
+                            readings = health.measure(self, X[rows], y[rows], loss_code)
+                        alarms.check(epoch, readings)
+                        logs.update(readings)
+                    for callback in callbacks:
+                        callback.on_epoch_end(epoch, logs, self)
+                    history.append(epoch, logs)
+                    if progress:
+                        progress.end_epoch(logs)
+                    if self.stop_training:
+                        break
+            finally:
+                for callback in callbacks:
+                    callback.on_train_end(self)
+        return history
+
+    def _recorded_metrics(self, validation, diagnostics):
+        """The names fit's logs will hold, for the callbacks' check."""
+        names = ["loss"] + (["accuracy"] if self.loss.classification else [])
+        if validation:
+            names += ["val_" + name for name in names]
+        if diagnostics:
+            names += health.reading_names(self._plan)
+        return names
+
+    def _fit_epoch(self, epoch, X, y, weights, shuffle, batch_size, loss_code, progress,
+                   on_divergence):
+        """One epoch, all or nothing: its logs ({"loss", "accuracy"}), or None when
+        it diverged and on_divergence is "stop"; epochs_done counts it."""
+        n = len(X)
+        with self._memory.writing():
+            self._sync_optimizer()
+        checkpoint = self._checkpoint()
+        try:
             order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(np.int64)
-            checkpoint = self._snapshot()
             if progress:
                 progress.start_epoch(epoch)
             total, n_correct, n_seen = self._run_epoch(X, y, weights, order, batch_size,
                                                        loss_code, progress)
-            if not (np.isfinite(total) and self._weights_finite()):
-                self._restore(checkpoint)
-                message = (f"training diverged in epoch {epoch + 1} after {n_seen} samples: the "
-                           "loss or the weights stopped being finite; the model keeps the weights "
-                           f"it had when the epoch began. Lower the learning rate (lr={opt.lr}) "
-                           "or standardise the inputs")
-                if on_divergence == "raise":
-                    raise FloatingPointError(message)
-                warnings.warn(message, RuntimeWarning, stacklevel=2)
-                break
-            logs = {"loss": total / n}
-            if self.loss.classification:
-                logs["accuracy"] = n_correct / (n * self._outputs_per_sample(loss_code))
-            if validation_data is not None:
-                val = self._evaluate(X_val, y_val, val_code)
-                logs.update({"val_" + key: value for key, value in val.items()})
-            if alarms:
-                rows = slice(0, health.SAMPLE_ROWS)
-                with threads.limit(self.n_threads):
-                    readings = health.measure(self, X[rows], y[rows], loss_code)
-                alarms.check(epoch, readings)
-                logs.update(readings)
-            self.epochs_done += 1
-            for callback in callbacks:
-                callback.on_epoch_end(epoch, logs, self)
-            history.append(epoch, logs)
-            if progress:
-                progress.end_epoch(logs)
-            if self.stop_training:
-                break
-        for callback in callbacks:
-            callback.on_train_end(self)
-        return history
+            broken = "loss" if not np.isfinite(total) else self._plan.nonfinite()
+            if broken is None:
+                self.epochs_done += 1
+        except BaseException:
+            self._restore(checkpoint)
+            raise
+        if broken is not None:
+            self._restore(checkpoint)
+            message = (f"training diverged in epoch {epoch + 1} after {n_seen} samples: the "
+                       f"{broken} stopped being finite; the model keeps the state it had when "
+                       f"the epoch began. Lower the learning rate (lr={self.optimizer.lr}) "
+                       "or standardise the inputs")
+            if on_divergence == "raise":
+                raise FloatingPointError(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            return None
+        logs = {"loss": total / n}
+        if self.loss.classification:
+            logs["accuracy"] = n_correct / (n * self._outputs_per_sample(loss_code))
+        return logs
 
     def _run_epoch(self, X, y, weights, order, batch_size, loss_code, progress):
         """One epoch of SGD in `order`: (sum of batch_rows * batch_loss, n_correct, n_seen).
 
-        Silent, it is one backend call. With a progress line it is several, each a
-        whole number of batches lasting about PROGRESS_SECONDS, so the batches (and
-        the weights) are the same either way.
+        It runs as several backend calls, each a whole number of batches lasting
+        about CALL_SECONDS, so that Ctrl-C is seen between calls, predictions from
+        other threads may go between them, and a progress line is updated; the
+        batches (and the weights) are the same as in one call.
         """
         opt = self.optimizer
         lr = opt.lr_at(self.epochs_done)
-        if progress is None:
-            with threads.limit(self.n_threads):
-                return self._backend.epoch(X, y, order, batch_size, loss_code, opt, lr, weights)
         total, n_correct, n_seen = 0.0, 0, 0
         batches_per_call = 1
         while n_seen < len(order):
             chunk = order[n_seen:n_seen + batches_per_call * batch_size]
             started = time.perf_counter()
-            with threads.limit(self.n_threads):
+            with self._memory.writing(), threads.limit(self.n_threads):
                 part, correct, seen = self._backend.epoch(X, y, chunk, batch_size, loss_code,
                                                           opt, lr, weights)
             elapsed = time.perf_counter() - started
             total, n_correct, n_seen = total + part, n_correct + correct, n_seen + seen
             if seen < len(chunk) or not np.isfinite(part):
                 break   # diverged: the caller restores and reports
-            progress.update(n_seen, total, n_correct, self._outputs_per_sample(loss_code))
-            growth = PROGRESS_SECONDS / max(elapsed, 1e-6)
+            if progress:
+                progress.update(n_seen, total, n_correct, self._outputs_per_sample(loss_code))
+            growth = CALL_SECONDS / max(elapsed, 1e-6)
             batches_per_call = max(1, min(int(batches_per_call * min(growth, 4.0)), 1 << 20))
         return total, n_correct, n_seen
 
@@ -318,39 +505,58 @@ class Sequential:
     def train_step(self, X, y, sample_weight=None):
         """One optimiser step on one batch; returns its loss (before the step).
 
-        Each call validates X and y and keeps a copy of the weights to undo a step
-        that diverges; fit() runs whole epochs without either cost."""
+        Each call validates X and y and keeps a copy of the training state to undo
+        a step that diverges (or is interrupted); fit() runs whole epochs without
+        either cost."""
         X = self._features(X)
         y, loss_code = self._targets(y, len(X))
         weights = check.as_sample_weight(sample_weight, None, y, self.loss, loss_code, self.dtype)
-        self._ready(X)
-        self._forward_rows = None
-        opt = self.optimizer
-        checkpoint = self._snapshot()
-        with threads.limit(self.n_threads):
-            loss, _ = self._backend.step(X, y, loss_code, opt, True, opt.lr_at(self.epochs_done),
-                                         weights)
-        if not (np.isfinite(loss) and self._weights_finite()):
-            self._restore(checkpoint)
-            raise FloatingPointError(
-                "the training step diverged: the loss or the weights stopped being finite, "
-                f"so the step was not applied. Lower the learning rate (lr={opt.lr}) or "
-                "standardise the inputs")
+        with self._training():
+            self._ready(X)
+            self._check_finite()
+            self._sync_optimizer()
+            self._forward_context = None
+            opt = self.optimizer
+            checkpoint = self._checkpoint()
+            try:
+                with threads.limit(self.n_threads):
+                    loss, _ = self._backend.step(X, y, loss_code, opt, True,
+                                                 opt.lr_at(self.epochs_done), weights)
+                broken = "loss" if not np.isfinite(loss) else self._plan.nonfinite()
+            except BaseException:
+                self._restore(checkpoint)
+                raise
+            if broken is not None:
+                self._restore(checkpoint)
+                raise FloatingPointError(
+                    f"the training step diverged: the {broken} stopped being finite, so the "
+                    f"step was not applied. Lower the learning rate (lr={opt.lr}) or "
+                    "standardise the inputs")
         return float(loss)
 
-    def _weights_finite(self):
-        return all(np.isfinite(p).all() for p in self._plan.parameters())
+    def _check_finite(self):
+        """Training starts only from finite weights and optimiser state (an array
+        changed in place may hold NaN)."""
+        broken = self._plan.nonfinite()
+        if broken is not None:
+            raise ValueError(f"the model's {broken} holds NaN or infinite values, so training "
+                             "cannot start; set finite weights with set_weights (or assign a "
+                             "fresh optimiser: model.optimizer = ...)")
 
-    def _live_state(self):
-        """Every array a training step changes: parameters, then optimiser state."""
-        return self._plan.parameters() + self._plan.optimizer_state()
+    def _checkpoint(self):
+        """A copy of everything training changes: the plan's training state, the
+        random generator and epochs_done."""
+        return ([a.copy() for a in self._plan.training_state()],
+                self._rng.bit_generator.state, self.epochs_done)
 
-    def _snapshot(self):
-        return [a.copy() for a in self._live_state()]
-
-    def _restore(self, snapshot):
-        for saved, live in zip(snapshot, self._live_state()):
-            live[...] = saved
+    def _restore(self, checkpoint):
+        """Put a _checkpoint back, with Ctrl-C held until it is whole."""
+        arrays, rng_state, epochs_done = checkpoint
+        with deferred_interrupts(), self._memory.writing():
+            for saved, live in zip(arrays, self._plan.training_state()):
+                live[...] = saved
+            self._rng.bit_generator.state = rng_state
+            self._epochs_done = epochs_done
 
     def loss_and_gradients(self, X, y, sample_weight=None):
         """The loss on (X, y), L2 term included (and samples weighted by
@@ -359,11 +565,13 @@ class Sequential:
         X = self._features(X)
         y, loss_code = self._targets(y, len(X))
         weights = check.as_sample_weight(sample_weight, None, y, self.loss, loss_code, self.dtype)
-        self._ready(X)
-        self._forward_rows = None
-        with threads.limit(self.n_threads):
-            loss, _ = self._backend.step(X, y, loss_code, self.optimizer, False, 0.0, weights)
-        return float(loss), [g.copy() for g in self._plan.gradients()]
+        with self._training():
+            self._ready(X)
+            self._sync_optimizer()
+            self._forward_context = None
+            with threads.limit(self.n_threads):
+                loss, _ = self._backend.step(X, y, loss_code, self.optimizer, False, 0.0, weights)
+            return float(loss), [g.copy() for g in self._plan.gradients()]
 
     # --- inference --------------------------------------------------------------------
 
@@ -392,7 +600,7 @@ class Sequential:
     def _outputs(self, X):
         X = self._features(X)
         self._ready(X)
-        with threads.limit(self.n_threads):
+        with self._memory.reading(), threads.limit(self.n_threads):
             return self._backend.predict(X)
 
     def evaluate(self, X, y, sample_weight=None):
@@ -405,10 +613,10 @@ class Sequential:
         return self._evaluate(X, y, loss_code, weights)
 
     def _evaluate(self, X, y, loss_code, weights=None):
-        self._forward_rows = None
-        with threads.limit(self.n_threads):
-            total, n_correct = self._backend.loss_sum(X, y, loss_code, weights)
-        result = {"loss": float(total / len(X) + self._l2_term())}
+        with self._memory.reading():
+            with threads.limit(self.n_threads):
+                total, n_correct = self._backend.loss_sum(X, y, loss_code, weights)
+            result = {"loss": float(total / len(X) + self._l2_term())}
         if self.loss.classification:
             result["accuracy"] = n_correct / (len(X) * self._outputs_per_sample(loss_code))
         return result
@@ -425,35 +633,42 @@ class Sequential:
     def forward(self, X, training=False):
         """The last layer's output (n_samples, n_outputs): what it computes (logits
         for a softmax loss whose last layer has no activation, probabilities when
-        it applies the softmax). Keeps what backward needs. training=True applies
-        dropout, with the masks of the current training step."""
+        it applies the softmax). Keeps what backward needs, for the calling
+        thread's next backward. training=True applies dropout, with the masks of
+        the current training step."""
         X = self._features(X)
-        self._ready(X)
-        with threads.limit(self.n_threads):
-            out = np.array(self._backend.forward(X, training=bool(training)))
-        self._forward_rows = len(X)
+        with self._training():
+            self._ready(X)
+            with threads.limit(self.n_threads):
+                out = np.array(self._backend.forward(X, training=bool(training)))
+            self._forward_context = (threading.get_ident(), len(X))
         return out
 
     def backward(self, dout):
         """Backpropagate dout = dL/d(output of forward), shape (n_samples, n_outputs),
         through the last forward pass. Stores every parameter gradient (see
         get_gradients) and returns dL/dX (n_samples, n_features)."""
-        if self._forward_rows is None:
-            raise RuntimeError("backward needs a forward pass first: call model.forward(X) "
-                               "and then model.backward(dout) with no other call between them")
-        n, d_out = self._forward_rows, self.output_dim
-        dout = check.as_features(dout, self.dtype, d_out, name="dout")
-        if dout.shape[0] != n:
-            raise ValueError(f"dout has {dout.shape[0]} rows but the last forward pass had {n}; "
-                             f"pass dout of shape ({n}, {d_out})")
-        with threads.limit(self.n_threads):
-            return np.array(self._backend.backward(dout, need_dX=True))
+        with self._training():
+            context = self._forward_context
+            if context is None or context[0] != threading.get_ident():
+                raise RuntimeError("backward needs a forward pass first: call model.forward(X) "
+                                   "and then model.backward(dout) in the same thread, with no "
+                                   "other training call (fit, train_step, forward from another "
+                                   "thread, ...) between them")
+            n, d_out = context[1], self.output_dim
+            dout = check.as_features(dout, self.dtype, d_out, name="dout")
+            if dout.shape[0] != n:
+                raise ValueError(f"dout has {dout.shape[0]} rows but the last forward pass had "
+                                 f"{n}; pass dout of shape ({n}, {d_out})")
+            with threads.limit(self.n_threads):
+                return np.array(self._backend.backward(dout, need_dX=True))
 
     def get_gradients(self):
         """Copies of the gradients from the last backward/loss_and_gradients, aligned
         with get_weights()."""
         self._require_built()
-        return [g.copy() for g in self._plan.gradients()]
+        with self._memory.reading():
+            return [g.copy() for g in self._plan.gradients()]
 
     # --- parameters ---------------------------------------------------------------------
 
@@ -469,29 +684,30 @@ class Sequential:
         weight_names(): W (d_in, d_out) and b (d_out,) for Dense (plus alpha (d_out,)
         with prelu), W (d_in, units * pieces) and b for Maxout, alpha for PReLU."""
         self._require_built()
-        return [p.copy() for p in self._plan.parameters()]
+        with self._memory.reading():
+            return [p.copy() for p in self._plan.parameters()]
 
     def set_weights(self, weights):
-        """Replace every parameter; weights as returned by get_weights()."""
+        """Replace every parameter; weights as returned by get_weights(). All are
+        checked before any is changed."""
         self._require_built()
         params = self._plan.parameters()
         weights = list(weights)
         if len(weights) != len(params):
             raise ValueError(f"set_weights expected {len(params)} arrays "
                              f"({', '.join(self.weight_names())}), got {len(weights)}")
-        converted = []
-        for i, (new, old) in enumerate(zip(weights, params)):
-            arr = np.asarray(new)
-            if arr.shape != old.shape:
-                raise ValueError(f"weights[{i}] has shape {arr.shape}, expected {old.shape}")
-            if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-                raise TypeError(f"weights[{i}] must be numeric, got dtype {arr.dtype}")
-            arr = arr.astype(self.dtype)
-            if not np.isfinite(arr).all():
-                raise ValueError(f"weights[{i}] contains NaN or infinite values")
-            converted.append(arr)
-        for new, old in zip(converted, params):
-            old[...] = new
+        converted = [check.as_parameter(f"weights[{i}]", new, old)
+                     for i, (new, old) in enumerate(zip(weights, params))]
+        with self._training():
+            for new, old in zip(converted, params):
+                old[...] = new
+
+    def _set_parameter(self, live, value, name):
+        """layer.W = value on a built layer: value is checked, then copied into the
+        live array (shape and dtype stay)."""
+        new = check.as_parameter(name, value, live)
+        with self._training():
+            live[...] = new
 
     def weight_names(self):
         """Names of get_weights()'s arrays: "W1", "b1", "alpha2", ... (name and 1-based
@@ -522,9 +738,11 @@ class Sequential:
         return model
 
     def save(self, path):
-        """Write the model to one .npz file (see fastbp.io); atomic."""
+        """Write the model to one .npz file (see fastbp.io); atomic. Training from
+        other threads waits while it is written."""
         from fastbp import io
-        io.save(self, path)
+        with self._train_lock, self._memory.reading():
+            io.save(self, path)
 
     def summary(self, print_fn=print):
         """Print a table of the layers: output shape, parameter count, totals."""

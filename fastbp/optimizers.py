@@ -18,6 +18,7 @@ exceeds it. schedule maps the epoch to the learning rate (fastbp.schedules).
 """
 import inspect
 import math
+import numbers
 
 from fastbp import schedules as lr_schedules
 
@@ -26,7 +27,7 @@ SGD_KIND, ADAM_KIND, RMSPROP_KIND, ADAGRAD_KIND = 0, 1, 2, 3
 
 
 def _number(name, value, low=0.0, high=math.inf, low_open=False, high_open=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
@@ -38,24 +39,78 @@ def _number(name, value, low=0.0, high=math.inf, low_open=False, high_open=False
     return float(value)
 
 
+class Setting:
+    """A hyper-parameter checked every time it is set, in the constructor or later
+    (opt.lr = 0.01 between two fit calls): a bad value raises at once and leaves
+    the old one. check(optimizer, name, value) returns the value to store."""
+
+    def __init__(self, check):
+        self.check = check
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else obj.__dict__[self.name]
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.name] = self.check(obj, self.name, value)
+
+
+def _positive(obj, name, value):
+    return _number(name, value, low_open=True)
+
+
+def _non_negative(obj, name, value):
+    return _number(name, value)
+
+
+def _fraction(obj, name, value):
+    """In [0, 1): momentum, betas, rho."""
+    return _number(name, value, high=1.0, high_open=True)
+
+
+def _clipnorm(obj, name, value):
+    return None if value is None else _number(name, value, low_open=True)
+
+
+def _schedule(obj, name, value):
+    return lr_schedules.get(value)
+
+
 class Optimizer:
     """Shared configuration: lr > 0, weight_decay >= 0, clipnorm (None or > 0),
-    schedule (None or a schedule object from fastbp.schedules)."""
+    schedule (None or a schedule object from fastbp.schedules).
+
+    Every hyper-parameter may be changed between calls (opt.lr = 0.01); it is
+    checked when set and read by the model at its next call. A change that alters
+    what state the optimiser keeps (SGD's momentum to or from 0) gives that state
+    a fresh start at the next training call."""
 
     name = None
     kind = None
     decoupled = False
+    lr = Setting(_positive)
+    weight_decay = Setting(_non_negative)
+    clipnorm = Setting(_clipnorm)
+    schedule = Setting(_schedule)
 
     def __init__(self, lr, weight_decay=0.0, clipnorm=None, schedule=None):
-        self.lr = _number("lr", lr, low_open=True)
-        self.weight_decay = _number("weight_decay", weight_decay)
-        self.clipnorm = None if clipnorm is None else _number("clipnorm", clipnorm, low_open=True)
-        self.schedule = lr_schedules.get(schedule)
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.clipnorm = clipnorm
+        self.schedule = schedule
 
     @property
     def n_state(self):
         """State arrays kept per parameter array."""
         return 0
+
+    @property
+    def layout(self):
+        """What the model's optimiser state depends on: (kind, state arrays per
+        parameter). A model re-plans its state when this changes."""
+        return (type(self).__name__, self.n_state)
 
     @property
     def l2(self):
@@ -88,19 +143,34 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
+def _momentum(obj, name, value):
+    value = _fraction(obj, name, value)
+    if value == 0 and obj.__dict__.get("nesterov"):
+        raise ValueError("nesterov=True needs momentum > 0; set nesterov=False first")
+    return value
+
+
+def _nesterov(obj, name, value):
+    if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
+        raise ValueError(f"nesterov must be True or False, got {value!r}")
+    if value and obj.momentum == 0:
+        raise ValueError("nesterov=True needs momentum > 0")
+    return bool(value)
+
+
 class SGD(Optimizer):
     """Gradient descent, with optional (Nesterov) momentum."""
 
     name = "sgd"
     kind = SGD_KIND
+    momentum = Setting(_momentum)
+    nesterov = Setting(_nesterov)
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clipnorm=None,
                  schedule=None):
         super().__init__(lr, weight_decay, clipnorm, schedule)
-        self.momentum = _number("momentum", momentum, high=1.0, high_open=True)
-        if nesterov and self.momentum == 0:
-            raise ValueError("nesterov=True needs momentum > 0")
-        self.nesterov = bool(nesterov)
+        self.momentum = momentum
+        self.nesterov = nesterov
 
     @property
     def n_state(self):
@@ -118,13 +188,16 @@ class Adam(Optimizer):
 
     name = "adam"
     kind = ADAM_KIND
+    beta1 = Setting(_fraction)
+    beta2 = Setting(_fraction)
+    eps = Setting(_positive)
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
                  clipnorm=None, schedule=None):
         super().__init__(lr, weight_decay, clipnorm, schedule)
-        self.beta1 = _number("beta1", beta1, high=1.0, high_open=True)
-        self.beta2 = _number("beta2", beta2, high=1.0, high_open=True)
-        self.eps = _number("eps", eps, low_open=True)
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
 
     @property
     def n_state(self):
@@ -151,12 +224,14 @@ class RMSProp(Optimizer):
 
     name = "rmsprop"
     kind = RMSPROP_KIND
+    rho = Setting(_fraction)
+    eps = Setting(_positive)
 
     def __init__(self, lr=0.001, rho=0.9, eps=1e-8, weight_decay=0.0, clipnorm=None,
                  schedule=None):
         super().__init__(lr, weight_decay, clipnorm, schedule)
-        self.rho = _number("rho", rho, high=1.0, high_open=True)
-        self.eps = _number("eps", eps, low_open=True)
+        self.rho = rho
+        self.eps = eps
 
     @property
     def n_state(self):
@@ -171,10 +246,11 @@ class Adagrad(Optimizer):
 
     name = "adagrad"
     kind = ADAGRAD_KIND
+    eps = Setting(_positive)
 
     def __init__(self, lr=0.01, eps=1e-10, weight_decay=0.0, clipnorm=None, schedule=None):
         super().__init__(lr, weight_decay, clipnorm, schedule)
-        self.eps = _number("eps", eps, low_open=True)
+        self.eps = eps
 
     @property
     def n_state(self):

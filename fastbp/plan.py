@@ -13,6 +13,8 @@ DENSE node (identity) and a PRELU node. Each node keeps its parameters (shared w
 the layer, updated in place), their gradients and optimiser state, and workspaces
 sized for `capacity` rows, grown only when a larger batch arrives.
 """
+from types import SimpleNamespace
+
 import numpy as np
 
 from fastbp.layers import Activation, Dense, Dropout, Maxout, PReLU
@@ -61,19 +63,23 @@ class Node:
         """Columns of Z: d_out, times pieces for maxout."""
         return self.d_out * self.pieces
 
-    def allocate(self, capacity, dtype, previous):
-        """Workspaces for capacity rows; previous is the node before (or None)."""
+    def workspace(self, capacity, dtype, previous):
+        """This node's workspaces for capacity rows, as a namespace with Z, A, delta,
+        dZ and mask (None where the kind has none); previous is the namespace of
+        the node before (or None)."""
         def rows(width):
             return np.zeros((capacity, width), dtype=dtype)
+        ws = SimpleNamespace(Z=None, A=None, delta=None, dZ=None, mask=None)
         if self.kind in (DENSE, MAXOUT):
-            self.Z = rows(self.width)
-        self.A = self.Z if self.kind == DENSE and self.act == 0 else rows(self.d_out)
+            ws.Z = rows(self.width)
+        ws.A = ws.Z if self.kind == DENSE and self.act == 0 else rows(self.d_out)
         shares = self.kind in ELEMENTWISE and previous is not None
-        self.delta = previous.delta if shares else rows(self.d_out)
+        ws.delta = previous.delta if shares else rows(self.d_out)
         if self.kind == MAXOUT:
-            self.dZ = rows(self.width)
+            ws.dZ = rows(self.width)
         if self.kind == DROPOUT:
-            self.mask = rows(self.d_out)
+            ws.mask = rows(self.d_out)
+        return ws
 
 
 def _param(layer, name, number, n_state):
@@ -119,16 +125,38 @@ class Plan:
     float32 or float64; n_state : state arrays the optimiser keeps per parameter
     array; seed : the dropout masks' seed."""
 
-    def __init__(self, layers, input_dim, dtype, n_state=0, seed=0):
+    def __init__(self, layers, input_dim, dtype, optimizer_layout=("SGD", 0), seed=0):
         self.dtype = np.dtype(dtype)
         self.nodes = []
         d_in = input_dim
         for number, layer in enumerate(layers, start=1):
-            self.nodes += NODES[type(layer)](layer, number, d_in, n_state)
+            self.nodes += NODES[type(layer)](layer, number, d_in, optimizer_layout[1])
             d_in = self.nodes[-1].d_out
         self.capacity = 0
+        self.optimizer_layout = optimizer_layout
         self.step_count = np.zeros(1, dtype=np.int64)   # training steps taken
         self.seed = np.array([seed], dtype=np.uint64)    # dropout seed
+        # the step count when the optimiser's state began: Adam's bias correction
+        # counts the steps since then
+        self.optimizer_origin = np.zeros(1, dtype=np.int64)
+
+    def reset_optimizer(self, layout):
+        """Fresh (zero) optimiser state for an optimiser of this layout ((kind,
+        state arrays per parameter)), counted from the current step. The old
+        state arrays are left as they were (an engine that still points to them
+        stays valid); the backend must be told to rebuild its engine."""
+        for p in self.params():
+            p.state = [np.zeros_like(p.value) for _ in range(layout[1])]
+        self.optimizer_layout = layout
+        self.optimizer_origin[0] = self.step_count[0]
+
+    def workspaces(self, capacity):
+        """A new set of workspaces for capacity rows: one namespace per node."""
+        spaces, previous = [], None
+        for node in self.nodes:
+            previous = node.workspace(capacity, self.dtype, previous)
+            spaces.append(previous)
+        return spaces
 
     @property
     def input_dim(self):
@@ -146,10 +174,8 @@ class Plan:
         """Grow the workspaces to hold n_rows; True if they were reallocated."""
         if n_rows <= self.capacity:
             return False
-        previous = None
-        for node in self.nodes:
-            node.allocate(n_rows, self.dtype, previous)
-            previous = node
+        for node, ws in zip(self.nodes, self.workspaces(n_rows)):
+            node.Z, node.A, node.delta, node.dZ, node.mask = ws.Z, ws.A, ws.delta, ws.dZ, ws.mask
         self.capacity = n_rows
         return True
 
@@ -169,6 +195,20 @@ class Plan:
         """The training state: each parameter's optimiser state arrays in turn, then
         the step count and the dropout seed; live arrays."""
         return [s for p in self.params() for s in p.state] + [self.step_count, self.seed]
+
+    def training_state(self):
+        """Everything a training step changes, as live arrays: parameters,
+        optimiser state, step count, dropout seed, and the optimiser's origin."""
+        return self.parameters() + self.optimizer_state() + [self.optimizer_origin]
+
+    def nonfinite(self):
+        """The name of the first parameter or optimiser state array holding NaN or
+        infinity ("W2", "b1 state 2", ...), or None when all are finite."""
+        for p in self.params():
+            for k, arr in enumerate([p.value] + p.state):
+                if not np.isfinite(arr).all():
+                    return f"{p.name}{p.layer}" + (f" optimiser state {k}" if k else "")
+        return None
 
     def loss_head(self, fused):
         """Where the loss meets the network: (index of the node whose delta receives

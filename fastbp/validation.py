@@ -96,6 +96,20 @@ def _class_labels(arr, n_classes, name):
     return np.ascontiguousarray(labels)
 
 
+def as_parameter(name, value, live):
+    """value as a new parameter array for the live array `live`: same shape, a real
+    number type, finite in live's dtype. Returns the converted copy."""
+    arr = np.asarray(value)
+    if arr.shape != live.shape:
+        raise ValueError(f"{name} has shape {arr.shape}, expected {live.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    arr = arr.astype(live.dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values (in {live.dtype})")
+    return arr
+
+
 def positive_int(name, value, allow_none=False):
     if value is None and allow_none:
         return None

@@ -113,7 +113,10 @@ def test_backward_needs_a_forward_first():
     model.forward(X)
     with pytest.raises(ValueError, match="dout has 9 rows"):
         model.backward(np.ones((9, 3)))
-    model.evaluate(X, y)  # another call in between invalidates the forward pass
+    model.evaluate(X, y)      # inference keeps its own buffers: the forward pass stays
+    model.predict(X)
+    assert model.backward(np.ones((10, 3))).shape == (10, 4)
+    model.loss_and_gradients(X, y)  # a training call in between invalidates it
     with pytest.raises(RuntimeError, match="forward pass first"):
         model.backward(np.ones((10, 3)))
 

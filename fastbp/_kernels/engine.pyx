@@ -80,7 +80,8 @@ cdef struct Update:
     double clipnorm   # rescale the gradients above this global norm; 0 for none
     fbp_optim opt     # kind, learning rate and hyper-parameters
     uint64_t seed     # the model's dropout seed
-    int64_t *t        # steps taken so far (Adam's bias correction, dropout streams)
+    int64_t *t        # steps taken so far (dropout streams)
+    int64_t origin    # the step count when the optimiser state began (Adam counts from it)
 
 
 cdef inline void *_ptr(arr):
@@ -214,8 +215,8 @@ cdef void _apply(Node *L, int n_nodes, Update *u, floating scale) noexcept nogil
         norm = sqrt(norm)
         if norm > u.clipnorm:
             scale = <floating>(u.clipnorm / norm)
-    u.opt.correction1 = 1 - pow(u.opt.beta1, <double>u.t[0])
-    u.opt.correction2 = 1 - pow(u.opt.beta2, <double>u.t[0])
+    u.opt.correction1 = 1 - pow(u.opt.beta1, <double>(u.t[0] - u.origin))
+    u.opt.correction2 = 1 - pow(u.opt.beta2, <double>(u.t[0] - u.origin))
     undecayed = u.opt
     undecayed.decay = 0   # biases and slopes are not decayed
     for l in range(n_nodes):
@@ -392,16 +393,19 @@ cdef class Engine:
     cdef object arrays
     cdef object step_count
     cdef int64_t *t
+    cdef object origin
     cdef uint64_t seed
     cdef bint last_training
 
-    def __cinit__(self, list nodes, tuple head, bint is_double, int capacity, step_count, seed):
+    def __cinit__(self, list nodes, tuple head, bint is_double, int capacity, step_count, seed,
+                  origin):
         """nodes: one dict per plan node with kind, d_in, d_out, width, act, param,
         pieces, keep, params (a list of at most two dicts with value, grad, s1, s2
         (state arrays or None) and decay) and the workspaces Z, A, delta, dZ, mask
         (`capacity` rows, or None where the kind has none); head: (node, skip_act),
         where a fused loss's gradient enters; step_count: int64 array of 1, the
-        training steps taken; seed: the dropout seed."""
+        training steps taken; seed: the dropout seed; origin: int64 array of 1, the
+        step count when the optimiser's state began (read at every call)."""
         cdef Node *node
         cdef Param *p
         self.n_nodes = len(nodes)
@@ -411,6 +415,7 @@ cdef class Engine:
         self.arrays = nodes
         self.step_count = step_count
         self.t = <int64_t *>_ptr(step_count)
+        self.origin = origin
         self.seed = <uint64_t>seed
         self.last_training = False
         self.nodes = <Node *>malloc(self.n_nodes * sizeof(Node))
@@ -486,6 +491,7 @@ cdef class Engine:
         u.l2 = l2
         u.clipnorm = clipnorm
         u.t = self.t
+        u.origin = self.origin[0]
         u.seed = self.seed
         u.opt.kind, u.opt.nesterov, u.opt.momentum, u.opt.beta1, u.opt.beta2, u.opt.eps, \
             u.opt.decay = hyper

@@ -4,6 +4,9 @@ Every method here receives arrays the model has already validated (right dtype,
 C-contiguous, right shapes); it only manages workspaces and calls the engine,
 which does a whole step, epoch or prediction in one call without the GIL.
 """
+import contextlib
+import threading
+
 import numpy as np
 
 from fastbp._kernels.engine import Engine
@@ -14,12 +17,33 @@ from fastbp.plan import DROPOUT
 # pass), and about PREDICT_CHUNK_ELEMENTS per buffer so memory stays bounded.
 PREDICT_MIN_ROWS = 1024
 PREDICT_CHUNK_ELEMENTS = 1 << 20
+PREDICT_CALL_CHUNKS = 16
+
+
+class InferenceSet:
+    """Scratch memory for one inference call (predict or loss_sum): an engine over
+    workspaces of its own for `capacity` rows, and predict's ping-pong buffers.
+    It shares the plan's parameters, which inference only reads."""
+
+    def __init__(self, backend, capacity):
+        plan = backend.plan
+        self.capacity = capacity
+        self.engine = backend.make_engine(plan.workspaces(capacity), capacity)
+        shape = (capacity, plan.max_width)
+        self.buffers = tuple(np.empty(shape, plan.dtype) for _ in range(3))
 
 
 class CythonBackend:
-    """Same methods as NumpyBackend."""
+    """Same methods as NumpyBackend.
+
+    Training calls (step, epoch, forward, backward) use the plan's workspaces and
+    must not overlap (the model serialises them). predict and loss_sum may run in
+    many threads at once: each call borrows an InferenceSet from a small pool, so
+    no two calls share scratch memory, and they run without the GIL in parallel.
+    """
 
     name = "cython"
+    POOL_SIZE = 4   # idle inference sets kept for reuse
 
     def __init__(self, plan):
         self.plan = plan
@@ -29,22 +53,55 @@ class CythonBackend:
         self._training = False
         self._batch_key = None  # (batch_size, y dtype, y row shape) of self._batch
         self._batch = None      # (X_batch, y_batch, w_batch): epoch()'s gather buffers
-        self._predict_buffers = None
+        self._idle = []         # InferenceSets not in use, largest last
+        self._idle_lock = threading.Lock()
+
+    def make_engine(self, spaces, capacity):
+        """An Engine over the plan's parameters, their optimiser state and the
+        workspaces `spaces` (one namespace per node, `capacity` rows each)."""
+        def state(p, k):
+            return p.state[k] if k < len(p.state) else None
+        nodes = [dict(kind=node.kind, d_in=node.d_in, d_out=node.d_out, width=node.width,
+                      act=node.act, param=node.param, pieces=node.pieces, keep=node.keep,
+                      params=[dict(value=p.value, grad=p.grad, s1=state(p, 0),
+                                   s2=state(p, 1), decay=p.decay) for p in node.params],
+                      Z=ws.Z, A=ws.A, delta=ws.delta, dZ=ws.dZ, mask=ws.mask)
+                 for node, ws in zip(self.plan.nodes, spaces)]
+        return Engine(nodes, self.plan.loss_head(True), self.plan.dtype == np.float64,
+                      capacity, self.plan.step_count, int(self.plan.seed[0]),
+                      self.plan.optimizer_origin)
 
     def _engine_for(self, n_rows):
+        """The training engine, over the plan's workspaces grown to n_rows."""
         if self.plan.ensure_capacity(n_rows) or self._engine is None:
-            def state(p, k):
-                return p.state[k] if k < len(p.state) else None
-            nodes = [dict(kind=node.kind, d_in=node.d_in, d_out=node.d_out, width=node.width,
-                          act=node.act, param=node.param, pieces=node.pieces, keep=node.keep,
-                          params=[dict(value=p.value, grad=p.grad, s1=state(p, 0),
-                                       s2=state(p, 1), decay=p.decay) for p in node.params],
-                          Z=node.Z, A=node.A, delta=node.delta, dZ=node.dZ, mask=node.mask)
-                     for node in self.plan.nodes]
-            self._engine = Engine(nodes, self.plan.loss_head(True), self.plan.dtype == np.float64,
-                                  self.plan.capacity, self.plan.step_count,
-                                  int(self.plan.seed[0]))
+            self._engine = self.make_engine(self.plan.nodes, self.plan.capacity)
         return self._engine
+
+    def invalidate(self):
+        """Forget every engine: the plan's optimiser state arrays were replaced."""
+        self._engine = None
+        with self._idle_lock:
+            self._idle = []
+
+    @contextlib.contextmanager
+    def _inference_set(self, n_rows):
+        """Borrow an InferenceSet for a call over n_rows rows (chunked above the
+        predict chunk size); it goes back to the pool afterwards."""
+        chunk = max(PREDICT_MIN_ROWS, PREDICT_CHUNK_ELEMENTS // self.plan.max_width)
+        needed = min(n_rows, chunk)
+        with self._idle_lock:
+            fitting = [k for k, s in enumerate(self._idle) if s.capacity >= needed]
+            borrowed = self._idle.pop(fitting[0]) if fitting else None
+        if borrowed is None:
+            # a power of two, so that nearby sizes reuse one set
+            borrowed = InferenceSet(self, min(chunk, 1 << max(needed - 1, 0).bit_length()))
+        try:
+            yield borrowed
+        finally:
+            with self._idle_lock:
+                self._idle.append(borrowed)
+                self._idle.sort(key=lambda s: s.capacity)
+                del self._idle[:-self.POOL_SIZE]
 
     def forward(self, X, training=False):
         n = len(X)
@@ -99,25 +156,25 @@ class CythonBackend:
         out = np.empty((n, self.plan.output_dim), dtype=self.plan.dtype)
         if n == 0:
             return out
-        chunk = min(n, max(PREDICT_MIN_ROWS, PREDICT_CHUNK_ELEMENTS // self.plan.max_width))
-        buffers = self._predict_buffers
-        if buffers is None or buffers[0].shape[0] < chunk:
-            shape = (chunk, self.plan.max_width)
-            buffers = self._predict_buffers = tuple(np.empty(shape, self.plan.dtype)
-                                                    for _ in range(3))
-        self._engine_for(1).predict(X, out, *buffers, buffers[0].shape[0])
+        with self._inference_set(n) as scratch:
+            # one engine call per PREDICT_CALL_CHUNKS chunks, so that Ctrl-C is
+            # seen between calls on a large X
+            rows = scratch.capacity * PREDICT_CALL_CHUNKS
+            for start in range(0, n, rows):
+                part = slice(start, start + rows)
+                scratch.engine.predict(X[part], out[part], *scratch.buffers, scratch.capacity)
         return out
 
     def loss_sum(self, X, y, loss, weights=None):
         n = len(X)
-        chunk = max(self.plan.capacity, min(n, 1024))
-        engine = self._engine_for(chunk)
         total, n_correct = 0.0, 0
-        for start in range(0, n, chunk):
-            rows = slice(start, start + chunk)
-            part, correct = engine.loss_sum(X[rows], y[rows],
-                                            None if weights is None else weights[rows],
-                                            min(chunk, n - start), loss)
-            total += part
-            n_correct += correct
+        with self._inference_set(n) as scratch:
+            chunk = scratch.capacity
+            for start in range(0, n, chunk):
+                rows = slice(start, start + chunk)
+                part, correct = scratch.engine.loss_sum(
+                    X[rows], y[rows], None if weights is None else weights[rows],
+                    min(chunk, n - start), loss)
+                total += part
+                n_correct += correct
         return total, n_correct

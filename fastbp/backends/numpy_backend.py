@@ -305,18 +305,23 @@ class NumpyBackend:
         self._Z = []
         self._A = []
 
+    def _forward_pass(self, X, training):
+        """(inputs, Zs, As): what each node received, its Z and its output."""
+        inputs, Zs, As = [], [], []
+        for l, node in enumerate(self.plan.nodes):
+            Z, A = NODES[node.kind][0](self, l, node, X, training)
+            inputs.append(X)
+            Zs.append(Z)
+            As.append(A)
+            X = A
+        return inputs, Zs, As
+
     def forward(self, X, training=False):
         """Forward pass; caches what backward needs. Returns the last A (n, d_out).
 
         In training, dropout nodes multiply by the mask drawn for this step."""
-        self._inputs, self._Z, self._A = [], [], []
-        for l, node in enumerate(self.plan.nodes):
-            Z, A = NODES[node.kind][0](self, l, node, X, training)
-            self._inputs.append(X)
-            self._Z.append(Z)
-            self._A.append(A)
-            X = A
-        return X
+        self._inputs, self._Z, self._A = self._forward_pass(X, training)
+        return self._A[-1]
 
     def dropout_mask(self, l, shape):
         """1/keep where uniform_stream(seed, step * 1024 + l) < keep, else 0."""
@@ -344,11 +349,11 @@ class NumpyBackend:
                              l > 0 or need_dX, skip_act and l == start)
         return delta if need_dX else None
 
-    def _loss(self, loss, out, y, weights):
+    def _loss(self, loss, out, y, weights, Zs, As):
         """(sum_i w_i loss_i, weighted dL/d(loss input) before 1/N, n_correct), and
-        where backward starts: (node, skip_act)."""
+        where backward starts: (node, skip_act). Zs, As: the forward pass's."""
         start, skip_act = self.plan.loss_head(loss != losses.MSE)
-        logits = self._Z[start] if skip_act else self._A[start]
+        logits = Zs[start] if skip_act else As[start]
         row_loss, dout, n_correct = LOSSES[loss](logits, out, y)
         if weights is None:
             total = np.sum(row_loss, dtype=np.float64)
@@ -370,7 +375,8 @@ class NumpyBackend:
         if update:
             self.plan.step_count[0] += 1   # a new step: new dropout masks
         out = self.forward(X, training=True)
-        loss_sum, dout, n_correct, (start, skip_act) = self._loss(loss, out, y, weights)
+        loss_sum, dout, n_correct, (start, skip_act) = self._loss(loss, out, y, weights,
+                                                                  self._Z, self._A)
         value = loss_sum / n
         if opt.l2:
             value += self._l2_term(opt.l2)
@@ -391,7 +397,7 @@ class NumpyBackend:
         if opt.clipnorm:
             norm = np.sqrt(sum(np.sum(g * g, dtype=np.float64) for g in self.plan.gradients()))
             scale = min(1.0, opt.clipnorm / norm) if norm > 0 else 1.0
-        t = int(self.plan.step_count[0])
+        t = int(self.plan.step_count[0] - self.plan.optimizer_origin[0])
         lr = self.plan.dtype.type(lr)
         for p in self.plan.params():
             if opt.decoupled and opt.weight_decay and p.decay:
@@ -415,13 +421,14 @@ class NumpyBackend:
         return total, n_correct, n_seen
 
     def predict(self, X):
-        """Forward only: the last node's output (n, d_out)."""
+        """Forward only: the last node's output (n, d_out). Keeps nothing (thread-safe)."""
         for l, node in enumerate(self.plan.nodes):
             X = NODES[node.kind][0](self, l, node, X, False)[1]
         return X
 
     def loss_sum(self, X, y, loss, weights=None):
-        """Summed (weighted) loss over all rows and the number classified correctly."""
-        out = self.forward(X)
-        loss_sum, _, n_correct, _ = self._loss(loss, out, y, weights)
+        """Summed (weighted) loss over all rows and the number classified correctly.
+        Keeps nothing, so that many threads may call it at once."""
+        _, Zs, As = self._forward_pass(X, False)
+        loss_sum, _, n_correct, _ = self._loss(loss, As[-1], y, weights, Zs, As)
         return loss_sum, n_correct
