@@ -104,7 +104,8 @@ def as_parameter(name, value, live):
         raise ValueError(f"{name} has shape {arr.shape}, expected {live.shape}")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(live.dtype)
+    with np.errstate(over="ignore"):   # too large for live's dtype: reported below
+        arr = arr.astype(live.dtype)
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values (in {live.dtype})")
     return arr

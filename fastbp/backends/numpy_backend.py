@@ -323,6 +323,10 @@ class NumpyBackend:
         self._inputs, self._Z, self._A = self._forward_pass(X, training)
         return self._A[-1]
 
+    def invalidate(self):
+        """The plan's optimiser state arrays were replaced: nothing to forget here,
+        as every call reads the plan afresh."""
+
     def dropout_mask(self, l, shape):
         """1/keep where uniform_stream(seed, step * 1024 + l) < keep, else 0."""
         node = self.plan.nodes[l]
