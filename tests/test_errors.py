@@ -149,6 +149,28 @@ def test_divergence_can_stop_with_a_warning(backend):
         model.fit(X, y, on_divergence="ignore")
 
 
+@pytest.mark.filterwarnings("ignore:overflow|invalid value")
+@pytest.mark.parametrize("call", ["fit", "train_step"])
+def test_optimiser_state_overflow_is_divergence(backend, call, tmp_path):
+    """Unscaled features with Adam: the squared gradients overflow float32 while the
+    weights stay finite (the steps become 0). That is divergence too: the state
+    goes back, the error names the array, and the model still saves and loads."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 4)) * 1e12, rng.standard_normal((64, 3))
+    model = fb.Sequential([fb.Dense(8, activation="relu", input_dim=4), fb.Dense(3)],
+                          loss="mse", optimizer=fb.Adam(), seed=0, backend=backend)
+    model.fit(X[:4] * 1e-12, y[:4], verbose=0)
+    before = [a.copy() for a in model._plan.training_state()]
+    with pytest.raises(FloatingPointError, match="W1 optimiser state 2 stopped being finite"):
+        model.fit(X, y, verbose=0) if call == "fit" else model.train_step(X, y)
+    for a, b in zip(before, model._plan.training_state()):
+        assert np.array_equal(a, b)
+    model.save(tmp_path / "m.npz")
+    loaded = fb.load(tmp_path / "m.npz")
+    for a, b in zip(before, loaded._plan.training_state()):
+        assert np.array_equal(a, b)
+
+
 def test_predict_proba_needs_a_classifier():
     model = fb.Sequential([fb.Dense(2, input_dim=2)], loss="mse")
     with pytest.raises(ValueError, match="classification loss"):
