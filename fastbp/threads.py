@@ -28,6 +28,18 @@ _saved = None   # each controller's count before the first of them started
 _applied = None  # the count the active limits agreed on, as last set
 
 
+def _forget_limits_in_child():
+    """A forked child has none of the parent's threads, so none of their limits:
+    start it with no active limit and a fresh lock (the parent's may have been
+    held at the fork). Its BLAS keeps whatever count it was forked with."""
+    global _lock, _active, _saved, _applied
+    _lock, _active, _saved, _applied = threading.Lock(), [], None, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_limits_in_child)
+
+
 def available_cores():
     """Cores this process may run on."""
     try:

@@ -4,6 +4,7 @@ request, and the last one out restores exactly what the first one in saved.
 Most tests run against stand-in controllers so that every count is visible and
 the original counts are distinctive; interleavings are forced with a turn
 schedule, events and barriers, never with sleeps."""
+import os
 import random
 import threading
 
@@ -100,6 +101,34 @@ def test_bad_request_is_refused(fakes):
     with pytest.raises(ValueError, match="n_threads must be a positive integer"):
         with threads.limit(0):
             pass
+    assert counts(fakes) == [7, 5]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_starts_with_no_active_limit(fakes):
+    """A limit held by a parent thread at the fork belongs to no thread of the
+    child; the child's own limits must restore normally."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold():
+        with threads.limit(2):
+            entered.set()
+            release.wait(WAIT)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(WAIT)
+    pid = os.fork()
+    if pid == 0:   # the child: report through the exit code only
+        ok = threads.active_limits() == []
+        with threads.limit(1):
+            ok = ok and counts(fakes) == [1, 1]
+        ok = ok and counts(fakes) == [2, 2] and threads.active_limits() == []
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    release.set()
+    holder.join(WAIT)
+    assert os.waitstatus_to_exitcode(status) == 0
     assert counts(fakes) == [7, 5]
 
 
