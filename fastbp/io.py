@@ -1,38 +1,318 @@
-"""Saving and loading models: one .npz holding a JSON architecture record and arrays.
+"""Saving, loading, pickling and copying models.
 
-The record ("architecture") holds the format name and version, the layers, loss,
-optimiser, dtype, backend, thread setting, the random generator's state, the
-epochs completed and the model's metadata (a JSON-ready dict, e.g. the CLI's
-preprocessing); the arrays are the parameters ("param_0", "param_1", ... in
-get_weights order) and the optimiser's state ("state_0", ...). Files
-are read with allow_pickle=False, so loading never runs code from the file, and
-written atomically: a temporary file in the same folder, then a rename.
+A model is written down as two halves of plain data:
+
+- the record, a JSON-ready dict: the format name and version, get_config()
+  (layers, loss, optimiser, dtype, backend, thread setting, input width), the
+  random generator's state, the epochs completed and the model's metadata (a
+  JSON-ready dict, e.g. the CLI's preprocessing);
+- the arrays, a dict of ndarrays: the parameters ("param_0", "param_1", ... in
+  get_weights order) and the training state ("state_0", ...: each parameter's
+  optimiser state arrays, then the step count and the dropout seed). A model
+  that is not built yet has none.
+
+to_record(model) makes the two halves and from_record(record, arrays) makes a
+model from them, checking everything before trusting it. Both ways of storing a
+model go through them:
+
+- save/load: one .npz holding the arrays and the record's JSON text (member
+  "architecture"); read with allow_pickle=False, so loading never runs code from
+  the file, and written atomically (a temporary file in the same folder, then a
+  rename).
+- pickle, copy.copy, copy.deepcopy, joblib (Sequential.__reduce__): the record's
+  JSON text and each array as (dtype, shape, bytes), handed to rebuild_pickled.
+  The payload holds only strings, bytes, numbers, tuples and dicts, so
+  unpickling it calls no code but rebuild_pickled, which goes through
+  from_record. The compiled engine, the workspaces, the gradients and the
+  forward pass kept for backward() are not recorded: a rebuilt model makes
+  fresh ones on first use.
 """
+import copy
 import json
+import math
 import os
 import tempfile
 import zipfile
 
 import numpy as np
 
+from fastbp import layers as layer_types
+from fastbp import optimizers
+from fastbp import validation as check
+
 FORMAT = "fastbp-model"
 VERSION = 1
+# Array dtypes a pickle may carry (numpy's dtype.str: byte order, kind, size).
+PICKLED_DTYPES = {order + kind for order in "<>" for kind in ("f4", "f8", "i8", "u8")}
 
 
-def save(model, path):
-    """Write model to path (a .npz file), replacing any file there only once the
-    new one is complete."""
+# --- the two halves ---------------------------------------------------------------------
+
+def to_record(model):
+    """(record, arrays): the model as plain data, independent of it.
+
+    record : JSON-ready dict (see the module docstring); arrays : dict of ndarray
+    copies, "param_<i>" shaped as get_weights()[i], "state_<i>" as the training
+    state (empty for a model not built yet). Does not build the model.
+
+    Raises TypeError when something the model holds is not plain data, e.g.
+    model.metadata holding a function, or an optimiser with a custom schedule
+    (ValueError for an epochs_done that is not a non-negative int).
+    """
+    record, arrays = _live_record(model)
+    return record, {name: a.copy() for name, a in arrays.items()}
+
+
+def from_record(record, arrays, backend=None, *, source="the record"):
+    """A model from to_record's two halves; backend overrides the recorded one.
+
+    record : dict as to_record gives (or parsed from a file); arrays : dict of
+    ndarray, not changed (the model copies what it needs); source : how error
+    messages name where the two came from.
+
+    Everything is checked before it is used: the format and version, the
+    configuration, that the parameter arrays hold at least as many numbers as
+    the layers need (before the model allocates any), every array's name, shape
+    and dtype, finite values, non-negative counts, the generator state,
+    epochs_done and metadata. Raises ValueError beginning "{source} does not
+    hold a valid fastbp model: " and naming the problem.
+    """
+    try:
+        return _model_from(record, arrays, backend)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{source} does not hold a valid fastbp model: {exc}") from None
+    except KeyError as exc:
+        raise ValueError(f"{source} does not hold a valid fastbp model: its record has no "
+                         f"{exc} entry") from None
+
+
+def _live_record(model):
+    """to_record's (record, arrays), the arrays being the model's live ones."""
+    _check_model(model)
+    record = {"format": FORMAT, "version": VERSION, **model.get_config(),
+              "rng_state": model._rng.bit_generator.state, "metadata": model.metadata,
+              "epochs_done": check.non_negative_int("model.epochs_done", model.epochs_done)}
+    _check_plain(record)
+    _check_rebuildable(record)
+    record = json.loads(json.dumps(record))   # a deep copy sharing nothing with the model
+    arrays = {}
+    if model.built:
+        arrays.update((f"param_{i}", p) for i, p in enumerate(model._plan.parameters()))
+        arrays.update((f"state_{i}", s) for i, s in enumerate(model._plan.optimizer_state()))
+    return record, arrays
+
+
+def _check_model(model):
     from fastbp.model import Sequential
 
     if not isinstance(model, Sequential):
-        raise TypeError(f"save expects a fastbp.Sequential, got {type(model).__name__}")
+        raise TypeError(f"expected a fastbp.Sequential, got {type(model).__name__}")
+    if type(model) is not Sequential:
+        raise TypeError(f"{type(model).__name__} is a subclass of fastbp.Sequential; fastbp "
+                        "records and rebuilds Sequential itself, so give the subclass its own "
+                        "__reduce__ (or save a plain Sequential)")
+
+
+def _check_plain(record):
+    """TypeError naming the first thing in record that JSON cannot hold."""
+    if not isinstance(record["metadata"], dict):
+        raise TypeError(f"model.metadata must be a dict, got {type(record['metadata']).__name__}")
+    rest = {key: value for key, value in record.items() if key != "metadata"}
+    for value, where in ((record["metadata"], "model.metadata"),
+                         (rest, "the model's configuration")):
+        found = _not_json(value, where, set())
+        if found:
+            raise TypeError(f"{found}, which is not plain data; to be saved, pickled or copied "
+                            "a model may hold only dicts with string keys, lists, strings, "
+                            "numbers, booleans and None there")
+
+
+def _not_json(value, where, seen):
+    """Where value first holds something JSON cannot carry back, as
+    "<where>[...] holds <type> <value>", or None. Dict keys must be strings (JSON
+    would silently turn 1 into "1"); tuples are accepted and come back as lists."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return None
+    if id(value) in seen:
+        return f"{where} refers back to itself"
+    if isinstance(value, (list, tuple, dict)):
+        seen = seen | {id(value)}
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(value, dict) and not isinstance(key, str):
+                return f"{where} has the key {key!r} ({type(key).__name__})"
+            found = _not_json(item, f"{where}[{key!r}]", seen)
+            if found:
+                return found
+        return None
+    return f"{where} holds {type(value).__name__} {_short(value)}"
+
+
+def _short(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _check_rebuildable(record):
+    """TypeError when the recorded optimiser would not come back (a schedule of
+    the user's own kind records a configuration fastbp cannot rebuild)."""
+    try:
+        optimizers.from_config(record["optimizer"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise TypeError(f"the optimiser's configuration {record['optimizer']} cannot be "
+                        f"rebuilt ({exc}); only fastbp's own schedules (fastbp.schedules) "
+                        "can be saved, pickled or copied") from None
+
+
+# --- rebuilding -------------------------------------------------------------------------
+
+def _model_from(record, arrays, backend):
+    """from_record without the wrapping of its errors."""
+    from fastbp.model import Sequential
+
+    _check_header(record)
+    if not isinstance(arrays, dict):
+        raise TypeError(f"the arrays must be a dict of numpy arrays, got {type(arrays).__name__}")
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"array {name!r} is a {type(value).__name__}, not a numpy array")
+    # The model starts without layers so that nothing is built (nor drawn from
+    # the generator) before the arrays are known to fit the record.
+    model = Sequential.from_config({**record, "layers": [], "input_dim": None}, backend=backend)
+    layers = [layer_types.from_config(config) for config in record["layers"]]
+    input_dim = check.positive_int("input_dim", record["input_dim"], allow_none=True)
+    _check_total_size(layers, input_dim, arrays)
+    for layer in layers:
+        model.add(layer)
+    if input_dim is not None:
+        model.build(input_dim)
+    _restore_arrays(model, arrays)
+    _restore_counters(model, record)
+    return model
+
+
+def _check_header(record):
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        got = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise ValueError(f"it is not a fastbp model file (format {got!r}, expected {FORMAT!r})")
+    if record.get("version") != VERSION:
+        raise ValueError(f"it is format version {record.get('version')!r}; this fastbp reads "
+                         f"version {VERSION}")
+
+
+def _check_total_size(layers, input_dim, arrays):
+    """The parameter arrays must hold at least as many numbers as the layers
+    need, so that a record cannot make the model allocate more than its arrays
+    honestly carry (the exact names and shapes are checked after building)."""
+    needed, d_in = 0, input_dim
+    if input_dim is not None:
+        for layer in layers:
+            needed += layer.count_params(d_in)
+            d_in = layer.output_dim(d_in)
+    params = sorted((name for name in arrays if name.startswith("param_")),
+                    key=lambda name: (len(name), name))
+    held = sum(arrays[name].size for name in params)
+    if needed > held:
+        shapes = ", ".join(f"{name} has shape {arrays[name].shape}" for name in params[:12])
+        more = ", ..." if len(params) > 12 else ""
+        raise ValueError(f"its parameter arrays hold {held:,} numbers, expected {needed:,} for "
+                         f"its layers ({shapes or 'there are none'}{more})")
+
+
+def _restore_arrays(model, arrays):
+    """Check every array against the freshly built model, then copy them in."""
+    live_params = model._plan.parameters() if model.built else []
+    live_state = model._plan.optimizer_state() if model.built else []
+    expected = ({f"param_{i}" for i in range(len(live_params))}
+                | {f"state_{i}" for i in range(len(live_state))})
+    if set(arrays) != expected:
+        raise ValueError(f"it holds arrays {sorted(arrays)}, expected {sorted(expected)}")
+    weights = [arrays[f"param_{i}"] for i in range(len(live_params))]
+    for i, (saved, live) in enumerate(zip(weights, live_params)):
+        if saved.dtype != live.dtype:
+            raise ValueError(f"param_{i} has dtype {saved.dtype}, the record says {live.dtype}")
+    state = [arrays[f"state_{i}"] for i in range(len(live_state))]
+    for i, (saved, live) in enumerate(zip(state, live_state)):
+        _check_state(f"state_{i}", saved, live)
+    if live_params:
+        model.set_weights(weights)   # checks shapes and finiteness
+    for saved, live in zip(state, live_state):
+        live[...] = saved
+
+
+def _check_state(name, saved, live):
+    if saved.shape != live.shape or saved.dtype != live.dtype:
+        raise ValueError(f"{name} has shape {saved.shape} and dtype {saved.dtype}, "
+                         f"expected {live.shape} and {live.dtype}")
+    if saved.dtype.kind == "f" and not np.isfinite(saved).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    if saved.dtype.kind == "i" and (saved < 0).any():
+        raise ValueError(f"{name} holds negative counts")
+
+
+def _restore_counters(model, record):
+    """epochs_done, the generator's state and the metadata."""
+    model.epochs_done = check.non_negative_int("epochs_done", record.get("epochs_done", 0))
+    model._rng.bit_generator.state = record["rng_state"]
+    metadata = record.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"its metadata is a {type(metadata).__name__}, expected a dict")
+    model.metadata = copy.deepcopy(metadata)
+
+
+# --- pickle -----------------------------------------------------------------------------
+
+def pickled(model):
+    """What Sequential.__reduce__ returns: (rebuild_pickled, (architecture, arrays)),
+    architecture the record's JSON text, arrays {name: (dtype.str, shape, bytes)}."""
+    record, arrays = _live_record(model)
+    packed = {name: (a.dtype.str, a.shape, a.tobytes()) for name, a in arrays.items()}
+    return rebuild_pickled, (json.dumps(record), packed)
+
+
+def rebuild_pickled(architecture, arrays):
+    """The model pickled() described (pickle calls this: keep its name and
+    arguments stable). Checks the payload, then goes through from_record."""
+    source = "the pickled data"
+    try:
+        try:
+            record = json.loads(architecture)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"its architecture record is not JSON ({exc})") from None
+        unpacked = {name: _unpack(name, entry) for name, entry in dict(arrays).items()}
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{source} does not hold a valid fastbp model: {exc}") from None
+    return from_record(record, unpacked, source=source)
+
+
+def _unpack(name, entry):
+    """A read-only ndarray (native byte order) from (dtype.str, shape, bytes)."""
+    code, shape, data = entry
+    if code not in PICKLED_DTYPES:
+        raise ValueError(f"array {name!r} has dtype {code!r}; expected one of "
+                         f"{sorted(PICKLED_DTYPES)}")
+    shape = tuple(shape)
+    if len(shape) > 2 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                 for d in shape):
+        raise ValueError(f"array {name!r} has shape {shape!r}; expected up to two "
+                         "non-negative ints")
+    dtype = np.dtype(code)
+    if not isinstance(data, bytes) or len(data) != math.prod(shape) * dtype.itemsize:
+        raise ValueError(f"array {name!r} does not hold the {math.prod(shape) * dtype.itemsize} "
+                         f"bytes its shape {shape} and dtype {code} need")
+    return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
+# --- files ------------------------------------------------------------------------------
+
+def save(model, path):
+    """Write model to path (a .npz file), replacing any file there only once the
+    new one is complete. Builds the model first if its layers declare the input
+    width; raises RuntimeError if it cannot be built yet."""
+    _check_model(model)
     model._require_built()
-    record = {"format": FORMAT, "version": VERSION, **model.get_config(),
-              "rng_state": model._rng.bit_generator.state, "metadata": model.metadata,
-              "epochs_done": model.epochs_done}
-    arrays = {f"param_{i}": p for i, p in enumerate(model._plan.parameters())}
-    arrays.update({f"state_{i}": s for i, s in enumerate(model._plan.optimizer_state())})
-    arrays["architecture"] = np.array(json.dumps(record))
+    record, arrays = _live_record(model)
+    arrays = {**arrays, "architecture": np.array(json.dumps(record))}
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=folder)
@@ -51,11 +331,10 @@ def save(model, path):
 def load(path, backend=None):
     """Read a model written by save. backend overrides the saved backend name.
 
-    Raises ValueError naming the problem for a file that is missing, truncated,
-    corrupted, of another format or version, or whose arrays do not fit its record.
+    Raises FileNotFoundError for a missing file, and ValueError naming the
+    problem for a file that is truncated, corrupted, of another format or
+    version, or whose arrays do not fit its record.
     """
-    from fastbp.model import Sequential
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path!r}")
@@ -65,47 +344,15 @@ def load(path, backend=None):
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise ValueError(f"{path!r} is not a readable fastbp model file ({exc}); it may be "
                          "truncated or corrupted") from None
-    record = _record(arrays, path)
-    try:
-        model = Sequential.from_config(record, backend=backend)
-        n_params = len(model._plan.parameters())
-        state = model._plan.optimizer_state()
-        names = ({f"param_{i}" for i in range(n_params)} | {f"state_{i}" for i in range(len(state))}
-                 | {"architecture"})
-        if set(arrays) != names:
-            raise ValueError(f"it holds arrays {sorted(arrays)}, expected {sorted(names)}")
-        weights = [arrays[f"param_{i}"] for i in range(n_params)]
-        for i, (w, p) in enumerate(zip(weights, model._plan.parameters())):
-            if w.dtype != p.dtype:
-                raise ValueError(f"param_{i} has dtype {w.dtype}, the record says {p.dtype}")
-        for i, live in enumerate(state):
-            saved = arrays[f"state_{i}"]
-            if saved.shape != live.shape or saved.dtype != live.dtype:
-                raise ValueError(f"state_{i} has shape {saved.shape} and dtype {saved.dtype}, "
-                                 f"expected {live.shape} and {live.dtype}")
-            if saved.dtype.kind == "f" and not np.isfinite(saved).all():
-                raise ValueError(f"state_{i} holds NaN or infinite values")
-        model.set_weights(weights)
-        for saved, live in zip((arrays[f"state_{i}"] for i in range(len(state))), state):
-            live[...] = saved
-        model.epochs_done = int(record.get("epochs_done", 0))
-        model._rng.bit_generator.state = record["rng_state"]
-        model.metadata = dict(record.get("metadata") or {})
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"{path!r} does not hold a valid fastbp model: {exc}") from None
-    return model
+    record = _architecture(arrays.pop("architecture", None), path)
+    return from_record(record, arrays, backend, source=repr(path))
 
 
-def _record(arrays, path):
-    if "architecture" not in arrays:
+def _architecture(text, path):
+    """The record parsed from the file's "architecture" member."""
+    if text is None:
         raise ValueError(f"{path!r} is not a fastbp model file: it has no architecture record")
     try:
-        record = json.loads(str(arrays["architecture"]))
+        return json.loads(str(text))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path!r} has a damaged architecture record ({exc})") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise ValueError(f"{path!r} is not a fastbp model file")
-    if record.get("version") != VERSION:
-        raise ValueError(f"{path!r} is format version {record.get('version')!r}; this fastbp "
-                         f"reads version {VERSION}")
-    return record

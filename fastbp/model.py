@@ -779,3 +779,12 @@ class Sequential:
         layers = ", ".join(repr(layer) for layer in self.layers)
         return (f"Sequential([{layers}], loss={self.loss.name!r}, optimizer={self.optimizer!r}, "
                 f"dtype={self.dtype.name!r}, backend={self.backend_name!r})")
+
+    def __reduce__(self):
+        """Pickling, copy.copy and copy.deepcopy (and joblib): the model travels as
+        fastbp.io's record and arrays, plain data, and fastbp.io.rebuild_pickled
+        makes a new, independent model from them (engine and workspaces fresh), so
+        copy.copy is as deep as deepcopy. Raises TypeError when the model holds
+        something that is not plain data (e.g. a function in metadata)."""
+        from fastbp import io
+        return io.pickled(self)

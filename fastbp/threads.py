@@ -3,13 +3,41 @@
 Sequential(n_threads=None) leaves BLAS at its own default (all cores). An integer
 limits every loaded BLAS (SciPy's, which the compiled engine calls, and NumPy's,
 which the NumPy backend calls) for the duration of each call, then restores it.
+
+BLAS thread counts are process-wide, so limits that overlap (models called from
+several threads, or a limit nested in another) share one setting. The rule:
+
+- the first limit to start saves every BLAS library's thread count;
+- while limits are active, every BLAS runs with the smallest count any of them
+  asked for (a request is an upper bound: a call may get fewer threads than it
+  asked for, never more), re-evaluated as limits start and end;
+- the last limit to end restores exactly the counts the first one saved.
+
+A module lock serialises these changes; the BLAS calls themselves run unlocked.
 """
 import contextlib
 import os
+import threading
 
 from fastbp.validation import positive_int
 
 _controllers = None
+_lock = threading.Lock()
+_active = []    # the requested counts of the limits now running, one entry per limit
+_saved = None   # each controller's count before the first of them started
+_applied = None  # the count the active limits agreed on, as last set
+
+
+def _forget_limits_in_child():
+    """A forked child has none of the parent's threads, so none of their limits:
+    start it with no active limit and a fresh lock (the parent's may have been
+    held at the fork). Its BLAS keeps whatever count it was forked with."""
+    global _lock, _active, _saved, _applied
+    _lock, _active, _saved, _applied = threading.Lock(), [], None, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_limits_in_child)
 
 
 def available_cores():
@@ -21,6 +49,7 @@ def available_cores():
 
 
 def _blas_controllers():
+    """threadpoolctl's controllers for every loaded BLAS (found once)."""
     global _controllers
     if _controllers is None:
         import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS before looking)
@@ -34,18 +63,85 @@ def check(n_threads):
     return positive_int("n_threads", n_threads, allow_none=True)
 
 
+def _release_control():
+    """Let the calling thread change OpenBLAS's count.
+
+    threadpoolctl (3.8 here) lets only one "controlling" Python thread set a
+    pthreads OpenBLAS's thread count and silently ignores the others, so a limit
+    entered or left from a second thread would change nothing. This module's
+    lock already serialises every change, so it clears that claim around each.
+    """
+    for kind in {type(c) for c in _blas_controllers()}:
+        clear = getattr(kind, "clear_controlling_thread", None)
+        if clear is not None:
+            clear(force=True)
+
+
+def _set_all(counts):
+    """Set controller i to counts[i]. Called with the lock held."""
+    _release_control()
+    try:
+        for controller, n in zip(_blas_controllers(), counts):
+            controller.set_num_threads(n)
+    finally:
+        _release_control()
+
+
+def _agree():
+    """Apply the smallest active request, or restore the saved counts when no
+    limit is left. Called with the lock held."""
+    global _saved, _applied
+    if not _active:
+        saved, _saved, _applied = _saved, None, None
+        _set_all(saved)
+        return
+    target = min(_active)
+    if target != _applied:   # only touch BLAS when the agreed count changes
+        _set_all([target] * len(_blas_controllers()))
+        _applied = target
+
+
+def _enter(n_threads):
+    """Register a limit of n_threads (saving the counts if it is the first)."""
+    global _saved, _applied
+    with _lock:
+        if not _active:
+            _saved = [c.num_threads for c in _blas_controllers()]
+        _active.append(n_threads)
+        try:
+            _agree()
+        except BaseException:   # a BLAS refused: undo, re-applying what is left
+            _active.remove(n_threads)
+            _applied = None
+            _agree()
+            raise
+
+
+def _leave(n_threads):
+    """Unregister a limit of n_threads (restoring the counts if it is the last)."""
+    with _lock:
+        _active.remove(n_threads)
+        _agree()
+
+
 @contextlib.contextmanager
 def limit(n_threads):
-    """Run the body with every BLAS limited to n_threads (None: leave them alone)."""
+    """Run the body with every BLAS limited to at most n_threads (None: leave them
+    alone); safe to use from several threads at once and nested (see the module
+    docstring for how overlapping limits agree). The counts are restored however
+    the body ends."""
     if n_threads is None:
         yield
         return
-    controllers = _blas_controllers()
-    saved = [c.num_threads for c in controllers]
-    for c in controllers:
-        c.set_num_threads(n_threads)
+    n_threads = check(n_threads)
+    _enter(n_threads)
     try:
         yield
     finally:
-        for c, n in zip(controllers, saved):
-            c.set_num_threads(n)
+        _leave(n_threads)
+
+
+def active_limits():
+    """The requests of the limits running now (for tests and diagnostics)."""
+    with _lock:
+        return list(_active)
