@@ -92,6 +92,13 @@ def _live_record(model):
     record = {"format": FORMAT, "version": VERSION, **model.get_config(),
               "rng_state": model._rng.bit_generator.state, "metadata": model.metadata,
               "epochs_done": check.non_negative_int("model.epochs_done", model.epochs_done)}
+    if model.built:
+        broken = model._plan.nonfinite()
+        if broken is not None:
+            raise ValueError(f"the model's {broken} holds NaN or infinite values, so it would "
+                             "not load back; set finite weights with set_weights (or assign "
+                             "a fresh optimiser) first")
+        record["optimizer_origin"] = int(model._plan.optimizer_origin[0])
     _check_plain(record)
     _check_rebuildable(record)
     record = json.loads(json.dumps(record))   # a deep copy sharing nothing with the model
@@ -251,8 +258,14 @@ def _check_state(name, saved, live):
 
 
 def _restore_counters(model, record):
-    """epochs_done, the generator's state and the metadata."""
+    """epochs_done, the optimiser's origin, the generator's state and the metadata."""
     model.epochs_done = check.non_negative_int("epochs_done", record.get("epochs_done", 0))
+    if model.built:
+        origin = check.non_negative_int("optimizer_origin", record.get("optimizer_origin", 0))
+        if origin > model._plan.step_count[0]:
+            raise ValueError(f"its optimizer_origin {origin} lies after its step count "
+                             f"{model._plan.step_count[0]}")
+        model._plan.optimizer_origin[0] = origin
     model._rng.bit_generator.state = record["rng_state"]
     metadata = record.get("metadata") or {}
     if not isinstance(metadata, dict):

@@ -787,4 +787,5 @@ class Sequential:
         copy.copy is as deep as deepcopy. Raises TypeError when the model holds
         something that is not plain data (e.g. a function in metadata)."""
         from fastbp import io
-        return io.pickled(self)
+        with self._memory.reading():
+            return io.pickled(self)

@@ -265,3 +265,30 @@ def test_training_refuses_weights_made_non_finite_in_place(backend):
         with pytest.raises(ValueError, match="W3 holds NaN or infinite values"):
             call()
     assert model.epochs_done == 0 and model._rng.bit_generator.state == before[1]
+
+
+def test_a_swapped_optimizer_saves_copies_and_resumes_exactly(backend, tmp_path):
+    """The swap's origin (where Adam's bias correction counts from) travels with
+    the model through save/load and pickling."""
+    X, y = data()
+    model = classifier(backend, fb.SGD(lr=0.05))
+    model.fit(X, y, epochs=2, verbose=0)
+    model.optimizer = fb.Adam(lr=0.01)
+    model.fit(X, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.npz")
+    copies = [fb.load(tmp_path / "m.npz"), copy.deepcopy(model)]
+    for m in [model] + copies:
+        m.fit(X, y, epochs=2, verbose=0)
+    for other in copies:
+        assert_same_weights(model, other)
+        assert other._plan.optimizer_origin[0] == model._plan.optimizer_origin[0] > 0
+
+
+def test_save_refuses_what_load_would_refuse(backend, tmp_path):
+    model = classifier(backend)
+    model.layers[0].b[0] = np.inf
+    with pytest.raises(ValueError, match="b1 holds NaN or infinite values, so it would not load"):
+        model.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match="would not load"):
+        copy.deepcopy(model)
+    assert not (tmp_path / "m.npz").exists()

@@ -351,6 +351,7 @@ def test_two_models_fitted_in_two_threads_leave_blas_as_it_was(real_blas):
     for w in workers:
         w.join(WAIT)
     assert not errors, errors
-    assert seen == [[1] * len(controllers)] * 2
+    # fit makes several engine calls per epoch: every one ran at 1 thread
+    assert len(seen) >= 2 and all(c == [1] * len(controllers) for c in seen)
     assert counts(controllers) == start
     assert threads.active_limits() == []
