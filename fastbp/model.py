@@ -61,8 +61,10 @@ class Sequential:
     seed : seeds initialisation and shuffling: same seed, same data, same backend
         gives bit-identical weights.
     backend : "cython" (compiled, default) or "numpy" (reference).
-    n_threads : BLAS threads during this model's calls; None (default) leaves BLAS
-        at its default, all cores. The setting is process-wide while a call runs.
+    n_threads : at most this many BLAS threads during this model's calls; None
+        (default) leaves BLAS at its default, all cores. The setting is process-wide
+        while a call runs: calls of several models that overlap run at the smallest
+        of their limits, and the last to end restores what the first found.
 
     What may change after the model is built (each takes effect at the next call):
     optimizer (a new optimiser starts with fresh state; its hyper-parameters, such
