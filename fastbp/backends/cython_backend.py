@@ -21,16 +21,21 @@ PREDICT_CALL_CHUNKS = 16
 
 
 class InferenceSet:
-    """Scratch memory for one inference call (predict or loss_sum): an engine over
-    workspaces of its own for `capacity` rows, and predict's ping-pong buffers.
-    It shares the plan's parameters, which inference only reads."""
+    """Scratch memory for one inference call, over `capacity` rows at a time, and
+    an engine that shares the plan's parameters (which inference only reads).
 
-    def __init__(self, backend, capacity):
+    For predict: the ping-pong buffers (capacity, widest node) x 3, and an engine
+    over one-row workspaces, which predict does not touch. For loss_sum: an engine
+    over workspaces of capacity rows (the loss reads the last layers' Z and A)."""
+
+    def __init__(self, backend, capacity, purpose):
         plan = backend.plan
-        self.capacity = capacity
-        self.engine = backend.make_engine(plan.workspaces(capacity), capacity)
+        self.capacity, self.purpose = capacity, purpose
+        rows = capacity if purpose == "loss" else 1
+        self.engine = backend.make_engine(plan.workspaces(rows), rows)
         shape = (capacity, plan.max_width)
-        self.buffers = tuple(np.empty(shape, plan.dtype) for _ in range(3))
+        self.buffers = (tuple(np.empty(shape, plan.dtype) for _ in range(3))
+                        if purpose == "predict" else None)
 
 
 class CythonBackend:
@@ -53,7 +58,7 @@ class CythonBackend:
         self._training = False
         self._batch_key = None  # (batch_size, y dtype, y row shape) of self._batch
         self._batch = None      # (X_batch, y_batch, w_batch): epoch()'s gather buffers
-        self._idle = []         # InferenceSets not in use, largest last
+        self._idle = []         # InferenceSets not in use, smallest first
         self._idle_lock = threading.Lock()
 
     def make_engine(self, spaces, capacity):
@@ -84,17 +89,20 @@ class CythonBackend:
             self._idle = []
 
     @contextlib.contextmanager
-    def _inference_set(self, n_rows):
-        """Borrow an InferenceSet for a call over n_rows rows (chunked above the
-        predict chunk size); it goes back to the pool afterwards."""
+    def _inference_set(self, n_rows, purpose):
+        """Borrow an InferenceSet for a `purpose` ("predict" or "loss") call over
+        n_rows rows (done in chunks above the chunk size); it goes back to the
+        pool afterwards."""
         chunk = max(PREDICT_MIN_ROWS, PREDICT_CHUNK_ELEMENTS // self.plan.max_width)
         needed = min(n_rows, chunk)
         with self._idle_lock:
-            fitting = [k for k, s in enumerate(self._idle) if s.capacity >= needed]
+            fitting = [k for k, s in enumerate(self._idle)
+                       if s.purpose == purpose and s.capacity >= needed]
             borrowed = self._idle.pop(fitting[0]) if fitting else None
         if borrowed is None:
             # a power of two, so that nearby sizes reuse one set
-            borrowed = InferenceSet(self, min(chunk, 1 << max(needed - 1, 0).bit_length()))
+            capacity = min(chunk, 1 << max(needed - 1, 0).bit_length())
+            borrowed = InferenceSet(self, capacity, purpose)
         try:
             yield borrowed
         finally:
@@ -156,7 +164,7 @@ class CythonBackend:
         out = np.empty((n, self.plan.output_dim), dtype=self.plan.dtype)
         if n == 0:
             return out
-        with self._inference_set(n) as scratch:
+        with self._inference_set(n, "predict") as scratch:
             # one engine call per PREDICT_CALL_CHUNKS chunks, so that Ctrl-C is
             # seen between calls on a large X
             rows = scratch.capacity * PREDICT_CALL_CHUNKS
@@ -168,7 +176,7 @@ class CythonBackend:
     def loss_sum(self, X, y, loss, weights=None):
         n = len(X)
         total, n_correct = 0.0, 0
-        with self._inference_set(n) as scratch:
+        with self._inference_set(n, "loss") as scratch:
             chunk = scratch.capacity
             for start in range(0, n, chunk):
                 rows = slice(start, start + chunk)
