@@ -232,23 +232,6 @@ class _MLPBase:
     # --- pickling: the compiled engine does not pickle, so the model travels as its
     # configuration and weights and is rebuilt on load.
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        model = state.pop("model_", None)
-        if model is not None:
-            state["_model_record"] = (model.get_config(), model.get_weights())
-        return state
-
-    def __setstate__(self, state):
-        state = dict(state)
-        record = state.pop("_model_record", None)
-        self.__dict__.update(state)
-        if record is not None:
-            config, weights = record
-            model = Sequential.from_config(config)
-            model.set_weights(weights)
-            self.model_ = model
-
 
 class MLPClassifier(_MLPBase):
     """A multilayer perceptron classifier trained by fastbp's SGD.

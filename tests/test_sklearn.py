@@ -285,3 +285,17 @@ def test_works_with_sklearn_hidden():
     """)
     assert result.returncode == 0, result.stderr
     assert "MLPClassifier instance is not fitted yet" in result.stdout
+
+
+def test_a_pickled_estimator_keeps_its_whole_model():
+    """The estimator pickles through the model's own pickling: weights, optimiser
+    state, step count and generator state all come back."""
+    import pickle
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((80, 3)), rng.integers(0, 2, 80)
+    clf = MLPClassifier(random_state=0).fit(X, y)
+    back = pickle.loads(pickle.dumps(clf))
+    for a, b in zip(clf.model_._plan.training_state(), back.model_._plan.training_state()):
+        assert np.array_equal(a, b)
+    assert clf.model_._rng.bit_generator.state == back.model_._rng.bit_generator.state
+    assert np.array_equal(clf.predict_proba(X), back.predict_proba(X))
