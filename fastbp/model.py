@@ -130,10 +130,13 @@ class Sequential:
 
     @loss.setter
     def loss(self, value):
+        """Another loss the last layer fits (training calls in other threads finish
+        first); the engine's layout does not depend on it."""
         spec = losses.get(value)
-        if self._layers:
-            self._check_loss_fits(spec)
-        self._loss = spec
+        with self._train_lock:
+            if self._layers:
+                self._check_loss_fits(spec)
+            self._loss = spec
 
     @property
     def optimizer(self):
