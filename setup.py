@@ -11,6 +11,8 @@ import sys
 from setuptools import Extension, setup
 
 KERNEL_MODULES = ["kernels", "engine"]
+# Modules that only read csrc/fbp_kernels.h's declarations (its enums), not its code.
+HEADER_MODULES = ["codes"]
 
 
 def source_fingerprint():
@@ -27,6 +29,10 @@ def extensions():
     import numpy
     from Cython.Build import cythonize
 
+    def sources(name):
+        pyx = f"fastbp/_kernels/{name}.pyx"
+        return [pyx] if name in HEADER_MODULES else [pyx, "csrc/fbp_kernels.c"]
+
     # No errno or FP-exception side effects are relied on, which lets GCC vectorise
     # the selects at activation kinks.
     compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
@@ -37,7 +43,7 @@ def extensions():
     exts = [
         Extension(
             f"fastbp._kernels.{name}",
-            sources=[f"fastbp/_kernels/{name}.pyx", "csrc/fbp_kernels.c"],
+            sources=sources(name),
             include_dirs=["csrc", numpy.get_include()],
             depends=["csrc/fbp_kernels.h", "csrc/fbp_kernels_impl.h", "csrc/fbp_layers_impl.h",
                      "csrc/fbp_math.h"],
@@ -49,7 +55,7 @@ def extensions():
             define_macros=[("FBP_SOURCE_HASH", f'"{source_fingerprint()}"'),
                            ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
-        for name in KERNEL_MODULES
+        for name in HEADER_MODULES + KERNEL_MODULES
     ]
     return cythonize(exts, compiler_directives={"language_level": 3}, quiet=True)
 

@@ -4,14 +4,18 @@
  * and double (_d); fbp_kernels.c instantiates both from one template. Callers
  * (the Cython layer) validate shapes and pointers; these functions trust them.
  *
- * Activation codes are fixed here and mirrored by fastbp/activations.py.
+ * The integer codes that cross the Python<->C boundary are declared here and
+ * nowhere else. Cython sees them through fastbp/_kernels/codes.pxd (as cpdef
+ * enums), which derives the name -> code tables fastbp checks against its Python
+ * registries when the extension loads (fastbp/backends/__init__.py).
  */
 #ifndef FBP_KERNELS_H
 #define FBP_KERNELS_H
 
 #include <stdint.h>
 
-enum {
+/* Activations (fastbp/activations.py). */
+enum fbp_act {
     FBP_ACT_IDENTITY = 0,
     FBP_ACT_SIGMOID = 1,
     FBP_ACT_TANH = 2,
@@ -23,11 +27,31 @@ enum {
     FBP_ACT_HARD_TANH = 8,
     FBP_ACT_SILU = 9,
     FBP_ACT_GELU = 10,
-    FBP_ACT_SOFTMAX = 11    /* row-wise: fbp_softmax_rows, fbp_softmax_backward */
+    FBP_ACT_SOFTMAX = 11,   /* row-wise: fbp_softmax_rows, fbp_softmax_backward */
+    FBP_ACT_PRELU = 12      /* learnt slopes: an FBP_NODE_PRELU node of its own, never
+                             * an element-wise kernel's code */
 };
 
-/* Optimiser kinds and the hyper-parameters an update reads (fastbp/optimizers.py). */
-enum {
+/* Losses (fastbp/losses.py); the dispatch is loss_forward_backward in csrc.pxd. */
+enum fbp_loss {
+    FBP_LOSS_MSE = 0,
+    FBP_LOSS_SOFTMAX_XENT_INT = 1,   /* integer class labels */
+    FBP_LOSS_SOFTMAX_XENT_PROB = 2,  /* rows of target probabilities */
+    FBP_LOSS_SIGMOID_BCE = 3,
+    FBP_LOSS_SOFTMAX_KL = 4
+};
+
+/* Node kinds of a plan (fastbp/plan.py), run by fastbp/_kernels/engine.pyx. */
+enum fbp_node {
+    FBP_NODE_DENSE = 0,
+    FBP_NODE_ACTIVATION = 1,
+    FBP_NODE_PRELU = 2,
+    FBP_NODE_MAXOUT = 3,
+    FBP_NODE_DROPOUT = 4
+};
+
+/* Optimiser kinds (fastbp/optimizers.py). */
+enum fbp_opt {
     FBP_OPT_SGD = 0,        /* v = momentum v + g; w -= lr (nesterov ? g + momentum v : v) */
     FBP_OPT_ADAM = 1,       /* bias-corrected first and second moments */
     FBP_OPT_RMSPROP = 2,    /* s = rho s + (1 - rho) g^2; w -= lr g / (sqrt(s) + eps) */

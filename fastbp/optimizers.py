@@ -21,8 +21,10 @@ import math
 
 from fastbp import schedules as lr_schedules
 
-# Kinds shared with csrc/fbp_kernels.h.
+# Update rules: the FBP_OPT_* enum of csrc/fbp_kernels.h, checked against KINDS when
+# the compiled backend loads. AdamW is Adam's rule with decoupled decay.
 SGD_KIND, ADAM_KIND, RMSPROP_KIND, ADAGRAD_KIND = 0, 1, 2, 3
+KINDS = {"sgd": SGD_KIND, "adam": ADAM_KIND, "rmsprop": RMSPROP_KIND, "adagrad": ADAGRAD_KIND}
 
 
 def _number(name, value, low=0.0, high=math.inf, low_open=False, high_open=False):

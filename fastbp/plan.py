@@ -17,8 +17,11 @@ import numpy as np
 
 from fastbp.layers import Activation, Dense, Dropout, Maxout, PReLU
 
-# Node kinds, shared with fastbp/_kernels/engine.pyx.
+# Node kinds: the FBP_NODE_* enum of csrc/fbp_kernels.h, checked against KINDS when
+# the compiled backend loads.
 DENSE, ACTIVATION, PRELU, MAXOUT, DROPOUT = range(5)
+KINDS = {"dense": DENSE, "activation": ACTIVATION, "prelu": PRELU, "maxout": MAXOUT,
+         "dropout": DROPOUT}
 ELEMENTWISE = (ACTIVATION, PRELU, DROPOUT)   # d_out == d_in, gradient computable in place
 
 

@@ -2,6 +2,9 @@
 # wrappers that pick the float or double instance at compile time.
 from libc.stdint cimport int64_t, uint64_t
 from cython cimport floating
+from fastbp._kernels.codes cimport (FBP_LOSS_MSE, FBP_LOSS_SOFTMAX_XENT_INT,
+                                    FBP_LOSS_SOFTMAX_XENT_PROB, FBP_LOSS_SIGMOID_BCE,
+                                    FBP_LOSS_SOFTMAX_KL)
 
 cdef extern from "fbp_kernels.h" nogil:
     ctypedef struct fbp_optim:
@@ -92,15 +95,6 @@ cdef extern from "fbp_kernels.h" nogil:
                                const double *Z, const double *dA, double *dZ)
     void fbp_mul_d(int64_t n, const double *a, const double *b, double *out)
 
-# Loss codes shared with fastbp/losses.py.
-cdef enum:
-    LOSS_MSE = 0
-    LOSS_SOFTMAX_XENT_INT = 1
-    LOSS_SOFTMAX_XENT_PROB = 2
-    LOSS_SIGMOID_BCE = 3
-    LOSS_SOFTMAX_KL = 4
-
-
 cdef inline void broadcast_rows(int64_t n_rows, int64_t n_cols, const floating *b,
                                 floating *out) noexcept nogil:
     if floating is float:
@@ -133,26 +127,26 @@ cdef inline double loss_forward_backward(int loss, int64_t n_rows, int64_t n_col
     """sum_i w_i loss_i (w NULL: all 1); dout receives the gradient of scale times
     that sum: dL/dA for MSE and dL/dZ for the fused losses."""
     n_correct[0] = 0
-    if loss == LOSS_SOFTMAX_XENT_INT:
+    if loss == FBP_LOSS_SOFTMAX_XENT_INT:
         if floating is float:
             return fbp_softmax_xent_int_f(n_rows, n_cols, Z, <const int64_t *>y, w, scale, dout,
                                           n_correct)
         else:
             return fbp_softmax_xent_int_d(n_rows, n_cols, Z, <const int64_t *>y, w, scale, dout,
                                           n_correct)
-    if loss == LOSS_SOFTMAX_XENT_PROB:
+    if loss == FBP_LOSS_SOFTMAX_XENT_PROB:
         if floating is float:
             return fbp_softmax_xent_prob_f(n_rows, n_cols, Z, <const float *>y, w, scale, dout,
                                            n_correct)
         else:
             return fbp_softmax_xent_prob_d(n_rows, n_cols, Z, <const double *>y, w, scale, dout,
                                            n_correct)
-    if loss == LOSS_SOFTMAX_KL:
+    if loss == FBP_LOSS_SOFTMAX_KL:
         if floating is float:
             return fbp_softmax_kl_f(n_rows, n_cols, Z, <const float *>y, w, scale, dout, n_correct)
         else:
             return fbp_softmax_kl_d(n_rows, n_cols, Z, <const double *>y, w, scale, dout, n_correct)
-    if loss == LOSS_SIGMOID_BCE:
+    if loss == FBP_LOSS_SIGMOID_BCE:
         if floating is float:
             return fbp_sigmoid_bce_f(n_rows, n_cols, Z, A, <const float *>y, w, scale, dout,
                                      n_correct)

@@ -14,8 +14,10 @@ cimport numpy as cnp
 from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay, optim_update, dropout,
                                    bias_act, act_backward, prelu_forward, prelu_backward,
                                    maxout_forward, maxout_backward, mul, fbp_optim,
-                                   gather_rows, fbp_gather_labels,
-                                   LOSS_MSE, LOSS_SOFTMAX_XENT_INT)
+                                   gather_rows, fbp_gather_labels)
+from fastbp._kernels.codes cimport (FBP_ACT_IDENTITY, FBP_LOSS_MSE, FBP_LOSS_SOFTMAX_XENT_INT,
+                                    FBP_NODE_DENSE, FBP_NODE_ACTIVATION, FBP_NODE_PRELU,
+                                    FBP_NODE_MAXOUT, FBP_NODE_DROPOUT)
 from fastbp._kernels.dense cimport dense_forward, dense_backward, dense_backward_sgd
 from fastbp._kernels.blas cimport gemm
 
@@ -33,15 +35,12 @@ cnp.import_array()
 # a stale build is detected at import (fastbp/backends/__init__.py).
 SOURCE_HASH = FBP_SOURCE_HASH.decode()
 
-cdef int ACT_IDENTITY = 0
+# The integer codes of csrc/fbp_kernels.h by group and name, read off its enums
+# (fastbp/_kernels/codes.pyx), and each group's C prefix: CODES["node"]["dense"] is
+# FBP_NODE_DENSE. Checked against the Python registries when fastbp loads.
+from fastbp._kernels.codes import CODES, PREFIXES
 
-# Node kinds, as fastbp/plan.py numbers them.
 cdef enum:
-    DENSE = 0
-    ACTIVATION = 1
-    PRELU = 2
-    MAXOUT = 3
-    DROPOUT = 4
     MAX_PARAMS = 2   # parameter arrays per node
 
 
@@ -93,21 +92,21 @@ cdef inline const void *_input(Node *L, int l, const void *X, bint training) noe
     which is that node's input for a dropout outside training."""
     while l > 0:
         l -= 1
-        if L[l].kind != DROPOUT or training:
+        if L[l].kind != FBP_NODE_DROPOUT or training:
             return L[l].A
     return X
 
 
 cdef inline bint _folds(Node *node, const Update *u) noexcept nogil:
     """Whether this node's step is folded into its backward pass."""
-    return u.apply and u.fold and (node.kind == DENSE or node.kind == MAXOUT)
+    return u.apply and u.fold and (node.kind == FBP_NODE_DENSE or node.kind == FBP_NODE_MAXOUT)
 
 
 cdef inline bint _all_folded(Node *L, int n_nodes) noexcept nogil:
     """Whether a folded SGD step leaves no parameter for _apply (no PReLU slopes)."""
     cdef int l
     for l in range(n_nodes):
-        if L[l].n_params and L[l].kind != DENSE and L[l].kind != MAXOUT:
+        if L[l].n_params and L[l].kind != FBP_NODE_DENSE and L[l].kind != FBP_NODE_MAXOUT:
             return False
     return True
 
@@ -122,22 +121,22 @@ cdef void _forward(Node *L, int n_nodes, int n, const floating *X, bint training
     for l in range(n_nodes):
         node = &L[l]
         inp = <const floating *>_input(L, l, X, training)
-        if node.kind == DENSE:
+        if node.kind == FBP_NODE_DENSE:
             dense_forward(n, node.d_in, node.d_out, inp, <floating *>node.p[0].value,
                           <floating *>node.p[1].value, node.act, <floating>node.param,
                           <floating *>node.Z, <floating *>node.A)
-        elif node.kind == MAXOUT:
+        elif node.kind == FBP_NODE_MAXOUT:
             dense_forward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
-                          <floating *>node.p[1].value, ACT_IDENTITY, <floating>0,
+                          <floating *>node.p[1].value, FBP_ACT_IDENTITY, <floating>0,
                           <floating *>node.Z, <floating *>node.Z)
             maxout_forward(n, node.d_out, node.pieces, <floating *>node.Z, <floating *>node.A)
-        elif node.kind == ACTIVATION:
+        elif node.kind == FBP_NODE_ACTIVATION:
             # with no bias the kernel only reads its Z argument
             bias_act(node.act, <floating>node.param, n, node.d_out, <floating *>NULL,
                      <floating *>inp, <floating *>node.A)
-        elif node.kind == PRELU:
+        elif node.kind == FBP_NODE_PRELU:
             prelu_forward(n, node.d_out, <floating *>node.p[0].value, inp, <floating *>node.A)
-        elif node.kind == DROPOUT and training:
+        elif node.kind == FBP_NODE_DROPOUT and training:
             dropout(<int64_t>n * node.d_out, node.keep, seed, <uint64_t>t * 1024 + l, inp,
                     <floating *>node.mask, <floating *>node.A)
 
@@ -178,21 +177,21 @@ cdef void _backward(Node *L, int start, int n, const floating *X, bint skip_act,
         node = &L[l]
         inp = <const floating *>_input(L, l, X, training)
         dinp = dX if l == 0 else <floating *>L[l - 1].delta
-        if node.kind == DENSE:
-            act = ACT_IDENTITY if skip_act and l == start else node.act
+        if node.kind == FBP_NODE_DENSE:
+            act = FBP_ACT_IDENTITY if skip_act and l == start else node.act
             _affine_backward(node, n, inp, act, <floating *>node.delta, dinp, u)
-        elif node.kind == MAXOUT:
+        elif node.kind == FBP_NODE_MAXOUT:
             maxout_backward(n, node.d_out, node.pieces, <floating *>node.Z,
                             <floating *>node.delta, <floating *>node.dZ)
-            _affine_backward(node, n, inp, ACT_IDENTITY, <floating *>node.dZ, dinp, u)
-        elif node.kind == ACTIVATION:
+            _affine_backward(node, n, inp, FBP_ACT_IDENTITY, <floating *>node.dZ, dinp, u)
+        elif node.kind == FBP_NODE_ACTIVATION:
             if dinp != NULL:
                 act_backward(node.act, <floating>node.param, n, node.d_out, inp,
                              <floating *>node.A, <floating *>node.delta, dinp, <floating *>NULL)
-        elif node.kind == PRELU:
+        elif node.kind == FBP_NODE_PRELU:
             prelu_backward(n, node.d_out, <floating *>node.p[0].value, inp,
                            <floating *>node.delta, dinp, <floating *>node.p[0].grad)
-        elif node.kind == DROPOUT:
+        elif node.kind == FBP_NODE_DROPOUT:
             if dinp != NULL:
                 # the gradient reached X * mask: dX = dA * mask
                 mul(<int64_t>n * node.d_out, <floating *>node.delta,
@@ -252,7 +251,7 @@ cdef double _step(Node *L, int n_nodes, int n, const floating *X, const void *y,
     cdef int l, k, start = n_nodes - 1
     cdef bint skip = False
     cdef double value
-    if loss != LOSS_MSE:
+    if loss != FBP_LOSS_MSE:
         start, skip = head, head_skip
     if u.apply:
         u.t[0] += 1
@@ -281,17 +280,17 @@ cdef void _gemms_only(Node *L, int n_nodes, int n, const floating *X,
     cdef const floating *inp
     cdef floating *dZ
     for l in range(n_nodes):
-        if L[l].kind == DENSE or L[l].kind == MAXOUT:
+        if L[l].kind == FBP_NODE_DENSE or L[l].kind == FBP_NODE_MAXOUT:
             inp = <const floating *>_input(L, l, X, False)
             # Z = X @ W
             gemm(False, False, n, L[l].width, L[l].d_in, <floating>1, inp, L[l].d_in,
                  <floating *>L[l].p[0].value, L[l].width, <floating>0, <floating *>L[l].Z,
                  L[l].width)
     for l in range(n_nodes - 1, -1, -1):
-        if L[l].kind != DENSE and L[l].kind != MAXOUT:
+        if L[l].kind != FBP_NODE_DENSE and L[l].kind != FBP_NODE_MAXOUT:
             continue
         inp = <const floating *>_input(L, l, X, False)
-        dZ = <floating *>(L[l].dZ if L[l].kind == MAXOUT else L[l].delta)
+        dZ = <floating *>(L[l].dZ if L[l].kind == FBP_NODE_MAXOUT else L[l].delta)
         if l > 0:
             # dX = dZ @ W.T
             gemm(False, True, n, L[l].d_in, L[l].width, <floating>1, dZ, L[l].width,
@@ -319,26 +318,26 @@ cdef void _predict(Node *L, int n_nodes, int64_t n, int chunk, const floating *X
         k = 0
         for l in range(n_nodes):
             node = &L[l]
-            if node.kind == DROPOUT:
+            if node.kind == FBP_NODE_DROPOUT:
                 continue
             if l == n_nodes - 1:
                 dst = out + start * node.d_out
             else:
                 dst = buf0 if k % 2 == 0 else buf1
             k += 1
-            if node.kind == DENSE:
+            if node.kind == FBP_NODE_DENSE:
                 dense_forward(rows, node.d_in, node.d_out, inp, <floating *>node.p[0].value,
                               <floating *>node.p[1].value, node.act, <floating>node.param,
                               dst, dst)
-            elif node.kind == MAXOUT:
+            elif node.kind == FBP_NODE_MAXOUT:
                 dense_forward(rows, node.d_in, node.width, inp, <floating *>node.p[0].value,
-                              <floating *>node.p[1].value, ACT_IDENTITY, <floating>0,
+                              <floating *>node.p[1].value, FBP_ACT_IDENTITY, <floating>0,
                               scratch, scratch)
                 maxout_forward(rows, node.d_out, node.pieces, scratch, dst)
-            elif node.kind == ACTIVATION:
+            elif node.kind == FBP_NODE_ACTIVATION:
                 bias_act(node.act, <floating>node.param, rows, node.d_out, <floating *>NULL,
                          <floating *>inp, dst)
-            elif node.kind == PRELU:
+            elif node.kind == FBP_NODE_PRELU:
                 prelu_forward(rows, node.d_out, <floating *>node.p[0].value, inp, dst)
             inp = dst
         start += rows
@@ -364,7 +363,7 @@ cdef double _epoch(Node *L, int n_nodes, int64_t n, const floating *X, const voi
     while start < n:
         rows = <int>(n - start if n - start < batch_size else batch_size)
         gather_rows(rows, d_in, X, order + start, X_batch)
-        if loss == LOSS_SOFTMAX_XENT_INT:
+        if loss == FBP_LOSS_SOFTMAX_XENT_INT:
             fbp_gather_labels(rows, <const int64_t *>y, order + start, <int64_t *>y_batch)
         else:
             gather_rows(rows, d_out, <const floating *>y, order + start, <floating *>y_batch)
@@ -437,9 +436,9 @@ cdef class Engine:
                 p.decay = param["decay"]
             for name in ("Z", "dZ", "mask"):
                 if spec[name] is None and (
-                        (name == "Z" and node.kind in (DENSE, MAXOUT))
-                        or (name == "dZ" and node.kind == MAXOUT)
-                        or (name == "mask" and node.kind == DROPOUT)):
+                        (name == "Z" and node.kind in (FBP_NODE_DENSE, FBP_NODE_MAXOUT))
+                        or (name == "dZ" and node.kind == FBP_NODE_MAXOUT)
+                        or (name == "mask" and node.kind == FBP_NODE_DROPOUT)):
                     raise ValueError(f"a node of kind {node.kind} needs its {name} workspace")
             node.Z = NULL if spec["Z"] is None else _ptr(spec["Z"])
             node.A = _ptr(spec["A"])
@@ -578,7 +577,7 @@ cdef class Engine:
         cdef bint skip = False
         cdef int64_t n_correct = 0
         cdef double total
-        if loss != LOSS_MSE:
+        if loss != FBP_LOSS_MSE:
             start, skip = self.head, self.head_skip
         with nogil:
             if self.is_double:

@@ -12,8 +12,8 @@ from fastbp._kernels.csrc cimport (bias_act, act_backward, loss_forward_backward
                                    prelu_forward as c_prelu_forward,
                                    prelu_backward as c_prelu_backward,
                                    maxout_forward as c_maxout_forward,
-                                   maxout_backward as c_maxout_backward,
-                                   LOSS_SOFTMAX_XENT_INT)
+                                   maxout_backward as c_maxout_backward)
+from fastbp._kernels.codes cimport FBP_ACT_IDENTITY, FBP_LOSS_SOFTMAX_XENT_INT
 from fastbp._kernels cimport dense
 
 
@@ -108,7 +108,7 @@ def bias_gradient(floating[:, ::1] dZ, floating[::1] db):
     _check_shape("db", (db.shape[0],), (dZ.shape[1],))
     with nogil:
         # identity backward in place: dZ is rewritten with itself, db gets the sums
-        act_backward(0, <floating>0, dZ.shape[0], dZ.shape[1], &dZ[0, 0], &dZ[0, 0],
+        act_backward(FBP_ACT_IDENTITY, <floating>0, dZ.shape[0], dZ.shape[1], &dZ[0, 0], &dZ[0, 0],
                      &dZ[0, 0], &dZ[0, 0], &db[0])
 
 
@@ -133,7 +133,7 @@ def loss_and_output_grad(int loss, floating[:, ::1] Z, floating[:, ::1] A, y,
         w_ptr = &weights[0]
     for name, arr in (("A", A), ("dout", dout)):
         _check_shape(name, (arr.shape[0], arr.shape[1]), (Z.shape[0], Z.shape[1]))
-    if loss == LOSS_SOFTMAX_XENT_INT:
+    if loss == FBP_LOSS_SOFTMAX_XENT_INT:
         labels = y
         _check_shape("y", (labels.shape[0],), (Z.shape[0],))
         y_ptr = &labels[0]

@@ -13,10 +13,10 @@ X : (n_samples, d_in), W : (d_in, d_out), b : (d_out,), Z, A, dA, dZ : (n_sample
 import numpy as np
 
 from fastbp import losses, optimizers
-from fastbp.activations import SOFTMAX
+from fastbp.activations import ACTIVATIONS as activation_specs, SOFTMAX
 from fastbp.plan import ACTIVATION, DENSE, DROPOUT, MAXOUT, PRELU
 
-# --- activations: code -> (f(Z, param), f'(Z, A, param)) -------------------------------
+# --- activations: name -> (f(Z, param), f'(Z, A, param)) -------------------------------
 
 
 def _sigmoid(Z, param):
@@ -56,22 +56,25 @@ def _softmax(Z, param):
     return E / E.sum(axis=1, keepdims=True)
 
 
-ACTIVATIONS = {
-    0: (lambda Z, p: Z, lambda Z, A, p: np.ones_like(Z)),                       # identity
-    1: (_sigmoid, lambda Z, A, p: A * (1 - A)),                                  # sigmoid
-    2: (lambda Z, p: np.tanh(Z), lambda Z, A, p: 1 - A * A),                     # tanh
-    3: (lambda Z, p: np.maximum(Z, 0), lambda Z, A, p: (Z > 0).astype(Z.dtype)),  # relu
-    4: (lambda Z, p: np.where(Z > 0, Z, Z * Z.dtype.type(p)),                    # leaky_relu
-        lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), Z.dtype.type(p))),
-    5: (lambda Z, p: np.where(Z > 0, Z, Z.dtype.type(p) * np.expm1(np.minimum(Z, 0))),  # elu
-        lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), A + Z.dtype.type(p))),
-    6: (_softplus, lambda Z, A, p: _sigmoid(Z, p)),                               # softplus
-    7: (lambda Z, p: np.clip(0.25 * Z + 0.5, 0, 1).astype(Z.dtype),              # hard_sigmoid
-        lambda Z, A, p: 0.25 * _inside(Z, -2, 2)),
-    8: (lambda Z, p: np.clip(Z, -1, 1), lambda Z, A, p: _inside(Z, -1, 1)),     # hard_tanh
-    9: (lambda Z, p: Z * _sigmoid(Z, p), _silu_grad),                             # silu
-    10: (_gelu, _gelu_grad),                                                       # gelu
+# name -> (f(Z, param), f'(Z, A, param)) for the element-wise activations
+RULES = {
+    "identity": (lambda Z, p: Z, lambda Z, A, p: np.ones_like(Z)),
+    "sigmoid": (_sigmoid, lambda Z, A, p: A * (1 - A)),
+    "tanh": (lambda Z, p: np.tanh(Z), lambda Z, A, p: 1 - A * A),
+    "relu": (lambda Z, p: np.maximum(Z, 0), lambda Z, A, p: (Z > 0).astype(Z.dtype)),
+    "leaky_relu": (lambda Z, p: np.where(Z > 0, Z, Z * Z.dtype.type(p)),
+                   lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), Z.dtype.type(p))),
+    "elu": (lambda Z, p: np.where(Z > 0, Z, Z.dtype.type(p) * np.expm1(np.minimum(Z, 0))),
+            lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), A + Z.dtype.type(p))),
+    "softplus": (_softplus, lambda Z, A, p: _sigmoid(Z, p)),
+    "hard_sigmoid": (lambda Z, p: np.clip(0.25 * Z + 0.5, 0, 1).astype(Z.dtype),
+                     lambda Z, A, p: 0.25 * _inside(Z, -2, 2)),
+    "hard_tanh": (lambda Z, p: np.clip(Z, -1, 1), lambda Z, A, p: _inside(Z, -1, 1)),
+    "silu": (lambda Z, p: Z * _sigmoid(Z, p), _silu_grad),
+    "gelu": (_gelu, _gelu_grad),
 }
+# the same, by kernel code (fastbp/activations.py)
+ACTIVATIONS = {activation_specs[name].code: rule for name, rule in RULES.items()}
 
 
 def activate(code, Z, param):
