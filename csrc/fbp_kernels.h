@@ -50,7 +50,7 @@ enum fbp_node {
     FBP_NODE_DROPOUT = 4
 };
 
-/* Optimiser kinds (fastbp/optimizers.py). */
+/* Optimiser kinds (fastbp/optimizers.py): the update rules of fbp_optim_update. */
 enum fbp_opt {
     FBP_OPT_SGD = 0,        /* v = momentum v + g; w -= lr (nesterov ? g + momentum v : v) */
     FBP_OPT_ADAM = 1,       /* bias-corrected first and second moments */
@@ -58,14 +58,23 @@ enum fbp_opt {
     FBP_OPT_ADAGRAD = 3     /* s += g^2; w -= lr g / (sqrt(s) + eps) */
 };
 
+/* An optimiser's hyper-parameters, by the names Optimizer.hyper() gives them
+ * (fastbp/optimizers.py): the engine fills this struct from that dict field by
+ * field, refusing a missing or unknown key. Fields a kind does not read are 0. */
 typedef struct {
-    int kind;
-    int nesterov;
-    double lr;
+    int kind;               /* an FBP_OPT_* code */
+    int nesterov;           /* SGD */
     double momentum;        /* SGD */
-    double beta1, beta2;    /* Adam; beta1 is rho for RMSProp */
-    double eps;
+    double beta1, beta2;    /* Adam */
+    double rho;             /* RMSProp: decay of the running mean of g^2 */
+    double eps;             /* Adam, RMSProp, Adagrad */
     double decay;           /* decoupled weight decay: w -= lr * decay * w first */
+} fbp_hyper;
+
+/* What one update reads: the hyper-parameters, and what the engine sets each step. */
+typedef struct {
+    fbp_hyper hyper;
+    double lr;
     double correction1;     /* Adam: 1 - beta1^t */
     double correction2;     /* Adam: 1 - beta2^t */
 } fbp_optim;

@@ -311,14 +311,14 @@ void FN(fbp_sgd)(int64_t n, T lr, const T *g, T *w)
 void FN(fbp_optim_update)(const fbp_optim *opt, int64_t n, T grad_scale,
                           const T *g, T *w, T *s1, T *s2)
 {
-    const T lr = (T)opt->lr, eps = (T)opt->eps;
-    if (opt->decay != 0) {
-        const T keep = (T)1 - lr * (T)opt->decay;
+    const T lr = (T)opt->lr, eps = (T)opt->hyper.eps;
+    if (opt->hyper.decay != 0) {
+        const T keep = (T)1 - lr * (T)opt->hyper.decay;
         for (int64_t i = 0; i < n; ++i) w[i] *= keep;
     }
-    switch (opt->kind) {
+    switch (opt->hyper.kind) {
     case FBP_OPT_ADAM: {
-        const T b1 = (T)opt->beta1, b2 = (T)opt->beta2;
+        const T b1 = (T)opt->hyper.beta1, b2 = (T)opt->hyper.beta2;
         const T c1 = (T)opt->correction1, c2 = (T)opt->correction2;
         for (int64_t i = 0; i < n; ++i) {
             T gi = g[i] * grad_scale;
@@ -331,7 +331,7 @@ void FN(fbp_optim_update)(const fbp_optim *opt, int64_t n, T grad_scale,
         break;
     }
     case FBP_OPT_RMSPROP: {
-        const T rho = (T)opt->beta1;
+        const T rho = (T)opt->hyper.rho;
         for (int64_t i = 0; i < n; ++i) {
             T gi = g[i] * grad_scale;
             T sq = rho * s1[i] + ((T)1 - rho) * gi * gi;
@@ -349,10 +349,10 @@ void FN(fbp_optim_update)(const fbp_optim *opt, int64_t n, T grad_scale,
         }
         break;
     default: {
-        const T mu = (T)opt->momentum;
+        const T mu = (T)opt->hyper.momentum;
         if (mu == 0) {
             for (int64_t i = 0; i < n; ++i) w[i] -= lr * (g[i] * grad_scale);
-        } else if (opt->nesterov) {
+        } else if (opt->hyper.nesterov) {
             for (int64_t i = 0; i < n; ++i) {
                 T gi = g[i] * grad_scale;
                 T v = mu * s1[i] + gi;

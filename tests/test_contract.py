@@ -3,9 +3,13 @@ csrc/fbp_kernels.h and checked against the Python registries, structs crossing b
 field name, and no unknown code silently computed as something else."""
 import dataclasses
 
+import numpy as np
 import pytest
 
+import fastbp as fb
 from fastbp import activations, backends, losses, optimizers, plan
+
+from conftest import BACKEND_RTOL, rel_error
 
 engine = pytest.importorskip("fastbp._kernels.engine")
 codes = pytest.importorskip("fastbp._kernels.codes")
@@ -93,3 +97,121 @@ def test_a_mismatch_refuses_the_compiled_backend(monkeypatch):
     assert cls is None
     assert "loss 'mse' is 3 in fastbp/losses.py but FBP_LOSS_MSE is 0" in reason
     assert "rebuild" in reason
+
+
+# --- optimiser hyper-parameters: by field name -------------------------------------------
+
+OPTIMIZER_CLASSES = sorted(optimizers.OPTIMIZERS.values(), key=lambda cls: cls.name)
+
+
+def test_the_hyper_struct_has_a_real_rho():
+    assert engine.HYPER_FIELDS == ("kind", "nesterov", "momentum", "beta1", "beta2", "rho",
+                                   "eps", "decay")
+    assert engine.STRUCT_FIELDS["fbp_hyper"] == engine.HYPER_FIELDS
+
+
+@pytest.mark.parametrize("cls", OPTIMIZER_CLASSES, ids=lambda cls: cls.name)
+def test_hyper_keys_are_the_struct_fields(cls):
+    assert list(cls().hyper()) == list(engine.HYPER_FIELDS)
+
+
+def test_hyper_values_are_the_optimisers_own():
+    assert optimizers.RMSProp(rho=0.5, eps=1e-4).hyper() == dict(
+        kind=optimizers.RMSPROP_KIND, nesterov=0, momentum=0.0, beta1=0.0, beta2=0.0, rho=0.5,
+        eps=1e-4, decay=0.0)
+    assert optimizers.AdamW(weight_decay=0.1).hyper()["decay"] == 0.1
+    assert optimizers.SGD(momentum=0.5, nesterov=True).hyper()["nesterov"] == 1
+
+
+def test_hyper_refreshes_a_given_dict_in_place():
+    opt = optimizers.Adam(beta1=0.8)
+    out = {}
+    assert opt.hyper(out=out) is out and out["beta1"] == 0.8
+    opt.beta1 = 0.7
+    assert opt.hyper(out=out)["beta1"] == 0.7 and len(out) == len(engine.HYPER_FIELDS)
+
+
+def trained_engine():
+    model = fb.Sequential([fb.Dense(4, activation="tanh", input_dim=3), fb.Dense(2)],
+                          loss="mse", optimizer=fb.RMSProp(), dtype="float64", seed=0,
+                          backend="cython")
+    X, y = np.ones((5, 3)), np.zeros((5, 2))
+    model.train_step(X, y)
+    return model._backend._engine, X, y
+
+
+def engine_step(hyper):
+    eng, X, y = trained_engine()
+    return eng.step(X, y, None, len(X), losses.MSE, True, 0.01, hyper, 0.0, 0.0, False)
+
+
+def engine_epoch(hyper):
+    eng, X, y = trained_engine()
+    order = np.arange(len(X), dtype=np.int64)
+    return eng.epoch(X, y, None, order, 2, np.empty((2, 3)), np.empty((2, 2)), np.empty(2),
+                     losses.MSE, 0.01, hyper, 0.0, 0.0, False)
+
+
+@pytest.mark.parametrize("call", [engine_step, engine_epoch])
+def test_a_missing_hyper_key_is_named(call):
+    hyper = optimizers.RMSProp().hyper()
+    del hyper["rho"]
+    with pytest.raises(ValueError, match=r"hyper\(\) has no 'rho'.*fbp_hyper"):
+        call(hyper)
+
+
+@pytest.mark.parametrize("call", [engine_step, engine_epoch])
+def test_an_unknown_hyper_key_is_named(call):
+    hyper = optimizers.RMSProp().hyper()
+    hyper["lr"] = 0.1
+    with pytest.raises(ValueError, match="an unknown key 'lr'"):
+        call(hyper)
+
+
+def test_a_renamed_hyper_key_names_both():
+    hyper = optimizers.RMSProp().hyper()
+    hyper["beta"] = hyper.pop("beta1")
+    with pytest.raises(ValueError, match="no 'beta1' and an unknown key 'beta'"):
+        engine_step(hyper)
+
+
+def test_hyper_drift_refuses_the_compiled_backend(monkeypatch):
+    def without_rho(self, out=None):
+        hyper = dict(original(self))
+        del hyper["rho"]
+        return hyper
+    original = optimizers.Optimizer.hyper
+    monkeypatch.setattr(optimizers.Optimizer, "hyper", without_rho)
+    found = backends.field_mismatches(engine.STRUCT_FIELDS)
+    assert "RMSProp.hyper() in fastbp/optimizers.py has no 'rho', which fbp_hyper has" in found
+    cls, reason = backends._load_cython()
+    assert cls is None and "Adam.hyper() in fastbp/optimizers.py has no 'rho'" in reason
+
+
+def rmsprop_weights(backend, opt, steps=4):
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((16, 3)), rng.integers(0, 3, 16)
+    model = fb.Sequential([fb.Dense(5, activation="tanh", input_dim=3), fb.Dense(3)],
+                          loss="softmax_cross_entropy", optimizer=opt, dtype="float64", seed=0,
+                          backend=backend)
+    for _ in range(steps):
+        model.train_step(X, y)
+    return model.get_weights()
+
+
+def test_rmsprop_reads_rho():
+    numpy = rmsprop_weights("numpy", fb.RMSProp(lr=0.01, rho=0.5))
+    cython = rmsprop_weights("cython", fb.RMSProp(lr=0.01, rho=0.5))
+    for a, b in zip(cython, numpy):
+        assert rel_error(a, b) <= BACKEND_RTOL[np.float64]
+    other_rho = rmsprop_weights("cython", fb.RMSProp(lr=0.01, rho=0.9))
+    assert max(rel_error(a, b) for a, b in zip(other_rho, cython)) > 1e-6
+
+
+def test_rmsprop_ignores_beta1():
+    plain = rmsprop_weights("cython", fb.RMSProp(lr=0.01, rho=0.5))
+    opt = fb.RMSProp(lr=0.01, rho=0.5)
+    opt.beta1 = 0.9   # hyper() passes it on; RMSProp must not read it
+    assert opt.hyper()["beta1"] == 0.9
+    for a, b in zip(rmsprop_weights("cython", opt), plain):
+        assert np.array_equal(a, b)

@@ -7,15 +7,18 @@ from fastbp._kernels.codes cimport (FBP_LOSS_MSE, FBP_LOSS_SOFTMAX_XENT_INT,
                                     FBP_LOSS_SOFTMAX_KL)
 
 cdef extern from "fbp_kernels.h" nogil:
-    ctypedef struct fbp_optim:
+    ctypedef struct fbp_hyper:
         int kind
         int nesterov
-        double lr
         double momentum
         double beta1
         double beta2
+        double rho
         double eps
         double decay
+    ctypedef struct fbp_optim:
+        fbp_hyper hyper
+        double lr
         double correction1
         double correction2
     void fbp_optim_update_f(const fbp_optim *opt, int64_t n, float grad_scale,

@@ -13,7 +13,7 @@ from cython cimport floating
 cimport numpy as cnp
 from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay, optim_update, dropout,
                                    bias_act, act_backward, prelu_forward, prelu_backward,
-                                   maxout_forward, maxout_backward, mul, fbp_optim,
+                                   maxout_forward, maxout_backward, mul, fbp_optim, fbp_hyper,
                                    gather_rows, fbp_gather_labels)
 from fastbp._kernels.codes cimport (FBP_ACT_IDENTITY, FBP_LOSS_MSE, FBP_LOSS_SOFTMAX_XENT_INT,
                                     FBP_NODE_DENSE, FBP_NODE_ACTIVATION, FBP_NODE_PRELU,
@@ -42,6 +42,13 @@ from fastbp._kernels.codes import CODES, PREFIXES
 
 cdef enum:
     MAX_PARAMS = 2   # parameter arrays per node
+
+# All zero: plain SGD. Its field names, in order, are the keys Optimizer.hyper()
+# must give (read off the struct declaration, not written out again).
+cdef fbp_hyper NO_HYPER
+HYPER_FIELDS = tuple(NO_HYPER)
+# The structs filled from dicts by field name, with their fields (checked when fastbp loads).
+STRUCT_FIELDS = {"fbp_hyper": HYPER_FIELDS}
 
 
 cdef struct Param:
@@ -213,10 +220,10 @@ cdef void _apply(Node *L, int n_nodes, Update *u, floating scale) noexcept nogil
         norm = sqrt(norm)
         if norm > u.clipnorm:
             scale = <floating>(u.clipnorm / norm)
-    u.opt.correction1 = 1 - pow(u.opt.beta1, <double>u.t[0])
-    u.opt.correction2 = 1 - pow(u.opt.beta2, <double>u.t[0])
+    u.opt.correction1 = 1 - pow(u.opt.hyper.beta1, <double>u.t[0])
+    u.opt.correction2 = 1 - pow(u.opt.hyper.beta2, <double>u.t[0])
     undecayed = u.opt
-    undecayed.decay = 0   # biases and slopes are not decayed
+    undecayed.hyper.decay = 0   # biases and slopes are not decayed
     for l in range(n_nodes):
         if _folds(&L[l], u):
             continue
@@ -380,6 +387,30 @@ cdef double _epoch(Node *L, int n_nodes, int64_t n, const floating *X, const voi
     return total
 
 
+def _field_problems(str what, given, fields, str struct):
+    """The ValueError for a dict that does not have exactly the keys `fields` of
+    the C struct `struct`, naming what is missing and what is unknown."""
+    missing = [name for name in fields if name not in given]
+    unknown = [name for name in given if name not in fields]
+    said = [f"no {name!r}" for name in missing] + [f"an unknown key {name!r}" for name in unknown]
+    return ValueError(f"{what} has {' and '.join(said)}; expected exactly the fields of "
+                      f"{struct} in csrc/fbp_kernels.h: {', '.join(fields)}")
+
+
+cdef fbp_hyper _hyper_struct(dict hyper) except *:
+    """The fbp_hyper filled from Optimizer.hyper()'s dict by field name; a missing
+    or unknown key is a ValueError naming it."""
+    cdef fbp_hyper h
+    if len(hyper) != len(HYPER_FIELDS):   # all present (checked below) and no more
+        raise _field_problems("the optimiser's hyper()", hyper, HYPER_FIELDS, "fbp_hyper")
+    try:
+        h = hyper
+    except ValueError:   # Cython's dict -> struct conversion: a field has no key
+        raise _field_problems("the optimiser's hyper()", hyper, HYPER_FIELDS,
+                              "fbp_hyper") from None
+    return h
+
+
 cdef class Engine:
     """Raw view of a plan for the compiled kernels. See CythonBackend."""
     cdef Node *nodes
@@ -466,7 +497,7 @@ cdef class Engine:
         """Backward from the last node's delta (already holding dA); dX may be None."""
         cdef void *x = _ptr(X)
         cdef void *dx = NULL if dX is None else _ptr(dX)
-        cdef Update u = self._update(False, False, 0.0, 0.0, 0.0, (0, 0, 0.0, 0.0, 0.0, 0.0, 0.0))
+        cdef Update u = self._update(False, False, 0.0, 0.0, 0.0, NO_HYPER)
         with nogil:
             if self.is_double:
                 _backward[double](self.nodes, self.n_nodes - 1, n, <double *>x, False,
@@ -476,9 +507,9 @@ cdef class Engine:
                                  <float *>dx, &u, self.last_training)
 
     cdef Update _update(self, bint apply, bint fold, double l2, double clipnorm, double lr,
-                        tuple hyper):
-        """An Update from the optimiser's hyper() tuple:
-        (kind, nesterov, momentum, beta1, beta2, eps, decay)."""
+                        fbp_hyper hyper):
+        """An Update with the optimiser's hyper-parameters; lr and the bias
+        corrections are the engine's to set."""
         cdef Update u
         u.apply = apply
         u.fold = fold
@@ -486,23 +517,22 @@ cdef class Engine:
         u.clipnorm = clipnorm
         u.t = self.t
         u.seed = self.seed
-        u.opt.kind, u.opt.nesterov, u.opt.momentum, u.opt.beta1, u.opt.beta2, u.opt.eps, \
-            u.opt.decay = hyper
+        u.opt.hyper = hyper
         u.opt.lr = lr
         u.opt.correction1 = u.opt.correction2 = 1
         return u
 
-    def step(self, X, y, weights, int n, int loss, bint update, double lr, tuple hyper,
+    def step(self, X, y, weights, int n, int loss, bint update, double lr, dict hyper,
              double l2, double clipnorm, bint fold):
         """One batch: returns (mean loss + L2 term, n_correct). weights: per-row loss
-        weights or None; hyper is the optimiser's hyper() tuple; fold says its step
+        weights or None; hyper is the optimiser's hyper() dict; fold says its step
         may go into the weight GEMM."""
         cdef void *x = _ptr(X)
         cdef void *t = _ptr(y)
         cdef void *w = NULL if weights is None else _ptr(weights)
         cdef int64_t n_correct = 0
         cdef double value
-        cdef Update u = self._update(update, fold, l2, clipnorm, lr, hyper)
+        cdef Update u = self._update(update, fold, l2, clipnorm, lr, _hyper_struct(hyper))
         with nogil:
             if self.is_double:
                 value = _step[double](self.nodes, self.n_nodes, n, <double *>x, t,
@@ -515,7 +545,7 @@ cdef class Engine:
         return value, n_correct
 
     def epoch(self, X, y, weights, order, int batch_size, X_batch, y_batch, w_batch, int loss,
-              double lr, tuple hyper, double l2, double clipnorm, bint fold):
+              double lr, dict hyper, double l2, double clipnorm, bint fold):
         """One epoch: returns (sum of batch_rows * batch_loss, n_correct, n_seen).
         weights: per-row loss weights (gathered into w_batch) or None."""
         cdef void *x = _ptr(X)
@@ -527,7 +557,7 @@ cdef class Engine:
         cdef void *yb = _ptr(y_batch)
         cdef int64_t n = order.shape[0], n_correct = 0, n_seen = 0
         cdef double total
-        cdef Update u = self._update(True, fold, l2, clipnorm, lr, hyper)
+        cdef Update u = self._update(True, fold, l2, clipnorm, lr, _hyper_struct(hyper))
         with nogil:
             if self.is_double:
                 total = _epoch[double](self.nodes, self.n_nodes, n, <double *>x, t,

@@ -24,6 +24,13 @@ PYTHON_CODES = {
     "node": ("fastbp/plan.py", lambda: plan.KINDS),
 }
 
+# C struct the engine fills from dicts by field name -> a function returning
+# {what Python passes: its keys}
+PYTHON_FIELDS = {
+    "fbp_hyper": lambda: {f"{cls.__name__}.hyper() in fastbp/optimizers.py": list(cls().hyper())
+                          for cls in optimizers.OPTIMIZERS.values()},
+}
+
 
 def _group_mismatches(group, where, python, c, prefix):
     """Messages for the names of one group whose codes differ, or that only one side has."""
@@ -56,6 +63,21 @@ def code_mismatches(c_codes, prefixes):
     return problems
 
 
+def field_mismatches(c_fields):
+    """Every dict Python hands the engine whose keys are not exactly the fields of
+    the C struct it fills, as messages ([] when all agree). c_fields: {struct: field
+    names}, as fastbp._kernels.engine exports them (STRUCT_FIELDS)."""
+    problems = []
+    for struct, python in PYTHON_FIELDS.items():
+        fields = c_fields.get(struct, ())
+        for source, keys in python().items():
+            problems += [f"{source} has no {name!r}, which {struct} has"
+                         for name in fields if name not in keys]
+            problems += [f"{source} has {name!r}, which {struct} has not"
+                         for name in keys if name not in fields]
+    return problems
+
+
 def _load_cython():
     """The CythonBackend class, or the reason it cannot be used."""
     try:
@@ -66,11 +88,11 @@ def _load_cython():
     if current is not None and current != engine.SOURCE_HASH:
         return None, ("the compiled kernels are older than their sources (built from "
                       f"{engine.SOURCE_HASH}, sources are now {current}); rebuild them: {BUILD_HINT}")
-    problems = code_mismatches(engine.CODES, engine.PREFIXES)
+    problems = (code_mismatches(engine.CODES, engine.PREFIXES)
+                + field_mismatches(engine.STRUCT_FIELDS))
     if problems:
-        return None, ("the compiled kernels and the Python registries disagree on their codes: "
-                      + "; ".join(problems) + f"; make the two sides agree, then rebuild: "
-                      + BUILD_HINT)
+        return None, ("the compiled kernels and the Python side disagree: " + "; ".join(problems)
+                      + f"; make the two sides agree, then rebuild: {BUILD_HINT}")
     from fastbp.backends.cython_backend import CythonBackend
     return CythonBackend, None
 

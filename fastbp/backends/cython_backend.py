@@ -69,9 +69,14 @@ class CythonBackend:
         self._engine.backward(self._X, n, dX)
         return dX
 
-    @staticmethod
-    def _optimizer_args(opt, lr):
-        return (lr, opt.hyper(), opt.l2, opt.clipnorm or 0.0, opt.folds_into_gemm())
+    def _optimizer_args(self, opt, lr):
+        """The engine's (lr, hyper, l2, clipnorm, fold) for opt. hyper is Optimizer.hyper(),
+        fbp_hyper's fields by name, refreshed in one dict this backend keeps (a new
+        dict per step would be the step's only allocation)."""
+        hyper = getattr(self, "_hyper", None)
+        if hyper is None:
+            hyper = self._hyper = {}
+        return (lr, opt.hyper(out=hyper), opt.l2, opt.clipnorm or 0.0, opt.folds_into_gemm())
 
     def step(self, X, y, loss, opt, update, lr, weights=None):
         return self._engine_for(len(X)).step(X, y, weights, len(X), loss, update,
