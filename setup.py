@@ -15,14 +15,25 @@ KERNEL_MODULES = ["kernels", "engine"]
 HEADER_MODULES = ["codes"]
 
 
-def source_fingerprint():
-    """The kernels' source fingerprint, computed by fastbp/_kernels/source_hash.py."""
+def source_hash():
+    """fastbp/_kernels/source_hash.py, loaded without importing fastbp."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastbp", "_kernels",
                         "source_hash.py")
     spec = importlib.util.spec_from_file_location("fastbp_source_hash", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.fingerprint()
+    return module
+
+
+def depends(name):
+    """What a module is rebuilt after: the C headers, and for the engine, which
+    carries the fingerprint, every file the fingerprint covers."""
+    headers = ["csrc/fbp_kernels.h", "csrc/fbp_kernels_impl.h", "csrc/fbp_layers_impl.h",
+               "csrc/fbp_math.h"]
+    if name != "engine":
+        return headers
+    root = os.path.dirname(os.path.abspath(__file__))
+    return headers + [os.path.relpath(path, root) for path in source_hash().source_files()]
 
 
 def extensions():
@@ -40,19 +51,19 @@ def extensions():
         compile_args.append("-march=native")
     extra_compile = os.environ.get("FASTBP_EXTRA_CFLAGS", "").split()
     extra_link = os.environ.get("FASTBP_EXTRA_LDFLAGS", "").split()
+    fingerprint = source_hash().fingerprint()
     exts = [
         Extension(
             f"fastbp._kernels.{name}",
             sources=sources(name),
             include_dirs=["csrc", numpy.get_include()],
-            depends=["csrc/fbp_kernels.h", "csrc/fbp_kernels_impl.h", "csrc/fbp_layers_impl.h",
-                     "csrc/fbp_math.h"],
+            depends=depends(name),
             extra_compile_args=compile_args + extra_compile,
             extra_link_args=list(extra_link),
             # Linking libm explicitly binds expf, logf, ... to their current versions;
             # left unversioned they resolve to the older, errno-setting wrappers.
             libraries=["m"] if sys.platform != "win32" else [],
-            define_macros=[("FBP_SOURCE_HASH", f'"{source_fingerprint()}"'),
+            define_macros=[("FBP_SOURCE_HASH", f'"{fingerprint}"'),
                            ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
         for name in HEADER_MODULES + KERNEL_MODULES

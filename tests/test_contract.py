@@ -215,3 +215,178 @@ def test_rmsprop_ignores_beta1():
     assert opt.hyper()["beta1"] == 0.9
     for a, b in zip(rmsprop_weights("cython", opt), plain):
         assert np.array_equal(a, b)
+
+
+# --- unknown codes: refused up front, and reported (never computed) by the C side ----------
+
+kernels = pytest.importorskip("fastbp._kernels.kernels")
+
+
+def engine_args(model):
+    """The arguments the Cython backend builds an Engine from, for model's plan, with
+    workspaces for 5 rows."""
+    seen = []
+    real = engine.Engine
+
+    def spy(*args):
+        seen.append(args)
+        return real(*args)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("fastbp.backends.cython_backend.Engine", spy)
+        model.train_step(np.ones((5, 3)), np.zeros((5, 2)))
+    assert args_capacity(seen[-1]) == 5
+    return seen[-1]
+
+
+def args_capacity(args):
+    return min(len(spec["A"]) for spec in args[0])
+
+
+def mlp(*layers, **kwargs):
+    return fb.Sequential([fb.Dense(4, activation="tanh", input_dim=3), *layers, fb.Dense(2)],
+                         loss="mse", dtype="float64", seed=0, backend="cython", **kwargs)
+
+
+def with_node(args, l, **changes):
+    nodes = [dict(spec) for spec in args[0]]
+    nodes[l].update(changes)
+    return (nodes,) + args[1:]
+
+
+@pytest.mark.parametrize("act, message", [
+    (99, r"node 0's activation code is 99, which is none of the activation codes of "
+         r"csrc/fbp_kernels.h \(FBP_ACT_\*\); expected one of identity=0, sigmoid=1"),
+    (-1, "is -1, which is none of the activation codes"),
+    (12, r"is 12 \(prelu\), which no element-wise kernel computes")])
+def test_an_engine_with_an_unknown_activation_code_is_refused(act, message):
+    args = with_node(engine_args(mlp()), 0, act=act)
+    with pytest.raises(ValueError, match=message):
+        engine.Engine(*args)
+
+
+def test_an_engine_with_an_unknown_node_kind_is_refused():
+    args = with_node(engine_args(mlp()), 1, kind=9)
+    with pytest.raises(ValueError, match="node 1's kind is 9, which is none of the node codes.*dense=0"):
+        engine.Engine(*args)
+
+
+def test_an_unknown_loss_code_is_refused():
+    eng, X, y = trained_engine()
+    hyper = optimizers.RMSProp().hyper()
+    with pytest.raises(ValueError, match="the loss code is 9, which is none of the loss codes"):
+        eng.step(X, y, None, len(X), 9, True, 0.01, hyper, 0.0, 0.0, False)
+    with pytest.raises(ValueError, match="the loss code is 9"):
+        eng.loss_sum(X, y, None, len(X), 9)
+    order = np.arange(len(X), dtype=np.int64)
+    with pytest.raises(ValueError, match="the loss code is 9"):
+        eng.epoch(X, y, None, order, 2, np.empty((2, 3)), np.empty((2, 2)), np.empty(2), 9,
+                  0.01, hyper, 0.0, 0.0, False)
+
+
+@pytest.mark.parametrize("call", [engine_step, engine_epoch])
+def test_an_unknown_optimiser_kind_is_refused(call):
+    hyper = optimizers.RMSProp().hyper()
+    hyper["kind"] = 7
+    with pytest.raises(ValueError, match=r"hyper\(\)\['kind'\] is 7, which is none of the optimizer codes"):
+        call(hyper)
+
+
+def test_the_c_kernels_report_an_unknown_optimiser_kind(monkeypatch):
+    monkeypatch.setattr(engine, "OPTIMIZERS", frozenset(range(10)))   # skip the up-front check
+    hyper = optimizers.RMSProp().hyper()
+    hyper["kind"] = 7
+    with pytest.raises(ValueError, match="met an unknown optimizer code"):
+        engine_step(hyper)
+
+
+def test_an_unknown_optimiser_kind_leaves_the_weights_alone(monkeypatch):
+    monkeypatch.setattr(engine, "OPTIMIZERS", frozenset(range(10)))
+    model = mlp(optimizer=fb.RMSProp())
+    X, y = np.ones((5, 3)), np.zeros((5, 2))
+    model.train_step(X, y)
+    before = model.get_weights()
+    bad = {**model.optimizer.hyper(), "kind": 7}
+    monkeypatch.setattr(type(model.optimizer), "hyper", lambda self, out=None: dict(bad))
+    with pytest.raises(ValueError, match="met an unknown optimizer code"):
+        model.train_step(X, y)
+    for a, b in zip(model.get_weights(), before):
+        assert np.array_equal(a, b)
+
+
+def unchecked(monkeypatch, module):
+    """Switch off a module's up-front code checks, to reach the C kernels' own."""
+    monkeypatch.setattr(module, "check_code", lambda *args: None)
+    monkeypatch.setattr(module, "check_activation", lambda *args: None)
+
+
+@pytest.mark.parametrize("act", [99, 12])
+def test_the_c_kernels_report_an_unknown_activation(monkeypatch, act):
+    unchecked(monkeypatch, engine)
+    args = with_node(engine_args(mlp()), 0, act=act)
+    eng = engine.Engine(*args)
+    X = np.ones((2, 3))
+    with pytest.raises(ValueError, match="met an unknown activation code"):
+        eng.forward(X, 2, False)
+    with pytest.raises(ValueError, match="met an unknown activation code"):
+        eng.backward(X, 2, None)
+
+
+def test_the_c_kernels_report_an_unknown_node_kind(monkeypatch):
+    unchecked(monkeypatch, engine)
+    eng = engine.Engine(*with_node(engine_args(mlp()), 1, kind=9))
+    X = np.ones((2, 3))
+    for call in (lambda: eng.forward(X, 2, True), lambda: eng.backward(X, 2, None),
+                 lambda: eng.predict(X, np.empty((2, 2)), *(np.empty((2, 4)),) * 3, 2)):
+        with pytest.raises(ValueError, match="met an unknown node code"):
+            call()
+
+
+def test_the_c_side_reports_an_unknown_loss(monkeypatch):
+    monkeypatch.setattr(engine, "LOSSES", frozenset(range(10)))
+    eng, X, y = trained_engine()
+    with pytest.raises(ValueError, match="met an unknown loss code"):
+        eng.loss_sum(X, y, None, len(X), 9)
+    with pytest.raises(ValueError, match="met an unknown loss code"):
+        eng.step(X, y, None, len(X), 9, True, 0.01, optimizers.RMSProp().hyper(), 0.0, 0.0,
+                 False)
+
+
+# the kernels.pyx wrappers: (call with an activation or loss code, what it must leave alone)
+def _wrapper_calls():
+    Z = np.linspace(-1, 1, 6).reshape(2, 3)
+    W, b = np.ones((3, 3)), np.zeros(3)
+    return {
+        "activation_forward": lambda code, out: kernels.activation_forward(Z, out, code),
+        "activation_backward": lambda code, out: kernels.activation_backward(Z, Z, Z, out, code),
+        "dense_forward": lambda code, out: kernels.dense_forward(Z, W, b, np.empty((2, 3)), out,
+                                                                 code),
+        "dense_backward": lambda code, out: kernels.dense_backward(
+            Z, W, Z.copy(), Z.copy(), out, np.empty((3, 3)), np.empty(3), None, code),
+        "loss_and_output_grad": lambda code, out: kernels.loss_and_output_grad(code, Z, Z, Z,
+                                                                               out, 1.0),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_wrapper_calls()))
+@pytest.mark.parametrize("code", [99, -3])
+def test_kernel_wrappers_refuse_an_unknown_code(name, code):
+    out = np.full((2, 3), 7.0)
+    with pytest.raises(ValueError, match=f"is {code}, which is none of the (activation|loss) codes"):
+        _wrapper_calls()[name](code, out)
+    assert np.all(out == 7.0)
+
+
+@pytest.mark.parametrize("name", ["activation_forward", "activation_backward", "dense_forward",
+                                  "dense_backward"])
+def test_kernel_wrappers_refuse_prelus_code(name):
+    with pytest.raises(ValueError, match=r"12 \(prelu\)"):
+        _wrapper_calls()[name](activations.PRELU, np.empty((2, 3)))
+
+
+@pytest.mark.parametrize("name", sorted(_wrapper_calls()))
+def test_the_c_kernels_compute_nothing_for_an_unknown_code(monkeypatch, name):
+    unchecked(monkeypatch, kernels)
+    out = np.full((2, 3), 7.0)
+    with pytest.raises(ValueError, match="the C kernels met an unknown (activation|loss) code"):
+        _wrapper_calls()[name](99, out)
+    assert np.all(out == 7.0)

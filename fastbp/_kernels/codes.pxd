@@ -36,3 +36,12 @@ cdef extern from "fbp_kernels.h" nogil:
         FBP_OPT_ADAM
         FBP_OPT_RMSPROP
         FBP_OPT_ADAGRAD
+
+    # What a dispatching kernel returns: FBP_OK, or the bit of the group whose code it
+    # does not know (the engine ORs them over a call).
+    cpdef enum fbp_status:
+        FBP_OK
+        FBP_ERR_ACTIVATION
+        FBP_ERR_LOSS
+        FBP_ERR_NODE
+        FBP_ERR_OPTIMIZER

@@ -17,7 +17,7 @@ from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay, opti
                                    gather_rows, fbp_gather_labels)
 from fastbp._kernels.codes cimport (FBP_ACT_IDENTITY, FBP_LOSS_MSE, FBP_LOSS_SOFTMAX_XENT_INT,
                                     FBP_NODE_DENSE, FBP_NODE_ACTIVATION, FBP_NODE_PRELU,
-                                    FBP_NODE_MAXOUT, FBP_NODE_DROPOUT)
+                                    FBP_NODE_MAXOUT, FBP_NODE_DROPOUT, FBP_OK, FBP_ERR_NODE)
 from fastbp._kernels.dense cimport dense_forward, dense_backward, dense_backward_sgd
 from fastbp._kernels.blas cimport gemm
 
@@ -39,6 +39,10 @@ SOURCE_HASH = FBP_SOURCE_HASH.decode()
 # (fastbp/_kernels/codes.pyx), and each group's C prefix: CODES["node"]["dense"] is
 # FBP_NODE_DENSE. Checked against the Python registries when fastbp loads.
 from fastbp._kernels.codes import CODES, PREFIXES
+from fastbp._kernels.codes import check_activation, check_code, status_error, KNOWN
+
+LOSSES = KNOWN["loss"]
+OPTIMIZERS = KNOWN["optimizer"]
 
 cdef enum:
     MAX_PARAMS = 2   # parameter arrays per node
@@ -87,6 +91,7 @@ cdef struct Update:
     fbp_optim opt     # kind, learning rate and hyper-parameters
     uint64_t seed     # the model's dropout seed
     int64_t *t        # steps taken so far (Adam's bias correction, dropout streams)
+    int status        # the fbp_status bits of every kernel call so far (0: all known)
 
 
 cdef inline void *_ptr(arr):
@@ -118,65 +123,73 @@ cdef inline bint _all_folded(Node *L, int n_nodes) noexcept nogil:
     return True
 
 
-cdef void _forward(Node *L, int n_nodes, int n, const floating *X, bint training,
-                   uint64_t seed, int64_t t) noexcept nogil:
+cdef int _forward(Node *L, int n_nodes, int n, const floating *X, bint training,
+                  uint64_t seed, int64_t t) noexcept nogil:
     """Forward through every node; in training, dropout masks come from stream
-    t * 1024 + node under seed."""
+    t * 1024 + node under seed. Returns the OR of the kernels' fbp_status."""
     cdef const floating *inp
     cdef Node *node
-    cdef int l
+    cdef int l, status = FBP_OK
     for l in range(n_nodes):
         node = &L[l]
         inp = <const floating *>_input(L, l, X, training)
         if node.kind == FBP_NODE_DENSE:
-            dense_forward(n, node.d_in, node.d_out, inp, <floating *>node.p[0].value,
-                          <floating *>node.p[1].value, node.act, <floating>node.param,
-                          <floating *>node.Z, <floating *>node.A)
+            status |= dense_forward(n, node.d_in, node.d_out, inp, <floating *>node.p[0].value,
+                                    <floating *>node.p[1].value, node.act,
+                                    <floating>node.param, <floating *>node.Z,
+                                    <floating *>node.A)
         elif node.kind == FBP_NODE_MAXOUT:
-            dense_forward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
-                          <floating *>node.p[1].value, FBP_ACT_IDENTITY, <floating>0,
-                          <floating *>node.Z, <floating *>node.Z)
+            status |= dense_forward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
+                                    <floating *>node.p[1].value, FBP_ACT_IDENTITY, <floating>0,
+                                    <floating *>node.Z, <floating *>node.Z)
             maxout_forward(n, node.d_out, node.pieces, <floating *>node.Z, <floating *>node.A)
         elif node.kind == FBP_NODE_ACTIVATION:
             # with no bias the kernel only reads its Z argument
-            bias_act(node.act, <floating>node.param, n, node.d_out, <floating *>NULL,
-                     <floating *>inp, <floating *>node.A)
+            status |= bias_act(node.act, <floating>node.param, n, node.d_out, <floating *>NULL,
+                               <floating *>inp, <floating *>node.A)
         elif node.kind == FBP_NODE_PRELU:
             prelu_forward(n, node.d_out, <floating *>node.p[0].value, inp, <floating *>node.A)
-        elif node.kind == FBP_NODE_DROPOUT and training:
-            dropout(<int64_t>n * node.d_out, node.keep, seed, <uint64_t>t * 1024 + l, inp,
-                    <floating *>node.mask, <floating *>node.A)
+        elif node.kind == FBP_NODE_DROPOUT:
+            if training:
+                dropout(<int64_t>n * node.d_out, node.keep, seed, <uint64_t>t * 1024 + l, inp,
+                        <floating *>node.mask, <floating *>node.A)
+        else:
+            status |= FBP_ERR_NODE
+    return status
 
 
-cdef void _affine_backward(Node *node, int n, const floating *inp, int act, floating *dZ,
-                           floating *dinp, const Update *u) noexcept nogil:
+cdef int _affine_backward(Node *node, int n, const floating *inp, int act, floating *dZ,
+                          floating *dinp, const Update *u) noexcept nogil:
     """Backward through the affine map of a DENSE or MAXOUT node (and a DENSE
     node's activation act): dZ holds dA on entry. Either writes dW, db (dW with
-    the L2 term), or, when the SGD step is folded, steps W and b directly."""
+    the L2 term), or, when the SGD step is folded, steps W and b directly.
+    Returns the activation's fbp_status."""
+    cdef int status
     if _folds(node, u):
-        dense_backward_sgd(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
-                           <floating *>node.p[1].value, <floating *>node.Z,
-                           <floating *>node.A, act, <floating>node.param, dZ,
-                           <floating *>node.p[1].grad, dinp, <floating>u.opt.lr, <floating>u.l2)
-    else:
-        dense_backward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
-                       <floating *>node.Z, <floating *>node.A, act, <floating>node.param, dZ,
-                       <floating *>node.p[0].grad, <floating *>node.p[1].grad, dinp)
-        if u.l2 != 0:
-            add_decay(node.p[0].size, <floating>u.l2, <floating *>node.p[0].value,
-                      <floating *>node.p[0].grad)
+        return dense_backward_sgd(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
+                                  <floating *>node.p[1].value, <floating *>node.Z,
+                                  <floating *>node.A, act, <floating>node.param, dZ,
+                                  <floating *>node.p[1].grad, dinp, <floating>u.opt.lr,
+                                  <floating>u.l2)
+    status = dense_backward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
+                            <floating *>node.Z, <floating *>node.A, act, <floating>node.param,
+                            dZ, <floating *>node.p[0].grad, <floating *>node.p[1].grad, dinp)
+    if u.l2 != 0:
+        add_decay(node.p[0].size, <floating>u.l2, <floating *>node.p[0].value,
+                  <floating *>node.p[0].grad)
+    return status
 
 
-cdef void _backward(Node *L, int start, int n, const floating *X, bint skip_act,
-                    floating *dX, const Update *u, bint training) noexcept nogil:
+cdef int _backward(Node *L, int start, int n, const floating *X, bint skip_act,
+                   floating *dX, const Update *u, bint training) noexcept nogil:
     """Backpropagate node `start`'s delta (dA, or dZ of a DENSE node when skip_act)
     down to the first node; dX (may be NULL) receives dL/dX.
 
     With u.apply and u.fold, one SGD step is folded into each affine node's
     backward and its dW is not written. Otherwise every gradient is written, dW
-    including l2 * W.
+    including l2 * W. Returns the OR of the kernels' fbp_status.
     """
-    cdef int l, act
+    cdef int l, act, status = FBP_OK
     cdef const floating *inp
     cdef floating *dinp
     cdef Node *node
@@ -186,15 +199,17 @@ cdef void _backward(Node *L, int start, int n, const floating *X, bint skip_act,
         dinp = dX if l == 0 else <floating *>L[l - 1].delta
         if node.kind == FBP_NODE_DENSE:
             act = FBP_ACT_IDENTITY if skip_act and l == start else node.act
-            _affine_backward(node, n, inp, act, <floating *>node.delta, dinp, u)
+            status |= _affine_backward(node, n, inp, act, <floating *>node.delta, dinp, u)
         elif node.kind == FBP_NODE_MAXOUT:
             maxout_backward(n, node.d_out, node.pieces, <floating *>node.Z,
                             <floating *>node.delta, <floating *>node.dZ)
-            _affine_backward(node, n, inp, FBP_ACT_IDENTITY, <floating *>node.dZ, dinp, u)
+            status |= _affine_backward(node, n, inp, FBP_ACT_IDENTITY, <floating *>node.dZ,
+                                       dinp, u)
         elif node.kind == FBP_NODE_ACTIVATION:
             if dinp != NULL:
-                act_backward(node.act, <floating>node.param, n, node.d_out, inp,
-                             <floating *>node.A, <floating *>node.delta, dinp, <floating *>NULL)
+                status |= act_backward(node.act, <floating>node.param, n, node.d_out, inp,
+                                       <floating *>node.A, <floating *>node.delta, dinp,
+                                       <floating *>NULL)
         elif node.kind == FBP_NODE_PRELU:
             prelu_backward(n, node.d_out, <floating *>node.p[0].value, inp,
                            <floating *>node.delta, dinp, <floating *>node.p[0].grad)
@@ -203,13 +218,17 @@ cdef void _backward(Node *L, int start, int n, const floating *X, bint skip_act,
                 # the gradient reached X * mask: dX = dA * mask
                 mul(<int64_t>n * node.d_out, <floating *>node.delta,
                     <floating *>node.mask if training else <floating *>NULL, dinp)
+        else:
+            status |= FBP_ERR_NODE
+    return status
 
 
-cdef void _apply(Node *L, int n_nodes, Update *u, floating scale) noexcept nogil:
+cdef int _apply(Node *L, int n_nodes, Update *u, floating scale) noexcept nogil:
     """One optimiser step from the gradients; scale comes in as 1 and becomes
     min(1, clipnorm / global norm) when clipping is on. Parameters whose step was
-    folded into the backward pass are skipped."""
-    cdef int l, k
+    folded into the backward pass are skipped. Returns the OR of the updates'
+    fbp_status."""
+    cdef int l, k, status = FBP_OK
     cdef double norm = 0
     cdef fbp_optim undecayed
     cdef Param *p
@@ -229,9 +248,10 @@ cdef void _apply(Node *L, int n_nodes, Update *u, floating scale) noexcept nogil
             continue
         for k in range(L[l].n_params):
             p = &L[l].p[k]
-            optim_update(&u.opt if p.decay else &undecayed, p.size, scale,
-                         <floating *>p.grad, <floating *>p.value, <floating *>p.s1,
-                         <floating *>p.s2)
+            status |= optim_update(&u.opt if p.decay else &undecayed, p.size, scale,
+                                   <floating *>p.grad, <floating *>p.value, <floating *>p.s1,
+                                   <floating *>p.s2)
+    return status
 
 
 cdef inline const floating *_logits(Node *L, int start, bint skip_act, const floating *X,
@@ -252,7 +272,8 @@ cdef double _step(Node *L, int n_nodes, int n, const floating *X, const void *y,
     w: per-row loss weights or NULL. Returns the batch's mean (weighted) loss plus
     the L2 term, computed before the step. A loss that is not finite in the model's
     dtype is returned as such and nothing else is done, so the weights stay those
-    that produced it (the caller's snapshot restores the step count).
+    that produced it (the caller's snapshot restores the step count). The kernels'
+    fbp_status goes into u.status; after an unknown code nothing more is done.
     """
     cdef Node *last = &L[n_nodes - 1]
     cdef int l, k, start = n_nodes - 1
@@ -262,10 +283,12 @@ cdef double _step(Node *L, int n_nodes, int n, const floating *X, const void *y,
         start, skip = head, head_skip
     if u.apply:
         u.t[0] += 1
-    _forward(L, n_nodes, n, X, True, u.seed, u.t[0])
+    u.status |= _forward(L, n_nodes, n, X, True, u.seed, u.t[0])
     value = loss_forward_backward(loss, n, last.d_out, _logits(L, start, skip, X, True),
                                   <floating *>last.A, y, w, <floating>(1.0 / n),
-                                  <floating *>L[start].delta, n_correct) / n
+                                  <floating *>L[start].delta, n_correct, &u.status) / n
+    if u.status:
+        return value
     if u.l2 != 0:
         for l in range(n_nodes):
             for k in range(L[l].n_params):
@@ -273,9 +296,9 @@ cdef double _step(Node *L, int n_nodes, int n, const floating *X, const void *y,
                     value += 0.5 * u.l2 * sumsq(L[l].p[k].size, <floating *>L[l].p[k].value)
     if not isfinite(<floating>value):
         return <floating>value   # inf or NaN in the model's dtype
-    _backward(L, start, n, X, skip, <floating *>NULL, u, True)
-    if u.apply and not (u.fold and _all_folded(L, n_nodes)):
-        _apply(L, n_nodes, u, <floating>1)
+    u.status |= _backward(L, start, n, X, skip, <floating *>NULL, u, True)
+    if u.apply and not u.status and not (u.fold and _all_folded(L, n_nodes)):
+        u.status |= _apply(L, n_nodes, u, <floating>1)
     return value
 
 
@@ -308,13 +331,14 @@ cdef void _gemms_only(Node *L, int n_nodes, int n, const floating *X,
              <floating>1, <floating *>L[l].p[0].grad, L[l].width)
 
 
-cdef void _predict(Node *L, int n_nodes, int64_t n, int chunk, const floating *X,
-                   floating *out, floating *buf0, floating *buf1,
-                   floating *scratch) noexcept nogil:
+cdef int _predict(Node *L, int n_nodes, int64_t n, int chunk, const floating *X,
+                  floating *out, floating *buf0, floating *buf1,
+                  floating *scratch) noexcept nogil:
     """Forward only, chunk rows at a time, through two ping-pong buffers (and a
-    scratch buffer for maxout's pieces); dropout is the identity here."""
+    scratch buffer for maxout's pieces); dropout is the identity here. Returns the
+    OR of the kernels' fbp_status."""
     cdef int64_t start
-    cdef int rows, l, k
+    cdef int rows, l, k, status = FBP_OK
     cdef const floating *inp
     cdef floating *dst
     cdef Node *node
@@ -333,21 +357,24 @@ cdef void _predict(Node *L, int n_nodes, int64_t n, int chunk, const floating *X
                 dst = buf0 if k % 2 == 0 else buf1
             k += 1
             if node.kind == FBP_NODE_DENSE:
-                dense_forward(rows, node.d_in, node.d_out, inp, <floating *>node.p[0].value,
-                              <floating *>node.p[1].value, node.act, <floating>node.param,
-                              dst, dst)
+                status |= dense_forward(rows, node.d_in, node.d_out, inp,
+                                        <floating *>node.p[0].value, <floating *>node.p[1].value,
+                                        node.act, <floating>node.param, dst, dst)
             elif node.kind == FBP_NODE_MAXOUT:
-                dense_forward(rows, node.d_in, node.width, inp, <floating *>node.p[0].value,
-                              <floating *>node.p[1].value, FBP_ACT_IDENTITY, <floating>0,
-                              scratch, scratch)
+                status |= dense_forward(rows, node.d_in, node.width, inp,
+                                        <floating *>node.p[0].value, <floating *>node.p[1].value,
+                                        FBP_ACT_IDENTITY, <floating>0, scratch, scratch)
                 maxout_forward(rows, node.d_out, node.pieces, scratch, dst)
             elif node.kind == FBP_NODE_ACTIVATION:
-                bias_act(node.act, <floating>node.param, rows, node.d_out, <floating *>NULL,
-                         <floating *>inp, dst)
+                status |= bias_act(node.act, <floating>node.param, rows, node.d_out,
+                                   <floating *>NULL, <floating *>inp, dst)
             elif node.kind == FBP_NODE_PRELU:
                 prelu_forward(rows, node.d_out, <floating *>node.p[0].value, inp, dst)
+            else:
+                status |= FBP_ERR_NODE
             inp = dst
         start += rows
+    return status
 
 
 cdef double _epoch(Node *L, int n_nodes, int64_t n, const floating *X, const void *y,
@@ -358,7 +385,8 @@ cdef double _epoch(Node *L, int n_nodes, int64_t n, const floating *X, const voi
     """Mini-batches in `order`, gathered into the batch workspaces, one step each.
 
     Returns the sum over batches of (batch size * batch loss); stops after the
-    first batch whose loss is not finite (n_seen tells how far it got).
+    first batch whose loss is not finite, or that met an unknown code (u.status),
+    and n_seen tells how far it got.
     """
     cdef int64_t start, correct
     cdef int rows
@@ -382,7 +410,7 @@ cdef double _epoch(Node *L, int n_nodes, int64_t n, const floating *X, const voi
         n_correct[0] += correct
         n_seen[0] += rows
         start += rows
-        if not isfinite(value):
+        if u.status or not isfinite(value):
             break
     return total
 
@@ -408,7 +436,23 @@ cdef fbp_hyper _hyper_struct(dict hyper) except *:
     except ValueError:   # Cython's dict -> struct conversion: a field has no key
         raise _field_problems("the optimiser's hyper()", hyper, HYPER_FIELDS,
                               "fbp_hyper") from None
+    if h.kind not in OPTIMIZERS:
+        check_code("optimizer", h.kind, "the optimiser's hyper()['kind']")
     return h
+
+
+cdef inline int _loss_code(int loss) except -1:
+    """loss, checked to be one of the FBP_LOSS_* codes."""
+    if loss not in LOSSES:
+        check_code("loss", loss, "the loss code")
+    return loss
+
+
+cdef inline int _checked(int status, str where) except -1:
+    """Raise status_error for a nonzero fbp_status, once the GIL is held again."""
+    if status:
+        raise status_error(status, where)
+    return 0
 
 
 cdef class Engine:
@@ -431,7 +475,8 @@ cdef class Engine:
         (state arrays or None) and decay) and the workspaces Z, A, delta, dZ, mask
         (`capacity` rows, or None where the kind has none); head: (node, skip_act),
         where a fused loss's gradient enters; step_count: int64 array of 1, the
-        training steps taken; seed: the dropout seed."""
+        training steps taken; seed: the dropout seed. An unknown node kind, or an
+        activation code the element-wise kernels do not compute, is a ValueError."""
         cdef Node *node
         cdef Param *p
         self.n_nodes = len(nodes)
@@ -448,6 +493,8 @@ cdef class Engine:
             raise MemoryError("could not allocate the engine's node table")
         for l, spec in enumerate(nodes):
             node = &self.nodes[l]
+            check_code("node", spec["kind"], f"node {l}'s kind")
+            check_activation(spec["act"], f"node {l}'s activation code")
             node.kind = spec["kind"]
             node.d_in, node.d_out, node.width = spec["d_in"], spec["d_out"], spec["width"]
             node.act, node.param = spec["act"], spec["param"]
@@ -484,27 +531,31 @@ cdef class Engine:
         """Forward pass of n <= capacity rows of X (with dropout when training, at
         the current step's masks); outputs stay in the workspaces."""
         cdef void *x = _ptr(X)
+        cdef int status
         self.last_training = training
         with nogil:
             if self.is_double:
-                _forward[double](self.nodes, self.n_nodes, n, <double *>x, training,
-                                 self.seed, self.t[0])
+                status = _forward[double](self.nodes, self.n_nodes, n, <double *>x, training,
+                                          self.seed, self.t[0])
             else:
-                _forward[float](self.nodes, self.n_nodes, n, <float *>x, training,
-                                self.seed, self.t[0])
+                status = _forward[float](self.nodes, self.n_nodes, n, <float *>x, training,
+                                         self.seed, self.t[0])
+        _checked(status, "Engine.forward")
 
     def backward(self, X, int n, dX):
         """Backward from the last node's delta (already holding dA); dX may be None."""
         cdef void *x = _ptr(X)
         cdef void *dx = NULL if dX is None else _ptr(dX)
         cdef Update u = self._update(False, False, 0.0, 0.0, 0.0, NO_HYPER)
+        cdef int status
         with nogil:
             if self.is_double:
-                _backward[double](self.nodes, self.n_nodes - 1, n, <double *>x, False,
-                                  <double *>dx, &u, self.last_training)
+                status = _backward[double](self.nodes, self.n_nodes - 1, n, <double *>x, False,
+                                           <double *>dx, &u, self.last_training)
             else:
-                _backward[float](self.nodes, self.n_nodes - 1, n, <float *>x, False,
-                                 <float *>dx, &u, self.last_training)
+                status = _backward[float](self.nodes, self.n_nodes - 1, n, <float *>x, False,
+                                          <float *>dx, &u, self.last_training)
+        _checked(status, "Engine.backward")
 
     cdef Update _update(self, bint apply, bint fold, double l2, double clipnorm, double lr,
                         fbp_hyper hyper):
@@ -520,19 +571,22 @@ cdef class Engine:
         u.opt.hyper = hyper
         u.opt.lr = lr
         u.opt.correction1 = u.opt.correction2 = 1
+        u.status = FBP_OK
         return u
 
     def step(self, X, y, weights, int n, int loss, bint update, double lr, dict hyper,
              double l2, double clipnorm, bint fold):
         """One batch: returns (mean loss + L2 term, n_correct). weights: per-row loss
         weights or None; hyper is the optimiser's hyper() dict; fold says its step
-        may go into the weight GEMM."""
+        may go into the weight GEMM. An unknown loss code or optimiser kind is a
+        ValueError."""
         cdef void *x = _ptr(X)
         cdef void *t = _ptr(y)
         cdef void *w = NULL if weights is None else _ptr(weights)
         cdef int64_t n_correct = 0
         cdef double value
         cdef Update u = self._update(update, fold, l2, clipnorm, lr, _hyper_struct(hyper))
+        _loss_code(loss)
         with nogil:
             if self.is_double:
                 value = _step[double](self.nodes, self.n_nodes, n, <double *>x, t,
@@ -542,12 +596,14 @@ cdef class Engine:
                 value = _step[float](self.nodes, self.n_nodes, n, <float *>x, t,
                                      <float *>w, loss, self.head, self.head_skip, &u,
                                      &n_correct)
+        _checked(u.status, "Engine.step")
         return value, n_correct
 
     def epoch(self, X, y, weights, order, int batch_size, X_batch, y_batch, w_batch, int loss,
               double lr, dict hyper, double l2, double clipnorm, bint fold):
         """One epoch: returns (sum of batch_rows * batch_loss, n_correct, n_seen).
-        weights: per-row loss weights (gathered into w_batch) or None."""
+        weights: per-row loss weights (gathered into w_batch) or None. An unknown
+        loss code or optimiser kind is a ValueError."""
         cdef void *x = _ptr(X)
         cdef void *t = _ptr(y)
         cdef void *w = NULL if weights is None else _ptr(weights)
@@ -558,6 +614,7 @@ cdef class Engine:
         cdef int64_t n = order.shape[0], n_correct = 0, n_seen = 0
         cdef double total
         cdef Update u = self._update(True, fold, l2, clipnorm, lr, _hyper_struct(hyper))
+        _loss_code(loss)
         with nogil:
             if self.is_double:
                 total = _epoch[double](self.nodes, self.n_nodes, n, <double *>x, t,
@@ -569,6 +626,7 @@ cdef class Engine:
                                       <float *>w, loss, self.head, self.head_skip, idx,
                                       batch_size, <float *>xb, yb, <float *>wb, &u,
                                       &n_correct, &n_seen)
+        _checked(u.status, "Engine.epoch")
         return total, n_correct, n_seen
 
     def gemm_floor(self, X, int n, double lr):
@@ -589,16 +647,20 @@ cdef class Engine:
         cdef void *b1 = _ptr(buf1)
         cdef void *sc = _ptr(scratch)
         cdef int64_t n = X.shape[0]
+        cdef int status
         with nogil:
             if self.is_double:
-                _predict[double](self.nodes, self.n_nodes, n, chunk, <double *>x,
-                                 <double *>o, <double *>b0, <double *>b1, <double *>sc)
+                status = _predict[double](self.nodes, self.n_nodes, n, chunk, <double *>x,
+                                          <double *>o, <double *>b0, <double *>b1,
+                                          <double *>sc)
             else:
-                _predict[float](self.nodes, self.n_nodes, n, chunk, <float *>x,
-                                <float *>o, <float *>b0, <float *>b1, <float *>sc)
+                status = _predict[float](self.nodes, self.n_nodes, n, chunk, <float *>x,
+                                         <float *>o, <float *>b0, <float *>b1, <float *>sc)
+        _checked(status, "Engine.predict")
 
     def loss_sum(self, X, y, weights, int n, int loss):
-        """Forward n <= capacity rows and return (summed weighted loss, n_correct)."""
+        """Forward n <= capacity rows and return (summed weighted loss, n_correct);
+        an unknown loss code is a ValueError."""
         cdef void *x = _ptr(X)
         cdef void *t = _ptr(y)
         cdef void *w = NULL if weights is None else _ptr(weights)
@@ -607,19 +669,21 @@ cdef class Engine:
         cdef bint skip = False
         cdef int64_t n_correct = 0
         cdef double total
-        if loss != FBP_LOSS_MSE:
+        cdef int status
+        if _loss_code(loss) != FBP_LOSS_MSE:
             start, skip = self.head, self.head_skip
         with nogil:
             if self.is_double:
-                _forward[double](self.nodes, self.n_nodes, n, <double *>x, False, 0, 0)
+                status = _forward[double](self.nodes, self.n_nodes, n, <double *>x, False, 0, 0)
                 total = loss_forward_backward[double](
                     loss, n, last.d_out, _logits[double](self.nodes, start, skip, <double *>x, False),
                     <double *>last.A, t, <double *>w, 1.0, <double *>self.nodes[start].delta,
-                    &n_correct)
+                    &n_correct, &status)
             else:
-                _forward[float](self.nodes, self.n_nodes, n, <float *>x, False, 0, 0)
+                status = _forward[float](self.nodes, self.n_nodes, n, <float *>x, False, 0, 0)
                 total = loss_forward_backward[float](
                     loss, n, last.d_out, _logits[float](self.nodes, start, skip, <float *>x, False),
                     <float *>last.A, t, <float *>w, 1.0, <float *>self.nodes[start].delta,
-                    &n_correct)
+                    &n_correct, &status)
+        _checked(status, "Engine.loss_sum")
         return total, n_correct
