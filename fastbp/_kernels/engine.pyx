@@ -123,38 +123,47 @@ cdef inline bint _all_folded(Node *L, int n_nodes) noexcept nogil:
     return True
 
 
+cdef inline int _node_forward(const Node *node, int l, int n, const floating *inp,
+                              floating *Z, floating *A, bint training, uint64_t seed,
+                              int64_t t) noexcept nogil:
+    """Node l's forward rule on n rows: inp (n, d_in) -> A (n, d_out), through Z
+    (n, width) for DENSE (Z may be A) and MAXOUT (Z must be a buffer of its own).
+    A dropout acts only in training, masked from stream t * 1024 + l under seed;
+    outside it the node writes nothing and its readers take its input (_input).
+    Returns the fbp_status."""
+    cdef int status
+    if node.kind == FBP_NODE_DENSE:
+        return dense_forward(n, node.d_in, node.d_out, inp, <floating *>node.p[0].value,
+                             <floating *>node.p[1].value, node.act, <floating>node.param, Z, A)
+    if node.kind == FBP_NODE_MAXOUT:
+        status = dense_forward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
+                               <floating *>node.p[1].value, FBP_ACT_IDENTITY, <floating>0, Z, Z)
+        maxout_forward(n, node.d_out, node.pieces, Z, A)
+        return status
+    if node.kind == FBP_NODE_ACTIVATION:
+        # with no bias the kernel only reads its Z argument
+        return bias_act(node.act, <floating>node.param, n, node.d_out, <floating *>NULL,
+                        <floating *>inp, A)
+    if node.kind == FBP_NODE_PRELU:
+        prelu_forward(n, node.d_out, <floating *>node.p[0].value, inp, A)
+        return FBP_OK
+    if node.kind == FBP_NODE_DROPOUT:
+        if training:
+            dropout(<int64_t>n * node.d_out, node.keep, seed, <uint64_t>t * 1024 + l, inp,
+                    <floating *>node.mask, A)
+        return FBP_OK
+    return FBP_ERR_NODE
+
+
 cdef int _forward(Node *L, int n_nodes, int n, const floating *X, bint training,
                   uint64_t seed, int64_t t) noexcept nogil:
-    """Forward through every node; in training, dropout masks come from stream
-    t * 1024 + node under seed. Returns the OR of the kernels' fbp_status."""
-    cdef const floating *inp
-    cdef Node *node
+    """Forward through every node, into its workspaces Z and A; in training,
+    dropout masks come from stream t * 1024 + node under seed. Returns the OR of
+    the kernels' fbp_status."""
     cdef int l, status = FBP_OK
     for l in range(n_nodes):
-        node = &L[l]
-        inp = <const floating *>_input(L, l, X, training)
-        if node.kind == FBP_NODE_DENSE:
-            status |= dense_forward(n, node.d_in, node.d_out, inp, <floating *>node.p[0].value,
-                                    <floating *>node.p[1].value, node.act,
-                                    <floating>node.param, <floating *>node.Z,
-                                    <floating *>node.A)
-        elif node.kind == FBP_NODE_MAXOUT:
-            status |= dense_forward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
-                                    <floating *>node.p[1].value, FBP_ACT_IDENTITY, <floating>0,
-                                    <floating *>node.Z, <floating *>node.Z)
-            maxout_forward(n, node.d_out, node.pieces, <floating *>node.Z, <floating *>node.A)
-        elif node.kind == FBP_NODE_ACTIVATION:
-            # with no bias the kernel only reads its Z argument
-            status |= bias_act(node.act, <floating>node.param, n, node.d_out, <floating *>NULL,
-                               <floating *>inp, <floating *>node.A)
-        elif node.kind == FBP_NODE_PRELU:
-            prelu_forward(n, node.d_out, <floating *>node.p[0].value, inp, <floating *>node.A)
-        elif node.kind == FBP_NODE_DROPOUT:
-            if training:
-                dropout(<int64_t>n * node.d_out, node.keep, seed, <uint64_t>t * 1024 + l, inp,
-                        <floating *>node.mask, <floating *>node.A)
-        else:
-            status |= FBP_ERR_NODE
+        status |= _node_forward(&L[l], l, n, <const floating *>_input(L, l, X, training),
+                                <floating *>L[l].Z, <floating *>L[l].A, training, seed, t)
     return status
 
 
@@ -356,22 +365,10 @@ cdef int _predict(Node *L, int n_nodes, int64_t n, int chunk, const floating *X,
             else:
                 dst = buf0 if k % 2 == 0 else buf1
             k += 1
-            if node.kind == FBP_NODE_DENSE:
-                status |= dense_forward(rows, node.d_in, node.d_out, inp,
-                                        <floating *>node.p[0].value, <floating *>node.p[1].value,
-                                        node.act, <floating>node.param, dst, dst)
-            elif node.kind == FBP_NODE_MAXOUT:
-                status |= dense_forward(rows, node.d_in, node.width, inp,
-                                        <floating *>node.p[0].value, <floating *>node.p[1].value,
-                                        FBP_ACT_IDENTITY, <floating>0, scratch, scratch)
-                maxout_forward(rows, node.d_out, node.pieces, scratch, dst)
-            elif node.kind == FBP_NODE_ACTIVATION:
-                status |= bias_act(node.act, <floating>node.param, rows, node.d_out,
-                                   <floating *>NULL, <floating *>inp, dst)
-            elif node.kind == FBP_NODE_PRELU:
-                prelu_forward(rows, node.d_out, <floating *>node.p[0].value, inp, dst)
-            else:
-                status |= FBP_ERR_NODE
+            # maxout's pieces are wider than its output: they go to the scratch buffer
+            status |= _node_forward(node, l, rows, inp,
+                                    scratch if node.kind == FBP_NODE_MAXOUT else dst, dst,
+                                    False, 0, 0)
             inp = dst
         start += rows
     return status
