@@ -18,8 +18,6 @@ import warnings
 
 import numpy as np
 
-from fastbp.plan import DENSE, MAXOUT
-
 SAMPLE_ROWS = 2048
 SATURATED_ROWS = 0.95
 ALARM_FRACTION = 0.5
@@ -53,7 +51,7 @@ def measure(model, X, y, loss_code):
                         for name, A in squashing)
         logs["saturated_fraction"] = saturated / sum(A.shape[1] for _, A in squashing)
     backend.step(X, y, loss_code, model.optimizer, False, 0.0)
-    weighted = [node for node in plan.nodes if node.kind in (DENSE, MAXOUT)]
+    weighted = [node for node in plan.nodes if node.traits.affine]
     for i, node in enumerate(weighted):
         logs[f"grad_norm_{i + 1}"] = float(np.linalg.norm(node.params[0].grad))
     logs["duplicate_units"] = sum(

@@ -390,3 +390,78 @@ def test_the_c_kernels_compute_nothing_for_an_unknown_code(monkeypatch, name):
     with pytest.raises(ValueError, match="the C kernels met an unknown (activation|loss) code"):
         _wrapper_calls()[name](99, out)
     assert np.all(out == 7.0)
+
+
+# --- node traits: what a kind is, besides its math, said once ----------------------------
+
+
+def every_layer_model(backend="cython"):
+    return fb.Sequential([fb.Dense(6, activation="relu", input_dim=3), fb.Dropout(0.25),
+                          fb.Maxout(4, pieces=3), fb.Activation("tanh"), fb.PReLU(),
+                          fb.Dense(5, activation="prelu"), fb.Dense(2)],
+                         loss="mse", dtype="float64", seed=0, backend=backend)
+
+
+def test_every_node_kind_has_traits_and_numpy_rules():
+    from fastbp.backends import numpy_backend
+    assert set(plan.TRAITS) == set(plan.KINDS.values()) == set(numpy_backend.NODES)
+
+
+def test_the_plans_workspaces_follow_the_traits():
+    model = every_layer_model()
+    model.train_step(np.ones((4, 3)), np.zeros((4, 2)))
+    nodes = model._backend.plan.nodes
+    assert {node.kind for node in nodes} == set(plan.KINDS.values())
+    for l, node in enumerate(nodes):
+        traits = plan.TRAITS[node.kind]
+        assert node.traits is traits
+        assert (node.Z is not None) == traits.affine
+        assert (node.dZ is not None) == traits.wide_z
+        assert (node.mask is not None) == traits.has_mask
+        assert (l > 0 and node.delta is nodes[l - 1].delta) == traits.elementwise
+
+
+def test_the_engine_traits_struct_has_the_plans_fields():
+    assert engine.STRUCT_FIELDS["Traits"] == tuple(
+        field.name for field in dataclasses.fields(plan.NodeTraits))
+    assert backends.field_mismatches(engine.STRUCT_FIELDS) == []
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.pop("wide_z"), "node 0's traits has no 'wide_z'"),
+    (lambda t: t.update(pieces=True), "node 0's traits has an unknown key 'pieces'"),
+])
+def test_an_engine_names_a_missing_or_unknown_trait(change, message):
+    args = engine_args(mlp())
+    traits = dict(args[0][0]["traits"])
+    change(traits)
+    with pytest.raises(ValueError, match=message + ".*Traits in fastbp/_kernels/engine.pyx"):
+        engine.Engine(*with_node(args, 0, traits=traits))
+
+
+def test_the_engine_asks_for_the_workspaces_the_traits_name():
+    args = engine_args(mlp())
+    traits = {**args[0][0]["traits"], "has_mask": True}
+    with pytest.raises(ValueError, match="node 0 .* needs its mask workspace"):
+        engine.Engine(*with_node(args, 0, traits=traits))
+
+
+def test_trait_drift_refuses_the_compiled_backend(monkeypatch):
+    monkeypatch.setattr(plan.NodeTraits, "as_dict",
+                        lambda self: {**dataclasses.asdict(self), "has_bias": False})
+    assert backends.field_mismatches(engine.STRUCT_FIELDS) == [
+        "NodeTraits in fastbp/plan.py has 'has_bias', which Traits has not"]
+    cls, reason = backends._load_cython()
+    assert cls is None and "'has_bias'" in reason
+
+
+def test_inference_and_training_agree_across_backends_for_every_kind():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    models = [every_layer_model(backend) for backend in ("numpy", "cython")]
+    for model in models:
+        model.train_step(X, y)
+    numpy, cython = (model.predict(X) for model in models)
+    assert rel_error(cython, numpy) <= BACKEND_RTOL[np.float64]
+    for a, b in zip(models[1].get_weights(), models[0].get_weights()):
+        assert rel_error(a, b) <= BACKEND_RTOL[np.float64]

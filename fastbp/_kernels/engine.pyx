@@ -51,8 +51,22 @@ cdef enum:
 # must give (read off the struct declaration, not written out again).
 cdef fbp_hyper NO_HYPER
 HYPER_FIELDS = tuple(NO_HYPER)
+
+
+cdef struct Traits:
+    # what fastbp/plan.py NodeTraits says of a node's kind, filled by field name
+    bint affine       # Z = X @ W + b: parameters W, b and a Z workspace
+    bint elementwise  # d_out == d_in; shares the previous node's delta
+    bint wide_z       # Z (width columns) is wider than A: a dZ workspace, scratch at inference
+    bint has_mask     # a mask workspace
+    bint train_only   # the identity outside training
+    bint uses_act     # applies the activation code act
+
+
+cdef Traits NO_TRAITS
+TRAIT_FIELDS = tuple(NO_TRAITS)
 # The structs filled from dicts by field name, with their fields (checked when fastbp loads).
-STRUCT_FIELDS = {"fbp_hyper": HYPER_FIELDS}
+STRUCT_FIELDS = {"fbp_hyper": HYPER_FIELDS, "Traits": TRAIT_FIELDS}
 
 
 cdef struct Param:
@@ -65,7 +79,8 @@ cdef struct Param:
 
 
 cdef struct Node:
-    int kind        # DENSE, ACTIVATION, PRELU, MAXOUT or DROPOUT
+    int kind        # DENSE, ACTIVATION, PRELU, MAXOUT or DROPOUT: which math rule runs
+    Traits traits   # what else the engine needs to know of the kind
     int d_in
     int d_out
     int width       # columns of Z: d_out, times pieces for MAXOUT
@@ -104,21 +119,21 @@ cdef inline const void *_input(Node *L, int l, const void *X, bint training) noe
     which is that node's input for a dropout outside training."""
     while l > 0:
         l -= 1
-        if L[l].kind != FBP_NODE_DROPOUT or training:
+        if not L[l].traits.train_only or training:
             return L[l].A
     return X
 
 
 cdef inline bint _folds(Node *node, const Update *u) noexcept nogil:
     """Whether this node's step is folded into its backward pass."""
-    return u.apply and u.fold and (node.kind == FBP_NODE_DENSE or node.kind == FBP_NODE_MAXOUT)
+    return u.apply and u.fold and node.traits.affine
 
 
 cdef inline bint _all_folded(Node *L, int n_nodes) noexcept nogil:
     """Whether a folded SGD step leaves no parameter for _apply (no PReLU slopes)."""
     cdef int l
     for l in range(n_nodes):
-        if L[l].n_params and L[l].kind != FBP_NODE_DENSE and L[l].kind != FBP_NODE_MAXOUT:
+        if L[l].n_params and not L[l].traits.affine:
             return False
     return True
 
@@ -319,17 +334,17 @@ cdef void _gemms_only(Node *L, int n_nodes, int n, const floating *X,
     cdef const floating *inp
     cdef floating *dZ
     for l in range(n_nodes):
-        if L[l].kind == FBP_NODE_DENSE or L[l].kind == FBP_NODE_MAXOUT:
+        if L[l].traits.affine:
             inp = <const floating *>_input(L, l, X, False)
             # Z = X @ W
             gemm(False, False, n, L[l].width, L[l].d_in, <floating>1, inp, L[l].d_in,
                  <floating *>L[l].p[0].value, L[l].width, <floating>0, <floating *>L[l].Z,
                  L[l].width)
     for l in range(n_nodes - 1, -1, -1):
-        if L[l].kind != FBP_NODE_DENSE and L[l].kind != FBP_NODE_MAXOUT:
+        if not L[l].traits.affine:
             continue
         inp = <const floating *>_input(L, l, X, False)
-        dZ = <floating *>(L[l].dZ if L[l].kind == FBP_NODE_MAXOUT else L[l].delta)
+        dZ = <floating *>(L[l].dZ if L[l].traits.wide_z else L[l].delta)
         if l > 0:
             # dX = dZ @ W.T
             gemm(False, True, n, L[l].d_in, L[l].width, <floating>1, dZ, L[l].width,
@@ -358,17 +373,16 @@ cdef int _predict(Node *L, int n_nodes, int64_t n, int chunk, const floating *X,
         k = 0
         for l in range(n_nodes):
             node = &L[l]
-            if node.kind == FBP_NODE_DROPOUT:
+            if node.traits.train_only:
                 continue
             if l == n_nodes - 1:
                 dst = out + start * node.d_out
             else:
                 dst = buf0 if k % 2 == 0 else buf1
             k += 1
-            # maxout's pieces are wider than its output: they go to the scratch buffer
-            status |= _node_forward(node, l, rows, inp,
-                                    scratch if node.kind == FBP_NODE_MAXOUT else dst, dst,
-                                    False, 0, 0)
+            # a Z wider than the output (maxout's pieces) goes to the scratch buffer
+            status |= _node_forward(node, l, rows, inp, scratch if node.traits.wide_z else dst,
+                                    dst, False, 0, 0)
             inp = dst
         start += rows
     return status
@@ -412,14 +426,19 @@ cdef double _epoch(Node *L, int n_nodes, int64_t n, const floating *X, const voi
     return total
 
 
+HYPER_STRUCT = "fbp_hyper in csrc/fbp_kernels.h"
+TRAITS_STRUCT = "Traits in fastbp/_kernels/engine.pyx"
+
+
 def _field_problems(str what, given, fields, str struct):
     """The ValueError for a dict that does not have exactly the keys `fields` of
-    the C struct `struct`, naming what is missing and what is unknown."""
+    the C struct `struct` (named with where it is declared), naming what is missing
+    and what is unknown."""
     missing = [name for name in fields if name not in given]
     unknown = [name for name in given if name not in fields]
     said = [f"no {name!r}" for name in missing] + [f"an unknown key {name!r}" for name in unknown]
     return ValueError(f"{what} has {' and '.join(said)}; expected exactly the fields of "
-                      f"{struct} in csrc/fbp_kernels.h: {', '.join(fields)}")
+                      f"{struct}: {', '.join(fields)}")
 
 
 cdef fbp_hyper _hyper_struct(dict hyper) except *:
@@ -427,15 +446,29 @@ cdef fbp_hyper _hyper_struct(dict hyper) except *:
     or unknown key is a ValueError naming it."""
     cdef fbp_hyper h
     if len(hyper) != len(HYPER_FIELDS):   # all present (checked below) and no more
-        raise _field_problems("the optimiser's hyper()", hyper, HYPER_FIELDS, "fbp_hyper")
+        raise _field_problems("the optimiser's hyper()", hyper, HYPER_FIELDS, HYPER_STRUCT)
     try:
         h = hyper
     except ValueError:   # Cython's dict -> struct conversion: a field has no key
         raise _field_problems("the optimiser's hyper()", hyper, HYPER_FIELDS,
-                              "fbp_hyper") from None
+                              HYPER_STRUCT) from None
     if h.kind not in OPTIMIZERS:
         check_code("optimizer", h.kind, "the optimiser's hyper()['kind']")
     return h
+
+
+cdef Traits _traits_struct(dict traits, int l) except *:
+    """The Traits filled from NodeTraits.as_dict() by field name; a missing or
+    unknown key is a ValueError naming it."""
+    cdef Traits flags
+    what = f"node {l}'s traits"
+    if len(traits) != len(TRAIT_FIELDS):
+        raise _field_problems(what, traits, TRAIT_FIELDS, TRAITS_STRUCT)
+    try:
+        flags = traits
+    except ValueError:
+        raise _field_problems(what, traits, TRAIT_FIELDS, TRAITS_STRUCT) from None
+    return flags
 
 
 cdef inline int _loss_code(int loss) except -1:
@@ -467,8 +500,8 @@ cdef class Engine:
     cdef bint last_training
 
     def __cinit__(self, list nodes, tuple head, bint is_double, int capacity, step_count, seed):
-        """nodes: one dict per plan node with kind, d_in, d_out, width, act, param,
-        pieces, keep, params (a list of at most two dicts with value, grad, s1, s2
+        """nodes: one dict per plan node with kind, traits (fastbp.plan.NodeTraits as
+        a dict), d_in, d_out, width, act, param, pieces, keep, params (a list of at most two dicts with value, grad, s1, s2
         (state arrays or None) and decay) and the workspaces Z, A, delta, dZ, mask
         (`capacity` rows, or None where the kind has none); head: (node, skip_act),
         where a fused loss's gradient enters; step_count: int64 array of 1, the
@@ -493,6 +526,7 @@ cdef class Engine:
             check_code("node", spec["kind"], f"node {l}'s kind")
             check_activation(spec["act"], f"node {l}'s activation code")
             node.kind = spec["kind"]
+            node.traits = _traits_struct(spec["traits"], l)
             node.d_in, node.d_out, node.width = spec["d_in"], spec["d_out"], spec["width"]
             node.act, node.param = spec["act"], spec["param"]
             node.pieces, node.keep = spec["pieces"], spec["keep"]
@@ -509,12 +543,10 @@ cdef class Engine:
                 p.s2 = NULL if param["s2"] is None else _ptr(param["s2"])
                 p.size = param["value"].size
                 p.decay = param["decay"]
-            for name in ("Z", "dZ", "mask"):
-                if spec[name] is None and (
-                        (name == "Z" and node.kind in (FBP_NODE_DENSE, FBP_NODE_MAXOUT))
-                        or (name == "dZ" and node.kind == FBP_NODE_MAXOUT)
-                        or (name == "mask" and node.kind == FBP_NODE_DROPOUT)):
-                    raise ValueError(f"a node of kind {node.kind} needs its {name} workspace")
+            for name, needed in (("Z", node.traits.affine), ("dZ", node.traits.wide_z),
+                                 ("mask", node.traits.has_mask)):
+                if needed and spec[name] is None:
+                    raise ValueError(f"node {l} (kind {node.kind}) needs its {name} workspace")
             node.Z = NULL if spec["Z"] is None else _ptr(spec["Z"])
             node.A = _ptr(spec["A"])
             node.delta = _ptr(spec["delta"])

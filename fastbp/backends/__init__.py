@@ -29,6 +29,7 @@ PYTHON_CODES = {
 PYTHON_FIELDS = {
     "fbp_hyper": lambda: {f"{cls.__name__}.hyper() in fastbp/optimizers.py": list(cls().hyper())
                           for cls in optimizers.OPTIMIZERS.values()},
+    "Traits": lambda: {"NodeTraits in fastbp/plan.py": list(plan.NodeTraits().as_dict())},
 }
 
 

@@ -35,7 +35,8 @@ class CythonBackend:
         if self.plan.ensure_capacity(n_rows) or self._engine is None:
             def state(p, k):
                 return p.state[k] if k < len(p.state) else None
-            nodes = [dict(kind=node.kind, d_in=node.d_in, d_out=node.d_out, width=node.width,
+            nodes = [dict(kind=node.kind, traits=node.traits.as_dict(), d_in=node.d_in,
+                          d_out=node.d_out, width=node.width,
                           act=node.act, param=node.param, pieces=node.pieces, keep=node.keep,
                           params=[dict(value=p.value, grad=p.grad, s1=state(p, 0),
                                        s2=state(p, 1), decay=p.decay) for p in node.params],

@@ -93,6 +93,8 @@ def activation_backward(code, Z, A, dA, param):
 # --- nodes: kind -> forward(backend, l, node, X, training) -> (Z, A) and
 # backward(node, X, Z, A, dA, need_dX) -> dX. Z is what backward needs besides the
 # input X and the output A: the affine output (dense, maxout) or the mask (dropout).
+# What a kind is beyond its math (fastbp.plan.TRAITS) is read from its traits: a
+# train_only node's forward runs in training only.
 
 
 def _dense_forward(backend, l, node, X, training):
@@ -165,8 +167,7 @@ def _prelu_backward(node, X, Z, A, dA, need_dX, skip_act=False):
 
 
 def _dropout_forward(backend, l, node, X, training):
-    if not training:
-        return None, X
+    # only run in training (the node is train_only): this step's mask
     mask = backend.dropout_mask(l, X.shape)
     return mask, X * mask
 
@@ -314,12 +315,19 @@ class NumpyBackend:
         In training, dropout nodes multiply by the mask drawn for this step."""
         self._inputs, self._Z, self._A = [], [], []
         for l, node in enumerate(self.plan.nodes):
-            Z, A = NODES[node.kind][0](self, l, node, X, training)
+            Z, A = self._node_forward(l, node, X, training)
             self._inputs.append(X)
             self._Z.append(Z)
             self._A.append(A)
             X = A
         return X
+
+    def _node_forward(self, l, node, X, training):
+        """(Z, A) of node l from its input X; a train-only node (dropout) passes X
+        on unchanged outside training, with no Z."""
+        if node.traits.train_only and not training:
+            return None, X
+        return NODES[node.kind][0](self, l, node, X, training)
 
     def dropout_mask(self, l, shape):
         """1/keep where uniform_stream(seed, step * 1024 + l) < keep, else 0."""
@@ -420,7 +428,7 @@ class NumpyBackend:
     def predict(self, X):
         """Forward only: the last node's output (n, d_out)."""
         for l, node in enumerate(self.plan.nodes):
-            X = NODES[node.kind][0](self, l, node, X, False)[1]
+            X = self._node_forward(l, node, X, False)[1]
         return X
 
     def loss_sum(self, X, y, loss, weights=None):
