@@ -11,21 +11,38 @@ import sys
 from setuptools import Extension, setup
 
 KERNEL_MODULES = ["kernels", "engine"]
+# Modules that only read csrc/fbp_kernels.h's declarations (its enums), not its code.
+HEADER_MODULES = ["codes"]
 
 
-def source_fingerprint():
-    """The kernels' source fingerprint, computed by fastbp/_kernels/source_hash.py."""
+def source_hash():
+    """fastbp/_kernels/source_hash.py, loaded without importing fastbp."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastbp", "_kernels",
                         "source_hash.py")
     spec = importlib.util.spec_from_file_location("fastbp_source_hash", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.fingerprint()
+    return module
+
+
+def depends(name):
+    """What a module is rebuilt after: the C headers, and for the engine, which
+    carries the fingerprint, every file the fingerprint covers."""
+    headers = ["csrc/fbp_kernels.h", "csrc/fbp_kernels_impl.h", "csrc/fbp_layers_impl.h",
+               "csrc/fbp_math.h"]
+    if name != "engine":
+        return headers
+    root = os.path.dirname(os.path.abspath(__file__))
+    return headers + [os.path.relpath(path, root) for path in source_hash().source_files()]
 
 
 def extensions():
     import numpy
     from Cython.Build import cythonize
+
+    def sources(name):
+        pyx = f"fastbp/_kernels/{name}.pyx"
+        return [pyx] if name in HEADER_MODULES else [pyx, "csrc/fbp_kernels.c"]
 
     # No errno or FP-exception side effects are relied on, which lets GCC vectorise
     # the selects at activation kinks.
@@ -34,22 +51,22 @@ def extensions():
         compile_args.append("-march=native")
     extra_compile = os.environ.get("FASTBP_EXTRA_CFLAGS", "").split()
     extra_link = os.environ.get("FASTBP_EXTRA_LDFLAGS", "").split()
+    fingerprint = source_hash().fingerprint()
     exts = [
         Extension(
             f"fastbp._kernels.{name}",
-            sources=[f"fastbp/_kernels/{name}.pyx", "csrc/fbp_kernels.c"],
+            sources=sources(name),
             include_dirs=["csrc", numpy.get_include()],
-            depends=["csrc/fbp_kernels.h", "csrc/fbp_kernels_impl.h", "csrc/fbp_layers_impl.h",
-                     "csrc/fbp_math.h"],
+            depends=depends(name),
             extra_compile_args=compile_args + extra_compile,
             extra_link_args=list(extra_link),
             # Linking libm explicitly binds expf, logf, ... to their current versions;
             # left unversioned they resolve to the older, errno-setting wrappers.
             libraries=["m"] if sys.platform != "win32" else [],
-            define_macros=[("FBP_SOURCE_HASH", f'"{source_fingerprint()}"'),
+            define_macros=[("FBP_SOURCE_HASH", f'"{fingerprint}"'),
                            ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )
-        for name in KERNEL_MODULES
+        for name in HEADER_MODULES + KERNEL_MODULES
     ]
     return cythonize(exts, compiler_directives={"language_level": 3}, quiet=True)
 

@@ -4,6 +4,12 @@
 #include "fbp_kernels.h"
 #include "fbp_math.h"   /* EXP, EXPM1, TANH, LOG1P_EXPNEG: vectorisable */
 
+/* A switch on a code must name every member of its enum, even with a default: a
+ * code added to fbp_kernels.h without its case does not compile. */
+#if defined(__GNUC__)
+#pragma GCC diagnostic error "-Wswitch-enum"
+#endif
+
 #define T float
 #define FN(name) name##_f
 #define EXP fbp_expf

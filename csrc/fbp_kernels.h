@@ -4,14 +4,20 @@
  * and double (_d); fbp_kernels.c instantiates both from one template. Callers
  * (the Cython layer) validate shapes and pointers; these functions trust them.
  *
- * Activation codes are fixed here and mirrored by fastbp/activations.py.
+ * The integer codes that cross the Python<->C boundary are declared here and
+ * nowhere else. Cython sees them through fastbp/_kernels/codes.pxd (as cpdef
+ * enums), which derives the name -> code tables fastbp checks against its Python
+ * registries when the extension loads (fastbp/backends/__init__.py). A kernel
+ * that dispatches on a code lists every member and returns an fbp_status: an
+ * unknown code is reported, never computed as some default.
  */
 #ifndef FBP_KERNELS_H
 #define FBP_KERNELS_H
 
 #include <stdint.h>
 
-enum {
+/* Activations (fastbp/activations.py). */
+enum fbp_act {
     FBP_ACT_IDENTITY = 0,
     FBP_ACT_SIGMOID = 1,
     FBP_ACT_TANH = 2,
@@ -23,25 +29,65 @@ enum {
     FBP_ACT_HARD_TANH = 8,
     FBP_ACT_SILU = 9,
     FBP_ACT_GELU = 10,
-    FBP_ACT_SOFTMAX = 11    /* row-wise: fbp_softmax_rows, fbp_softmax_backward */
+    FBP_ACT_SOFTMAX = 11,   /* row-wise: fbp_softmax_rows, fbp_softmax_backward */
+    FBP_ACT_PRELU = 12      /* learnt slopes: an FBP_NODE_PRELU node of its own; the
+                             * element-wise kernels refuse it (FBP_ERR_ACTIVATION) */
 };
 
-/* Optimiser kinds and the hyper-parameters an update reads (fastbp/optimizers.py). */
-enum {
+/* Losses (fastbp/losses.py); the dispatch is loss_forward_backward in csrc.pxd. */
+enum fbp_loss {
+    FBP_LOSS_MSE = 0,
+    FBP_LOSS_SOFTMAX_XENT_INT = 1,   /* integer class labels */
+    FBP_LOSS_SOFTMAX_XENT_PROB = 2,  /* rows of target probabilities */
+    FBP_LOSS_SIGMOID_BCE = 3,
+    FBP_LOSS_SOFTMAX_KL = 4
+};
+
+/* Node kinds of a plan (fastbp/plan.py), run by fastbp/_kernels/engine.pyx. */
+enum fbp_node {
+    FBP_NODE_DENSE = 0,
+    FBP_NODE_ACTIVATION = 1,
+    FBP_NODE_PRELU = 2,
+    FBP_NODE_MAXOUT = 3,
+    FBP_NODE_DROPOUT = 4
+};
+
+/* Optimiser kinds (fastbp/optimizers.py): the update rules of fbp_optim_update. */
+enum fbp_opt {
     FBP_OPT_SGD = 0,        /* v = momentum v + g; w -= lr (nesterov ? g + momentum v : v) */
     FBP_OPT_ADAM = 1,       /* bias-corrected first and second moments */
     FBP_OPT_RMSPROP = 2,    /* s = rho s + (1 - rho) g^2; w -= lr g / (sqrt(s) + eps) */
     FBP_OPT_ADAGRAD = 3     /* s += g^2; w -= lr g / (sqrt(s) + eps) */
 };
 
+/* What a kernel that dispatches on a code returns: FBP_OK, or the bit of the group
+ * whose code it does not know (it then writes nothing). Bits, so that the engine
+ * can OR the statuses of a whole call together and raise once it holds the GIL. */
+enum fbp_status {
+    FBP_OK = 0,
+    FBP_ERR_ACTIVATION = 1,
+    FBP_ERR_LOSS = 2,
+    FBP_ERR_NODE = 4,
+    FBP_ERR_OPTIMIZER = 8
+};
+
+/* An optimiser's hyper-parameters, by the names Optimizer.hyper() gives them
+ * (fastbp/optimizers.py): the engine fills this struct from that dict field by
+ * field, refusing a missing or unknown key. Fields a kind does not read are 0. */
 typedef struct {
-    int kind;
-    int nesterov;
-    double lr;
+    int kind;               /* an FBP_OPT_* code */
+    int nesterov;           /* SGD */
     double momentum;        /* SGD */
-    double beta1, beta2;    /* Adam; beta1 is rho for RMSProp */
-    double eps;
+    double beta1, beta2;    /* Adam */
+    double rho;             /* RMSProp: decay of the running mean of g^2 */
+    double eps;             /* Adam, RMSProp, Adagrad */
     double decay;           /* decoupled weight decay: w -= lr * decay * w first */
+} fbp_hyper;
+
+/* What one update reads: the hyper-parameters, and what the engine sets each step. */
+typedef struct {
+    fbp_hyper hyper;
+    double lr;
     double correction1;     /* Adam: 1 - beta1^t */
     double correction2;     /* Adam: 1 - beta2^t */
 } fbp_optim;
@@ -49,12 +95,14 @@ typedef struct {
 #define FBP_DECLARE(T, S)                                                          \
     /* out[i, :] = b for every row i: the bias as a GEMM's starting C. */           \
     void fbp_broadcast_rows_##S(int64_t n_rows, int64_t n_cols, const T *b, T *out); \
-    /* Z[i, :] += b (b may be NULL), then A = f(Z); A may alias Z. */              \
-    void fbp_bias_act_##S(int act, T param, int64_t n_rows, int64_t n_cols,         \
-                          const T *b, T *Z, T *A);                                 \
-    /* dZ = dA * f'(Z) (dZ may alias dA); db = sum over rows of dZ if db != NULL. */ \
-    void fbp_act_backward_##S(int act, T param, int64_t n_rows, int64_t n_cols,     \
-                              const T *Z, const T *A, const T *dA, T *dZ, T *db);  \
+    /* Z[i, :] += b (b may be NULL), then A = f(Z); A may alias Z. Returns          \
+     * FBP_ERR_ACTIVATION for a code it does not compute (prelu's among them). */  \
+    int fbp_bias_act_##S(int act, T param, int64_t n_rows, int64_t n_cols,          \
+                         const T *b, T *Z, T *A);                                  \
+    /* dZ = dA * f'(Z) (dZ may alias dA); db = sum over rows of dZ if db != NULL.   \
+     * Returns an fbp_status, as fbp_bias_act. */                                  \
+    int fbp_act_backward_##S(int act, T param, int64_t n_rows, int64_t n_cols,      \
+                             const T *Z, const T *A, const T *dA, T *dZ, T *db);   \
     /* The losses: each returns sum_i w_i loss_i over the rows (w NULL: all 1) and \
      * writes the gradient of (scale * that sum) into dZ (dA for MSE). */          \
     /* Softmax cross-entropy on logits Z with integer labels y.                     \
@@ -86,9 +134,9 @@ typedef struct {
     /* w -= lr * g (plain gradient descent). */                                    \
     void fbp_sgd_##S(int64_t n, T lr, const T *g, T *w);                           \
     /* One optimiser step on w from g * grad_scale, with state s1, s2 (n each, as   \
-     * many as the kind uses). */                                                  \
-    void fbp_optim_update_##S(const fbp_optim *opt, int64_t n, T grad_scale,        \
-                              const T *g, T *w, T *s1, T *s2);                     \
+     * many as the kind uses). Returns FBP_ERR_OPTIMIZER for an unknown kind. */    \
+    int fbp_optim_update_##S(const fbp_optim *opt, int64_t n, T grad_scale,         \
+                             const T *g, T *w, T *s1, T *s2);                      \
     /* Inverted dropout: mask[i] = 1/keep if u_i < keep else 0, with u_i uniform in   \
      * [0, 1): (fbp_hash(seed, stream, i) >> 11) 2^-53; D = A * mask. */             \
     void fbp_dropout_##S(int64_t n, double keep, uint64_t seed, uint64_t stream,     \

@@ -63,16 +63,13 @@ void FN(fbp_broadcast_rows)(int64_t n_rows, int64_t n_cols, const T *b, T *out)
 }
 
 FBP_SIMD_CLONES
-void FN(fbp_bias_act)(int act, T param, int64_t n_rows, int64_t n_cols,
-                      const T *b, T *Z, T *A)
+int FN(fbp_bias_act)(int act, T param, int64_t n_rows, int64_t n_cols,
+                     const T *b, T *Z, T *A)
 {
-    if (act == FBP_ACT_IDENTITY && !b && A == Z) return;   /* nothing to do */
-    if (act == FBP_ACT_SOFTMAX) {
-        if (b) FBP_BIAS_ACT_ROWS(v)
-        FN(fbp_softmax_rows)(n_rows, n_cols, b ? A : Z, A);
-        return;
-    }
-    switch (act) {
+    switch ((enum fbp_act)act) {
+    case FBP_ACT_IDENTITY:
+        if (b || A != Z) FBP_BIAS_ACT_ROWS(v)   /* else nothing to do */
+        break;
     case FBP_ACT_SIGMOID:    FBP_BIAS_ACT_ROWS(FN(sigmoid)(v)) break;
     case FBP_ACT_TANH:       FBP_BIAS_ACT_ROWS(TANH(v)) break;
     case FBP_ACT_RELU:       FBP_BIAS_ACT_ROWS(v > 0 ? v : (T)0) break;
@@ -84,14 +81,23 @@ void FN(fbp_bias_act)(int act, T param, int64_t n_rows, int64_t n_cols,
     case FBP_ACT_HARD_TANH:  FBP_BIAS_ACT_ROWS(v < (T)-1 ? (T)-1 : v > (T)1 ? (T)1 : v) break;
     case FBP_ACT_SILU:       FBP_BIAS_ACT_ROWS(v * FN(sigmoid)(v)) break;
     case FBP_ACT_GELU:       FBP_BIAS_ACT_ROWS(FN(gelu)(v)) break;
-    default:                 FBP_BIAS_ACT_ROWS(v) break;
+    case FBP_ACT_SOFTMAX:
+        if (b) FBP_BIAS_ACT_ROWS(v)
+        FN(fbp_softmax_rows)(n_rows, n_cols, b ? A : Z, A);
+        break;
+    case FBP_ACT_PRELU:      /* learnt per-unit slopes: fbp_prelu_forward */
+    default:
+        return FBP_ERR_ACTIVATION;
     }
+    return FBP_OK;
 }
 
 /* One pass over a row: dZ = dA * f'(Z), accumulated into db row by row.
  * EXPR reads the loaded values zv, av, dav, so that every load is unconditional
  * and a kink's select vectorises. */
 #define FBP_ACT_BACKWARD_ROWS(EXPR)                                              \
+    {                                                                            \
+    if (db) memset(db, 0, (size_t)n_cols * sizeof(T));                           \
     for (int64_t i = 0; i < n_rows; ++i) {                                       \
         const T *z = Z + i * n_cols;                                             \
         const T *a = A + i * n_cols;                                             \
@@ -112,27 +118,29 @@ void FN(fbp_bias_act)(int act, T param, int64_t n_rows, int64_t n_cols,
                 dz[j] = (EXPR);                                                  \
             }                                                                    \
         }                                                                        \
+    }                                                                            \
     }
 
-FBP_SIMD_CLONES
-void FN(fbp_act_backward)(int act, T param, int64_t n_rows, int64_t n_cols,
-                          const T *Z, const T *A, const T *dA, T *dZ, T *db)
+/* db = sum over rows of dZ, accumulated row by row (db NULL: nothing). */
+static inline void FN(column_sums)(int64_t n_rows, int64_t n_cols, const T *dZ, T *db)
 {
-    if (act == FBP_ACT_SOFTMAX) {
-        FN(fbp_softmax_backward)(n_rows, n_cols, A, dA, dZ, db);
-        return;
+    if (!db) return;
+    memset(db, 0, (size_t)n_cols * sizeof(T));
+    for (int64_t i = 0; i < n_rows; ++i) {
+        const T *dz = dZ + i * n_cols;
+        for (int64_t j = 0; j < n_cols; ++j) db[j] += dz[j];
     }
-    if (db) memset(db, 0, (size_t)n_cols * sizeof(T));
-    if (act == FBP_ACT_IDENTITY && dZ == dA) {
-        /* dZ is dA already: only the bias gradient is left to do */
-        if (db)
-            for (int64_t i = 0; i < n_rows; ++i) {
-                const T *dz = dZ + i * n_cols;
-                for (int64_t j = 0; j < n_cols; ++j) db[j] += dz[j];
-            }
-        return;
-    }
-    switch (act) {
+}
+
+FBP_SIMD_CLONES
+int FN(fbp_act_backward)(int act, T param, int64_t n_rows, int64_t n_cols,
+                         const T *Z, const T *A, const T *dA, T *dZ, T *db)
+{
+    switch ((enum fbp_act)act) {
+    case FBP_ACT_IDENTITY:
+        if (dZ == dA) FN(column_sums)(n_rows, n_cols, dZ, db);   /* dZ is dA already */
+        else FBP_ACT_BACKWARD_ROWS(dav)
+        break;
     case FBP_ACT_SIGMOID:    FBP_ACT_BACKWARD_ROWS(dav * av * ((T)1 - av)) break;
     case FBP_ACT_TANH:       FBP_ACT_BACKWARD_ROWS(dav * ((T)1 - av * av)) break;
     case FBP_ACT_RELU:       FBP_ACT_BACKWARD_ROWS(zv > 0 ? dav : (T)0) break;
@@ -147,8 +155,12 @@ void FN(fbp_act_backward)(int act, T param, int64_t n_rows, int64_t n_cols,
         FBP_ACT_BACKWARD_ROWS(zv > (T)-1 && zv < (T)1 ? dav : (T)0) break;
     case FBP_ACT_SILU:       FBP_ACT_BACKWARD_ROWS(dav * FN(silu_grad)(zv)) break;
     case FBP_ACT_GELU:       FBP_ACT_BACKWARD_ROWS(dav * FN(gelu_grad)(zv)) break;
-    default:                 FBP_ACT_BACKWARD_ROWS(dav) break;
+    case FBP_ACT_SOFTMAX:    FN(fbp_softmax_backward)(n_rows, n_cols, A, dA, dZ, db); break;
+    case FBP_ACT_PRELU:      /* learnt per-unit slopes: fbp_prelu_backward */
+    default:
+        return FBP_ERR_ACTIVATION;
     }
+    return FBP_OK;
 }
 
 static inline int64_t FN(argmax_row)(int64_t n, const T *x)
@@ -308,66 +320,105 @@ void FN(fbp_sgd)(int64_t n, T lr, const T *g, T *w)
     for (int64_t i = 0; i < n; ++i) w[i] -= lr * g[i];
 }
 
-void FN(fbp_optim_update)(const fbp_optim *opt, int64_t n, T grad_scale,
-                          const T *g, T *w, T *s1, T *s2)
+/* Decoupled weight decay, before the step: w *= 1 - lr * decay. */
+static inline void FN(decay_weights)(const fbp_optim *opt, int64_t n, T *w)
 {
-    const T lr = (T)opt->lr, eps = (T)opt->eps;
-    if (opt->decay != 0) {
-        const T keep = (T)1 - lr * (T)opt->decay;
-        for (int64_t i = 0; i < n; ++i) w[i] *= keep;
-    }
-    switch (opt->kind) {
-    case FBP_OPT_ADAM: {
-        const T b1 = (T)opt->beta1, b2 = (T)opt->beta2;
-        const T c1 = (T)opt->correction1, c2 = (T)opt->correction2;
+    if (opt->hyper.decay == 0) return;
+    const T keep = (T)1 - (T)opt->lr * (T)opt->hyper.decay;
+    for (int64_t i = 0; i < n; ++i) w[i] *= keep;
+}
+
+/* v = momentum v + g; w -= lr (nesterov ? g + momentum v : v); plain w -= lr g
+ * without momentum (v unused then). */
+static inline void FN(sgd_step)(const fbp_optim *opt, int64_t n, T grad_scale, const T *g,
+                                T *w, T *v)
+{
+    const T lr = (T)opt->lr, mu = (T)opt->hyper.momentum;
+    if (mu == 0) {
+        for (int64_t i = 0; i < n; ++i) w[i] -= lr * (g[i] * grad_scale);
+    } else if (opt->hyper.nesterov) {
         for (int64_t i = 0; i < n; ++i) {
             T gi = g[i] * grad_scale;
-            T m = b1 * s1[i] + ((T)1 - b1) * gi;
-            T v = b2 * s2[i] + ((T)1 - b2) * gi * gi;
-            s1[i] = m;
-            s2[i] = v;
-            w[i] -= lr * (m / c1) / (SQRT(v / c2) + eps);
+            T vi = mu * v[i] + gi;
+            v[i] = vi;
+            w[i] -= lr * (gi + mu * vi);
         }
-        break;
-    }
-    case FBP_OPT_RMSPROP: {
-        const T rho = (T)opt->beta1;
+    } else {
         for (int64_t i = 0; i < n; ++i) {
-            T gi = g[i] * grad_scale;
-            T sq = rho * s1[i] + ((T)1 - rho) * gi * gi;
-            s1[i] = sq;
-            w[i] -= lr * gi / (SQRT(sq) + eps);
+            T vi = mu * v[i] + g[i] * grad_scale;
+            v[i] = vi;
+            w[i] -= lr * vi;
         }
-        break;
     }
+}
+
+/* m, v: the first and second moments; corrections 1 - beta^t set by the engine. */
+static inline void FN(adam_step)(const fbp_optim *opt, int64_t n, T grad_scale, const T *g,
+                                 T *w, T *m, T *v)
+{
+    const T lr = (T)opt->lr, eps = (T)opt->hyper.eps;
+    const T b1 = (T)opt->hyper.beta1, b2 = (T)opt->hyper.beta2;
+    const T c1 = (T)opt->correction1, c2 = (T)opt->correction2;
+    for (int64_t i = 0; i < n; ++i) {
+        T gi = g[i] * grad_scale;
+        T mi = b1 * m[i] + ((T)1 - b1) * gi;
+        T vi = b2 * v[i] + ((T)1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] -= lr * (mi / c1) / (SQRT(vi / c2) + eps);
+    }
+}
+
+/* s = rho s + (1 - rho) g^2; w -= lr g / (sqrt(s) + eps). */
+static inline void FN(rmsprop_step)(const fbp_optim *opt, int64_t n, T grad_scale,
+                                    const T *g, T *w, T *s)
+{
+    const T lr = (T)opt->lr, eps = (T)opt->hyper.eps, rho = (T)opt->hyper.rho;
+    for (int64_t i = 0; i < n; ++i) {
+        T gi = g[i] * grad_scale;
+        T sq = rho * s[i] + ((T)1 - rho) * gi * gi;
+        s[i] = sq;
+        w[i] -= lr * gi / (SQRT(sq) + eps);
+    }
+}
+
+/* s += g^2; w -= lr g / (sqrt(s) + eps). */
+static inline void FN(adagrad_step)(const fbp_optim *opt, int64_t n, T grad_scale,
+                                    const T *g, T *w, T *s)
+{
+    const T lr = (T)opt->lr, eps = (T)opt->hyper.eps;
+    for (int64_t i = 0; i < n; ++i) {
+        T gi = g[i] * grad_scale;
+        T sq = s[i] + gi * gi;
+        s[i] = sq;
+        w[i] -= lr * gi / (SQRT(sq) + eps);
+    }
+}
+
+int FN(fbp_optim_update)(const fbp_optim *opt, int64_t n, T grad_scale,
+                         const T *g, T *w, T *s1, T *s2)
+{
+    switch ((enum fbp_opt)opt->hyper.kind) {
+    case FBP_OPT_SGD:
+        FN(decay_weights)(opt, n, w);
+        FN(sgd_step)(opt, n, grad_scale, g, w, s1);
+        break;
+    case FBP_OPT_ADAM:
+        FN(decay_weights)(opt, n, w);
+        FN(adam_step)(opt, n, grad_scale, g, w, s1, s2);
+        break;
+    case FBP_OPT_RMSPROP:
+        FN(decay_weights)(opt, n, w);
+        FN(rmsprop_step)(opt, n, grad_scale, g, w, s1);
+        break;
     case FBP_OPT_ADAGRAD:
-        for (int64_t i = 0; i < n; ++i) {
-            T gi = g[i] * grad_scale;
-            T sq = s1[i] + gi * gi;
-            s1[i] = sq;
-            w[i] -= lr * gi / (SQRT(sq) + eps);
-        }
+        FN(decay_weights)(opt, n, w);
+        FN(adagrad_step)(opt, n, grad_scale, g, w, s1);
         break;
-    default: {
-        const T mu = (T)opt->momentum;
-        if (mu == 0) {
-            for (int64_t i = 0; i < n; ++i) w[i] -= lr * (g[i] * grad_scale);
-        } else if (opt->nesterov) {
-            for (int64_t i = 0; i < n; ++i) {
-                T gi = g[i] * grad_scale;
-                T v = mu * s1[i] + gi;
-                s1[i] = v;
-                w[i] -= lr * (gi + mu * v);
-            }
-        } else {
-            for (int64_t i = 0; i < n; ++i) {
-                T v = mu * s1[i] + g[i] * grad_scale;
-                s1[i] = v;
-                w[i] -= lr * v;
-            }
-        }
+    default:
+        return FBP_ERR_OPTIMIZER;
     }
-    }
+    return FBP_OK;
 }
 
 FBP_SIMD_CLONES

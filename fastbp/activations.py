@@ -1,4 +1,7 @@
-"""Activation registry: name -> code shared with the kernels, default parameter, meaning.
+"""Activation registry: name -> kernel code, default parameter, meaning.
+
+The codes are the FBP_ACT_* enum of csrc/fbp_kernels.h (FBP_ACT_GELU for "gelu"),
+checked against this registry when the compiled backend loads.
 
 The math lives in the backends (fastbp/backends/numpy_backend.py and csrc/); this
 module only names things. Derivatives at kinks follow PyTorch: relu'(0) = 0,
@@ -19,7 +22,8 @@ import numpy as np
 
 # Kernel codes of the activations that are not one expression per element.
 SOFTMAX = 11   # row-wise (csrc/fbp_layers_impl.h)
-PRELU = 12     # never reaches the element-wise kernels: the plan gives it a PReLU node
+PRELU = 12     # FBP_ACT_PRELU: named in C so the tables agree, but the element-wise
+               # kernels refuse it; the plan gives PReLU a node of its own
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,6 @@ import warnings
 
 import numpy as np
 
-from fastbp.plan import DENSE, MAXOUT
-
 SAMPLE_ROWS = 2048
 SATURATED_ROWS = 0.95
 ALARM_FRACTION = 0.5
@@ -42,7 +40,7 @@ SQUASHING = ("sigmoid", "tanh")
 def reading_names(plan):
     """The names measure() returns for a model with this plan."""
     hidden = [node.activation for node in plan.nodes[:-1]]
-    weighted = [node for node in plan.nodes if node.kind in (DENSE, MAXOUT)]
+    weighted = [node for node in plan.nodes if node.traits.affine]
     return ((["dead_relu_fraction"] if "relu" in hidden else [])
             + (["saturated_fraction"] if set(SQUASHING) & set(hidden) else [])
             + [f"grad_norm_{i + 1}" for i in range(len(weighted))] + ["duplicate_units"])
@@ -65,7 +63,7 @@ def measure(model, X, y, loss_code):
                         for name, A in squashing)
         logs["saturated_fraction"] = saturated / sum(A.shape[1] for _, A in squashing)
     backend.step(X, y, loss_code, model.optimizer, False, 0.0)
-    weighted = [node for node in plan.nodes if node.kind in (DENSE, MAXOUT)]
+    weighted = [node for node in plan.nodes if node.traits.affine]
     for i, node in enumerate(weighted):
         logs[f"grad_norm_{i + 1}"] = float(np.linalg.norm(node.params[0].grad))
     logs["duplicate_units"] = sum(

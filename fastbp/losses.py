@@ -16,12 +16,15 @@ layer's pre-activation Z and give dL/dZ directly:
 """
 from dataclasses import dataclass
 
-# Codes shared with fastbp/_kernels/csrc.pxd.
+# Kernel codes, one per loss and target kind: the FBP_LOSS_* enum of
+# csrc/fbp_kernels.h, checked against CODES when the compiled backend loads.
 MSE = 0
 SOFTMAX_XENT_INT = 1
 SOFTMAX_XENT_PROB = 2
 SIGMOID_BCE = 3
 SOFTMAX_KL = 4
+CODES = {"mse": MSE, "softmax_xent_int": SOFTMAX_XENT_INT, "softmax_xent_prob": SOFTMAX_XENT_PROB,
+         "sigmoid_bce": SIGMOID_BCE, "softmax_kl": SOFTMAX_KL}
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,12 @@ import numbers
 
 from fastbp import schedules as lr_schedules
 
-# Kinds shared with csrc/fbp_kernels.h.
+# Update rules: the FBP_OPT_* enum of csrc/fbp_kernels.h, checked against KINDS when
+# the compiled backend loads. AdamW is Adam's rule with decoupled decay.
 SGD_KIND, ADAM_KIND, RMSPROP_KIND, ADAGRAD_KIND = 0, 1, 2, 3
+KINDS = {"sgd": SGD_KIND, "adam": ADAM_KIND, "rmsprop": RMSPROP_KIND, "adagrad": ADAGRAD_KIND}
+# Hyper-parameters that hyper() copies from the attribute of the same name.
+HYPER_VALUES = ("momentum", "beta1", "beta2", "rho", "eps")
 
 
 def _number(name, value, low=0.0, high=math.inf, low_open=False, high_open=False):
@@ -126,9 +130,21 @@ class Optimizer:
         then folds it into the weight-gradient GEMM."""
         return False
 
-    def hyper(self):
-        """(kind, nesterov, momentum, beta1, beta2, eps, decay) for the kernels."""
-        return (self.kind, 0, 0.0, 0.0, 0.0, 0.0, self.weight_decay if self.decoupled else 0.0)
+    def hyper(self, out=None):
+        """What the kernels read, keyed by the fields of fbp_hyper in csrc/fbp_kernels.h
+        (the engine refuses a missing or unknown key): kind; nesterov, momentum, beta1,
+        beta2, rho, eps, each this optimiser's attribute of that name, 0 where it has
+        none; decay, the decoupled weight decay. The engine sets lr itself.
+
+        out: a dict to refresh in place and return instead of a new one (the compiled
+        backend keeps one, so that a training step allocates nothing)."""
+        hyper = {} if out is None else out
+        hyper["kind"] = self.kind
+        hyper["nesterov"] = int(getattr(self, "nesterov", False))
+        for name in HYPER_VALUES:
+            hyper[name] = getattr(self, name, 0.0)
+        hyper["decay"] = self.weight_decay if self.decoupled else 0.0
+        return hyper
 
     def get_config(self):
         config = {"name": self.name}
@@ -179,9 +195,6 @@ class SGD(Optimizer):
     def folds_into_gemm(self):
         return self.momentum == 0 and self.clipnorm is None
 
-    def hyper(self):
-        return (self.kind, int(self.nesterov), self.momentum, 0.0, 0.0, 0.0, 0.0)
-
 
 class Adam(Optimizer):
     """Adam with bias correction."""
@@ -202,10 +215,6 @@ class Adam(Optimizer):
     @property
     def n_state(self):
         return 2
-
-    def hyper(self):
-        decay = self.weight_decay if self.decoupled else 0.0
-        return (self.kind, 0, 0.0, self.beta1, self.beta2, self.eps, decay)
 
 
 class AdamW(Adam):
@@ -237,9 +246,6 @@ class RMSProp(Optimizer):
     def n_state(self):
         return 1
 
-    def hyper(self):
-        return (self.kind, 0, 0.0, self.rho, 0.0, self.eps, 0.0)
-
 
 class Adagrad(Optimizer):
     """Adagrad: steps scaled by the root of the summed squared gradients."""
@@ -255,9 +261,6 @@ class Adagrad(Optimizer):
     @property
     def n_state(self):
         return 1
-
-    def hyper(self):
-        return (self.kind, 0, 0.0, 0.0, 0.0, self.eps, 0.0)
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSProp, Adagrad)}

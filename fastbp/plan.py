@@ -13,15 +13,57 @@ DENSE node (identity) and a PRELU node. Each node keeps its parameters (shared w
 the layer, updated in place), their gradients and optimiser state, and workspaces
 sized for `capacity` rows, grown only when a larger batch arrives.
 """
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
 
+from fastbp.activations import ACTIVATIONS
 from fastbp.layers import Activation, Dense, Dropout, Maxout, PReLU
 
-# Node kinds, shared with fastbp/_kernels/engine.pyx.
+# Node kinds: the FBP_NODE_* enum of csrc/fbp_kernels.h, checked against KINDS when
+# the compiled backend loads.
 DENSE, ACTIVATION, PRELU, MAXOUT, DROPOUT = range(5)
-ELEMENTWISE = (ACTIVATION, PRELU, DROPOUT)   # d_out == d_in, gradient computable in place
+KINDS = {"dense": DENSE, "activation": ACTIVATION, "prelu": PRELU, "maxout": MAXOUT,
+         "dropout": DROPOUT}
+IDENTITY = ACTIVATIONS["identity"].code
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeTraits:
+    """What the backends know of a node kind besides its own math (which is one
+    rule per kind).
+
+    affine : Z = X @ W + b, with parameters W (d_in, width), b (width,) and a Z
+        workspace (capacity, width).
+    elementwise : d_out == d_in and the gradient can be computed in place, so the
+        node shares the previous node's delta.
+    wide_z : Z has d_out * pieces columns, more than A: its gradient needs a dZ
+        workspace of its own, and inference a scratch buffer for it.
+    has_mask : a mask workspace (capacity, d_out) keeps the training pass's mask.
+    train_only : the identity outside training; inference passes its input on.
+    uses_act : applies the activation code act, with its parameter param.
+    """
+
+    affine: bool = False
+    elementwise: bool = False
+    wide_z: bool = False
+    has_mask: bool = False
+    train_only: bool = False
+    uses_act: bool = False
+
+    def as_dict(self):
+        """{trait: value}, as the compiled engine takes them (by field name)."""
+        return dataclasses.asdict(self)
+
+
+TRAITS = {
+    DENSE: NodeTraits(affine=True, uses_act=True),
+    ACTIVATION: NodeTraits(elementwise=True, uses_act=True),
+    PRELU: NodeTraits(elementwise=True),
+    MAXOUT: NodeTraits(affine=True, wide_z=True),
+    DROPOUT: NodeTraits(elementwise=True, has_mask=True, train_only=True),
+}
 
 
 class Param:
@@ -63,21 +105,29 @@ class Node:
         """Columns of Z: d_out, times pieces for maxout."""
         return self.d_out * self.pieces
 
+    @property
+    def traits(self):
+        """The NodeTraits of this node's kind."""
+        return TRAITS[self.kind]
+
     def workspace(self, capacity, dtype, previous):
         """This node's workspaces for capacity rows, as a namespace with Z, A, delta,
         dZ and mask (None where the kind has none); previous is the namespace of
         the node before (or None)."""
         def rows(width):
             return np.zeros((capacity, width), dtype=dtype)
+        traits = self.traits
         ws = SimpleNamespace(Z=None, A=None, delta=None, dZ=None, mask=None)
-        if self.kind in (DENSE, MAXOUT):
+        if traits.affine:
             ws.Z = rows(self.width)
-        ws.A = ws.Z if self.kind == DENSE and self.act == 0 else rows(self.d_out)
-        shares = self.kind in ELEMENTWISE and previous is not None
+        # an affine node with no activation to apply outputs Z itself
+        aliases_z = traits.affine and traits.uses_act and self.act == IDENTITY
+        ws.A = ws.Z if aliases_z else rows(self.d_out)
+        shares = traits.elementwise and previous is not None
         ws.delta = previous.delta if shares else rows(self.d_out)
-        if self.kind == MAXOUT:
+        if traits.wide_z:
             ws.dZ = rows(self.width)
-        if self.kind == DROPOUT:
+        if traits.has_mask:
             ws.mask = rows(self.d_out)
         return ws
 
@@ -216,12 +266,14 @@ class Plan:
         fused loss already gives dL/dZ).
 
         A fused loss (softmax or sigmoid cross-entropy) reads the logits under the
-        last activation: a last DENSE node's Z (its delta receives dL/dZ), or the
-        input of a last ACTIVATION node (the previous node's delta receives it).
+        last activation: the Z of a last node that applies its activation to its
+        own affine map (a DENSE node; its delta receives dL/dZ), or the input of a
+        last ACTIVATION node (the previous node's delta receives it).
         """
         last = len(self.nodes) - 1
         if not fused:
             return last, False
-        if self.nodes[last].kind == DENSE:
+        traits = self.nodes[last].traits
+        if traits.affine and traits.uses_act:
             return last, True
         return last - 1, False

@@ -2,35 +2,41 @@
 # wrappers that pick the float or double instance at compile time.
 from libc.stdint cimport int64_t, uint64_t
 from cython cimport floating
+from fastbp._kernels.codes cimport (FBP_LOSS_MSE, FBP_LOSS_SOFTMAX_XENT_INT,
+                                    FBP_LOSS_SOFTMAX_XENT_PROB, FBP_LOSS_SIGMOID_BCE,
+                                    FBP_LOSS_SOFTMAX_KL, FBP_ERR_LOSS)
 
 cdef extern from "fbp_kernels.h" nogil:
-    ctypedef struct fbp_optim:
+    ctypedef struct fbp_hyper:
         int kind
         int nesterov
-        double lr
         double momentum
         double beta1
         double beta2
+        double rho
         double eps
         double decay
+    ctypedef struct fbp_optim:
+        fbp_hyper hyper
+        double lr
         double correction1
         double correction2
-    void fbp_optim_update_f(const fbp_optim *opt, int64_t n, float grad_scale,
-                            const float *g, float *w, float *s1, float *s2)
-    void fbp_optim_update_d(const fbp_optim *opt, int64_t n, double grad_scale,
-                            const double *g, double *w, double *s1, double *s2)
+    int fbp_optim_update_f(const fbp_optim *opt, int64_t n, float grad_scale,
+                           const float *g, float *w, float *s1, float *s2)
+    int fbp_optim_update_d(const fbp_optim *opt, int64_t n, double grad_scale,
+                           const double *g, double *w, double *s1, double *s2)
     void fbp_broadcast_rows_f(int64_t n_rows, int64_t n_cols, const float *b, float *out)
     void fbp_broadcast_rows_d(int64_t n_rows, int64_t n_cols, const double *b, double *out)
-    void fbp_bias_act_f(int act, float param, int64_t n_rows, int64_t n_cols,
-                        const float *b, float *Z, float *A)
-    void fbp_bias_act_d(int act, double param, int64_t n_rows, int64_t n_cols,
-                        const double *b, double *Z, double *A)
-    void fbp_act_backward_f(int act, float param, int64_t n_rows, int64_t n_cols,
-                            const float *Z, const float *A, const float *dA,
-                            float *dZ, float *db)
-    void fbp_act_backward_d(int act, double param, int64_t n_rows, int64_t n_cols,
-                            const double *Z, const double *A, const double *dA,
-                            double *dZ, double *db)
+    int fbp_bias_act_f(int act, float param, int64_t n_rows, int64_t n_cols,
+                       const float *b, float *Z, float *A)
+    int fbp_bias_act_d(int act, double param, int64_t n_rows, int64_t n_cols,
+                       const double *b, double *Z, double *A)
+    int fbp_act_backward_f(int act, float param, int64_t n_rows, int64_t n_cols,
+                           const float *Z, const float *A, const float *dA,
+                           float *dZ, float *db)
+    int fbp_act_backward_d(int act, double param, int64_t n_rows, int64_t n_cols,
+                           const double *Z, const double *A, const double *dA,
+                           double *dZ, double *db)
     double fbp_softmax_xent_int_f(int64_t n_rows, int64_t n_cols, const float *Z,
                                   const int64_t *y, const float *w, float scale, float *dZ,
                                   int64_t *n_correct)
@@ -92,15 +98,6 @@ cdef extern from "fbp_kernels.h" nogil:
                                const double *Z, const double *dA, double *dZ)
     void fbp_mul_d(int64_t n, const double *a, const double *b, double *out)
 
-# Loss codes shared with fastbp/losses.py.
-cdef enum:
-    LOSS_MSE = 0
-    LOSS_SOFTMAX_XENT_INT = 1
-    LOSS_SOFTMAX_XENT_PROB = 2
-    LOSS_SIGMOID_BCE = 3
-    LOSS_SOFTMAX_KL = 4
-
-
 cdef inline void broadcast_rows(int64_t n_rows, int64_t n_cols, const floating *b,
                                 floating *out) noexcept nogil:
     if floating is float:
@@ -109,60 +106,67 @@ cdef inline void broadcast_rows(int64_t n_rows, int64_t n_cols, const floating *
         fbp_broadcast_rows_d(n_rows, n_cols, b, out)
 
 
-cdef inline void bias_act(int act, floating param, int64_t n_rows, int64_t n_cols,
-                          const floating *b, floating *Z, floating *A) noexcept nogil:
+cdef inline int bias_act(int act, floating param, int64_t n_rows, int64_t n_cols,
+                         const floating *b, floating *Z, floating *A) noexcept nogil:
+    """fbp_bias_act: returns an fbp_status."""
     if floating is float:
-        fbp_bias_act_f(act, param, n_rows, n_cols, b, Z, A)
+        return fbp_bias_act_f(act, param, n_rows, n_cols, b, Z, A)
     else:
-        fbp_bias_act_d(act, param, n_rows, n_cols, b, Z, A)
+        return fbp_bias_act_d(act, param, n_rows, n_cols, b, Z, A)
 
 
-cdef inline void act_backward(int act, floating param, int64_t n_rows, int64_t n_cols,
-                              const floating *Z, const floating *A, const floating *dA,
-                              floating *dZ, floating *db) noexcept nogil:
+cdef inline int act_backward(int act, floating param, int64_t n_rows, int64_t n_cols,
+                             const floating *Z, const floating *A, const floating *dA,
+                             floating *dZ, floating *db) noexcept nogil:
+    """fbp_act_backward: returns an fbp_status."""
     if floating is float:
-        fbp_act_backward_f(act, param, n_rows, n_cols, Z, A, dA, dZ, db)
+        return fbp_act_backward_f(act, param, n_rows, n_cols, Z, A, dA, dZ, db)
     else:
-        fbp_act_backward_d(act, param, n_rows, n_cols, Z, A, dA, dZ, db)
+        return fbp_act_backward_d(act, param, n_rows, n_cols, Z, A, dA, dZ, db)
 
 
 cdef inline double loss_forward_backward(int loss, int64_t n_rows, int64_t n_cols,
                                          const floating *Z, const floating *A,
                                          const void *y, const floating *w, floating scale,
-                                         floating *dout, int64_t *n_correct) noexcept nogil:
+                                         floating *dout, int64_t *n_correct,
+                                         int *status) noexcept nogil:
     """sum_i w_i loss_i (w NULL: all 1); dout receives the gradient of scale times
-    that sum: dL/dA for MSE and dL/dZ for the fused losses."""
+    that sum: dL/dA for MSE and dL/dZ for the fused losses. An unknown loss code
+    computes nothing, ORs FBP_ERR_LOSS into status and returns 0."""
     n_correct[0] = 0
-    if loss == LOSS_SOFTMAX_XENT_INT:
+    if loss == FBP_LOSS_MSE:
+        if floating is float:
+            return fbp_mse_f(n_rows, n_cols, A, <const float *>y, w, scale, dout)
+        else:
+            return fbp_mse_d(n_rows, n_cols, A, <const double *>y, w, scale, dout)
+    if loss == FBP_LOSS_SOFTMAX_XENT_INT:
         if floating is float:
             return fbp_softmax_xent_int_f(n_rows, n_cols, Z, <const int64_t *>y, w, scale, dout,
                                           n_correct)
         else:
             return fbp_softmax_xent_int_d(n_rows, n_cols, Z, <const int64_t *>y, w, scale, dout,
                                           n_correct)
-    if loss == LOSS_SOFTMAX_XENT_PROB:
+    if loss == FBP_LOSS_SOFTMAX_XENT_PROB:
         if floating is float:
             return fbp_softmax_xent_prob_f(n_rows, n_cols, Z, <const float *>y, w, scale, dout,
                                            n_correct)
         else:
             return fbp_softmax_xent_prob_d(n_rows, n_cols, Z, <const double *>y, w, scale, dout,
                                            n_correct)
-    if loss == LOSS_SOFTMAX_KL:
+    if loss == FBP_LOSS_SOFTMAX_KL:
         if floating is float:
             return fbp_softmax_kl_f(n_rows, n_cols, Z, <const float *>y, w, scale, dout, n_correct)
         else:
             return fbp_softmax_kl_d(n_rows, n_cols, Z, <const double *>y, w, scale, dout, n_correct)
-    if loss == LOSS_SIGMOID_BCE:
+    if loss == FBP_LOSS_SIGMOID_BCE:
         if floating is float:
             return fbp_sigmoid_bce_f(n_rows, n_cols, Z, A, <const float *>y, w, scale, dout,
                                      n_correct)
         else:
             return fbp_sigmoid_bce_d(n_rows, n_cols, Z, A, <const double *>y, w, scale, dout,
                                      n_correct)
-    if floating is float:
-        return fbp_mse_f(n_rows, n_cols, A, <const float *>y, w, scale, dout)
-    else:
-        return fbp_mse_d(n_rows, n_cols, A, <const double *>y, w, scale, dout)
+    status[0] |= FBP_ERR_LOSS
+    return 0
 
 
 cdef inline double sumsq(int64_t n, const floating *x) noexcept nogil:
@@ -187,13 +191,14 @@ cdef inline void sgd(int64_t n, floating lr, const floating *g, floating *w) noe
         fbp_sgd_d(n, lr, g, w)
 
 
-cdef inline void optim_update(const fbp_optim *opt, int64_t n, floating grad_scale,
-                              const floating *g, floating *w, floating *s1,
-                              floating *s2) noexcept nogil:
+cdef inline int optim_update(const fbp_optim *opt, int64_t n, floating grad_scale,
+                             const floating *g, floating *w, floating *s1,
+                             floating *s2) noexcept nogil:
+    """fbp_optim_update: returns an fbp_status."""
     if floating is float:
-        fbp_optim_update_f(opt, n, grad_scale, g, w, s1, s2)
+        return fbp_optim_update_f(opt, n, grad_scale, g, w, s1, s2)
     else:
-        fbp_optim_update_d(opt, n, grad_scale, g, w, s1, s2)
+        return fbp_optim_update_d(opt, n, grad_scale, g, w, s1, s2)
 
 
 cdef inline void dropout(int64_t n, double keep, uint64_t seed, uint64_t stream,

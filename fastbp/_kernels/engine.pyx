@@ -13,9 +13,11 @@ from cython cimport floating
 cimport numpy as cnp
 from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay, optim_update, dropout,
                                    bias_act, act_backward, prelu_forward, prelu_backward,
-                                   maxout_forward, maxout_backward, mul, fbp_optim,
-                                   gather_rows, fbp_gather_labels,
-                                   LOSS_MSE, LOSS_SOFTMAX_XENT_INT)
+                                   maxout_forward, maxout_backward, mul, fbp_optim, fbp_hyper,
+                                   gather_rows, fbp_gather_labels)
+from fastbp._kernels.codes cimport (FBP_ACT_IDENTITY, FBP_LOSS_MSE, FBP_LOSS_SOFTMAX_XENT_INT,
+                                    FBP_NODE_DENSE, FBP_NODE_ACTIVATION, FBP_NODE_PRELU,
+                                    FBP_NODE_MAXOUT, FBP_NODE_DROPOUT, FBP_OK, FBP_ERR_NODE)
 from fastbp._kernels.dense cimport dense_forward, dense_backward, dense_backward_sgd
 from fastbp._kernels.blas cimport gemm
 
@@ -33,16 +35,38 @@ cnp.import_array()
 # a stale build is detected at import (fastbp/backends/__init__.py).
 SOURCE_HASH = FBP_SOURCE_HASH.decode()
 
-cdef int ACT_IDENTITY = 0
+# The integer codes of csrc/fbp_kernels.h by group and name, read off its enums
+# (fastbp/_kernels/codes.pyx), and each group's C prefix: CODES["node"]["dense"] is
+# FBP_NODE_DENSE. Checked against the Python registries when fastbp loads.
+from fastbp._kernels.codes import CODES, PREFIXES
+from fastbp._kernels.codes import check_activation, check_code, status_error, KNOWN
 
-# Node kinds, as fastbp/plan.py numbers them.
+LOSSES = KNOWN["loss"]
+OPTIMIZERS = KNOWN["optimizer"]
+
 cdef enum:
-    DENSE = 0
-    ACTIVATION = 1
-    PRELU = 2
-    MAXOUT = 3
-    DROPOUT = 4
     MAX_PARAMS = 2   # parameter arrays per node
+
+# All zero: plain SGD. Its field names, in order, are the keys Optimizer.hyper()
+# must give (read off the struct declaration, not written out again).
+cdef fbp_hyper NO_HYPER
+HYPER_FIELDS = tuple(NO_HYPER)
+
+
+cdef struct Traits:
+    # what fastbp/plan.py NodeTraits says of a node's kind, filled by field name
+    bint affine       # Z = X @ W + b: parameters W, b and a Z workspace
+    bint elementwise  # d_out == d_in; shares the previous node's delta
+    bint wide_z       # Z (width columns) is wider than A: a dZ workspace, scratch at inference
+    bint has_mask     # a mask workspace
+    bint train_only   # the identity outside training
+    bint uses_act     # applies the activation code act
+
+
+cdef Traits NO_TRAITS
+TRAIT_FIELDS = tuple(NO_TRAITS)
+# The structs filled from dicts by field name, with their fields (checked when fastbp loads).
+STRUCT_FIELDS = {"fbp_hyper": HYPER_FIELDS, "Traits": TRAIT_FIELDS}
 
 
 cdef struct Param:
@@ -55,7 +79,8 @@ cdef struct Param:
 
 
 cdef struct Node:
-    int kind        # DENSE, ACTIVATION, PRELU, MAXOUT or DROPOUT
+    int kind        # DENSE, ACTIVATION, PRELU, MAXOUT or DROPOUT: which math rule runs
+    Traits traits   # what else the engine needs to know of the kind
     int d_in
     int d_out
     int width       # columns of Z: d_out, times pieces for MAXOUT
@@ -82,6 +107,7 @@ cdef struct Update:
     uint64_t seed     # the model's dropout seed
     int64_t *t        # steps taken so far (dropout streams)
     int64_t origin    # the step count when the optimiser state began (Adam counts from it)
+    int status        # the fbp_status bits of every kernel call so far (0: all known)
 
 
 cdef inline void *_ptr(arr):
@@ -94,84 +120,101 @@ cdef inline const void *_input(Node *L, int l, const void *X, bint training) noe
     which is that node's input for a dropout outside training."""
     while l > 0:
         l -= 1
-        if L[l].kind != DROPOUT or training:
+        if not L[l].traits.train_only or training:
             return L[l].A
     return X
 
 
 cdef inline bint _folds(Node *node, const Update *u) noexcept nogil:
     """Whether this node's step is folded into its backward pass."""
-    return u.apply and u.fold and (node.kind == DENSE or node.kind == MAXOUT)
+    return u.apply and u.fold and node.traits.affine
 
 
 cdef inline bint _all_folded(Node *L, int n_nodes) noexcept nogil:
     """Whether a folded SGD step leaves no parameter for _apply (no PReLU slopes)."""
     cdef int l
     for l in range(n_nodes):
-        if L[l].n_params and L[l].kind != DENSE and L[l].kind != MAXOUT:
+        if L[l].n_params and not L[l].traits.affine:
             return False
     return True
 
 
-cdef void _forward(Node *L, int n_nodes, int n, const floating *X, bint training,
-                   uint64_t seed, int64_t t) noexcept nogil:
-    """Forward through every node; in training, dropout masks come from stream
-    t * 1024 + node under seed."""
-    cdef const floating *inp
-    cdef Node *node
-    cdef int l
-    for l in range(n_nodes):
-        node = &L[l]
-        inp = <const floating *>_input(L, l, X, training)
-        if node.kind == DENSE:
-            dense_forward(n, node.d_in, node.d_out, inp, <floating *>node.p[0].value,
-                          <floating *>node.p[1].value, node.act, <floating>node.param,
-                          <floating *>node.Z, <floating *>node.A)
-        elif node.kind == MAXOUT:
-            dense_forward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
-                          <floating *>node.p[1].value, ACT_IDENTITY, <floating>0,
-                          <floating *>node.Z, <floating *>node.Z)
-            maxout_forward(n, node.d_out, node.pieces, <floating *>node.Z, <floating *>node.A)
-        elif node.kind == ACTIVATION:
-            # with no bias the kernel only reads its Z argument
-            bias_act(node.act, <floating>node.param, n, node.d_out, <floating *>NULL,
-                     <floating *>inp, <floating *>node.A)
-        elif node.kind == PRELU:
-            prelu_forward(n, node.d_out, <floating *>node.p[0].value, inp, <floating *>node.A)
-        elif node.kind == DROPOUT and training:
+cdef inline int _node_forward(const Node *node, int l, int n, const floating *inp,
+                              floating *Z, floating *A, bint training, uint64_t seed,
+                              int64_t t) noexcept nogil:
+    """Node l's forward rule on n rows: inp (n, d_in) -> A (n, d_out), through Z
+    (n, width) for DENSE (Z may be A) and MAXOUT (Z must be a buffer of its own).
+    A dropout acts only in training, masked from stream t * 1024 + l under seed;
+    outside it the node writes nothing and its readers take its input (_input).
+    Returns the fbp_status."""
+    cdef int status
+    if node.kind == FBP_NODE_DENSE:
+        return dense_forward(n, node.d_in, node.d_out, inp, <floating *>node.p[0].value,
+                             <floating *>node.p[1].value, node.act, <floating>node.param, Z, A)
+    if node.kind == FBP_NODE_MAXOUT:
+        status = dense_forward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
+                               <floating *>node.p[1].value, FBP_ACT_IDENTITY, <floating>0, Z, Z)
+        maxout_forward(n, node.d_out, node.pieces, Z, A)
+        return status
+    if node.kind == FBP_NODE_ACTIVATION:
+        # with no bias the kernel only reads its Z argument
+        return bias_act(node.act, <floating>node.param, n, node.d_out, <floating *>NULL,
+                        <floating *>inp, A)
+    if node.kind == FBP_NODE_PRELU:
+        prelu_forward(n, node.d_out, <floating *>node.p[0].value, inp, A)
+        return FBP_OK
+    if node.kind == FBP_NODE_DROPOUT:
+        if training:
             dropout(<int64_t>n * node.d_out, node.keep, seed, <uint64_t>t * 1024 + l, inp,
-                    <floating *>node.mask, <floating *>node.A)
+                    <floating *>node.mask, A)
+        return FBP_OK
+    return FBP_ERR_NODE
 
 
-cdef void _affine_backward(Node *node, int n, const floating *inp, int act, floating *dZ,
-                           floating *dinp, const Update *u) noexcept nogil:
+cdef int _forward(Node *L, int n_nodes, int n, const floating *X, bint training,
+                  uint64_t seed, int64_t t) noexcept nogil:
+    """Forward through every node, into its workspaces Z and A; in training,
+    dropout masks come from stream t * 1024 + node under seed. Returns the OR of
+    the kernels' fbp_status."""
+    cdef int l, status = FBP_OK
+    for l in range(n_nodes):
+        status |= _node_forward(&L[l], l, n, <const floating *>_input(L, l, X, training),
+                                <floating *>L[l].Z, <floating *>L[l].A, training, seed, t)
+    return status
+
+
+cdef int _affine_backward(Node *node, int n, const floating *inp, int act, floating *dZ,
+                          floating *dinp, const Update *u) noexcept nogil:
     """Backward through the affine map of a DENSE or MAXOUT node (and a DENSE
     node's activation act): dZ holds dA on entry. Either writes dW, db (dW with
-    the L2 term), or, when the SGD step is folded, steps W and b directly."""
+    the L2 term), or, when the SGD step is folded, steps W and b directly.
+    Returns the activation's fbp_status."""
+    cdef int status
     if _folds(node, u):
-        dense_backward_sgd(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
-                           <floating *>node.p[1].value, <floating *>node.Z,
-                           <floating *>node.A, act, <floating>node.param, dZ,
-                           <floating *>node.p[1].grad, dinp, <floating>u.opt.lr, <floating>u.l2)
-    else:
-        dense_backward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
-                       <floating *>node.Z, <floating *>node.A, act, <floating>node.param, dZ,
-                       <floating *>node.p[0].grad, <floating *>node.p[1].grad, dinp)
-        if u.l2 != 0:
-            add_decay(node.p[0].size, <floating>u.l2, <floating *>node.p[0].value,
-                      <floating *>node.p[0].grad)
+        return dense_backward_sgd(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
+                                  <floating *>node.p[1].value, <floating *>node.Z,
+                                  <floating *>node.A, act, <floating>node.param, dZ,
+                                  <floating *>node.p[1].grad, dinp, <floating>u.opt.lr,
+                                  <floating>u.l2)
+    status = dense_backward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
+                            <floating *>node.Z, <floating *>node.A, act, <floating>node.param,
+                            dZ, <floating *>node.p[0].grad, <floating *>node.p[1].grad, dinp)
+    if u.l2 != 0:
+        add_decay(node.p[0].size, <floating>u.l2, <floating *>node.p[0].value,
+                  <floating *>node.p[0].grad)
+    return status
 
 
-cdef void _backward(Node *L, int start, int n, const floating *X, bint skip_act,
-                    floating *dX, const Update *u, bint training) noexcept nogil:
+cdef int _backward(Node *L, int start, int n, const floating *X, bint skip_act,
+                   floating *dX, const Update *u, bint training) noexcept nogil:
     """Backpropagate node `start`'s delta (dA, or dZ of a DENSE node when skip_act)
     down to the first node; dX (may be NULL) receives dL/dX.
 
     With u.apply and u.fold, one SGD step is folded into each affine node's
     backward and its dW is not written. Otherwise every gradient is written, dW
-    including l2 * W.
+    including l2 * W. Returns the OR of the kernels' fbp_status.
     """
-    cdef int l, act
+    cdef int l, act, status = FBP_OK
     cdef const floating *inp
     cdef floating *dinp
     cdef Node *node
@@ -179,32 +222,38 @@ cdef void _backward(Node *L, int start, int n, const floating *X, bint skip_act,
         node = &L[l]
         inp = <const floating *>_input(L, l, X, training)
         dinp = dX if l == 0 else <floating *>L[l - 1].delta
-        if node.kind == DENSE:
-            act = ACT_IDENTITY if skip_act and l == start else node.act
-            _affine_backward(node, n, inp, act, <floating *>node.delta, dinp, u)
-        elif node.kind == MAXOUT:
+        if node.kind == FBP_NODE_DENSE:
+            act = FBP_ACT_IDENTITY if skip_act and l == start else node.act
+            status |= _affine_backward(node, n, inp, act, <floating *>node.delta, dinp, u)
+        elif node.kind == FBP_NODE_MAXOUT:
             maxout_backward(n, node.d_out, node.pieces, <floating *>node.Z,
                             <floating *>node.delta, <floating *>node.dZ)
-            _affine_backward(node, n, inp, ACT_IDENTITY, <floating *>node.dZ, dinp, u)
-        elif node.kind == ACTIVATION:
+            status |= _affine_backward(node, n, inp, FBP_ACT_IDENTITY, <floating *>node.dZ,
+                                       dinp, u)
+        elif node.kind == FBP_NODE_ACTIVATION:
             if dinp != NULL:
-                act_backward(node.act, <floating>node.param, n, node.d_out, inp,
-                             <floating *>node.A, <floating *>node.delta, dinp, <floating *>NULL)
-        elif node.kind == PRELU:
+                status |= act_backward(node.act, <floating>node.param, n, node.d_out, inp,
+                                       <floating *>node.A, <floating *>node.delta, dinp,
+                                       <floating *>NULL)
+        elif node.kind == FBP_NODE_PRELU:
             prelu_backward(n, node.d_out, <floating *>node.p[0].value, inp,
                            <floating *>node.delta, dinp, <floating *>node.p[0].grad)
-        elif node.kind == DROPOUT:
+        elif node.kind == FBP_NODE_DROPOUT:
             if dinp != NULL:
                 # the gradient reached X * mask: dX = dA * mask
                 mul(<int64_t>n * node.d_out, <floating *>node.delta,
                     <floating *>node.mask if training else <floating *>NULL, dinp)
+        else:
+            status |= FBP_ERR_NODE
+    return status
 
 
-cdef void _apply(Node *L, int n_nodes, Update *u, floating scale) noexcept nogil:
+cdef int _apply(Node *L, int n_nodes, Update *u, floating scale) noexcept nogil:
     """One optimiser step from the gradients; scale comes in as 1 and becomes
     min(1, clipnorm / global norm) when clipping is on. Parameters whose step was
-    folded into the backward pass are skipped."""
-    cdef int l, k
+    folded into the backward pass are skipped. Returns the OR of the updates'
+    fbp_status."""
+    cdef int l, k, status = FBP_OK
     cdef double norm = 0
     cdef fbp_optim undecayed
     cdef Param *p
@@ -215,18 +264,19 @@ cdef void _apply(Node *L, int n_nodes, Update *u, floating scale) noexcept nogil
         norm = sqrt(norm)
         if norm > u.clipnorm:
             scale = <floating>(u.clipnorm / norm)
-    u.opt.correction1 = 1 - pow(u.opt.beta1, <double>(u.t[0] - u.origin))
-    u.opt.correction2 = 1 - pow(u.opt.beta2, <double>(u.t[0] - u.origin))
+    u.opt.correction1 = 1 - pow(u.opt.hyper.beta1, <double>(u.t[0] - u.origin))
+    u.opt.correction2 = 1 - pow(u.opt.hyper.beta2, <double>(u.t[0] - u.origin))
     undecayed = u.opt
-    undecayed.decay = 0   # biases and slopes are not decayed
+    undecayed.hyper.decay = 0   # biases and slopes are not decayed
     for l in range(n_nodes):
         if _folds(&L[l], u):
             continue
         for k in range(L[l].n_params):
             p = &L[l].p[k]
-            optim_update(&u.opt if p.decay else &undecayed, p.size, scale,
-                         <floating *>p.grad, <floating *>p.value, <floating *>p.s1,
-                         <floating *>p.s2)
+            status |= optim_update(&u.opt if p.decay else &undecayed, p.size, scale,
+                                   <floating *>p.grad, <floating *>p.value, <floating *>p.s1,
+                                   <floating *>p.s2)
+    return status
 
 
 cdef inline const floating *_logits(Node *L, int start, bint skip_act, const floating *X,
@@ -247,20 +297,23 @@ cdef double _step(Node *L, int n_nodes, int n, const floating *X, const void *y,
     w: per-row loss weights or NULL. Returns the batch's mean (weighted) loss plus
     the L2 term, computed before the step. A loss that is not finite in the model's
     dtype is returned as such and nothing else is done, so the weights stay those
-    that produced it (the caller's snapshot restores the step count).
+    that produced it (the caller's snapshot restores the step count). The kernels'
+    fbp_status goes into u.status; after an unknown code nothing more is done.
     """
     cdef Node *last = &L[n_nodes - 1]
     cdef int l, k, start = n_nodes - 1
     cdef bint skip = False
     cdef double value
-    if loss != LOSS_MSE:
+    if loss != FBP_LOSS_MSE:
         start, skip = head, head_skip
     if u.apply:
         u.t[0] += 1
-    _forward(L, n_nodes, n, X, True, u.seed, u.t[0])
+    u.status |= _forward(L, n_nodes, n, X, True, u.seed, u.t[0])
     value = loss_forward_backward(loss, n, last.d_out, _logits(L, start, skip, X, True),
                                   <floating *>last.A, y, w, <floating>(1.0 / n),
-                                  <floating *>L[start].delta, n_correct) / n
+                                  <floating *>L[start].delta, n_correct, &u.status) / n
+    if u.status:
+        return value
     if u.l2 != 0:
         for l in range(n_nodes):
             for k in range(L[l].n_params):
@@ -268,9 +321,9 @@ cdef double _step(Node *L, int n_nodes, int n, const floating *X, const void *y,
                     value += 0.5 * u.l2 * sumsq(L[l].p[k].size, <floating *>L[l].p[k].value)
     if not isfinite(<floating>value):
         return <floating>value   # inf or NaN in the model's dtype
-    _backward(L, start, n, X, skip, <floating *>NULL, u, True)
-    if u.apply and not (u.fold and _all_folded(L, n_nodes)):
-        _apply(L, n_nodes, u, <floating>1)
+    u.status |= _backward(L, start, n, X, skip, <floating *>NULL, u, True)
+    if u.apply and not u.status and not (u.fold and _all_folded(L, n_nodes)):
+        u.status |= _apply(L, n_nodes, u, <floating>1)
     return value
 
 
@@ -282,17 +335,17 @@ cdef void _gemms_only(Node *L, int n_nodes, int n, const floating *X,
     cdef const floating *inp
     cdef floating *dZ
     for l in range(n_nodes):
-        if L[l].kind == DENSE or L[l].kind == MAXOUT:
+        if L[l].traits.affine:
             inp = <const floating *>_input(L, l, X, False)
             # Z = X @ W
             gemm(False, False, n, L[l].width, L[l].d_in, <floating>1, inp, L[l].d_in,
                  <floating *>L[l].p[0].value, L[l].width, <floating>0, <floating *>L[l].Z,
                  L[l].width)
     for l in range(n_nodes - 1, -1, -1):
-        if L[l].kind != DENSE and L[l].kind != MAXOUT:
+        if not L[l].traits.affine:
             continue
         inp = <const floating *>_input(L, l, X, False)
-        dZ = <floating *>(L[l].dZ if L[l].kind == MAXOUT else L[l].delta)
+        dZ = <floating *>(L[l].dZ if L[l].traits.wide_z else L[l].delta)
         if l > 0:
             # dX = dZ @ W.T
             gemm(False, True, n, L[l].d_in, L[l].width, <floating>1, dZ, L[l].width,
@@ -303,13 +356,14 @@ cdef void _gemms_only(Node *L, int n_nodes, int n, const floating *X,
              <floating>1, <floating *>L[l].p[0].grad, L[l].width)
 
 
-cdef void _predict(Node *L, int n_nodes, int64_t n, int chunk, const floating *X,
-                   floating *out, floating *buf0, floating *buf1,
-                   floating *scratch) noexcept nogil:
+cdef int _predict(Node *L, int n_nodes, int64_t n, int chunk, const floating *X,
+                  floating *out, floating *buf0, floating *buf1,
+                  floating *scratch) noexcept nogil:
     """Forward only, chunk rows at a time, through two ping-pong buffers (and a
-    scratch buffer for maxout's pieces); dropout is the identity here."""
+    scratch buffer for maxout's pieces); dropout is the identity here. Returns the
+    OR of the kernels' fbp_status."""
     cdef int64_t start
-    cdef int rows, l, k
+    cdef int rows, l, k, status = FBP_OK
     cdef const floating *inp
     cdef floating *dst
     cdef Node *node
@@ -320,29 +374,19 @@ cdef void _predict(Node *L, int n_nodes, int64_t n, int chunk, const floating *X
         k = 0
         for l in range(n_nodes):
             node = &L[l]
-            if node.kind == DROPOUT:
+            if node.traits.train_only:
                 continue
             if l == n_nodes - 1:
                 dst = out + start * node.d_out
             else:
                 dst = buf0 if k % 2 == 0 else buf1
             k += 1
-            if node.kind == DENSE:
-                dense_forward(rows, node.d_in, node.d_out, inp, <floating *>node.p[0].value,
-                              <floating *>node.p[1].value, node.act, <floating>node.param,
-                              dst, dst)
-            elif node.kind == MAXOUT:
-                dense_forward(rows, node.d_in, node.width, inp, <floating *>node.p[0].value,
-                              <floating *>node.p[1].value, ACT_IDENTITY, <floating>0,
-                              scratch, scratch)
-                maxout_forward(rows, node.d_out, node.pieces, scratch, dst)
-            elif node.kind == ACTIVATION:
-                bias_act(node.act, <floating>node.param, rows, node.d_out, <floating *>NULL,
-                         <floating *>inp, dst)
-            elif node.kind == PRELU:
-                prelu_forward(rows, node.d_out, <floating *>node.p[0].value, inp, dst)
+            # a Z wider than the output (maxout's pieces) goes to the scratch buffer
+            status |= _node_forward(node, l, rows, inp, scratch if node.traits.wide_z else dst,
+                                    dst, False, 0, 0)
             inp = dst
         start += rows
+    return status
 
 
 cdef double _epoch(Node *L, int n_nodes, int64_t n, const floating *X, const void *y,
@@ -353,7 +397,8 @@ cdef double _epoch(Node *L, int n_nodes, int64_t n, const floating *X, const voi
     """Mini-batches in `order`, gathered into the batch workspaces, one step each.
 
     Returns the sum over batches of (batch size * batch loss); stops after the
-    first batch whose loss is not finite (n_seen tells how far it got).
+    first batch whose loss is not finite, or that met an unknown code (u.status),
+    and n_seen tells how far it got.
     """
     cdef int64_t start, correct
     cdef int rows
@@ -365,7 +410,7 @@ cdef double _epoch(Node *L, int n_nodes, int64_t n, const floating *X, const voi
     while start < n:
         rows = <int>(n - start if n - start < batch_size else batch_size)
         gather_rows(rows, d_in, X, order + start, X_batch)
-        if loss == LOSS_SOFTMAX_XENT_INT:
+        if loss == FBP_LOSS_SOFTMAX_XENT_INT:
             fbp_gather_labels(rows, <const int64_t *>y, order + start, <int64_t *>y_batch)
         else:
             gather_rows(rows, d_out, <const floating *>y, order + start, <floating *>y_batch)
@@ -377,9 +422,68 @@ cdef double _epoch(Node *L, int n_nodes, int64_t n, const floating *X, const voi
         n_correct[0] += correct
         n_seen[0] += rows
         start += rows
-        if not isfinite(value):
+        if u.status or not isfinite(value):
             break
     return total
+
+
+HYPER_STRUCT = "fbp_hyper in csrc/fbp_kernels.h"
+TRAITS_STRUCT = "Traits in fastbp/_kernels/engine.pyx"
+
+
+def _field_problems(str what, given, fields, str struct):
+    """The ValueError for a dict that does not have exactly the keys `fields` of
+    the C struct `struct` (named with where it is declared), naming what is missing
+    and what is unknown."""
+    missing = [name for name in fields if name not in given]
+    unknown = [name for name in given if name not in fields]
+    said = [f"no {name!r}" for name in missing] + [f"an unknown key {name!r}" for name in unknown]
+    return ValueError(f"{what} has {' and '.join(said)}; expected exactly the fields of "
+                      f"{struct}: {', '.join(fields)}")
+
+
+cdef fbp_hyper _hyper_struct(dict hyper) except *:
+    """The fbp_hyper filled from Optimizer.hyper()'s dict by field name; a missing
+    or unknown key is a ValueError naming it."""
+    cdef fbp_hyper h
+    if len(hyper) != len(HYPER_FIELDS):   # all present (checked below) and no more
+        raise _field_problems("the optimiser's hyper()", hyper, HYPER_FIELDS, HYPER_STRUCT)
+    try:
+        h = hyper
+    except ValueError:   # Cython's dict -> struct conversion: a field has no key
+        raise _field_problems("the optimiser's hyper()", hyper, HYPER_FIELDS,
+                              HYPER_STRUCT) from None
+    if h.kind not in OPTIMIZERS:
+        check_code("optimizer", h.kind, "the optimiser's hyper()['kind']")
+    return h
+
+
+cdef Traits _traits_struct(dict traits, int l) except *:
+    """The Traits filled from NodeTraits.as_dict() by field name; a missing or
+    unknown key is a ValueError naming it."""
+    cdef Traits flags
+    what = f"node {l}'s traits"
+    if len(traits) != len(TRAIT_FIELDS):
+        raise _field_problems(what, traits, TRAIT_FIELDS, TRAITS_STRUCT)
+    try:
+        flags = traits
+    except ValueError:
+        raise _field_problems(what, traits, TRAIT_FIELDS, TRAITS_STRUCT) from None
+    return flags
+
+
+cdef inline int _loss_code(int loss) except -1:
+    """loss, checked to be one of the FBP_LOSS_* codes."""
+    if loss not in LOSSES:
+        check_code("loss", loss, "the loss code")
+    return loss
+
+
+cdef inline int _checked(int status, str where) except -1:
+    """Raise status_error for a nonzero fbp_status, once the GIL is held again."""
+    if status:
+        raise status_error(status, where)
+    return 0
 
 
 cdef class Engine:
@@ -399,13 +503,15 @@ cdef class Engine:
 
     def __cinit__(self, list nodes, tuple head, bint is_double, int capacity, step_count, seed,
                   origin):
-        """nodes: one dict per plan node with kind, d_in, d_out, width, act, param,
-        pieces, keep, params (a list of at most two dicts with value, grad, s1, s2
-        (state arrays or None) and decay) and the workspaces Z, A, delta, dZ, mask
-        (`capacity` rows, or None where the kind has none); head: (node, skip_act),
-        where a fused loss's gradient enters; step_count: int64 array of 1, the
-        training steps taken; seed: the dropout seed; origin: int64 array of 1, the
-        step count when the optimiser's state began (read at every call)."""
+        """nodes: one dict per plan node with kind, traits (fastbp.plan.NodeTraits as
+        a dict), d_in, d_out, width, act, param, pieces, keep, params (a list of at
+        most two dicts with value, grad, s1, s2 (state arrays or None) and decay) and
+        the workspaces Z, A, delta, dZ, mask (`capacity` rows, or None where the kind
+        has none); head: (node, skip_act), where a fused loss's gradient enters;
+        step_count: int64 array of 1, the training steps taken; seed: the dropout
+        seed; origin: int64 array of 1, the step count when the optimiser's state
+        began (read at every call). An unknown node kind, or an activation code the
+        element-wise kernels do not compute, is a ValueError."""
         cdef Node *node
         cdef Param *p
         self.n_nodes = len(nodes)
@@ -423,7 +529,10 @@ cdef class Engine:
             raise MemoryError("could not allocate the engine's node table")
         for l, spec in enumerate(nodes):
             node = &self.nodes[l]
+            check_code("node", spec["kind"], f"node {l}'s kind")
+            check_activation(spec["act"], f"node {l}'s activation code")
             node.kind = spec["kind"]
+            node.traits = _traits_struct(spec["traits"], l)
             node.d_in, node.d_out, node.width = spec["d_in"], spec["d_out"], spec["width"]
             node.act, node.param = spec["act"], spec["param"]
             node.pieces, node.keep = spec["pieces"], spec["keep"]
@@ -440,12 +549,10 @@ cdef class Engine:
                 p.s2 = NULL if param["s2"] is None else _ptr(param["s2"])
                 p.size = param["value"].size
                 p.decay = param["decay"]
-            for name in ("Z", "dZ", "mask"):
-                if spec[name] is None and (
-                        (name == "Z" and node.kind in (DENSE, MAXOUT))
-                        or (name == "dZ" and node.kind == MAXOUT)
-                        or (name == "mask" and node.kind == DROPOUT)):
-                    raise ValueError(f"a node of kind {node.kind} needs its {name} workspace")
+            for name, needed in (("Z", node.traits.affine), ("dZ", node.traits.wide_z),
+                                 ("mask", node.traits.has_mask)):
+                if needed and spec[name] is None:
+                    raise ValueError(f"node {l} (kind {node.kind}) needs its {name} workspace")
             node.Z = NULL if spec["Z"] is None else _ptr(spec["Z"])
             node.A = _ptr(spec["A"])
             node.delta = _ptr(spec["delta"])
@@ -459,32 +566,36 @@ cdef class Engine:
         """Forward pass of n <= capacity rows of X (with dropout when training, at
         the current step's masks); outputs stay in the workspaces."""
         cdef void *x = _ptr(X)
+        cdef int status
         self.last_training = training
         with nogil:
             if self.is_double:
-                _forward[double](self.nodes, self.n_nodes, n, <double *>x, training,
-                                 self.seed, self.t[0])
+                status = _forward[double](self.nodes, self.n_nodes, n, <double *>x, training,
+                                          self.seed, self.t[0])
             else:
-                _forward[float](self.nodes, self.n_nodes, n, <float *>x, training,
-                                self.seed, self.t[0])
+                status = _forward[float](self.nodes, self.n_nodes, n, <float *>x, training,
+                                         self.seed, self.t[0])
+        _checked(status, "Engine.forward")
 
     def backward(self, X, int n, dX):
         """Backward from the last node's delta (already holding dA); dX may be None."""
         cdef void *x = _ptr(X)
         cdef void *dx = NULL if dX is None else _ptr(dX)
-        cdef Update u = self._update(False, False, 0.0, 0.0, 0.0, (0, 0, 0.0, 0.0, 0.0, 0.0, 0.0))
+        cdef Update u = self._update(False, False, 0.0, 0.0, 0.0, NO_HYPER)
+        cdef int status
         with nogil:
             if self.is_double:
-                _backward[double](self.nodes, self.n_nodes - 1, n, <double *>x, False,
-                                  <double *>dx, &u, self.last_training)
+                status = _backward[double](self.nodes, self.n_nodes - 1, n, <double *>x, False,
+                                           <double *>dx, &u, self.last_training)
             else:
-                _backward[float](self.nodes, self.n_nodes - 1, n, <float *>x, False,
-                                 <float *>dx, &u, self.last_training)
+                status = _backward[float](self.nodes, self.n_nodes - 1, n, <float *>x, False,
+                                          <float *>dx, &u, self.last_training)
+        _checked(status, "Engine.backward")
 
     cdef Update _update(self, bint apply, bint fold, double l2, double clipnorm, double lr,
-                        tuple hyper):
-        """An Update from the optimiser's hyper() tuple:
-        (kind, nesterov, momentum, beta1, beta2, eps, decay)."""
+                        fbp_hyper hyper):
+        """An Update with the optimiser's hyper-parameters; lr and the bias
+        corrections are the engine's to set."""
         cdef Update u
         u.apply = apply
         u.fold = fold
@@ -493,23 +604,25 @@ cdef class Engine:
         u.t = self.t
         u.origin = self.origin[0]
         u.seed = self.seed
-        u.opt.kind, u.opt.nesterov, u.opt.momentum, u.opt.beta1, u.opt.beta2, u.opt.eps, \
-            u.opt.decay = hyper
+        u.opt.hyper = hyper
         u.opt.lr = lr
         u.opt.correction1 = u.opt.correction2 = 1
+        u.status = FBP_OK
         return u
 
-    def step(self, X, y, weights, int n, int loss, bint update, double lr, tuple hyper,
+    def step(self, X, y, weights, int n, int loss, bint update, double lr, dict hyper,
              double l2, double clipnorm, bint fold):
         """One batch: returns (mean loss + L2 term, n_correct). weights: per-row loss
-        weights or None; hyper is the optimiser's hyper() tuple; fold says its step
-        may go into the weight GEMM."""
+        weights or None; hyper is the optimiser's hyper() dict; fold says its step
+        may go into the weight GEMM. An unknown loss code or optimiser kind is a
+        ValueError."""
         cdef void *x = _ptr(X)
         cdef void *t = _ptr(y)
         cdef void *w = NULL if weights is None else _ptr(weights)
         cdef int64_t n_correct = 0
         cdef double value
-        cdef Update u = self._update(update, fold, l2, clipnorm, lr, hyper)
+        cdef Update u = self._update(update, fold, l2, clipnorm, lr, _hyper_struct(hyper))
+        _loss_code(loss)
         with nogil:
             if self.is_double:
                 value = _step[double](self.nodes, self.n_nodes, n, <double *>x, t,
@@ -519,12 +632,14 @@ cdef class Engine:
                 value = _step[float](self.nodes, self.n_nodes, n, <float *>x, t,
                                      <float *>w, loss, self.head, self.head_skip, &u,
                                      &n_correct)
+        _checked(u.status, "Engine.step")
         return value, n_correct
 
     def epoch(self, X, y, weights, order, int batch_size, X_batch, y_batch, w_batch, int loss,
-              double lr, tuple hyper, double l2, double clipnorm, bint fold):
+              double lr, dict hyper, double l2, double clipnorm, bint fold):
         """One epoch: returns (sum of batch_rows * batch_loss, n_correct, n_seen).
-        weights: per-row loss weights (gathered into w_batch) or None."""
+        weights: per-row loss weights (gathered into w_batch) or None. An unknown
+        loss code or optimiser kind is a ValueError."""
         cdef void *x = _ptr(X)
         cdef void *t = _ptr(y)
         cdef void *w = NULL if weights is None else _ptr(weights)
@@ -534,7 +649,8 @@ cdef class Engine:
         cdef void *yb = _ptr(y_batch)
         cdef int64_t n = order.shape[0], n_correct = 0, n_seen = 0
         cdef double total
-        cdef Update u = self._update(True, fold, l2, clipnorm, lr, hyper)
+        cdef Update u = self._update(True, fold, l2, clipnorm, lr, _hyper_struct(hyper))
+        _loss_code(loss)
         with nogil:
             if self.is_double:
                 total = _epoch[double](self.nodes, self.n_nodes, n, <double *>x, t,
@@ -546,6 +662,7 @@ cdef class Engine:
                                       <float *>w, loss, self.head, self.head_skip, idx,
                                       batch_size, <float *>xb, yb, <float *>wb, &u,
                                       &n_correct, &n_seen)
+        _checked(u.status, "Engine.epoch")
         return total, n_correct, n_seen
 
     def gemm_floor(self, X, int n, double lr):
@@ -566,16 +683,20 @@ cdef class Engine:
         cdef void *b1 = _ptr(buf1)
         cdef void *sc = _ptr(scratch)
         cdef int64_t n = X.shape[0]
+        cdef int status
         with nogil:
             if self.is_double:
-                _predict[double](self.nodes, self.n_nodes, n, chunk, <double *>x,
-                                 <double *>o, <double *>b0, <double *>b1, <double *>sc)
+                status = _predict[double](self.nodes, self.n_nodes, n, chunk, <double *>x,
+                                          <double *>o, <double *>b0, <double *>b1,
+                                          <double *>sc)
             else:
-                _predict[float](self.nodes, self.n_nodes, n, chunk, <float *>x,
-                                <float *>o, <float *>b0, <float *>b1, <float *>sc)
+                status = _predict[float](self.nodes, self.n_nodes, n, chunk, <float *>x,
+                                         <float *>o, <float *>b0, <float *>b1, <float *>sc)
+        _checked(status, "Engine.predict")
 
     def loss_sum(self, X, y, weights, int n, int loss):
-        """Forward n <= capacity rows and return (summed weighted loss, n_correct)."""
+        """Forward n <= capacity rows and return (summed weighted loss, n_correct);
+        an unknown loss code is a ValueError."""
         cdef void *x = _ptr(X)
         cdef void *t = _ptr(y)
         cdef void *w = NULL if weights is None else _ptr(weights)
@@ -584,19 +705,21 @@ cdef class Engine:
         cdef bint skip = False
         cdef int64_t n_correct = 0
         cdef double total
-        if loss != LOSS_MSE:
+        cdef int status
+        if _loss_code(loss) != FBP_LOSS_MSE:
             start, skip = self.head, self.head_skip
         with nogil:
             if self.is_double:
-                _forward[double](self.nodes, self.n_nodes, n, <double *>x, False, 0, 0)
+                status = _forward[double](self.nodes, self.n_nodes, n, <double *>x, False, 0, 0)
                 total = loss_forward_backward[double](
                     loss, n, last.d_out, _logits[double](self.nodes, start, skip, <double *>x, False),
                     <double *>last.A, t, <double *>w, 1.0, <double *>self.nodes[start].delta,
-                    &n_correct)
+                    &n_correct, &status)
             else:
-                _forward[float](self.nodes, self.n_nodes, n, <float *>x, False, 0, 0)
+                status = _forward[float](self.nodes, self.n_nodes, n, <float *>x, False, 0, 0)
                 total = loss_forward_backward[float](
                     loss, n, last.d_out, _logits[float](self.nodes, start, skip, <float *>x, False),
                     <float *>last.A, t, <float *>w, 1.0, <float *>self.nodes[start].delta,
-                    &n_correct)
+                    &n_correct, &status)
+        _checked(status, "Engine.loss_sum")
         return total, n_correct

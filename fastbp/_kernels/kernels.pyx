@@ -3,7 +3,8 @@
 
 Each function here checks shapes, then runs one pointer-level kernel without the
 GIL. Arrays must be C-contiguous and share one floating dtype (float32 or
-float64); outputs are written in place.
+float64); outputs are written in place. An activation or loss code that is not
+one of csrc/fbp_kernels.h's is a ValueError, raised before anything is computed.
 """
 from libc.stdint cimport int64_t
 from cython cimport floating
@@ -12,9 +13,10 @@ from fastbp._kernels.csrc cimport (bias_act, act_backward, loss_forward_backward
                                    prelu_forward as c_prelu_forward,
                                    prelu_backward as c_prelu_backward,
                                    maxout_forward as c_maxout_forward,
-                                   maxout_backward as c_maxout_backward,
-                                   LOSS_SOFTMAX_XENT_INT)
+                                   maxout_backward as c_maxout_backward)
+from fastbp._kernels.codes cimport FBP_ACT_IDENTITY, FBP_LOSS_SOFTMAX_XENT_INT
 from fastbp._kernels cimport dense
+from fastbp._kernels.codes import check_activation, check_code, status_error
 
 
 def _check(bint ok, str message):
@@ -25,6 +27,12 @@ def _check(bint ok, str message):
 def _check_shape(str name, tuple got, tuple want):
     if got != want:
         raise ValueError(f"{name} has shape {got}, expected {want}")
+
+
+def _check_status(int status, str where):
+    """A kernel's fbp_status: the codes were checked first, so it is 0."""
+    if status:
+        raise status_error(status, where)
 
 
 def gemm_rowmajor(floating[:, ::1] A, floating[:, ::1] B, floating[:, ::1] C,
@@ -52,14 +60,16 @@ def dense_forward(floating[:, ::1] X, floating[:, ::1] W, floating[::1] b,
     X : (n_samples, d_in); W : (d_in, d_out); b : (d_out,);
     Z, A : (n_samples, d_out) outputs (A may be the same array as Z).
     """
-    cdef int n = X.shape[0], d_in = X.shape[1], d_out = W.shape[1]
+    cdef int n = X.shape[0], d_in = X.shape[1], d_out = W.shape[1], status
+    check_activation(act, "act")
     _check_shape("W", (W.shape[0], W.shape[1]), (d_in, d_out))
     _check_shape("b", (b.shape[0],), (d_out,))
     _check_shape("Z", (Z.shape[0], Z.shape[1]), (n, d_out))
     _check_shape("A", (A.shape[0], A.shape[1]), (n, d_out))
     with nogil:
-        dense.dense_forward(n, d_in, d_out, &X[0, 0], &W[0, 0], &b[0], act,
-                            <floating>param, &Z[0, 0], &A[0, 0])
+        status = dense.dense_forward(n, d_in, d_out, &X[0, 0], &W[0, 0], &b[0], act,
+                                     <floating>param, &Z[0, 0], &A[0, 0])
+    _check_status(status, "dense_forward")
 
 
 def dense_backward(floating[:, ::1] X, floating[:, ::1] W, floating[:, ::1] Z,
@@ -71,7 +81,8 @@ def dense_backward(floating[:, ::1] X, floating[:, ::1] W, floating[:, ::1] Z,
     the forward pass; delta : (n_samples, d_out), dA on entry and dZ on return;
     db : (d_out,); dX : (n_samples, d_in) or None to skip it.
     """
-    cdef int n = X.shape[0], d_in = X.shape[1], d_out = W.shape[1]
+    cdef int n = X.shape[0], d_in = X.shape[1], d_out = W.shape[1], status
+    check_activation(act, "act")
     _check_shape("W", (W.shape[0], W.shape[1]), (d_in, d_out))
     for name, arr in (("Z", Z), ("A", A), ("delta", delta)):
         _check_shape(name, (arr.shape[0], arr.shape[1]), (n, d_out))
@@ -82,41 +93,51 @@ def dense_backward(floating[:, ::1] X, floating[:, ::1] W, floating[:, ::1] Z,
         _check_shape("dX", (dX.shape[0], dX.shape[1]), (n, d_in))
         dX_ptr = &dX[0, 0]
     with nogil:
-        dense.dense_backward(n, d_in, d_out, &X[0, 0], &W[0, 0], &Z[0, 0], &A[0, 0], act,
-                             <floating>param, &delta[0, 0], &dW[0, 0], &db[0], dX_ptr)
+        status = dense.dense_backward(n, d_in, d_out, &X[0, 0], &W[0, 0], &Z[0, 0], &A[0, 0],
+                                      act, <floating>param, &delta[0, 0], &dW[0, 0], &db[0],
+                                      dX_ptr)
+    _check_status(status, "dense_backward")
 
 
 def activation_forward(floating[:, ::1] Z, floating[:, ::1] A, int act, double param=0.0):
     """A = f(Z); Z, A : (n_samples, n_units), A may be Z."""
+    cdef int status
+    check_activation(act, "act")
     _check_shape("A", (A.shape[0], A.shape[1]), (Z.shape[0], Z.shape[1]))
     with nogil:
-        bias_act(act, <floating>param, Z.shape[0], Z.shape[1], NULL, &Z[0, 0], &A[0, 0])
+        status = bias_act(act, <floating>param, Z.shape[0], Z.shape[1], NULL, &Z[0, 0],
+                          &A[0, 0])
+    _check_status(status, "activation_forward")
 
 
 def activation_backward(floating[:, ::1] Z, floating[:, ::1] A, floating[:, ::1] dA,
                         floating[:, ::1] dZ, int act, double param=0.0):
     """dZ = dA * f'(Z); all of shape (n_samples, n_units), dZ may be dA."""
+    cdef int status
+    check_activation(act, "act")
     for name, arr in (("A", A), ("dA", dA), ("dZ", dZ)):
         _check_shape(name, (arr.shape[0], arr.shape[1]), (Z.shape[0], Z.shape[1]))
     with nogil:
-        act_backward(act, <floating>param, Z.shape[0], Z.shape[1], &Z[0, 0], &A[0, 0],
-                     &dA[0, 0], &dZ[0, 0], NULL)
+        status = act_backward(act, <floating>param, Z.shape[0], Z.shape[1], &Z[0, 0], &A[0, 0],
+                              &dA[0, 0], &dZ[0, 0], NULL)
+    _check_status(status, "activation_backward")
 
 
 def bias_gradient(floating[:, ::1] dZ, floating[::1] db):
     """db = dZ.sum(axis=0), accumulated row by row; dZ : (n_samples, n_units)."""
     _check_shape("db", (db.shape[0],), (dZ.shape[1],))
     with nogil:
-        # identity backward in place: dZ is rewritten with itself, db gets the sums
-        act_backward(0, <floating>0, dZ.shape[0], dZ.shape[1], &dZ[0, 0], &dZ[0, 0],
-                     &dZ[0, 0], &dZ[0, 0], &db[0])
+        # the identity's backward with dZ as dA: only db, the column sums, is written
+        act_backward(FBP_ACT_IDENTITY, <floating>0, dZ.shape[0], dZ.shape[1], &dZ[0, 0],
+                     &dZ[0, 0], &dZ[0, 0], &dZ[0, 0], &db[0])
 
 
 def loss_and_output_grad(int loss, floating[:, ::1] Z, floating[:, ::1] A, y,
                          floating[:, ::1] dout, double scale, floating[::1] weights=None):
     """Summed loss of outputs against targets, and its gradient times scale.
 
-    Z, A : (n_samples, n_outputs), pre- and post-activation of the last layer;
+    loss : an FBP_LOSS_* code (fastbp.losses); Z, A : (n_samples, n_outputs), pre-
+    and post-activation of the last layer;
     y : int64 (n_samples,) class indices for loss code 1, otherwise an array of
     Z's dtype and shape; dout : (n_samples, n_outputs), receives dL/dA for MSE
     and dL/dZ for the fused losses; weights : (n_samples,) per-row weights or None.
@@ -127,13 +148,15 @@ def loss_and_output_grad(int loss, floating[:, ::1] Z, floating[:, ::1] A, y,
     cdef const void *y_ptr
     cdef int64_t n_correct = 0
     cdef double total
+    cdef int status = 0
     cdef const floating *w_ptr = NULL
+    check_code("loss", loss, "loss")
     if weights is not None:
         _check_shape("weights", (weights.shape[0],), (Z.shape[0],))
         w_ptr = &weights[0]
     for name, arr in (("A", A), ("dout", dout)):
         _check_shape(name, (arr.shape[0], arr.shape[1]), (Z.shape[0], Z.shape[1]))
-    if loss == LOSS_SOFTMAX_XENT_INT:
+    if loss == FBP_LOSS_SOFTMAX_XENT_INT:
         labels = y
         _check_shape("y", (labels.shape[0],), (Z.shape[0],))
         y_ptr = &labels[0]
@@ -143,7 +166,9 @@ def loss_and_output_grad(int loss, floating[:, ::1] Z, floating[:, ::1] A, y,
         y_ptr = &targets[0, 0]
     with nogil:
         total = loss_forward_backward(loss, Z.shape[0], Z.shape[1], &Z[0, 0], &A[0, 0],
-                                      y_ptr, w_ptr, <floating>scale, &dout[0, 0], &n_correct)
+                                      y_ptr, w_ptr, <floating>scale, &dout[0, 0], &n_correct,
+                                      &status)
+    _check_status(status, "loss_and_output_grad")
     return total, n_correct
 
 

@@ -6,11 +6,77 @@ backward(dout, need_dX) -> dX; step(X, y, loss, optimizer, update, lr) ->
 batch_rows * batch_loss, n_correct, n_seen); predict(X) -> outputs;
 loss_sum(X, y, loss) -> (summed loss, n_correct).
 """
+from fastbp import activations, losses, optimizers, plan
 from fastbp.backends.numpy_backend import NumpyBackend
 from fastbp._kernels import source_hash
 
 BUILD_HINT = ("build them from the source tree with `pip install -e .` (or "
               "`python setup.py build_ext --inplace`), or pass backend='numpy'")
+HEADER = "csrc/fbp_kernels.h"
+
+# group of codes -> (the file that keeps them, a function returning Python's {name: code}),
+# read at each call so that the registries are compared as they are now.
+PYTHON_CODES = {
+    "activation": ("fastbp/activations.py",
+                   lambda: {name: spec.code for name, spec in activations.ACTIVATIONS.items()}),
+    "loss": ("fastbp/losses.py", lambda: losses.CODES),
+    "optimizer": ("fastbp/optimizers.py", lambda: optimizers.KINDS),
+    "node": ("fastbp/plan.py", lambda: plan.KINDS),
+}
+
+# C struct the engine fills from dicts by field name -> a function returning
+# {what Python passes: its keys}
+PYTHON_FIELDS = {
+    "fbp_hyper": lambda: {f"{cls.__name__}.hyper() in fastbp/optimizers.py": list(cls().hyper())
+                          for cls in optimizers.OPTIMIZERS.values()},
+    "Traits": lambda: {"NodeTraits in fastbp/plan.py": list(plan.NodeTraits().as_dict())},
+}
+
+
+def _group_mismatches(group, where, python, c, prefix):
+    """Messages for the names of one group whose codes differ, or that only one side has."""
+    problems = []
+    for name in sorted(set(python) | set(c)):
+        c_name = prefix + name.upper()
+        if name not in c:
+            problems.append(f"{group} {name!r} is {python[name]} in {where} but {HEADER} "
+                            f"has no {c_name}")
+        elif name not in python:
+            problems.append(f"{c_name} is {c[name]} in {HEADER} but {where} has no "
+                            f"{group} {name!r}")
+        elif python[name] != c[name]:
+            problems.append(f"{group} {name!r} is {python[name]} in {where} but {c_name} is "
+                            f"{c[name]} in {HEADER}")
+    return problems
+
+
+def code_mismatches(c_codes, prefixes):
+    """Every disagreement between the compiled codes and the Python registries, as
+    messages ([] when they agree). c_codes: {group: {name: code}} and prefixes:
+    {group: C prefix}, as fastbp._kernels.engine exports them (CODES, PREFIXES)."""
+    problems = [f"{HEADER} has codes for {group!r}, which no Python registry checks"
+                for group in sorted(set(c_codes) - set(PYTHON_CODES))]
+    for group, (where, python) in PYTHON_CODES.items():
+        if group not in c_codes:
+            problems.append(f"{where} has {group} codes but {HEADER} declares none")
+            continue
+        problems += _group_mismatches(group, where, python(), c_codes[group], prefixes[group])
+    return problems
+
+
+def field_mismatches(c_fields):
+    """Every dict Python hands the engine whose keys are not exactly the fields of
+    the C struct it fills, as messages ([] when all agree). c_fields: {struct: field
+    names}, as fastbp._kernels.engine exports them (STRUCT_FIELDS)."""
+    problems = []
+    for struct, python in PYTHON_FIELDS.items():
+        fields = c_fields.get(struct, ())
+        for source, keys in python().items():
+            problems += [f"{source} has no {name!r}, which {struct} has"
+                         for name in fields if name not in keys]
+            problems += [f"{source} has {name!r}, which {struct} has not"
+                         for name in keys if name not in fields]
+    return problems
 
 
 def _load_cython():
@@ -23,6 +89,11 @@ def _load_cython():
     if current is not None and current != engine.SOURCE_HASH:
         return None, ("the compiled kernels are older than their sources (built from "
                       f"{engine.SOURCE_HASH}, sources are now {current}); rebuild them: {BUILD_HINT}")
+    problems = (code_mismatches(engine.CODES, engine.PREFIXES)
+                + field_mismatches(engine.STRUCT_FIELDS))
+    if problems:
+        return None, ("the compiled kernels and the Python side disagree: " + "; ".join(problems)
+                      + f"; make the two sides agree, then rebuild: {BUILD_HINT}")
     from fastbp.backends.cython_backend import CythonBackend
     return CythonBackend, None
 

@@ -66,7 +66,8 @@ class CythonBackend:
         workspaces `spaces` (one namespace per node, `capacity` rows each)."""
         def state(p, k):
             return p.state[k] if k < len(p.state) else None
-        nodes = [dict(kind=node.kind, d_in=node.d_in, d_out=node.d_out, width=node.width,
+        nodes = [dict(kind=node.kind, traits=node.traits.as_dict(), d_in=node.d_in,
+                      d_out=node.d_out, width=node.width,
                       act=node.act, param=node.param, pieces=node.pieces, keep=node.keep,
                       params=[dict(value=p.value, grad=p.grad, s1=state(p, 0),
                                    s2=state(p, 1), decay=p.decay) for p in node.params],
@@ -134,9 +135,14 @@ class CythonBackend:
         self._engine.backward(self._X, n, dX)
         return dX
 
-    @staticmethod
-    def _optimizer_args(opt, lr):
-        return (lr, opt.hyper(), opt.l2, opt.clipnorm or 0.0, opt.folds_into_gemm())
+    def _optimizer_args(self, opt, lr):
+        """The engine's (lr, hyper, l2, clipnorm, fold) for opt. hyper is Optimizer.hyper(),
+        fbp_hyper's fields by name, refreshed in one dict this backend keeps (a new
+        dict per step would be the step's only allocation)."""
+        hyper = getattr(self, "_hyper", None)
+        if hyper is None:
+            hyper = self._hyper = {}
+        return (lr, opt.hyper(out=hyper), opt.l2, opt.clipnorm or 0.0, opt.folds_into_gemm())
 
     def step(self, X, y, loss, opt, update, lr, weights=None):
         return self._engine_for(len(X)).step(X, y, weights, len(X), loss, update,

@@ -13,10 +13,10 @@ X : (n_samples, d_in), W : (d_in, d_out), b : (d_out,), Z, A, dA, dZ : (n_sample
 import numpy as np
 
 from fastbp import losses, optimizers
-from fastbp.activations import SOFTMAX
+from fastbp.activations import ACTIVATIONS as activation_specs, SOFTMAX
 from fastbp.plan import ACTIVATION, DENSE, DROPOUT, MAXOUT, PRELU
 
-# --- activations: code -> (f(Z, param), f'(Z, A, param)) -------------------------------
+# --- activations: name -> (f(Z, param), f'(Z, A, param)) -------------------------------
 
 
 def _sigmoid(Z, param):
@@ -56,22 +56,25 @@ def _softmax(Z, param):
     return E / E.sum(axis=1, keepdims=True)
 
 
-ACTIVATIONS = {
-    0: (lambda Z, p: Z, lambda Z, A, p: np.ones_like(Z)),                       # identity
-    1: (_sigmoid, lambda Z, A, p: A * (1 - A)),                                  # sigmoid
-    2: (lambda Z, p: np.tanh(Z), lambda Z, A, p: 1 - A * A),                     # tanh
-    3: (lambda Z, p: np.maximum(Z, 0), lambda Z, A, p: (Z > 0).astype(Z.dtype)),  # relu
-    4: (lambda Z, p: np.where(Z > 0, Z, Z * Z.dtype.type(p)),                    # leaky_relu
-        lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), Z.dtype.type(p))),
-    5: (lambda Z, p: np.where(Z > 0, Z, Z.dtype.type(p) * np.expm1(np.minimum(Z, 0))),  # elu
-        lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), A + Z.dtype.type(p))),
-    6: (_softplus, lambda Z, A, p: _sigmoid(Z, p)),                               # softplus
-    7: (lambda Z, p: np.clip(0.25 * Z + 0.5, 0, 1).astype(Z.dtype),              # hard_sigmoid
-        lambda Z, A, p: 0.25 * _inside(Z, -2, 2)),
-    8: (lambda Z, p: np.clip(Z, -1, 1), lambda Z, A, p: _inside(Z, -1, 1)),     # hard_tanh
-    9: (lambda Z, p: Z * _sigmoid(Z, p), _silu_grad),                             # silu
-    10: (_gelu, _gelu_grad),                                                       # gelu
+# name -> (f(Z, param), f'(Z, A, param)) for the element-wise activations
+RULES = {
+    "identity": (lambda Z, p: Z, lambda Z, A, p: np.ones_like(Z)),
+    "sigmoid": (_sigmoid, lambda Z, A, p: A * (1 - A)),
+    "tanh": (lambda Z, p: np.tanh(Z), lambda Z, A, p: 1 - A * A),
+    "relu": (lambda Z, p: np.maximum(Z, 0), lambda Z, A, p: (Z > 0).astype(Z.dtype)),
+    "leaky_relu": (lambda Z, p: np.where(Z > 0, Z, Z * Z.dtype.type(p)),
+                   lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), Z.dtype.type(p))),
+    "elu": (lambda Z, p: np.where(Z > 0, Z, Z.dtype.type(p) * np.expm1(np.minimum(Z, 0))),
+            lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), A + Z.dtype.type(p))),
+    "softplus": (_softplus, lambda Z, A, p: _sigmoid(Z, p)),
+    "hard_sigmoid": (lambda Z, p: np.clip(0.25 * Z + 0.5, 0, 1).astype(Z.dtype),
+                     lambda Z, A, p: 0.25 * _inside(Z, -2, 2)),
+    "hard_tanh": (lambda Z, p: np.clip(Z, -1, 1), lambda Z, A, p: _inside(Z, -1, 1)),
+    "silu": (lambda Z, p: Z * _sigmoid(Z, p), _silu_grad),
+    "gelu": (_gelu, _gelu_grad),
 }
+# the same, by kernel code (fastbp/activations.py)
+ACTIVATIONS = {activation_specs[name].code: rule for name, rule in RULES.items()}
 
 
 def activate(code, Z, param):
@@ -90,6 +93,8 @@ def activation_backward(code, Z, A, dA, param):
 # --- nodes: kind -> forward(backend, l, node, X, training) -> (Z, A) and
 # backward(node, X, Z, A, dA, need_dX) -> dX. Z is what backward needs besides the
 # input X and the output A: the affine output (dense, maxout) or the mask (dropout).
+# What a kind is beyond its math (fastbp.plan.TRAITS) is read from its traits: a
+# train_only node's forward runs in training only.
 
 
 def _dense_forward(backend, l, node, X, training):
@@ -162,8 +167,7 @@ def _prelu_backward(node, X, Z, A, dA, need_dX, skip_act=False):
 
 
 def _dropout_forward(backend, l, node, X, training):
-    if not training:
-        return None, X
+    # only run in training (the node is train_only): this step's mask
     mask = backend.dropout_mask(l, X.shape)
     return mask, X * mask
 
@@ -309,7 +313,7 @@ class NumpyBackend:
         """(inputs, Zs, As): what each node received, its Z and its output."""
         inputs, Zs, As = [], [], []
         for l, node in enumerate(self.plan.nodes):
-            Z, A = NODES[node.kind][0](self, l, node, X, training)
+            Z, A = self._node_forward(l, node, X, training)
             inputs.append(X)
             Zs.append(Z)
             As.append(A)
@@ -326,6 +330,13 @@ class NumpyBackend:
     def invalidate(self):
         """The plan's optimiser state arrays were replaced: nothing to forget here,
         as every call reads the plan afresh."""
+
+    def _node_forward(self, l, node, X, training):
+        """(Z, A) of node l from its input X; a train-only node (dropout) passes X
+        on unchanged outside training, with no Z."""
+        if node.traits.train_only and not training:
+            return None, X
+        return NODES[node.kind][0](self, l, node, X, training)
 
     def dropout_mask(self, l, shape):
         """1/keep where uniform_stream(seed, step * 1024 + l) < keep, else 0."""
@@ -427,7 +438,7 @@ class NumpyBackend:
     def predict(self, X):
         """Forward only: the last node's output (n, d_out). Keeps nothing (thread-safe)."""
         for l, node in enumerate(self.plan.nodes):
-            X = NODES[node.kind][0](self, l, node, X, False)[1]
+            X = self._node_forward(l, node, X, False)[1]
         return X
 
     def loss_sum(self, X, y, loss, weights=None):
