@@ -26,8 +26,6 @@ from fastbp import schedules as lr_schedules
 # the compiled backend loads. AdamW is Adam's rule with decoupled decay.
 SGD_KIND, ADAM_KIND, RMSPROP_KIND, ADAGRAD_KIND = 0, 1, 2, 3
 KINDS = {"sgd": SGD_KIND, "adam": ADAM_KIND, "rmsprop": RMSPROP_KIND, "adagrad": ADAGRAD_KIND}
-# Hyper-parameters that hyper() copies from the attribute of the same name.
-HYPER_VALUES = ("momentum", "beta1", "beta2", "rho", "eps")
 
 
 def _number(name, value, low=0.0, high=math.inf, low_open=False, high_open=False):
@@ -98,6 +96,9 @@ class Optimizer:
     weight_decay = Setting(_non_negative)
     clipnorm = Setting(_clipnorm)
     schedule = Setting(_schedule)
+    # the hyper-parameters of every kind, 0 unless this optimiser sets its own
+    nesterov = False
+    momentum = beta1 = beta2 = rho = eps = 0.0
 
     def __init__(self, lr, weight_decay=0.0, clipnorm=None, schedule=None):
         self.lr = lr
@@ -133,16 +134,19 @@ class Optimizer:
     def hyper(self, out=None):
         """What the kernels read, keyed by the fields of fbp_hyper in csrc/fbp_kernels.h
         (the engine refuses a missing or unknown key): kind; nesterov, momentum, beta1,
-        beta2, rho, eps, each this optimiser's attribute of that name, 0 where it has
-        none; decay, the decoupled weight decay. The engine sets lr itself.
+        beta2, rho, eps, this optimiser's attributes of those names (0 for the kinds
+        that have none); decay, the decoupled weight decay. The engine sets lr itself.
 
         out: a dict to refresh in place and return instead of a new one (the compiled
         backend keeps one, so that a training step allocates nothing)."""
         hyper = {} if out is None else out
         hyper["kind"] = self.kind
-        hyper["nesterov"] = int(getattr(self, "nesterov", False))
-        for name in HYPER_VALUES:
-            hyper[name] = getattr(self, name, 0.0)
+        hyper["nesterov"] = 1 if self.nesterov else 0
+        hyper["momentum"] = self.momentum
+        hyper["beta1"] = self.beta1
+        hyper["beta2"] = self.beta2
+        hyper["rho"] = self.rho
+        hyper["eps"] = self.eps
         hyper["decay"] = self.weight_decay if self.decoupled else 0.0
         return hyper
 

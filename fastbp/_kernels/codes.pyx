@@ -32,12 +32,6 @@ CODES = {group: _table(enum, prefix) for group, (enum, prefix) in ENUMS.items()}
 PREFIXES = {group: prefix for group, (_, prefix) in ENUMS.items()}
 
 
-def c_name(str group, str name):
-    """The C enum member for a name of a group: c_name("activation", "gelu") is
-    "FBP_ACT_GELU"."""
-    return PREFIXES[group] + name.upper()
-
-
 # Activation codes the element-wise kernels compute: all but prelu's, whose learnt
 # slopes make it a node of its own (FBP_NODE_PRELU).
 ELEMENTWISE_ACTIVATIONS = frozenset(CODES["activation"].values()) - {FBP_ACT_PRELU}
@@ -76,10 +70,12 @@ def check_code(str group, code, str what):
 
 def check_activation(code, str what):
     """Raise unless the element-wise kernels compute activation code `code`."""
+    if code in ELEMENTWISE_ACTIVATIONS:
+        return
     if code == FBP_ACT_PRELU:
         raise ValueError(f"{what} is {code} (prelu), which no element-wise kernel computes: "
                          "its slopes are learnt in a node of its own (FBP_NODE_PRELU)")
-    check_code("activation", code, what)
+    raise unknown_code("activation", code, what)
 
 
 def status_error(int status, str where):

@@ -4,7 +4,8 @@
 An Engine is made by the Cython backend from a plan (fastbp/plan.py): it keeps
 raw pointers to the plan's parameters, gradients and workspaces, plus a
 reference to every array so none is freed while the engine lives. The backend
-validates every array it passes in; nothing here checks again.
+validates every array it passes in; the engine checks only the Python<->C contract
+(DESIGN.md §5): codes, and the dicts it fills structs from by field name.
 """
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, free
@@ -117,7 +118,7 @@ cdef inline void *_ptr(arr):
 
 cdef inline const void *_input(Node *L, int l, const void *X, bint training) noexcept nogil:
     """What node l reads: X for the first node, else the previous node's output,
-    which is that node's input for a dropout outside training."""
+    which is that node's input for a train-only node (dropout) outside training."""
     while l > 0:
         l -= 1
         if not L[l].traits.train_only or training:

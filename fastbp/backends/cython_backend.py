@@ -10,7 +10,6 @@ import threading
 import numpy as np
 
 from fastbp._kernels.engine import Engine
-from fastbp.plan import DROPOUT
 
 # Rows per chunk for predict: at least PREDICT_MIN_ROWS so the GEMMs stay
 # efficient (256-row chunks of a 1024-wide model measured 30 % slower than one
@@ -58,6 +57,7 @@ class CythonBackend:
         self._training = False
         self._batch_key = None  # (batch_size, y dtype, y row shape) of self._batch
         self._batch = None      # (X_batch, y_batch, w_batch): epoch()'s gather buffers
+        self._hyper = {}        # the optimiser's hyper() of the last training call
         self._idle = []         # InferenceSets not in use, smallest first
         self._idle_lock = threading.Lock()
 
@@ -123,7 +123,7 @@ class CythonBackend:
         outside training)."""
         outputs, previous = [], self._X
         for node in self.plan.nodes:
-            skipped = node.kind == DROPOUT and not self._training
+            skipped = node.traits.train_only and not self._training
             previous = previous if skipped else node.A[:self._n]
             outputs.append(previous)
         return outputs
@@ -139,10 +139,8 @@ class CythonBackend:
         """The engine's (lr, hyper, l2, clipnorm, fold) for opt. hyper is Optimizer.hyper(),
         fbp_hyper's fields by name, refreshed in one dict this backend keeps (a new
         dict per step would be the step's only allocation)."""
-        hyper = getattr(self, "_hyper", None)
-        if hyper is None:
-            hyper = self._hyper = {}
-        return (lr, opt.hyper(out=hyper), opt.l2, opt.clipnorm or 0.0, opt.folds_into_gemm())
+        return (lr, opt.hyper(out=self._hyper), opt.l2, opt.clipnorm or 0.0,
+                opt.folds_into_gemm())
 
     def step(self, X, y, loss, opt, update, lr, weights=None):
         return self._engine_for(len(X)).step(X, y, weights, len(X), loss, update,
