@@ -41,24 +41,6 @@ def _number(name, value, low=0.0, high=math.inf, low_open=False, high_open=False
     return float(value)
 
 
-class Setting:
-    """A hyper-parameter checked every time it is set, in the constructor or later
-    (opt.lr = 0.01 between two fit calls): a bad value raises at once and leaves
-    the old one. check(optimizer, name, value) returns the value to store."""
-
-    def __init__(self, check):
-        self.check = check
-
-    def __set_name__(self, owner, name):
-        self.name = name
-
-    def __get__(self, obj, owner=None):
-        return self if obj is None else obj.__dict__[self.name]
-
-    def __set__(self, obj, value):
-        obj.__dict__[self.name] = self.check(obj, self.name, value)
-
-
 def _positive(obj, name, value):
     return _number(name, value, low_open=True)
 
@@ -85,20 +67,24 @@ class Optimizer:
     schedule (None or a schedule object from fastbp.schedules).
 
     Every hyper-parameter may be changed between calls (opt.lr = 0.01); it is
-    checked when set and read by the model at its next call. A change that alters
-    what state the optimiser keeps (SGD's momentum to or from 0) gives that state
-    a fresh start at the next training call."""
+    checked when set (SETTINGS: name -> check(optimizer, name, value), returning
+    the value to store; a bad value raises and leaves the old one) and read by the
+    model at its next call. A change that alters what state the optimiser keeps
+    (SGD's momentum to or from 0) gives that state a fresh start at the next
+    training call. Reads are plain attributes: the engine reads them every step."""
 
     name = None
     kind = None
     decoupled = False
-    lr = Setting(_positive)
-    weight_decay = Setting(_non_negative)
-    clipnorm = Setting(_clipnorm)
-    schedule = Setting(_schedule)
+    SETTINGS = {"lr": _positive, "weight_decay": _non_negative, "clipnorm": _clipnorm,
+                "schedule": _schedule}
     # the hyper-parameters of every kind, 0 unless this optimiser sets its own
     nesterov = False
     momentum = beta1 = beta2 = rho = eps = 0.0
+
+    def __setattr__(self, name, value):
+        check = self.SETTINGS.get(name)
+        object.__setattr__(self, name, value if check is None else check(self, name, value))
 
     def __init__(self, lr, weight_decay=0.0, clipnorm=None, schedule=None):
         self.lr = lr
@@ -183,8 +169,7 @@ class SGD(Optimizer):
 
     name = "sgd"
     kind = SGD_KIND
-    momentum = Setting(_momentum)
-    nesterov = Setting(_nesterov)
+    SETTINGS = {**Optimizer.SETTINGS, "momentum": _momentum, "nesterov": _nesterov}
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clipnorm=None,
                  schedule=None):
@@ -205,9 +190,7 @@ class Adam(Optimizer):
 
     name = "adam"
     kind = ADAM_KIND
-    beta1 = Setting(_fraction)
-    beta2 = Setting(_fraction)
-    eps = Setting(_positive)
+    SETTINGS = {**Optimizer.SETTINGS, "beta1": _fraction, "beta2": _fraction, "eps": _positive}
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
                  clipnorm=None, schedule=None):
@@ -237,8 +220,7 @@ class RMSProp(Optimizer):
 
     name = "rmsprop"
     kind = RMSPROP_KIND
-    rho = Setting(_fraction)
-    eps = Setting(_positive)
+    SETTINGS = {**Optimizer.SETTINGS, "rho": _fraction, "eps": _positive}
 
     def __init__(self, lr=0.001, rho=0.9, eps=1e-8, weight_decay=0.0, clipnorm=None,
                  schedule=None):
@@ -256,7 +238,7 @@ class Adagrad(Optimizer):
 
     name = "adagrad"
     kind = ADAGRAD_KIND
-    eps = Setting(_positive)
+    SETTINGS = {**Optimizer.SETTINGS, "eps": _positive}
 
     def __init__(self, lr=0.01, eps=1e-10, weight_decay=0.0, clipnorm=None, schedule=None):
         super().__init__(lr, weight_decay, clipnorm, schedule)
