@@ -12,9 +12,9 @@ import threading
 
 
 class ReadWriteLock:
-    """Many readers or one writer. The writing thread may also read and write
-    again inside its own section (its nested sections pass straight through);
-    a reader must not ask to write."""
+    """Many readers or one writer: `with lock.reading():` / `with lock.writing():`.
+    The writing thread may also read and write again inside its own section (its
+    nested sections pass straight through); a reader must not ask to write."""
 
     def __init__(self):
         self._cond = threading.Condition(threading.Lock())
@@ -22,29 +22,24 @@ class ReadWriteLock:
         self._writer = None        # ident of the thread that writes
         self._depth = 0            # its nesting depth
         self._writers_waiting = 0
+        self._read, self._write = _Section(self, False), _Section(self, True)
 
-    @contextlib.contextmanager
     def reading(self):
-        me = threading.get_ident()
-        if self._writer == me:     # only this thread can have set it to itself
-            yield
-            return
-        with self._cond:
-            while self._writer is not None or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+        return self._read
 
-    @contextlib.contextmanager
     def writing(self):
+        return self._write
+
+    def acquire(self, write):
         me = threading.get_ident()
+        if not write and self._writer == me:   # a read inside this thread's write
+            return                             # section (only it sets _writer to itself)
         with self._cond:
+            if not write:
+                while self._writer is not None or self._writers_waiting:
+                    self._cond.wait()
+                self._readers += 1
+                return
             if self._writer != me:
                 self._writers_waiting += 1
                 try:
@@ -54,14 +49,34 @@ class ReadWriteLock:
                     self._writers_waiting -= 1
                 self._writer = me
             self._depth += 1
-        try:
-            yield
-        finally:
-            with self._cond:
+
+    def release(self, write):
+        if not write and self._writer == threading.get_ident():
+            return   # the read passed straight through: the write section encloses it
+        with self._cond:
+            if write:
                 self._depth -= 1
                 if not self._depth:
                     self._writer = None
                     self._cond.notify_all()
+            else:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+
+class _Section:
+    """The context manager of one kind of section (a class, not a generator:
+    inference enters one per call)."""
+
+    def __init__(self, lock, write):
+        self.lock, self.write = lock, write
+
+    def __enter__(self):
+        self.lock.acquire(self.write)
+
+    def __exit__(self, *exc):
+        self.lock.release(self.write)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ Every method here receives arrays the model has already validated (right dtype,
 C-contiguous, right shapes); it only manages workspaces and calls the engine,
 which does a whole step, epoch or prediction in one call without the GIL.
 """
-import contextlib
 import threading
 
 import numpy as np
@@ -58,7 +57,7 @@ class CythonBackend:
         self._batch_key = None  # (batch_size, y dtype, y row shape) of self._batch
         self._batch = None      # (X_batch, y_batch, w_batch): epoch()'s gather buffers
         self._hyper = {}        # the optimiser's hyper() of the last training call
-        self._idle = []         # InferenceSets not in use, smallest first
+        self._idle = []         # InferenceSets not in use
         self._idle_lock = threading.Lock()
 
     def make_engine(self, spaces, capacity):
@@ -89,28 +88,25 @@ class CythonBackend:
         with self._idle_lock:
             self._idle = []
 
-    @contextlib.contextmanager
-    def _inference_set(self, n_rows, purpose):
-        """Borrow an InferenceSet for a `purpose` ("predict" or "loss") call over
-        n_rows rows (done in chunks above the chunk size); it goes back to the
-        pool afterwards."""
+    def _borrow(self, n_rows, purpose):
+        """An InferenceSet for a `purpose` ("predict" or "loss") call over n_rows
+        rows (done in chunks above the chunk size), taken from the pool or made;
+        give it back with _give_back."""
         chunk = max(PREDICT_MIN_ROWS, PREDICT_CHUNK_ELEMENTS // self.plan.max_width)
         needed = min(n_rows, chunk)
         with self._idle_lock:
-            fitting = [k for k, s in enumerate(self._idle)
-                       if s.purpose == purpose and s.capacity >= needed]
-            borrowed = self._idle.pop(fitting[0]) if fitting else None
-        if borrowed is None:
-            # a power of two, so that nearby sizes reuse one set
-            capacity = min(chunk, 1 << max(needed - 1, 0).bit_length())
-            borrowed = InferenceSet(self, capacity, purpose)
-        try:
-            yield borrowed
-        finally:
-            with self._idle_lock:
-                self._idle.append(borrowed)
-                self._idle.sort(key=lambda s: s.capacity)
-                del self._idle[:-self.POOL_SIZE]
+            for k, idle in enumerate(self._idle):
+                if idle.purpose == purpose and idle.capacity >= needed:
+                    return self._idle.pop(k)
+        # a power of two, so that nearby sizes reuse one set
+        return InferenceSet(self, min(chunk, 1 << max(needed - 1, 0).bit_length()), purpose)
+
+    def _give_back(self, scratch):
+        """Return a borrowed set to the pool, which keeps the POOL_SIZE largest."""
+        with self._idle_lock:
+            self._idle.append(scratch)
+            if len(self._idle) > self.POOL_SIZE:
+                self._idle.remove(min(self._idle, key=lambda s: s.capacity))
 
     def forward(self, X, training=False):
         n = len(X)
@@ -168,19 +164,27 @@ class CythonBackend:
         out = np.empty((n, self.plan.output_dim), dtype=self.plan.dtype)
         if n == 0:
             return out
-        with self._inference_set(n, "predict") as scratch:
+        scratch = self._borrow(n, "predict")
+        try:
             # one engine call per PREDICT_CALL_CHUNKS chunks, so that Ctrl-C is
             # seen between calls on a large X
             rows = scratch.capacity * PREDICT_CALL_CHUNKS
-            for start in range(0, n, rows):
-                part = slice(start, start + rows)
-                scratch.engine.predict(X[part], out[part], *scratch.buffers, scratch.capacity)
+            if n <= rows:
+                scratch.engine.predict(X, out, *scratch.buffers, scratch.capacity)
+            else:
+                for start in range(0, n, rows):
+                    part = slice(start, start + rows)
+                    scratch.engine.predict(X[part], out[part], *scratch.buffers,
+                                           scratch.capacity)
+        finally:
+            self._give_back(scratch)
         return out
 
     def loss_sum(self, X, y, loss, weights=None):
         n = len(X)
         total, n_correct = 0.0, 0
-        with self._inference_set(n, "loss") as scratch:
+        scratch = self._borrow(n, "loss")
+        try:
             chunk = scratch.capacity
             for start in range(0, n, chunk):
                 rows = slice(start, start + chunk)
@@ -189,4 +193,6 @@ class CythonBackend:
                     min(chunk, n - start), loss)
                 total += part
                 n_correct += correct
+        finally:
+            self._give_back(scratch)
         return total, n_correct
