@@ -5,6 +5,7 @@ generator and the optimiser configuration, and hands the math to a backend
 (fastbp/backends) through a plan (fastbp/plan.py).
 """
 import contextlib
+import copy
 import threading
 import time
 import warnings
@@ -151,12 +152,19 @@ class Sequential:
             return
         with self._train_lock, self._memory.writing():
             self._optimizer = opt
+            self._forward_context = None
             if self.built:
                 self._replan_optimizer()
 
     def _replan_optimizer(self):
         self._plan.reset_optimizer(self._optimizer.layout)
         self._backend.invalidate()
+
+    def _sync_layout(self):
+        """_sync_optimizer for a built model, taking the arrays for itself."""
+        if self.built:
+            with self._memory.writing():
+                self._sync_optimizer()
 
     def _sync_optimizer(self):
         """Before a training call: if the optimiser's layout changed in place (SGD's
@@ -328,14 +336,17 @@ class Sequential:
         """Build from X's width on first use."""
         if not self.built:
             self.build(X.shape[1])
+        if X.shape[1] != self.input_dim:   # another thread built it first
+            raise ValueError(f"X has {X.shape[1]} features, but the model was built for "
+                             f"{self.input_dim}; pass X with {self.input_dim} columns or build "
+                             "a new model")
 
+    @contextlib.contextmanager
     def _training(self):
         """The model for one training call: other training callers wait, and so
-        does inference while the arrays change."""
-        stack = contextlib.ExitStack()
-        stack.enter_context(self._train_lock)
-        stack.enter_context(self._memory.writing())
-        return stack
+        does inference while the arrays change (both released however it ends)."""
+        with self._train_lock, self._memory.writing():
+            yield
 
     # --- training -------------------------------------------------------------------
 
@@ -483,7 +494,9 @@ class Sequential:
         other threads may go between them, and a progress line is updated; the
         batches (and the weights) are the same as in one call.
         """
-        opt = self.optimizer
+        # a copy: a change made in place from another thread meanwhile (which may
+        # need other state arrays) takes effect at the next epoch
+        opt = copy.copy(self.optimizer)
         lr = opt.lr_at(self.epochs_done)
         total, n_correct, n_seen = 0.0, 0, 0
         batches_per_call = 1
@@ -521,7 +534,7 @@ class Sequential:
             self._check_finite()
             self._sync_optimizer()
             self._forward_context = None
-            opt = self.optimizer
+            opt = copy.copy(self.optimizer)   # in-place changes from now on: next call
             checkpoint = self._checkpoint()
             try:
                 with threads.limit(self.n_threads):
@@ -704,6 +717,7 @@ class Sequential:
         converted = [check.as_parameter(f"weights[{i}]", new, old)
                      for i, (new, old) in enumerate(zip(weights, params))]
         with self._training():
+            self._forward_context = None
             for new, old in zip(converted, params):
                 old[...] = new
 
@@ -712,6 +726,7 @@ class Sequential:
         live array (shape and dtype stay)."""
         new = check.as_parameter(name, value, live)
         with self._training():
+            self._forward_context = None
             live[...] = new
 
     def weight_names(self):
@@ -746,8 +761,11 @@ class Sequential:
         """Write the model to one .npz file (see fastbp.io); atomic. Training from
         other threads waits while it is written."""
         from fastbp import io
-        with self._train_lock, self._memory.reading():
-            io.save(self, path)
+        self._require_built()
+        with self._train_lock:
+            self._sync_layout()
+            with self._memory.reading():
+                io.save(self, path)
 
     def summary(self, print_fn=print):
         """Print a table of the layers: output shape, parameter count, totals."""
@@ -792,5 +810,7 @@ class Sequential:
         copy.copy is as deep as deepcopy. Raises TypeError when the model holds
         something that is not plain data (e.g. a function in metadata)."""
         from fastbp import io
-        with self._memory.reading():
-            return io.pickled(self)
+        with self._train_lock:   # between training calls: a state that really existed
+            self._sync_layout()
+            with self._memory.reading():
+                return io.pickled(self)
