@@ -292,3 +292,35 @@ def test_save_refuses_what_load_would_refuse(backend, tmp_path):
     with pytest.raises(ValueError, match="would not load"):
         copy.deepcopy(model)
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_review_cases_unbuilt_save_and_swap_between_forward_and_backward(backend, tmp_path):
+    """save() of a model that builds on first use does not deadlock; an optimiser
+    swap or a weight change ends the forward/backward pairing."""
+    unbuilt = fb.Sequential(backend=backend)
+    unbuilt.add(fb.Dense(3, input_dim=4))
+    unbuilt.save(tmp_path / "u.npz")
+    assert fb.load(tmp_path / "u.npz").built
+    X, _ = data()
+    model = classifier(backend)
+    for change in (lambda: setattr(model, "optimizer", fb.Adam()),
+                   lambda: model.set_weights(model.get_weights()),
+                   lambda: setattr(model.layers[0], "W", np.ones((4, 8)))):
+        out = model.forward(X)
+        change()
+        with pytest.raises(RuntimeError, match="forward pass first"):
+            model.backward(np.ones_like(out))
+
+
+def test_in_place_layout_change_then_save_loads(backend, tmp_path):
+    X, y = data()
+    model = classifier(backend, fb.SGD(lr=0.1))
+    model.fit(X, y, verbose=0)
+    model.optimizer.momentum = 0.9
+    model.save(tmp_path / "m.npz")
+    loaded = fb.load(tmp_path / "m.npz")
+    copied = copy.deepcopy(model)
+    for m in (model, loaded, copied):
+        m.fit(X, y, verbose=0)
+    assert_same_weights(model, loaded)
+    assert_same_weights(model, copied)
