@@ -4,6 +4,7 @@ Flags: -O3, no -march=native unless FASTBP_NATIVE=1 is set. No OpenMP: the BLAS
 threads already occupy the cores, and the element-wise passes are a few per cent
 of a step (see the README's performance notes).
 """
+
 import importlib.util
 import os
 import sys
@@ -17,8 +18,9 @@ HEADER_MODULES = ["codes"]
 
 def source_hash():
     """fastbp/_kernels/source_hash.py, loaded without importing fastbp."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastbp", "_kernels",
-                        "source_hash.py")
+    path = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "fastbp", "_kernels", "source_hash.py"
+    )
     spec = importlib.util.spec_from_file_location("fastbp_source_hash", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -28,8 +30,12 @@ def source_hash():
 def depends(name):
     """What a module is rebuilt after: the C headers, and for the engine, which
     carries the fingerprint, every file the fingerprint covers."""
-    headers = ["csrc/fbp_kernels.h", "csrc/fbp_kernels_impl.h", "csrc/fbp_layers_impl.h",
-               "csrc/fbp_math.h"]
+    headers = [
+        "csrc/fbp_kernels.h",
+        "csrc/fbp_kernels_impl.h",
+        "csrc/fbp_layers_impl.h",
+        "csrc/fbp_math.h",
+    ]
     if name != "engine":
         return headers
     root = os.path.dirname(os.path.abspath(__file__))
@@ -63,8 +69,10 @@ def extensions():
             # Linking libm explicitly binds expf, logf, ... to their current versions;
             # left unversioned they resolve to the older, errno-setting wrappers.
             libraries=["m"] if sys.platform != "win32" else [],
-            define_macros=[("FBP_SOURCE_HASH", f'"{fingerprint}"'),
-                           ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            define_macros=[
+                ("FBP_SOURCE_HASH", f'"{fingerprint}"'),
+                ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+            ],
         )
         for name in HEADER_MODULES + KERNEL_MODULES
     ]

@@ -4,6 +4,7 @@ Run by path: `python -m pytest benchmarks/` (timings) or with
 `--benchmark-disable` (each benchmarked call runs once, the checks still run).
 PyTorch is optional: only the torch contenders need it, and they skip without it.
 """
+
 import time
 
 import numpy as np
@@ -29,8 +30,9 @@ def assert_close(actual, expected, dtype):
     rtol = RTOL[np.dtype(dtype)]
     expected = np.asarray(expected, dtype=np.float64)
     scale = float(np.abs(expected).max(initial=0.0)) or 1.0
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected,
-                               rtol=rtol, atol=rtol * scale)
+    np.testing.assert_allclose(
+        np.asarray(actual, dtype=np.float64), expected, rtol=rtol, atol=rtol * scale
+    )
 
 
 def skip_unless_available(contender):
@@ -49,7 +51,8 @@ def _let_blas_threads_settle(request):
     """Pause before each timed benchmark (see SETTLE_SECONDS); no pause when
     benchmarking is disabled."""
     if "benchmark" in request.fixturenames and not request.config.getoption(
-            "benchmark_disable", default=False):
+        "benchmark_disable", default=False
+    ):
         time.sleep(SETTLE_SECONDS)
     yield
 
@@ -74,24 +77,29 @@ class References:
     def step_loss(self, config, dtype):
         """Mean loss of the first step from the initial weights, on the first of
         make_batches(config)."""
+
         def compute():
             model = workloads.make_model(config, "numpy", dtype)
             return workloads.fastbp_step(model, workloads.make_batches(config, dtype))()[0]
+
         return self._memo(("step", config.name, dtype), compute)
 
     def epoch_loss(self, config, dtype):
         """Mean loss of the first epoch from the initial weights."""
+
         def compute():
             model = workloads.make_model(config, "numpy", dtype)
             X, y, order = workloads.epoch_data(config, dtype)
             total, _, n_seen = workloads.fastbp_epoch(model, X, y, order, config.batch_size)()
             return total / n_seen
+
         return self._memo(("epoch", config.name, dtype), compute)
 
     def logits(self, config, dtype, n_rows):
         """Outputs of the initial model on predict_data(config, n_rows)."""
+
         def compute():
             model = workloads.make_model(config, "numpy", dtype)
             return workloads.fastbp_predict(model, workloads.predict_data(config, dtype, n_rows))()
-        return self._memo(("predict", config.name, dtype, n_rows), compute)
 
+        return self._memo(("predict", config.name, dtype, n_rows), compute)

@@ -25,7 +25,8 @@ taken in this one process, never absolute times compared across runs:
   median over rounds of that round's ratio, so both sides of a ratio are
   measured within moments of each other;
 - before each block the script sleeps --pause seconds, then (when the block
-  holds more than one call) makes one untimed call to wake the BLAS up. NumPy and the compiled kernels use two different OpenBLAS
+  holds more than one call) makes one untimed call to wake the BLAS up. NumPy and the
+  compiled kernels use two different OpenBLAS
   builds (NumPy's and SciPy's), each with its own worker threads, which keep
   spinning for about 0.1 s after a call; without the pause, one library's
   spinning workers steal a core from the other's next block on a 2-core
@@ -36,6 +37,7 @@ The fastbp contenders are called through the backends' hot-path methods
 the public Sequential methods do per call. Everything trains with plain SGD at
 lr 0.01; successive steps take the next of 8 distinct batches. See workloads.py.
 """
+
 import argparse
 import os
 import statistics
@@ -45,7 +47,7 @@ from dataclasses import dataclass
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)   # run as a script: measure this checkout's fastbp
+    sys.path.insert(0, REPO_ROOT)  # run as a script: measure this checkout's fastbp
 
 import numpy as np  # noqa: E402
 
@@ -63,9 +65,9 @@ class Settings:
 
     dtype: str
     rounds: int
-    block_seconds: float     # time one block of k calls should take
-    warmup_seconds: float    # least warm-up time per contender
-    pause_seconds: float     # sleep before each block
+    block_seconds: float  # time one block of k calls should take
+    warmup_seconds: float  # least warm-up time per contender
+    pause_seconds: float  # sleep before each block
     predict_rows: int
     use_torch: bool
 
@@ -73,23 +75,35 @@ class Settings:
 def parse_settings(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--quick", action="store_true",
-                        help="few short rounds: a smoke run in well under a minute")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="rounds per measurement (default 11, or 3 with --quick)")
-    parser.add_argument("--pause", type=float, default=0.15,
-                        help="seconds to sleep before each timed block (default 0.15)")
+    parser.add_argument(
+        "--quick", action="store_true", help="few short rounds: a smoke run in well under a minute"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="rounds per measurement (default 11, or 3 with --quick)",
+    )
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.15,
+        help="seconds to sleep before each timed block (default 0.15)",
+    )
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     args = parser.parse_args(argv)
     rounds = args.repeats if args.repeats is not None else (3 if args.quick else 11)
     if rounds < 1:
         parser.error("--repeats must be at least 1")
-    return Settings(dtype=args.dtype, rounds=rounds,
-                    block_seconds=0.01 if args.quick else 0.04,
-                    warmup_seconds=0.02 if args.quick else 0.2,
-                    pause_seconds=max(0.0, args.pause),
-                    predict_rows=2_000 if args.quick else 10_000,
-                    use_torch=not args.no_torch)
+    return Settings(
+        dtype=args.dtype,
+        rounds=rounds,
+        block_seconds=0.01 if args.quick else 0.04,
+        warmup_seconds=0.02 if args.quick else 0.2,
+        pause_seconds=max(0.0, args.pause),
+        predict_rows=2_000 if args.quick else 10_000,
+        use_torch=not args.no_torch,
+    )
 
 
 # --- measuring -----------------------------------------------------------------------------
@@ -112,7 +126,7 @@ class Timings:
     """Seconds per call of each contender, one figure per round."""
 
     def __init__(self, per_round):
-        self.per_round = per_round   # name -> [seconds per call in round r]
+        self.per_round = per_round  # name -> [seconds per call in round r]
 
     def __contains__(self, name):
         return name in self.per_round
@@ -149,7 +163,7 @@ def interleaved(contenders, settings):
             call, k = contenders[name], block[name]
             time.sleep(settings.pause_seconds)
             if k > 1:
-                call()   # wakes the BLAS workers up outside the timed block
+                call()  # wakes the BLAS workers up outside the timed block
             t0 = time.perf_counter()
             for _ in range(k):
                 call()
@@ -202,8 +216,10 @@ def check_same_loss(config, step_contenders):
     reference = losses["numpy"]
     for name, loss in losses.items():
         if not np.isclose(loss, reference, rtol=1e-4):
-            sys.exit(f"{config.name}: {name} step gives loss {loss}, NumPy gives {reference}; "
-                     "the contenders do not compute the same step")
+            sys.exit(
+                f"{config.name}: {name} step gives loss {loss}, NumPy gives {reference}; "
+                "the contenders do not compute the same step"
+            )
 
 
 def measure_predict(settings, torch):
@@ -214,7 +230,8 @@ def measure_predict(settings, torch):
         numpy_model = workloads.make_model(config, "numpy", settings.dtype)
         contenders = {
             "cython": workloads.fastbp_predict(
-                workloads.make_model(config, "cython", settings.dtype), X),
+                workloads.make_model(config, "cython", settings.dtype), X
+            ),
             "numpy": workloads.fastbp_predict(numpy_model, X),
         }
         if torch is not None:
@@ -243,9 +260,12 @@ def measure_layers(settings):
     batches = workloads.make_batches(config, settings.dtype)
     results = {}
     for name in workloads.LAYER_MODELS:
-        contenders = {backend: workloads.fastbp_step(
-            workloads.make_layer_model(name, backend, settings.dtype), batches)
-            for backend in ("cython", "numpy")}
+        contenders = {
+            backend: workloads.fastbp_step(
+                workloads.make_layer_model(name, backend, settings.dtype), batches
+            )
+            for backend in ("cython", "numpy")
+        }
         check_same_loss(config, contenders)
         results[name] = interleaved(contenders, settings)
     return results
@@ -269,6 +289,7 @@ def print_table(title, header, rows):
     def line(cells):
         first = str(cells[0]).ljust(widths[0])
         return "  ".join([first] + [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:])])
+
     print(f"\n{title}")
     print(line(header))
     print("  ".join("-" * w for w in widths))
@@ -278,18 +299,24 @@ def print_table(title, header, rows):
 
 def print_header(settings, torch):
     cython_blas = "SciPy's BLAS (scipy.linalg.cython_blas)"
-    print(f"fastbp {fastbp.__version__} benchmark report: dtype {settings.dtype}, "
-          f"{settings.rounds} rounds, pause {settings.pause_seconds:g} s, "
-          f"block ~{settings.block_seconds * 1e3:g} ms")
-    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, "
-          f"{workloads.cpu_threads()} BLAS threads; Cython GEMMs go through {cython_blas}")
+    print(
+        f"fastbp {fastbp.__version__} benchmark report: dtype {settings.dtype}, "
+        f"{settings.rounds} rounds, pause {settings.pause_seconds:g} s, "
+        f"block ~{settings.block_seconds * 1e3:g} ms"
+    )
+    print(
+        f"python {sys.version.split()[0]}, numpy {np.__version__}, "
+        f"{workloads.cpu_threads()} BLAS threads; Cython GEMMs go through {cython_blas}"
+    )
     if torch is None:
         print("torch: not measured" + ("" if settings.use_torch else " (--no-torch)"))
     else:
         print(f"torch {torch.__version__}: {torch.get_num_threads()} threads")
     if hasattr(os, "getloadavg"):
-        print(f"load average before starting: {os.getloadavg()[0]:.2f} "
-              f"(on {workloads.cpu_threads()} CPUs; other work makes the figures noisier)")
+        print(
+            f"load average before starting: {os.getloadavg()[0]:.2f} "
+            f"(on {workloads.cpu_threads()} CPUs; other work makes the figures noisier)"
+        )
     print("figures: medians over rounds; ratios: medians of per-round ratios")
 
 
@@ -298,25 +325,58 @@ def step_table(steps):
     rows = []
     for config in CONFIGS.values():
         t = steps[config.name]
-        us = [fmt_number(t.seconds(name) * 1e6 if name in t else None)
-              for name in ("cython", "numpy", "floor", "torch")]
-        rows.append([config.name, config.shape_label, config.batch_size, *us,
-                     fmt_ratio(t.ratio("numpy", "cython")), fmt_ratio(t.ratio("cython", "floor")),
-                     fmt_ratio(t.ratio("torch", "cython"))])
-    return ("Training step: µs per step (lower is faster); NumPy/Cython and PyTorch/Cython "
-            "above 1 mean Cython is faster; Cython/floor is the step over its GEMMs alone",
-            ["config", "layers", "batch", "Cython", "NumPy", "floor", "PyTorch",
-             "NumPy/Cython", "Cython/floor", "PyTorch/Cython"], rows)
+        us = [
+            fmt_number(t.seconds(name) * 1e6 if name in t else None)
+            for name in ("cython", "numpy", "floor", "torch")
+        ]
+        rows.append(
+            [
+                config.name,
+                config.shape_label,
+                config.batch_size,
+                *us,
+                fmt_ratio(t.ratio("numpy", "cython")),
+                fmt_ratio(t.ratio("cython", "floor")),
+                fmt_ratio(t.ratio("torch", "cython")),
+            ]
+        )
+    return (
+        "Training step: µs per step (lower is faster); NumPy/Cython and PyTorch/Cython "
+        "above 1 mean Cython is faster; Cython/floor is the step over its GEMMs alone",
+        [
+            "config",
+            "layers",
+            "batch",
+            "Cython",
+            "NumPy",
+            "floor",
+            "PyTorch",
+            "NumPy/Cython",
+            "Cython/floor",
+            "PyTorch/Cython",
+        ],
+        rows,
+    )
 
 
 def layers_table(layer_steps):
     """Title, header and rows of the layer-types table."""
     config = CONFIGS[workloads.LAYER_CONFIG]
-    rows = [[name, fmt_number(t.seconds("cython") * 1e6), fmt_number(t.seconds("numpy") * 1e6),
-             fmt_ratio(t.ratio("numpy", "cython"))] for name, t in layer_steps.items()]
-    return (f"Layer types: µs per training step on the {config.name} config's shapes "
-            f"({config.shape_label}, batch {config.batch_size})",
-            ["model", "Cython", "NumPy", "NumPy/Cython"], rows)
+    rows = [
+        [
+            name,
+            fmt_number(t.seconds("cython") * 1e6),
+            fmt_number(t.seconds("numpy") * 1e6),
+            fmt_ratio(t.ratio("numpy", "cython")),
+        ]
+        for name, t in layer_steps.items()
+    ]
+    return (
+        f"Layer types: µs per training step on the {config.name} config's shapes "
+        f"({config.shape_label}, batch {config.batch_size})",
+        ["model", "Cython", "NumPy", "NumPy/Cython"],
+        rows,
+    )
 
 
 def predict_table(predictions, n_rows):
@@ -324,26 +384,66 @@ def predict_table(predictions, n_rows):
     rows = []
     for config in CONFIGS.values():
         t = predictions[config.name]
-        per_second = [fmt_number(n_rows / t.seconds(name) if name in t else None, 0)
-                      for name in ("cython", "numpy", "torch")]
-        rows.append([config.name, config.shape_label, n_rows, *per_second,
-                     fmt_ratio(t.ratio("numpy", "cython")), fmt_ratio(t.ratio("torch", "cython"))])
-    return (f"Predict: rows/s over {n_rows:,} rows (higher is faster); ratios are time over "
-            "Cython's time",
-            ["config", "layers", "rows", "Cython", "NumPy", "PyTorch", "NumPy/Cython",
-             "PyTorch/Cython"], rows)
+        per_second = [
+            fmt_number(n_rows / t.seconds(name) if name in t else None, 0)
+            for name in ("cython", "numpy", "torch")
+        ]
+        rows.append(
+            [
+                config.name,
+                config.shape_label,
+                n_rows,
+                *per_second,
+                fmt_ratio(t.ratio("numpy", "cython")),
+                fmt_ratio(t.ratio("torch", "cython")),
+            ]
+        )
+    return (
+        f"Predict: rows/s over {n_rows:,} rows (higher is faster); ratios are time over "
+        "Cython's time",
+        [
+            "config",
+            "layers",
+            "rows",
+            "Cython",
+            "NumPy",
+            "PyTorch",
+            "NumPy/Cython",
+            "PyTorch/Cython",
+        ],
+        rows,
+    )
 
 
 def epoch_table(epoch):
     """Title, header and the one row of the epoch table."""
     config = CONFIGS[EPOCH_CONFIG]
-    ms = [fmt_number(epoch.seconds(name) * 1e3 if name in epoch else None, 2)
-          for name in ("cython", "numpy", "torch")]
-    row = [config.name, config.shape_label, f"{EPOCH_SAMPLES} / {config.batch_size}", *ms,
-           fmt_ratio(epoch.ratio("numpy", "cython")), fmt_ratio(epoch.ratio("torch", "cython"))]
-    return ("One epoch: ms per epoch; ratios are time over Cython's time",
-            ["config", "layers", "samples / batch", "Cython", "NumPy", "PyTorch",
-             "NumPy/Cython", "PyTorch/Cython"], [row])
+    ms = [
+        fmt_number(epoch.seconds(name) * 1e3 if name in epoch else None, 2)
+        for name in ("cython", "numpy", "torch")
+    ]
+    row = [
+        config.name,
+        config.shape_label,
+        f"{EPOCH_SAMPLES} / {config.batch_size}",
+        *ms,
+        fmt_ratio(epoch.ratio("numpy", "cython")),
+        fmt_ratio(epoch.ratio("torch", "cython")),
+    ]
+    return (
+        "One epoch: ms per epoch; ratios are time over Cython's time",
+        [
+            "config",
+            "layers",
+            "samples / batch",
+            "Cython",
+            "NumPy",
+            "PyTorch",
+            "NumPy/Cython",
+            "PyTorch/Cython",
+        ],
+        [row],
+    )
 
 
 # --- targets ---------------------------------------------------------------------------------
@@ -372,26 +472,50 @@ class Target:
 
 
 STEP_SPEEDUP_TARGETS = {"tiny": 14.0, "small": 1.7, "medium": 1.27, "large": 1.06}
-FLOOR_OVERHEAD_TARGET = 1.10     # small, medium, large
+FLOOR_OVERHEAD_TARGET = 1.10  # small, medium, large
 EPOCH_SPEEDUP_TARGET = 10.0
-PREDICT_SPEEDUP_TARGET = 1.0     # never slower than NumPy
+PREDICT_SPEEDUP_TARGET = 1.0  # never slower than NumPy
 
 
 def targets(steps, predictions, epoch):
     """The performance targets as Targets, with what was measured."""
     found = []
     for name, bound in STEP_SPEEDUP_TARGETS.items():
-        found.append(Target(f"step {name}: NumPy/Cython", steps[name].ratio("numpy", "cython"),
-                            bound, True, gemm_only=steps[name].ratio("numpy", "floor")))
+        found.append(
+            Target(
+                f"step {name}: NumPy/Cython",
+                steps[name].ratio("numpy", "cython"),
+                bound,
+                True,
+                gemm_only=steps[name].ratio("numpy", "floor"),
+            )
+        )
     for name in ("small", "medium", "large"):
-        found.append(Target(f"step {name}: Cython/GEMM floor",
-                            steps[name].ratio("cython", "floor"), FLOOR_OVERHEAD_TARGET, False))
-    found.append(Target(f"epoch {EPOCH_CONFIG}: NumPy/Cython", epoch.ratio("numpy", "cython"),
-                        EPOCH_SPEEDUP_TARGET, True))
+        found.append(
+            Target(
+                f"step {name}: Cython/GEMM floor",
+                steps[name].ratio("cython", "floor"),
+                FLOOR_OVERHEAD_TARGET,
+                False,
+            )
+        )
+    found.append(
+        Target(
+            f"epoch {EPOCH_CONFIG}: NumPy/Cython",
+            epoch.ratio("numpy", "cython"),
+            EPOCH_SPEEDUP_TARGET,
+            True,
+        )
+    )
     for name in CONFIGS:
-        found.append(Target(f"predict {name}: NumPy/Cython",
-                            predictions[name].ratio("numpy", "cython"),
-                            PREDICT_SPEEDUP_TARGET, True))
+        found.append(
+            Target(
+                f"predict {name}: NumPy/Cython",
+                predictions[name].ratio("numpy", "cython"),
+                PREDICT_SPEEDUP_TARGET,
+                True,
+            )
+        )
     return found
 
 
@@ -400,11 +524,17 @@ UNSTEADY_SPREAD = 1.5
 
 def print_unsteady(timings):
     """Name the figures whose rounds varied more than UNSTEADY_SPREAD."""
-    unsteady = [f"{what} {name} ({t.spread(name):.1f}x)" for what, t in timings.items()
-                for name in t.per_round if t.spread(name) > UNSTEADY_SPREAD]
+    unsteady = [
+        f"{what} {name} ({t.spread(name):.1f}x)"
+        for what, t in timings.items()
+        for name in t.per_round
+        if t.spread(name) > UNSTEADY_SPREAD
+    ]
     if unsteady:
-        print(f"\nrounds spanning more than {UNSTEADY_SPREAD}x (slowest/fastest), "
-              "treat with care or rerun: " + ", ".join(unsteady))
+        print(
+            f"\nrounds spanning more than {UNSTEADY_SPREAD}x (slowest/fastest), "
+            "treat with care or rerun: " + ", ".join(unsteady)
+        )
     else:
         print(f"\nevery figure's rounds stayed within {UNSTEADY_SPREAD}x of each other")
 
@@ -412,11 +542,22 @@ def print_unsteady(timings):
 def targets_table(found, dtype):
     """Title, header and rows of the targets, each marked met or not."""
     note = "" if dtype == "float32" else " (they were set for float32)"
-    rows = [[t.what, (">= " if t.at_least else "<= ") + f"{t.bound:g}x", fmt_ratio(t.measured),
-             t.verdict, fmt_ratio(t.gemm_only)] for t in found]
-    return (f"Targets{note}; 'GEMMs only' is NumPy/floor, the speed-up of a step that cost "
-            "no more than its GEMMs",
-            ["target", "wanted", "measured", "verdict", "GEMMs only"], rows)
+    rows = [
+        [
+            t.what,
+            (">= " if t.at_least else "<= ") + f"{t.bound:g}x",
+            fmt_ratio(t.measured),
+            t.verdict,
+            fmt_ratio(t.gemm_only),
+        ]
+        for t in found
+    ]
+    return (
+        f"Targets{note}; 'GEMMs only' is NumPy/floor, the speed-up of a step that cost "
+        "no more than its GEMMs",
+        ["target", "wanted", "measured", "verdict", "GEMMs only"],
+        rows,
+    )
 
 
 def main(argv=None):
@@ -438,10 +579,14 @@ def main(argv=None):
     print_table(*layers_table(layer_steps))
     print_table(*targets_table(targets(steps, predictions, epoch), settings.dtype))
 
-    print_unsteady({**{f"step {name}": t for name, t in steps.items()},
-                    **{f"predict {name}": t for name, t in predictions.items()},
-                    f"epoch {EPOCH_CONFIG}": epoch,
-                    **{f"layers {name}": t for name, t in layer_steps.items()}})
+    print_unsteady(
+        {
+            **{f"step {name}": t for name, t in steps.items()},
+            **{f"predict {name}": t for name, t in predictions.items()},
+            f"epoch {EPOCH_CONFIG}": epoch,
+            **{f"layers {name}": t for name, t in layer_steps.items()},
+        }
+    )
     load = f", load average now {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
     print(f"\ntotal {time.perf_counter() - started:.0f} s{load}")
 

@@ -12,6 +12,7 @@ The compiled kernels are called through their memoryview wrappers, which check
 shapes on each call (about a microsecond, visible at the smallest size) and then
 run without the GIL.
 """
+
 import numpy as np
 import pytest
 
@@ -22,7 +23,7 @@ from fastbp.backends.numpy_backend import activate
 
 try:
     from fastbp._kernels import kernels
-except ImportError:   # not built: the "cython" cases skip
+except ImportError:  # not built: the "cython" cases skip
     kernels = None
 
 pytestmark = pytest.mark.benchmark(max_time=0.5)
@@ -114,6 +115,7 @@ def test_dense_forward(benchmark, implementation, dtype, size):
 
         def forward():
             return relu(X @ W + b, 0.0)
+
     A = benchmark(forward)
 
     X64, W64, b64 = as64(X, W, b)
@@ -154,6 +156,7 @@ def test_dense_backward(benchmark, implementation, dtype, size):
             dW[...] = X.T @ dZ
             db[...] = dZ.sum(axis=0)
             return dW, db, dZ @ W.T
+
     got_dW, got_db, got_dX = benchmark(backward)
 
     X64, W64, Z64, dA64 = as64(X, W, Z, dA)
@@ -177,13 +180,16 @@ def test_bias_gradient(benchmark, implementation, size):
     dZ = layer_arrays(n, 1, d_out, dtype)[3]
     db = np.empty(d_out, dtype=dtype)
     if implementation == "cython":
+
         def bias_gradient():
             kernels.bias_gradient(dZ, db)
             return db
     else:
+
         def bias_gradient():
             db[...] = dZ.sum(axis=0)
             return db
+
     got = benchmark(bias_gradient)
 
     assert_close(got, np.asarray(dZ, dtype=np.float64).sum(axis=0), dtype)
@@ -211,8 +217,10 @@ def test_activation_derivative(benchmark, implementation, size, activation):
             kernels.activation_backward(Z, A, dA, dZ, spec.code, spec.default_param)
             return dZ
     else:
+
         def activation_backward():
             return dA * f_derivative(Z, A, spec.default_param)
+
     got = benchmark(activation_backward)
 
     Z64, dA64 = as64(Z, dA)
@@ -232,6 +240,7 @@ def test_activation_forward(benchmark, implementation, dtype, size, activation):
 
     def f(Z, param):
         return activate(spec.code, Z, param)
+
     rng = np.random.default_rng(1)
     Z = (2.0 * rng.standard_normal((n, d_out))).astype(dtype)
     if implementation == "cython":
@@ -241,8 +250,10 @@ def test_activation_forward(benchmark, implementation, dtype, size, activation):
             kernels.activation_forward(Z, A, spec.code, spec.default_param)
             return A
     else:
+
         def activation_forward():
             return f(Z, spec.default_param)
+
     got = benchmark(activation_forward)
 
     assert_close(got, f(Z.astype(np.float64), spec.default_param), dtype)

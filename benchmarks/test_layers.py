@@ -5,11 +5,18 @@ on the small config's shapes, for the Cython and the NumPy backend.
 Each test first checks that the backend's first step gives the NumPy backend's loss
 on the same initial weights and batch.
 """
+
 import pytest
 
 from benchmarks.conftest import assert_close, skip_unless_available
-from benchmarks.workloads import (CONFIGS, LAYER_CONFIG, LAYER_MODELS, fastbp_step,
-                                  make_batches, make_layer_model)
+from benchmarks.workloads import (
+    CONFIGS,
+    LAYER_CONFIG,
+    LAYER_MODELS,
+    fastbp_step,
+    make_batches,
+    make_layer_model,
+)
 
 pytestmark = pytest.mark.benchmark(max_time=0.5)
 

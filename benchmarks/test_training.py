@@ -10,13 +10,23 @@ of Sequential.train_step / fit / predict; see workloads.py.
 Every test checks what it timed against the NumPy backend on the same initial
 weights: the first step's loss, the first epoch's mean loss, the logits.
 """
+
 import numpy as np
 import pytest
 
 from benchmarks.conftest import assert_close, skip_unless_available
-from benchmarks.workloads import (CONFIGS, TorchMLP, epoch_data, fastbp_epoch, fastbp_predict,
-                                  fastbp_step, gemm_floor, make_batches, make_model,
-                                  predict_data)
+from benchmarks.workloads import (
+    CONFIGS,
+    TorchMLP,
+    epoch_data,
+    fastbp_epoch,
+    fastbp_predict,
+    fastbp_step,
+    gemm_floor,
+    make_batches,
+    make_model,
+    predict_data,
+)
 
 pytestmark = pytest.mark.benchmark(max_time=0.5)
 
@@ -44,18 +54,21 @@ def test_step(benchmark, references, config, contender):
     batches = make_batches(config, DTYPE)
     model = model_for(config, contender)
     if contender == "floor":
-        fastbp_step(model, batches)()   # fill the workspaces with a real step's values
+        fastbp_step(model, batches)()  # fill the workspaces with a real step's values
         X = benchmark(gemm_floor(model, batches))
         first = model._plan.nodes[0]
         # the floor's first GEMM leaves Z = X @ W1 (no bias) in the first workspace
-        assert_close(first.Z[:len(X)], np.asarray(X, np.float64) @ first.params[0].value, DTYPE)
+        assert_close(first.Z[: len(X)], np.asarray(X, np.float64) @ first.params[0].value, DTYPE)
         return
     if contender == "torch":
         step = TorchMLP(model).step(batches)
         loss_of = float
     else:
         step = fastbp_step(model, batches)
-        loss_of = lambda result: result[0]   # (loss, n_correct)
+
+        def loss_of(result):  # (loss, n_correct)
+            return result[0]
+
     assert_close(loss_of(step()), references.step_loss(config, DTYPE), DTYPE)
     assert np.isfinite(loss_of(benchmark(step)))
 
@@ -65,20 +78,29 @@ def test_step(benchmark, references, config, contender):
 def test_epoch(benchmark, references, config, contender):
     """One epoch of mini-batch SGD (lr 0.01) over config.epoch_samples rows."""
     skip_unless_available(contender)
-    benchmark.group = (f"epoch {config.name} {config.shape_label} "
-                       f"{config.epoch_samples} samples batch {config.batch_size}")
+    benchmark.group = (
+        f"epoch {config.name} {config.shape_label} "
+        f"{config.epoch_samples} samples batch {config.batch_size}"
+    )
     X, y, order = epoch_data(config, DTYPE)
     model = model_for(config, contender)
     if contender == "torch":
         epoch = TorchMLP(model).epoch(X, y, order, config.batch_size)
-        summary = lambda result: (result[0] / result[1], result[1])   # (total, n_seen)
+
+        def summary(result):  # (total, n_seen)
+            return result[0] / result[1], result[1]
+
     else:
         epoch = fastbp_epoch(model, X, y, order, config.batch_size)
-        summary = lambda result: (result[0] / result[2], result[2])   # (total, correct, seen)
+
+        def summary(result):  # (total, correct, seen)
+            return result[0] / result[2], result[2]
+
     first_loss, n_seen = summary(epoch())
     assert n_seen == len(X)
-    np.testing.assert_allclose(first_loss, references.epoch_loss(config, DTYPE),
-                               rtol=EPOCH_LOSS_RTOL)
+    np.testing.assert_allclose(
+        first_loss, references.epoch_loss(config, DTYPE), rtol=EPOCH_LOSS_RTOL
+    )
     later_loss, n_seen = summary(benchmark(epoch))
     assert n_seen == len(X) and np.isfinite(later_loss)
 

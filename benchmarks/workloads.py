@@ -14,6 +14,7 @@ calls (Sequential.train_step, fit, predict) validate and convert their input on
 every call; here the arrays are prepared once instead: C-contiguous, of the
 model's dtype, labels int64.
 """
+
 import itertools
 import os
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ def cpu_threads():
             return int(value)
     try:
         return len(os.sched_getaffinity(0))
-    except AttributeError:   # not on Linux
+    except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
 
@@ -91,6 +92,7 @@ def cython_unavailable_reason():
     if "cython" in fb.available_backends():
         return None
     from fastbp import backends
+
     return f"the Cython backend is unavailable: {backends.CYTHON_UNAVAILABLE}"
 
 
@@ -115,7 +117,7 @@ def make_batches(config, dtype="float32", count=STEP_BATCHES, seed=0):
     shape (batch_size, n_features), C-contiguous, y (batch_size,) int64."""
     size = config.batch_size
     X, y = make_data(size * count, config.n_features, config.n_classes, dtype, seed)
-    return [(X[i * size:(i + 1) * size], y[i * size:(i + 1) * size]) for i in range(count)]
+    return [(X[i * size : (i + 1) * size], y[i * size : (i + 1) * size]) for i in range(count)]
 
 
 def make_model(config, backend, dtype="float32", seed=0, lr=LR):
@@ -125,8 +127,14 @@ def make_model(config, backend, dtype="float32", seed=0, lr=LR):
     layers = [fb.Dense(sizes[1], activation="relu", input_dim=sizes[0])]
     layers += [fb.Dense(units, activation="relu") for units in sizes[2:-1]]
     layers.append(fb.Dense(sizes[-1]))
-    return fb.Sequential(layers, loss="softmax_cross_entropy", optimizer=fb.SGD(lr=lr),
-                         dtype=dtype, seed=seed, backend=backend)
+    return fb.Sequential(
+        layers,
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=lr),
+        dtype=dtype,
+        seed=seed,
+        backend=backend,
+    )
 
 
 # The layer types on the small config's shapes (784 inputs, 128 hidden columns, 10
@@ -136,19 +144,31 @@ LAYER_CONFIG = "small"
 LAYER_MODELS = {
     "Dense relu": lambda: [fb.Dense(128, "relu", input_dim=784), fb.Dense(10)],
     "Dense prelu": lambda: [fb.Dense(128, "prelu", input_dim=784), fb.Dense(10)],
-    "Dense + Activation(relu)": lambda: [fb.Dense(128, input_dim=784), fb.Activation("relu"),
-                                         fb.Dense(10)],
+    "Dense + Activation(relu)": lambda: [
+        fb.Dense(128, input_dim=784),
+        fb.Activation("relu"),
+        fb.Dense(10),
+    ],
     "Maxout 64 x 2": lambda: [fb.Maxout(64, pieces=2, input_dim=784), fb.Dense(10)],
-    "Dense relu + Dropout(0.5)": lambda: [fb.Dense(128, "relu", input_dim=784), fb.Dropout(0.5),
-                                          fb.Dense(10)],
+    "Dense relu + Dropout(0.5)": lambda: [
+        fb.Dense(128, "relu", input_dim=784),
+        fb.Dropout(0.5),
+        fb.Dense(10),
+    ],
     "softmax output": lambda: [fb.Dense(128, "relu", input_dim=784), fb.Dense(10, "softmax")],
 }
 
 
 def make_layer_model(name, backend, dtype="float32", seed=0, lr=LR):
     """A built fastbp.Sequential of LAYER_MODELS[name], softmax cross-entropy, SGD."""
-    return fb.Sequential(LAYER_MODELS[name](), loss="softmax_cross_entropy",
-                         optimizer=fb.SGD(lr=lr), dtype=dtype, seed=seed, backend=backend)
+    return fb.Sequential(
+        LAYER_MODELS[name](),
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=lr),
+        dtype=dtype,
+        seed=seed,
+        backend=backend,
+    )
 
 
 def shuffled_order(n_samples, seed=0):
@@ -185,6 +205,7 @@ def fastbp_step(model, batches, lr=LR):
     def step():
         X, y = next(upcoming)
         return backend.step(X, y, SOFTMAX_XENT_INT, optimizer, True, lr)
+
     return step
 
 
@@ -198,6 +219,7 @@ def gemm_floor(model, batches):
         X, _ = next(upcoming)
         backend.gemm_floor(X, LR)
         return X
+
     return floor
 
 
@@ -212,6 +234,7 @@ def fastbp_epoch(model, X, y, order, batch_size, lr=LR):
 
     def epoch():
         return backend.epoch(X, y, order, batch_size, SOFTMAX_XENT_INT, optimizer, lr)
+
     return epoch
 
 
@@ -221,6 +244,7 @@ def fastbp_predict(model, X):
 
     def predict():
         return backend.predict(X)
+
     return predict
 
 
@@ -246,6 +270,7 @@ class TorchMLP:
 
     def __init__(self, model, lr=LR):
         import torch
+
         self.torch = torch
         self.dtype = torch.float64 if model.dtype == np.float64 else torch.float32
         modules = []
@@ -253,14 +278,15 @@ class TorchMLP:
             d_in, d_out = layer.W.shape
             linear = torch.nn.Linear(d_in, d_out, dtype=self.dtype)
             with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(layer.W.T.copy()))   # (d_out, d_in)
+                linear.weight.copy_(torch.from_numpy(layer.W.T.copy()))  # (d_out, d_in)
                 linear.bias.copy_(torch.from_numpy(layer.b))
             modules.append(linear)
             if layer.activation.name == "relu":
                 modules.append(torch.nn.ReLU())
             elif layer.activation.name != "identity":
-                raise ValueError(f"TorchMLP supports relu and identity, not "
-                                 f"{layer.activation.name}")
+                raise ValueError(
+                    f"TorchMLP supports relu and identity, not {layer.activation.name}"
+                )
         self.net = torch.nn.Sequential(*modules)
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=lr)
 
@@ -275,11 +301,11 @@ class TorchMLP:
     def step(self, batches):
         """Callable: one SGD step on the next of batches [(X, y), ...] -> mean loss."""
         torch = self.torch
-        upcoming = itertools.cycle([(torch.from_numpy(X), torch.from_numpy(y))
-                                    for X, y in batches])
+        upcoming = itertools.cycle([(torch.from_numpy(X), torch.from_numpy(y)) for X, y in batches])
 
         def step():
             return self._train_on(*next(upcoming))
+
         return step
 
     def epoch(self, X, y, order, batch_size):
@@ -291,11 +317,12 @@ class TorchMLP:
         def epoch():
             total, n_seen = 0.0, 0
             for start in range(0, len(order_t), batch_size):
-                idx = order_t[start:start + batch_size]
+                idx = order_t[start : start + batch_size]
                 loss = self._train_on(X_t.index_select(0, idx), y_t.index_select(0, idx))
                 total += loss * len(idx)
                 n_seen += len(idx)
             return total, n_seen
+
         return epoch
 
     def predict(self, X):
@@ -306,4 +333,5 @@ class TorchMLP:
         def predict():
             with torch.inference_mode():
                 return self.net(X_t).numpy()
+
         return predict

@@ -16,6 +16,7 @@ descent falls fastest per epoch but each epoch costs the most time.
 Run:  python examples/gd_modes.py [curves.png]
       (with matplotlib installed and a path given, the three loss curves are drawn)
 """
+
 import sys
 import time
 
@@ -49,13 +50,15 @@ def data():
 def train(mode, epochs=8, seed=0):
     """(initial loss, loss per epoch, seconds per epoch) for one mode."""
     X, y = data()
-    model = fb.Sequential([fb.Dense(32, activation="relu", input_dim=64), fb.Dense(10)],
-                          loss="softmax_cross_entropy",
-                          optimizer=fb.SGD(lr=LEARNING_RATES[mode]), seed=seed)
+    model = fb.Sequential(
+        [fb.Dense(32, activation="relu", input_dim=64), fb.Dense(10)],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=LEARNING_RATES[mode]),
+        seed=seed,
+    )
     start = model.evaluate(X, y)["loss"]
     timer = EpochTimer()
-    hist = model.fit(X, y, epochs=epochs, batch_size=MODES[mode], verbose=0,
-                     callbacks=[timer])
+    hist = model.fit(X, y, epochs=epochs, batch_size=MODES[mode], verbose=0, callbacks=[timer])
     return start, hist.history["loss"], timer.times
 
 
@@ -84,8 +87,12 @@ def main(verbose=True, epochs=8, plot_path=None):
     results = {}
     for mode in MODES:
         start, losses, times = train(mode, epochs)
-        results[mode] = {"start": start, "loss": losses, "seconds": times,
-                         "median_seconds": float(np.median(times))}
+        results[mode] = {
+            "start": start,
+            "loss": losses,
+            "seconds": times,
+            "median_seconds": float(np.median(times)),
+        }
     if verbose:
         names = list(MODES)
         print("training loss per epoch (digits, 64-32-10 ReLU, plain SGD)")
@@ -93,13 +100,17 @@ def main(verbose=True, epochs=8, plot_path=None):
         print(f"{0:>5} " + "".join(f"{results[n]['start']:14.4f}" for n in names))
         for e in range(epochs):
             print(f"{e + 1:>5} " + "".join(f"{results[n]['loss'][e]:14.4f}" for n in names))
-        print("ms/epoch" + "".join(f"{1e3 * results[n]['median_seconds']:12.2f}  "
-                                   for n in names) + "(median)")
+        print(
+            "ms/epoch"
+            + "".join(f"{1e3 * results[n]['median_seconds']:12.2f}  " for n in names)
+            + "(median)"
+        )
     if plot_path is not None:
         drawn = plot(results, plot_path)
         if verbose:
-            print(f"plot written to {plot_path}" if drawn else
-                  "matplotlib is not installed: no plot")
+            print(
+                f"plot written to {plot_path}" if drawn else "matplotlib is not installed: no plot"
+            )
         results["plotted"] = drawn
     return results
 

@@ -12,6 +12,7 @@ fastbp.diagnostics.TrainingHealthWarning when there are any.
 
 Run:  python examples/symmetry.py
 """
+
 import warnings
 
 import numpy as np
@@ -30,10 +31,16 @@ def data():
 
 def make_model(init, seed=0):
     """A 2-8-2 tanh network whose every layer starts from `init`."""
-    return fb.Sequential([fb.Dense(HIDDEN, activation="tanh", input_dim=2, kernel_initializer=init),
-                          fb.Dense(2, kernel_initializer=init)],
-                         loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.5),
-                         dtype="float64", seed=seed)
+    return fb.Sequential(
+        [
+            fb.Dense(HIDDEN, activation="tanh", input_dim=2, kernel_initializer=init),
+            fb.Dense(2, kernel_initializer=init),
+        ],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.5),
+        dtype="float64",
+        seed=seed,
+    )
 
 
 def distinct_hidden_units(model):
@@ -55,24 +62,32 @@ def train(init, epochs, diagnostics=False):
 
 def main(verbose=True, epochs=20):
     results = {}
-    for name, init in [("zeros", "zeros"), ("constant 0.5", fb.initializers.Constant(0.5)),
-                       ("small_normal", "small_normal")]:
+    for name, init in [
+        ("zeros", "zeros"),
+        ("constant 0.5", fb.initializers.Constant(0.5)),
+        ("small_normal", "small_normal"),
+    ]:
         # one optimiser step on one mini-batch, then a full training run with diagnostics
         X, y = data()
         model = make_model(init)
         model.train_step(X[:32], y[:32])
         after_one = distinct_hidden_units(model)
         after_many, hist, health = train(init, epochs=epochs, diagnostics=True)
-        results[name] = {"after_one_step": after_one, "after_training": after_many,
-                         "duplicate_units": hist.history["duplicate_units"][-1],
-                         "warnings": [str(w.message) for w in health],
-                         "final_loss": hist.history["loss"][-1]}
+        results[name] = {
+            "after_one_step": after_one,
+            "after_training": after_many,
+            "duplicate_units": hist.history["duplicate_units"][-1],
+            "warnings": [str(w.message) for w in health],
+            "final_loss": hist.history["loss"][-1],
+        }
     if verbose:
         print(f"distinct hidden units out of {HIDDEN}:")
         print(f"{'initialiser':<14} {'1 step':>7} {epochs:>4} epochs  duplicate_units  loss")
         for name, r in results.items():
-            print(f"{name:<14} {r['after_one_step']:>7} {r['after_training']:>11}  "
-                  f"{r['duplicate_units']:>15}  {r['final_loss']:.4f}")
+            print(
+                f"{name:<14} {r['after_one_step']:>7} {r['after_training']:>11}  "
+                f"{r['duplicate_units']:>15}  {r['final_loss']:.4f}"
+            )
         for name, r in results.items():
             for message in r["warnings"]:
                 print(f"warning ({name}): {message}")

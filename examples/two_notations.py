@@ -15,6 +15,7 @@ in both, so the output error is dZ2 = (A2 - Y) / m.
 
 Run:  python examples/two_notations.py
 """
+
 import numpy as np
 
 import fastbp as fb
@@ -33,11 +34,11 @@ def column_forward_backward(X, Y, W1, b1, W2, b2):
     A2 = 1.0 / (1.0 + np.exp(-Z2))
     loss = -np.sum(Y * np.log(A2) + (1 - Y) * np.log(1 - A2)) / m
 
-    dZ2 = (A2 - Y) / m                      # sigmoid + binary cross-entropy, mean over m
+    dZ2 = (A2 - Y) / m  # sigmoid + binary cross-entropy, mean over m
     dW2 = dZ2 @ A1.T
     db2 = dZ2.sum(axis=1, keepdims=True)
     dA1 = W2.T @ dZ2
-    dZ1 = dA1 * (1 - A1 ** 2)               # tanh'(z) = 1 - tanh(z)^2
+    dZ1 = dA1 * (1 - A1**2)  # tanh'(z) = 1 - tanh(z)^2
     dW1 = dZ1 @ X.T
     db1 = dZ1.sum(axis=1, keepdims=True)
     dX = W1.T @ dZ1
@@ -45,9 +46,12 @@ def column_forward_backward(X, Y, W1, b1, W2, b2):
 
 
 def fastbp_model(seed=0):
-    return fb.Sequential([fb.Dense(N_H, activation="tanh", input_dim=N_X),
-                          fb.Dense(N_Y, activation="sigmoid")],
-                         loss="binary_cross_entropy", dtype="float64", seed=seed)
+    return fb.Sequential(
+        [fb.Dense(N_H, activation="tanh", input_dim=N_X), fb.Dense(N_Y, activation="sigmoid")],
+        loss="binary_cross_entropy",
+        dtype="float64",
+        seed=seed,
+    )
 
 
 def max_rel_diff(a, b):
@@ -57,7 +61,7 @@ def max_rel_diff(a, b):
 
 def main(verbose=True, seed=0):
     rng = np.random.default_rng(seed)
-    X_rows = rng.standard_normal((M, N_X))            # fastbp: one sample per row
+    X_rows = rng.standard_normal((M, N_X))  # fastbp: one sample per row
     y = rng.integers(0, 2, size=(M, N_Y))
 
     model = fastbp_model(seed)
@@ -65,7 +69,7 @@ def main(verbose=True, seed=0):
     # fastbp's side: loss and gradients, the output, the hidden activations, dX
     loss_fb, grads_fb = model.loss_and_gradients(X_rows, y)
     A2_fb = model.forward(X_rows)
-    dA2 = (A2_fb - y) / (M * A2_fb * (1 - A2_fb))     # dL/dA2 for binary cross-entropy
+    dA2 = (A2_fb - y) / (M * A2_fb * (1 - A2_fb))  # dL/dA2 for binary cross-entropy
     dX_fb = model.backward(dA2)
     hidden = fb.Sequential([fb.Dense(N_H, activation="tanh", input_dim=N_X)], dtype="float64")
     hidden.set_weights([W1, b1])
@@ -73,7 +77,8 @@ def main(verbose=True, seed=0):
 
     # the column side: everything transposed, biases as columns
     loss_col, (A1, A2), grads_col, dX_col = column_forward_backward(
-        X_rows.T, y.T, W1.T, b1[:, None], W2.T, b2[:, None])
+        X_rows.T, y.T, W1.T, b1[:, None], W2.T, b2[:, None]
+    )
 
     diffs = {
         "loss": abs(loss_col - loss_fb) / abs(loss_fb),

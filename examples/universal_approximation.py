@@ -13,6 +13,7 @@ difference; two periods need more bumps than 4 units provide.)
 
 Run:  python examples/universal_approximation.py
 """
+
 import numpy as np
 
 import fastbp as fb
@@ -30,8 +31,13 @@ def fit_width(width, epochs=2000, lr=0.02, seed=0):
     (1/(2N) sum of squared errors) and the model."""
     X, Y = data()
     optimizer = fb.Adam(lr=lr, schedule=fb.schedules.CosineDecay(epochs, min_lr=lr / 100))
-    model = fb.Sequential([fb.Dense(width, activation="tanh", input_dim=1), fb.Dense(1)],
-                          loss="mse", optimizer=optimizer, dtype="float64", seed=seed)
+    model = fb.Sequential(
+        [fb.Dense(width, activation="tanh", input_dim=1), fb.Dense(1)],
+        loss="mse",
+        optimizer=optimizer,
+        dtype="float64",
+        seed=seed,
+    )
     model.fit(X, Y, epochs=epochs, batch_size=None, verbose=0)
     return model.evaluate(X, Y)["loss"], model
 
@@ -43,8 +49,10 @@ def main(verbose=True, seed=0, epochs=2000):
         if verbose:
             X, Y = data()
             worst = np.abs(model.predict(X) - Y).max()
-            print(f"{width:>3} hidden units: training loss {losses[width]:.2e}, "
-                  f"largest error {worst:.3f}")
+            print(
+                f"{width:>3} hidden units: training loss {losses[width]:.2e}, "
+                f"largest error {worst:.3f}"
+            )
     return losses
 
 

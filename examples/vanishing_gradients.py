@@ -12,6 +12,7 @@ Gradient norms are ||dW|| per layer from `model.loss_and_gradients(X, y)`.
 
 Run:  python examples/vanishing_gradients.py
 """
+
 import numpy as np
 
 import fastbp as fb

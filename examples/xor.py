@@ -10,13 +10,14 @@
 
 Run:  python examples/xor.py
 """
+
 import numpy as np
 
 import fastbp as fb
 import fastbp.datasets
 
-X, Y_CLASS = fastbp.datasets.xor()          # [[0,0],[0,1],[1,0],[1,1]], [0,1,1,0]
-Y = Y_CLASS.reshape(-1, 1).astype(float)    # targets as a column for the MSE loss
+X, Y_CLASS = fastbp.datasets.xor()  # [[0,0],[0,1],[1,0],[1,1]], [0,1,1,0]
+Y = Y_CLASS.reshape(-1, 1).astype(float)  # targets as a column for the MSE loss
 
 
 def least_squares():
@@ -24,32 +25,43 @@ def least_squares():
     A = np.hstack([X, np.ones((len(X), 1))])
     coef, *_ = np.linalg.lstsq(A, Y, rcond=None)
     residual = Y - A @ coef
-    return coef[:2, 0], coef[2, 0], float(np.sum(residual ** 2) / (2 * len(X)))
+    return coef[:2, 0], coef[2, 0], float(np.sum(residual**2) / (2 * len(X)))
 
 
 def linear_sgd(epochs=300, lr=0.5, seed=0):
     """A linear fastbp model trained by full-batch gradient descent: (predictions, loss)."""
-    model = fb.Sequential([fb.Dense(1, input_dim=2)], loss="mse",
-                          optimizer=fb.SGD(lr=lr), dtype="float64", seed=seed)
+    model = fb.Sequential(
+        [fb.Dense(1, input_dim=2)], loss="mse", optimizer=fb.SGD(lr=lr), dtype="float64", seed=seed
+    )
     model.fit(X, Y, epochs=epochs, batch_size=None, verbose=0)
     return model.predict(X)[:, 0], model.evaluate(X, Y)["loss"]
 
 
 def hand_made():
     """The hand-set ReLU network's outputs on the four points."""
-    model = fb.Sequential([fb.Dense(2, activation="relu", input_dim=2), fb.Dense(1)],
-                          loss="mse", dtype="float64")
-    model.set_weights([[[1, 1], [1, 1]], [0, -1],   # W (2, 2), c (2,)
-                       [[1], [-2]], [0]])           # w (2, 1), b (1,)
+    model = fb.Sequential(
+        [fb.Dense(2, activation="relu", input_dim=2), fb.Dense(1)], loss="mse", dtype="float64"
+    )
+    model.set_weights(
+        [
+            [[1, 1], [1, 1]],
+            [0, -1],  # W (2, 2), c (2,)
+            [[1], [-2]],
+            [0],
+        ]
+    )  # w (2, 1), b (1,)
     return model.forward(X)[:, 0]
 
 
 def learned(seed=0, epochs=2000, lr=0.5):
     """A 2-4-1 network trained from random weights: (probabilities, predicted classes)."""
-    model = fb.Sequential([fb.Dense(4, activation="tanh", input_dim=2),
-                           fb.Dense(1, activation="sigmoid")],
-                          loss="binary_cross_entropy", optimizer=fb.SGD(lr=lr),
-                          dtype="float64", seed=seed)
+    model = fb.Sequential(
+        [fb.Dense(4, activation="tanh", input_dim=2), fb.Dense(1, activation="sigmoid")],
+        loss="binary_cross_entropy",
+        optimizer=fb.SGD(lr=lr),
+        dtype="float64",
+        seed=seed,
+    )
     model.fit(X, Y_CLASS, epochs=epochs, batch_size=None, verbose=0)
     return model.predict_proba(X)[:, 0], model.predict(X)
 
@@ -61,13 +73,21 @@ def main(verbose=True, seed=0):
     proba, classes = learned(seed=seed)
     if verbose:
         print(f"(a) least squares: w = {np.round(w, 6)}, b = {b:.4f}, MSE loss = {ls_loss:.4f}")
-        print(f"    SGD on a linear model: predictions {np.round(sgd_pred, 4)}, "
-              f"loss {sgd_loss:.6f}")
+        print(
+            f"    SGD on a linear model: predictions {np.round(sgd_pred, 4)}, loss {sgd_loss:.6f}"
+        )
         print(f"(b) hand-made ReLU network: {exact}")
-        print(f"(c) learned 2-4-1 network: probabilities {np.round(proba, 3)}, "
-              f"classes {classes}")
-    return {"ls_w": w, "ls_b": b, "ls_loss": ls_loss, "sgd_pred": sgd_pred,
-            "sgd_loss": sgd_loss, "exact": exact, "proba": proba, "classes": classes}
+        print(f"(c) learned 2-4-1 network: probabilities {np.round(proba, 3)}, classes {classes}")
+    return {
+        "ls_w": w,
+        "ls_b": b,
+        "ls_loss": ls_loss,
+        "sgd_pred": sgd_pred,
+        "sgd_loss": sgd_loss,
+        "exact": exact,
+        "proba": proba,
+        "classes": classes,
+    }
 
 
 if __name__ == "__main__":

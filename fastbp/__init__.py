@@ -1,4 +1,6 @@
 """fastbp: fast matrix backpropagation for multilayer perceptrons on the CPU."""
+
+from fastbp import activations, datasets, diagnostics, initializers, losses, plot, schedules
 from fastbp.backends import available as available_backends
 from fastbp.callbacks import EarlyStopping, History, ReduceLROnPlateau
 from fastbp.gradcheck import gradcheck
@@ -6,12 +8,32 @@ from fastbp.io import load
 from fastbp.layers import Activation, Dense, Dropout, Maxout, PReLU
 from fastbp.model import Sequential
 from fastbp.optimizers import SGD, Adagrad, Adam, AdamW, RMSProp
-from fastbp import activations, datasets, diagnostics, initializers, losses, plot, schedules
 
 __version__ = "0.1.0"
 
-__all__ = ["Activation", "Adagrad", "Adam", "AdamW", "Dense", "Dropout", "EarlyStopping",
-           "History", "Maxout", "PReLU", "RMSProp", "ReduceLROnPlateau", "SGD", "Sequential",
-           "activations",
-           "available_backends", "datasets", "diagnostics", "gradcheck", "initializers",
-           "load", "losses", "plot", "schedules"]
+__all__ = [
+    "SGD",
+    "Activation",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Dense",
+    "Dropout",
+    "EarlyStopping",
+    "History",
+    "Maxout",
+    "PReLU",
+    "RMSProp",
+    "ReduceLROnPlateau",
+    "Sequential",
+    "activations",
+    "available_backends",
+    "datasets",
+    "diagnostics",
+    "gradcheck",
+    "initializers",
+    "load",
+    "losses",
+    "plot",
+    "schedules",
+]

@@ -1,4 +1,5 @@
 """`python -m fastbp`: the command line (see fastbp/cli.py)."""
+
 import sys
 
 from fastbp.cli import main

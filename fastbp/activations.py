@@ -15,15 +15,16 @@ backward pass multiplies by the row's Jacobian), and prelu learns its negative
 slope, one per unit (the plan gives it a node of its own with a parameter array).
 Maxout is a layer, not an activation: it needs weights of its own (fastbp.Maxout).
 """
+
 import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 # Kernel codes of the activations that are not one expression per element.
-SOFTMAX = 11   # row-wise (csrc/fbp_layers_impl.h)
-PRELU = 12     # FBP_ACT_PRELU: named in C so the tables agree, but the element-wise
-               # kernels refuse it; the plan gives PReLU a node of its own
+SOFTMAX = 11  # row-wise (csrc/fbp_layers_impl.h)
+PRELU = 12  # FBP_ACT_PRELU: named in C so the tables agree, but the element-wise
+# kernels refuse it; the plan gives PReLU a node of its own
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class ActivationSpec:
     default_param: float
     formula: str
     derivative: str
-    learnable: bool = False   # the parameter is a per-unit array learnt in training
+    learnable: bool = False  # the parameter is a per-unit array learnt in training
 
 
 @dataclass(frozen=True)
@@ -68,27 +69,54 @@ ACTIVATIONS = {
         ActivationSpec("sigmoid", 1, None, 0.0, "1 / (1 + exp(-z))", "s(z) (1 - s(z))"),
         ActivationSpec("tanh", 2, None, 0.0, "tanh(z)", "1 - tanh(z)^2"),
         ActivationSpec("relu", 3, None, 0.0, "max(z, 0)", "1 if z > 0 else 0"),
-        ActivationSpec("leaky_relu", 4, "slope", 0.01, "z if z > 0 else slope * z",
-                       "1 if z > 0 else slope"),
-        ActivationSpec("elu", 5, "alpha", 1.0, "z if z > 0 else alpha * (exp(z) - 1)",
-                       "1 if z > 0 else alpha * exp(z)"),
+        ActivationSpec(
+            "leaky_relu", 4, "slope", 0.01, "z if z > 0 else slope * z", "1 if z > 0 else slope"
+        ),
+        ActivationSpec(
+            "elu",
+            5,
+            "alpha",
+            1.0,
+            "z if z > 0 else alpha * (exp(z) - 1)",
+            "1 if z > 0 else alpha * exp(z)",
+        ),
         ActivationSpec("softplus", 6, None, 0.0, "log(1 + exp(z))", "sigmoid(z)"),
         # fastbp's own definition (the seeds'), not PyTorch's relu6(z + 3) / 6
-        ActivationSpec("hard_sigmoid", 7, None, 0.0, "max(min(0.25 z + 0.5, 1), 0)",
-                       "0.25 if -2 < z < 2 else 0"),
-        ActivationSpec("hard_tanh", 8, None, 0.0, "max(min(z, 1), -1)",
-                       "1 if -1 < z < 1 else 0"),
-        ActivationSpec("silu", 9, None, 0.0, "z * sigmoid(z)",
-                       "s(z) (1 + z (1 - s(z)))"),
-        ActivationSpec("gelu", 10, None, 0.0,
-                       "0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))",
-                       "0.5 (1 + t) + 0.5 z (1 - t^2) sqrt(2/pi) (1 + 0.134145 z^2)"),
-        ActivationSpec("softmax", SOFTMAX, None, 0.0, "exp(z_j) / sum_k exp(z_k), per row",
-                       "Jacobian diag(s) - s s^T, so dZ = s (dA - sum_k dA_k s_k)"),
-        ActivationSpec("prelu", PRELU, "initial_slope", 0.25,
-                       "z if z > 0 else a_j z, slope a_j learnt per unit",
-                       "1 if z > 0 else a_j; dL/da_j = sum over rows of dA min(z, 0)",
-                       learnable=True),
+        ActivationSpec(
+            "hard_sigmoid",
+            7,
+            None,
+            0.0,
+            "max(min(0.25 z + 0.5, 1), 0)",
+            "0.25 if -2 < z < 2 else 0",
+        ),
+        ActivationSpec("hard_tanh", 8, None, 0.0, "max(min(z, 1), -1)", "1 if -1 < z < 1 else 0"),
+        ActivationSpec("silu", 9, None, 0.0, "z * sigmoid(z)", "s(z) (1 + z (1 - s(z)))"),
+        ActivationSpec(
+            "gelu",
+            10,
+            None,
+            0.0,
+            "0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))",
+            "0.5 (1 + t) + 0.5 z (1 - t^2) sqrt(2/pi) (1 + 0.134145 z^2)",
+        ),
+        ActivationSpec(
+            "softmax",
+            SOFTMAX,
+            None,
+            0.0,
+            "exp(z_j) / sum_k exp(z_k), per row",
+            "Jacobian diag(s) - s s^T, so dZ = s (dA - sum_k dA_k s_k)",
+        ),
+        ActivationSpec(
+            "prelu",
+            PRELU,
+            "initial_slope",
+            0.25,
+            "z if z > 0 else a_j z, slope a_j learnt per unit",
+            "1 if z > 0 else a_j; dL/da_j = sum over rows of dA min(z, 0)",
+            learnable=True,
+        ),
     )
 }
 ALIASES = {None: "identity", "linear": "identity"}
@@ -102,15 +130,19 @@ def get(activation, **params):
     """
     if isinstance(activation, Activation):
         if params:
-            raise TypeError("parameters can only be given with an activation name, "
-                            f"not with an Activation object ({activation.name})")
+            raise TypeError(
+                "parameters can only be given with an activation name, "
+                f"not with an Activation object ({activation.name})"
+            )
         return activation
     name = ALIASES.get(activation, activation)
     if name in LAYER_NOT_ACTIVATION:
         raise ValueError(f"{name} is a layer, not an activation; use {LAYER_NOT_ACTIVATION[name]}")
     if not isinstance(name, str) or name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; expected one of "
-                         f"{sorted(ACTIVATIONS)} (or None for identity)")
+        raise ValueError(
+            f"unknown activation {activation!r}; expected one of "
+            f"{sorted(ACTIVATIONS)} (or None for identity)"
+        )
     spec = ACTIVATIONS[name]
     unknown = set(params) - ({spec.param_name} if spec.param_name else set())
     if unknown:
@@ -121,9 +153,14 @@ def get(activation, **params):
     value = params.get(spec.param_name, spec.default_param)
     # a learnt slope may start anywhere; fixed slopes and scales must be >= 0
     lowest = -np.inf if spec.learnable else 0.0
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not (np.isfinite(value) and value >= lowest):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not (np.isfinite(value) and value >= lowest)
+    ):
         rule = "a finite number" + ("" if spec.learnable else " >= 0")
-        raise ValueError(f"{name}'s {spec.param_name} must be {rule}, got {value!r}; pass e.g. "
-                         f"{spec.param_name}={spec.default_param}")
+        raise ValueError(
+            f"{name}'s {spec.param_name} must be {rule}, got {value!r}; pass e.g. "
+            f"{spec.param_name}={spec.default_param}"
+        )
     return Activation(spec, float(value))

@@ -52,22 +52,26 @@ class _Monitor(Callback):
         if not min_delta >= 0:
             raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")
         self.monitor, self.min_delta = monitor, float(min_delta)
-        self.sign = 1.0 if (mode == "max" or mode == "auto" and "acc" in monitor) else -1.0
+        self.sign = 1.0 if (mode == "max" or (mode == "auto" and "acc" in monitor)) else -1.0
 
     def check(self, recorded):
         if self.monitor not in recorded:
-            raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, which this fit "
-                             f"does not record (it records {sorted(recorded)}); pass "
-                             "validation_data=... or monitor another metric")
+            raise ValueError(
+                f"{type(self).__name__} monitors {self.monitor!r}, which this fit "
+                f"does not record (it records {sorted(recorded)}); pass "
+                "validation_data=... or monitor another metric"
+            )
 
     def _reset(self):
         self.best, self.wait = None, 0
 
     def _improved(self, logs):
         if self.monitor not in logs:
-            raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, which this fit "
-                             f"does not record (it records {sorted(logs)}); pass "
-                             "validation_data=... or monitor another metric")
+            raise ValueError(
+                f"{type(self).__name__} monitors {self.monitor!r}, which this fit "
+                f"does not record (it records {sorted(logs)}); pass "
+                "validation_data=... or monitor another metric"
+            )
         value = self.sign * logs[self.monitor]
         if self.best is None or value > self.best + self.min_delta:
             self.best, self.wait = value, 0
@@ -80,8 +84,9 @@ class EarlyStopping(_Monitor):
     """Stop when `monitor` has not improved by more than min_delta for `patience`
     epochs; with restore_best_weights, end with the parameters of the best epoch."""
 
-    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
-                 restore_best_weights=True):
+    def __init__(
+        self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto", restore_best_weights=True
+    ):
         super().__init__(monitor, min_delta, mode)
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
@@ -109,8 +114,9 @@ class ReduceLROnPlateau(_Monitor):
     """Multiply the optimiser's learning rate by `factor` (not below min_lr) when
     `monitor` has not improved by more than min_delta for `patience` epochs."""
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=5, min_delta=0.0, mode="auto",
-                 min_lr=0.0):
+    def __init__(
+        self, monitor="val_loss", factor=0.1, patience=5, min_delta=0.0, mode="auto", min_lr=0.0
+    ):
         super().__init__(monitor, min_delta, mode)
         if not 0 < factor < 1:
             raise ValueError(f"factor must lie in (0, 1), got {factor!r}")

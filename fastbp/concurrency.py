@@ -6,6 +6,7 @@
 - deferred_interrupts() holds Ctrl-C back while a model puts its state back
   together, so an interrupt never leaves half of the weights restored.
 """
+
 import contextlib
 import signal
 import threading
@@ -19,8 +20,8 @@ class ReadWriteLock:
     def __init__(self):
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
-        self._writer = None        # ident of the thread that writes
-        self._depth = 0            # its nesting depth
+        self._writer = None  # ident of the thread that writes
+        self._depth = 0  # its nesting depth
         self._writers_waiting = 0
         self._read, self._write = _Section(self, False), _Section(self, True)
 
@@ -32,8 +33,8 @@ class ReadWriteLock:
 
     def acquire(self, write):
         me = threading.get_ident()
-        if not write and self._writer == me:   # a read inside this thread's write
-            return                             # section (only it sets _writer to itself)
+        if not write and self._writer == me:  # a read inside this thread's write
+            return  # section (only it sets _writer to itself)
         with self._cond:
             if not write:
                 while self._writer is not None or self._writers_waiting:
@@ -52,7 +53,7 @@ class ReadWriteLock:
 
     def release(self, write):
         if not write and self._writer == threading.get_ident():
-            return   # the read passed straight through: the write section encloses it
+            return  # the read passed straight through: the write section encloses it
         with self._cond:
             if write:
                 self._depth -= 1
@@ -85,8 +86,10 @@ def deferred_interrupts():
     raised as KeyboardInterrupt when the body ends. Only the main thread receives
     signals in Python, so elsewhere (or when SIGINT is not Python's default
     handler) the body simply runs."""
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield
         return
     caught = []

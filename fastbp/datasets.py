@@ -11,6 +11,7 @@ Every function returns `X` as float64 of shape `(n_samples, n_features)` and `y`
 class indices of shape `(n_samples,)`. Generated points come grouped by class; shuffle
 them (for example with `train_test_split`) before mini-batch training.
 """
+
 import gzip
 import math
 import numbers
@@ -18,14 +19,23 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["Standardizer", "circles", "load_digits", "moons", "spiral", "standardize",
-           "train_test_split", "xor"]
+__all__ = [
+    "Standardizer",
+    "circles",
+    "load_digits",
+    "moons",
+    "spiral",
+    "standardize",
+    "train_test_split",
+    "xor",
+]
 
 _DIGITS_FILE = "digits.csv.gz"
 _DIGITS_SHAPE = (1797, 65)
 
 
 # --------------------------------------------------------------------------- digits
+
 
 def load_digits():
     """The UCI optical-recognition handwritten digits: 1797 images of 8x8 pixels.
@@ -52,14 +62,18 @@ def load_digits():
         raise FileNotFoundError(
             f"the digits data file fastbp/data/{_DIGITS_FILE} is missing from this "
             "installation; reinstall fastbp from a wheel or a source checkout that "
-            "includes it") from None
+            "includes it"
+        ) from None
     if table.shape != _DIGITS_SHAPE:
-        raise ValueError(f"fastbp/data/{_DIGITS_FILE} holds a table of shape {table.shape}, "
-                         f"expected {_DIGITS_SHAPE}; the file is damaged, reinstall fastbp")
+        raise ValueError(
+            f"fastbp/data/{_DIGITS_FILE} holds a table of shape {table.shape}, "
+            f"expected {_DIGITS_SHAPE}; the file is damaged, reinstall fastbp"
+        )
     return table[:, :-1].astype(np.float64), table[:, -1].copy()
 
 
 # ----------------------------------------------------------------------- generators
+
 
 def xor():
     """The four XOR points: the smallest problem a network without a hidden layer
@@ -142,8 +156,10 @@ def circles(n_samples=200, noise=0.05, factor=0.5, seed=0):
     _check_count("n_samples", n_samples, minimum=2)
     _check_noise(noise)
     if not 0.0 < factor < 1.0:
-        raise ValueError(f"factor is the inner circle's radius relative to the outer one and "
-                         f"must lie strictly between 0 and 1; got {factor!r}")
+        raise ValueError(
+            f"factor is the inner circle's radius relative to the outer one and "
+            f"must lie strictly between 0 and 1; got {factor!r}"
+        )
     rng = np.random.default_rng(seed)
     n_outer = n_samples // 2
     n_inner = n_samples - n_outer
@@ -174,6 +190,7 @@ def _check_noise(noise):
 
 
 # ---------------------------------------------------------------------------- split
+
 
 def train_test_split(X, y, test_size=0.25, seed=0, stratify=True):
     """Split samples into a training and a test set, shuffled deterministically by seed.
@@ -208,15 +225,17 @@ def train_test_split(X, y, test_size=0.25, seed=0, stratify=True):
     X = np.asarray(X)
     y = np.asarray(y)
     if X.ndim == 0 or y.ndim == 0:
-        raise ValueError(f"X and y must be arrays with one row per sample; got X of shape "
-                         f"{X.shape} and y of shape {y.shape}")
+        raise ValueError(
+            f"X and y must be arrays with one row per sample; got X of shape "
+            f"{X.shape} and y of shape {y.shape}"
+        )
     n_samples = X.shape[0]
     if y.shape[0] != n_samples:
-        raise ValueError(f"X has {n_samples} samples but y has {y.shape[0]}; pass one "
-                         f"target per row of X")
+        raise ValueError(
+            f"X has {n_samples} samples but y has {y.shape[0]}; pass one target per row of X"
+        )
     if n_samples < 2:
-        raise ValueError(f"splitting needs at least 2 samples (one for each set); got "
-                         f"{n_samples}")
+        raise ValueError(f"splitting needs at least 2 samples (one for each set); got {n_samples}")
     n_test = _test_count(test_size, n_samples)
     rng = np.random.default_rng(seed)
     if stratify:
@@ -232,41 +251,51 @@ def train_test_split(X, y, test_size=0.25, seed=0, stratify=True):
 def _test_count(test_size, n_samples):
     """The number of test samples asked for by `test_size`, checked."""
     if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):
-        raise ValueError(f"test_size must be a fraction in (0, 1) or a number of samples; "
-                         f"got {test_size!r}")
+        raise ValueError(
+            f"test_size must be a fraction in (0, 1) or a number of samples; got {test_size!r}"
+        )
     if isinstance(test_size, numbers.Integral):
         n_test = int(test_size)
         if not 1 <= n_test <= n_samples - 1:
-            raise ValueError(f"test_size={n_test} samples leaves an empty set: with "
-                             f"{n_samples} samples it must lie between 1 and "
-                             f"{n_samples - 1}")
+            raise ValueError(
+                f"test_size={n_test} samples leaves an empty set: with "
+                f"{n_samples} samples it must lie between 1 and "
+                f"{n_samples - 1}"
+            )
         return n_test
     if not 0.0 < test_size < 1.0:
-        raise ValueError(f"test_size as a fraction must lie strictly between 0 and 1; got "
-                         f"{test_size!r} (pass an int for a number of samples)")
+        raise ValueError(
+            f"test_size as a fraction must lie strictly between 0 and 1; got "
+            f"{test_size!r} (pass an int for a number of samples)"
+        )
     # round() first, so that 0.3 * 10 = 3.0000000000000004 counts as 3, not 4
     n_test = math.ceil(round(test_size * n_samples, 9))
     if n_test >= n_samples:
-        raise ValueError(f"test_size={test_size!r} of {n_samples} samples leaves no training "
-                         f"samples; use a smaller fraction")
+        raise ValueError(
+            f"test_size={test_size!r} of {n_samples} samples leaves no training "
+            f"samples; use a smaller fraction"
+        )
     return n_test
 
 
 def _class_labels(y):
     """y checked as class labels for stratification."""
     if y.ndim != 1:
-        raise ValueError(f"stratify=True needs y as class labels of shape (n_samples,); got "
-                         f"shape {y.shape}; pass labels, or stratify=False")
+        raise ValueError(
+            f"stratify=True needs y as class labels of shape (n_samples,); got "
+            f"shape {y.shape}; pass labels, or stratify=False"
+        )
     if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
-        raise ValueError("stratify=True needs class labels, but y holds non-integer numbers; "
-                         "pass stratify=False to split regression targets")
+        raise ValueError(
+            "stratify=True needs class labels, but y holds non-integer numbers; "
+            "pass stratify=False to split regression targets"
+        )
     return y
 
 
 def _stratified_test_mask(y, n_test, rng):
     """Boolean mask of shape (n_samples,) choosing n_test samples, class by class."""
-    classes, class_of_sample, class_sizes = np.unique(y, return_inverse=True,
-                                                      return_counts=True)
+    classes, class_of_sample, class_sizes = np.unique(y, return_inverse=True, return_counts=True)
     share = class_sizes * n_test / y.shape[0]
     test_counts = np.floor(share).astype(np.int64)
     n_left = n_test - int(test_counts.sum())
@@ -282,11 +311,12 @@ def _stratified_test_mask(y, n_test, rng):
     test_mask = np.zeros(y.shape[0], dtype=bool)
     for k in range(classes.size):
         members = np.flatnonzero(class_of_sample.reshape(-1) == k)
-        test_mask[rng.permutation(members)[:test_counts[k]]] = True
+        test_mask[rng.permutation(members)[: test_counts[k]]] = True
     return test_mask
 
 
 # -------------------------------------------------------------------- standardising
+
 
 class Standardizer:
     """Centre each feature and scale it to unit standard deviation, using statistics
@@ -317,8 +347,10 @@ class Standardizer:
         Returns self."""
         X = _as_matrix(X, "X")
         if X.shape[0] == 0:
-            raise ValueError("cannot standardise with statistics of an empty X "
-                             "(0 samples); pass at least one training sample")
+            raise ValueError(
+                "cannot standardise with statistics of an empty X "
+                "(0 samples); pass at least one training sample"
+            )
         mean = X.mean(axis=0, dtype=np.float64)
         scale = X.std(axis=0, dtype=np.float64)
         constant = X.max(axis=0) == X.min(axis=0)
@@ -349,9 +381,11 @@ class Standardizer:
             raise ValueError("this Standardizer is not fitted yet; call fit(X_train) first")
         X = _as_matrix(X, "X")
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but the Standardizer was fitted "
-                             f"on {self.n_features_in_}; pass X with "
-                             f"{self.n_features_in_} columns or fit again")
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the Standardizer was fitted "
+                f"on {self.n_features_in_}; pass X with "
+                f"{self.n_features_in_} columns or fit again"
+            )
         return X
 
     def __repr__(self):
@@ -379,8 +413,10 @@ def standardize(X_train, *others):
 def _as_matrix(X, name):
     X = np.asarray(X)
     if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, of shape (n_samples, n_features); got shape "
-                         f"{X.shape}; reshape it, e.g. {name}.reshape(-1, 1) for one feature")
+        raise ValueError(
+            f"{name} must be 2-D, of shape (n_samples, n_features); got shape "
+            f"{X.shape}; reshape it, e.g. {name}.reshape(-1, 1) for one feature"
+        )
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold numbers; got dtype {X.dtype}")
     return X

@@ -14,6 +14,7 @@ On a fixed sample of the training rows (at most SAMPLE_ROWS, the same every epoc
 Each alarming reading is warned about once per fit. The cost is one forward pass and
 one gradient computation on the sample per epoch, so it is off by default.
 """
+
 import warnings
 
 import numpy as np
@@ -41,17 +42,21 @@ def reading_names(plan):
     """The names measure() returns for a model with this plan."""
     hidden = [node.activation for node in plan.nodes[:-1]]
     weighted = [node for node in plan.nodes if node.traits.affine]
-    return ((["dead_relu_fraction"] if "relu" in hidden else [])
-            + (["saturated_fraction"] if set(SQUASHING) & set(hidden) else [])
-            + [f"grad_norm_{i + 1}" for i in range(len(weighted))] + ["duplicate_units"])
+    return (
+        (["dead_relu_fraction"] if "relu" in hidden else [])
+        + (["saturated_fraction"] if set(SQUASHING) & set(hidden) else [])
+        + [f"grad_norm_{i + 1}" for i in range(len(weighted))]
+        + ["duplicate_units"]
+    )
 
 
 def measure(model, X, y, loss_code):
     """Diagnostics of model on (X, y), a sample of the training data, as a dict."""
     backend, plan = model._backend, model._plan
     backend.forward(X)
-    hidden = [(node.activation, np.asarray(A))
-              for node, A in zip(plan.nodes[:-1], backend.activations())]
+    hidden = [
+        (node.activation, np.asarray(A)) for node, A in zip(plan.nodes[:-1], backend.activations())
+    ]
     relu = [A for name, A in hidden if name == "relu"]
     squashing = [(name, A) for name, A in hidden if name in SQUASHING]
     logs = {}
@@ -59,17 +64,19 @@ def measure(model, X, y, loss_code):
         dead = sum(int(np.sum(~(A != 0).any(axis=0))) for A in relu)
         logs["dead_relu_fraction"] = dead / sum(A.shape[1] for A in relu)
     if squashing:
-        saturated = sum(int(np.sum(_saturated(name, A).mean(axis=0) >= SATURATED_ROWS))
-                        for name, A in squashing)
+        saturated = sum(
+            int(np.sum(_saturated(name, A).mean(axis=0) >= SATURATED_ROWS)) for name, A in squashing
+        )
         logs["saturated_fraction"] = saturated / sum(A.shape[1] for _, A in squashing)
     backend.step(X, y, loss_code, model.optimizer, False, 0.0)
     weighted = [node for node in plan.nodes if node.traits.affine]
     for i, node in enumerate(weighted):
         logs[f"grad_norm_{i + 1}"] = float(np.linalg.norm(node.params[0].grad))
     logs["duplicate_units"] = sum(
-        node.width - len(np.unique(np.vstack([node.params[0].value, node.params[1].value]).T,
-                                   axis=0))
-        for node in weighted[:-1])
+        node.width
+        - len(np.unique(np.vstack([node.params[0].value, node.params[1].value]).T, axis=0))
+        for node in weighted[:-1]
+    )
     return logs
 
 
@@ -83,26 +90,36 @@ class Alarms:
         n_layers = sum(key.startswith("grad_norm_") for key in logs)
         first, last = logs.get("grad_norm_1", 0.0), logs.get(f"grad_norm_{n_layers}", 0.0)
         readings = {
-            "dead": (logs.get("dead_relu_fraction", 0) > ALARM_FRACTION,
-                     f"{logs.get('dead_relu_fraction', 0):.0%} of the ReLU units are dead (zero "
-                     "on every sample); lower the learning rate, or use leaky_relu"),
-            "saturated": (logs.get("saturated_fraction", 0) > ALARM_FRACTION,
-                          f"{logs.get('saturated_fraction', 0):.0%} of the sigmoid/tanh units are "
-                          "saturated, so their gradients vanish; standardise the inputs or use "
-                          "a smaller initialisation"),
-            "vanishing": (n_layers > 1 and last > 0 and first / last < VANISHING_RATIO,
-                          f"the first layer's gradient norm ({first:.2e}) is below "
-                          f"{VANISHING_RATIO:g} of the last layer's ({last:.2e}): vanishing "
-                          "gradients (dead or saturated units, or a deep sigmoid stack); ReLU "
-                          "hidden layers, fewer layers or a He initialisation would help"),
-            "exploding": (not np.isfinite(first) or (first > 0 and last / first < VANISHING_RATIO
-                                                     and n_layers > 1),
-                          "the first layer's gradient norm dwarfs the last layer's: exploding "
-                          "gradients; lower the learning rate"),
-            "duplicates": (logs.get("duplicate_units", 0) > 0,
-                           f"{logs.get('duplicate_units', 0)} hidden units duplicate another unit "
-                           "of their layer exactly: the initialisation did not break the symmetry "
-                           "(use a random kernel_initializer, not zeros or a constant)"),
+            "dead": (
+                logs.get("dead_relu_fraction", 0) > ALARM_FRACTION,
+                f"{logs.get('dead_relu_fraction', 0):.0%} of the ReLU units are dead (zero "
+                "on every sample); lower the learning rate, or use leaky_relu",
+            ),
+            "saturated": (
+                logs.get("saturated_fraction", 0) > ALARM_FRACTION,
+                f"{logs.get('saturated_fraction', 0):.0%} of the sigmoid/tanh units are "
+                "saturated, so their gradients vanish; standardise the inputs or use "
+                "a smaller initialisation",
+            ),
+            "vanishing": (
+                n_layers > 1 and last > 0 and first / last < VANISHING_RATIO,
+                f"the first layer's gradient norm ({first:.2e}) is below "
+                f"{VANISHING_RATIO:g} of the last layer's ({last:.2e}): vanishing "
+                "gradients (dead or saturated units, or a deep sigmoid stack); ReLU "
+                "hidden layers, fewer layers or a He initialisation would help",
+            ),
+            "exploding": (
+                not np.isfinite(first)
+                or (first > 0 and last / first < VANISHING_RATIO and n_layers > 1),
+                "the first layer's gradient norm dwarfs the last layer's: exploding "
+                "gradients; lower the learning rate",
+            ),
+            "duplicates": (
+                logs.get("duplicate_units", 0) > 0,
+                f"{logs.get('duplicate_units', 0)} hidden units duplicate another unit "
+                "of their layer exactly: the initialisation did not break the symmetry "
+                "(use a random kernel_initializer, not zeros or a constant)",
+            ),
         }
         for kind, (alarming, message) in readings.items():
             if alarming and kind not in self.raised:

@@ -7,6 +7,7 @@ step) with (L(w + eps) - L(w - eps)) / (2 eps) for each
 entry checked. The error of an array is max |analytic - numeric| divided by the
 largest magnitude of either, so entries that are zero in both do not blow it up.
 """
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +44,9 @@ class GradcheckResult:
         lines = [f"{'layer':>5}  {'array':<5}  {'entries':>7}  {'max rel. error':>14}  verdict"]
         for c in self.checks:
             verdict = "ok" if c.max_rel_error <= self.threshold else "FAIL"
-            lines.append(f"{c.layer:>5}  {c.name:<5}  {c.n_checked:>7}  {c.max_rel_error:>14.3e}  {verdict}")
+            lines.append(
+                f"{c.layer:>5}  {c.name:<5}  {c.n_checked:>7}  {c.max_rel_error:>14.3e}  {verdict}"
+            )
         lines.append(f"{'passed' if self.passed else 'FAILED'} (threshold {self.threshold:g})")
         return "\n".join(lines)
 
@@ -67,7 +70,7 @@ def gradcheck(model, X, y, eps=1e-6, threshold=1e-6, max_checks_per_array=None, 
     copy = Sequential.from_config(config)
     copy.set_weights([w.astype(np.float64) for w in model.get_weights()])
     for source, target in zip(model._plan.optimizer_state(), copy._plan.optimizer_state()):
-        target[...] = source   # the same step count and dropout seed: the same masks
+        target[...] = source  # the same step count and dropout seed: the same masks
     X = copy._features(X)
     y, loss_code = copy._targets(y, len(X))
     _, analytic = copy.loss_and_gradients(X, y)

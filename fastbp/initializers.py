@@ -4,6 +4,7 @@ Random draws are made in float64 and cast by the layer, so one seed gives the
 same starting point in float32 and float64. Anything random breaks the symmetry
 between hidden units; "zeros" deliberately does not.
 """
+
 import numpy as np
 
 
@@ -64,8 +65,18 @@ class Constant:
         return f"Constant({self.value})"
 
 
-INITIALIZERS = {f.__name__: f for f in (zeros, small_normal, glorot_uniform, glorot_normal,
-                                        he_uniform, he_normal, lecun_normal)}
+INITIALIZERS = {
+    f.__name__: f
+    for f in (
+        zeros,
+        small_normal,
+        glorot_uniform,
+        glorot_normal,
+        he_uniform,
+        he_normal,
+        lecun_normal,
+    )
+}
 INITIALIZERS["constant"] = Constant()
 RELU_FAMILY = {"relu", "leaky_relu", "prelu"}
 
@@ -82,8 +93,10 @@ def get(spec):
     if isinstance(spec, dict) and spec.get("name") == "constant":
         return Constant(spec.get("value", 0.0))
     if not isinstance(spec, str) or spec not in INITIALIZERS:
-        raise ValueError(f"unknown initializer {spec!r}; expected one of {sorted(INITIALIZERS)} "
-                         "or fastbp.initializers.Constant(value)")
+        raise ValueError(
+            f"unknown initializer {spec!r}; expected one of {sorted(INITIALIZERS)} "
+            "or fastbp.initializers.Constant(value)"
+        )
     return INITIALIZERS[spec]
 
 

@@ -27,6 +27,7 @@ model go through them:
   forward pass kept for backward() are not recorded: a rebuilt model makes
   fresh ones on first use.
 """
+
 import copy
 import json
 import math
@@ -47,6 +48,7 @@ PICKLED_DTYPES = {order + kind for order in "<>" for kind in ("f4", "f8", "i8", 
 
 
 # --- the two halves ---------------------------------------------------------------------
+
 
 def to_record(model):
     """(record, arrays): the model as plain data, independent of it.
@@ -82,26 +84,34 @@ def from_record(record, arrays, backend=None, *, source="the record"):
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{source} does not hold a valid fastbp model: {exc}") from None
     except KeyError as exc:
-        raise ValueError(f"{source} does not hold a valid fastbp model: its record has no "
-                         f"{exc} entry") from None
+        raise ValueError(
+            f"{source} does not hold a valid fastbp model: its record has no {exc} entry"
+        ) from None
 
 
 def _live_record(model):
     """to_record's (record, arrays), the arrays being the model's live ones."""
     _check_model(model)
-    record = {"format": FORMAT, "version": VERSION, **model.get_config(),
-              "rng_state": model._rng.bit_generator.state, "metadata": model.metadata,
-              "epochs_done": check.non_negative_int("model.epochs_done", model.epochs_done)}
+    record = {
+        "format": FORMAT,
+        "version": VERSION,
+        **model.get_config(),
+        "rng_state": model._rng.bit_generator.state,
+        "metadata": model.metadata,
+        "epochs_done": check.non_negative_int("model.epochs_done", model.epochs_done),
+    }
     if model.built:
         broken = model._plan.nonfinite()
         if broken is not None:
-            raise ValueError(f"the model's {broken} holds NaN or infinite values, so it would "
-                             "not load back; set finite weights with set_weights (or assign "
-                             "a fresh optimiser) first")
+            raise ValueError(
+                f"the model's {broken} holds NaN or infinite values, so it would "
+                "not load back; set finite weights with set_weights (or assign "
+                "a fresh optimiser) first"
+            )
         record["optimizer_origin"] = int(model._plan.optimizer_origin[0])
     _check_plain(record)
     _check_rebuildable(record)
-    record = json.loads(json.dumps(record))   # a deep copy sharing nothing with the model
+    record = json.loads(json.dumps(record))  # a deep copy sharing nothing with the model
     arrays = {}
     if model.built:
         arrays.update((f"param_{i}", p) for i, p in enumerate(model._plan.parameters()))
@@ -115,9 +125,11 @@ def _check_model(model):
     if not isinstance(model, Sequential):
         raise TypeError(f"expected a fastbp.Sequential, got {type(model).__name__}")
     if type(model) is not Sequential:
-        raise TypeError(f"{type(model).__name__} is a subclass of fastbp.Sequential; fastbp "
-                        "records and rebuilds Sequential itself, so give the subclass its own "
-                        "__reduce__ (or save a plain Sequential)")
+        raise TypeError(
+            f"{type(model).__name__} is a subclass of fastbp.Sequential; fastbp "
+            "records and rebuilds Sequential itself, so give the subclass its own "
+            "__reduce__ (or save a plain Sequential)"
+        )
 
 
 def _check_plain(record):
@@ -125,13 +137,17 @@ def _check_plain(record):
     if not isinstance(record["metadata"], dict):
         raise TypeError(f"model.metadata must be a dict, got {type(record['metadata']).__name__}")
     rest = {key: value for key, value in record.items() if key != "metadata"}
-    for value, where in ((record["metadata"], "model.metadata"),
-                         (rest, "the model's configuration")):
+    for value, where in (
+        (record["metadata"], "model.metadata"),
+        (rest, "the model's configuration"),
+    ):
         found = _not_json(value, where, set())
         if found:
-            raise TypeError(f"{found}, which is not plain data; to be saved, pickled or copied "
-                            "a model may hold only dicts with string keys, lists, strings, "
-                            "numbers, booleans and None there")
+            raise TypeError(
+                f"{found}, which is not plain data; to be saved, pickled or copied "
+                "a model may hold only dicts with string keys, lists, strings, "
+                "numbers, booleans and None there"
+            )
 
 
 def _not_json(value, where, seen):
@@ -157,7 +173,7 @@ def _not_json(value, where, seen):
 
 def _short(value, limit=60):
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_rebuildable(record):
@@ -166,12 +182,15 @@ def _check_rebuildable(record):
     try:
         optimizers.from_config(record["optimizer"])
     except (ValueError, TypeError, KeyError) as exc:
-        raise TypeError(f"the optimiser's configuration {record['optimizer']} cannot be "
-                        f"rebuilt ({exc}); only fastbp's own schedules (fastbp.schedules) "
-                        "can be saved, pickled or copied") from None
+        raise TypeError(
+            f"the optimiser's configuration {record['optimizer']} cannot be "
+            f"rebuilt ({exc}); only fastbp's own schedules (fastbp.schedules) "
+            "can be saved, pickled or copied"
+        ) from None
 
 
 # --- rebuilding -------------------------------------------------------------------------
+
 
 def _model_from(record, arrays, backend):
     """from_record without the wrapping of its errors."""
@@ -203,8 +222,9 @@ def _check_header(record):
         got = record.get("format") if isinstance(record, dict) else type(record).__name__
         raise ValueError(f"it is not a fastbp model file (format {got!r}, expected {FORMAT!r})")
     if record.get("version") != VERSION:
-        raise ValueError(f"it is format version {record.get('version')!r}; this fastbp reads "
-                         f"version {VERSION}")
+        raise ValueError(
+            f"it is format version {record.get('version')!r}; this fastbp reads version {VERSION}"
+        )
 
 
 def _check_total_size(layers, input_dim, arrays):
@@ -216,22 +236,26 @@ def _check_total_size(layers, input_dim, arrays):
         for layer in layers:
             needed += layer.count_params(d_in)
             d_in = layer.output_dim(d_in)
-    params = sorted((name for name in arrays if name.startswith("param_")),
-                    key=lambda name: (len(name), name))
+    params = sorted(
+        (name for name in arrays if name.startswith("param_")), key=lambda name: (len(name), name)
+    )
     held = sum(arrays[name].size for name in params)
     if needed > held:
         shapes = ", ".join(f"{name} has shape {arrays[name].shape}" for name in params[:12])
         more = ", ..." if len(params) > 12 else ""
-        raise ValueError(f"its parameter arrays hold {held:,} numbers, expected {needed:,} for "
-                         f"its layers ({shapes or 'there are none'}{more})")
+        raise ValueError(
+            f"its parameter arrays hold {held:,} numbers, expected {needed:,} for "
+            f"its layers ({shapes or 'there are none'}{more})"
+        )
 
 
 def _restore_arrays(model, arrays):
     """Check every array against the freshly built model, then copy them in."""
     live_params = model._plan.parameters() if model.built else []
     live_state = model._plan.optimizer_state() if model.built else []
-    expected = ({f"param_{i}" for i in range(len(live_params))}
-                | {f"state_{i}" for i in range(len(live_state))})
+    expected = {f"param_{i}" for i in range(len(live_params))} | {
+        f"state_{i}" for i in range(len(live_state))
+    }
     if set(arrays) != expected:
         raise ValueError(f"it holds arrays {sorted(arrays)}, expected {sorted(expected)}")
     weights = [arrays[f"param_{i}"] for i in range(len(live_params))]
@@ -242,15 +266,17 @@ def _restore_arrays(model, arrays):
     for i, (saved, live) in enumerate(zip(state, live_state)):
         _check_state(f"state_{i}", saved, live)
     if live_params:
-        model.set_weights(weights)   # checks shapes and finiteness
+        model.set_weights(weights)  # checks shapes and finiteness
     for saved, live in zip(state, live_state):
         live[...] = saved
 
 
 def _check_state(name, saved, live):
     if saved.shape != live.shape or saved.dtype != live.dtype:
-        raise ValueError(f"{name} has shape {saved.shape} and dtype {saved.dtype}, "
-                         f"expected {live.shape} and {live.dtype}")
+        raise ValueError(
+            f"{name} has shape {saved.shape} and dtype {saved.dtype}, "
+            f"expected {live.shape} and {live.dtype}"
+        )
     if saved.dtype.kind == "f" and not np.isfinite(saved).all():
         raise ValueError(f"{name} holds NaN or infinite values")
     if saved.dtype.kind == "i" and (saved < 0).any():
@@ -263,8 +289,10 @@ def _restore_counters(model, record):
     if model.built:
         origin = check.non_negative_int("optimizer_origin", record.get("optimizer_origin", 0))
         if origin > model._plan.step_count[0]:
-            raise ValueError(f"its optimizer_origin {origin} lies after its step count "
-                             f"{model._plan.step_count[0]}")
+            raise ValueError(
+                f"its optimizer_origin {origin} lies after its step count "
+                f"{model._plan.step_count[0]}"
+            )
         model._plan.optimizer_origin[0] = origin
     model._rng.bit_generator.state = record["rng_state"]
     metadata = record.get("metadata") or {}
@@ -274,6 +302,7 @@ def _restore_counters(model, record):
 
 
 # --- pickle -----------------------------------------------------------------------------
+
 
 def pickled(model):
     """What Sequential.__reduce__ returns: (rebuild_pickled, (architecture, arrays)),
@@ -302,21 +331,27 @@ def _unpack(name, entry):
     """A read-only ndarray (native byte order) from (dtype.str, shape, bytes)."""
     code, shape, data = entry
     if code not in PICKLED_DTYPES:
-        raise ValueError(f"array {name!r} has dtype {code!r}; expected one of "
-                         f"{sorted(PICKLED_DTYPES)}")
+        raise ValueError(
+            f"array {name!r} has dtype {code!r}; expected one of {sorted(PICKLED_DTYPES)}"
+        )
     shape = tuple(shape)
-    if len(shape) > 2 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                 for d in shape):
-        raise ValueError(f"array {name!r} has shape {shape!r}; expected up to two "
-                         "non-negative ints")
+    if len(shape) > 2 or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise ValueError(
+            f"array {name!r} has shape {shape!r}; expected up to two non-negative ints"
+        )
     dtype = np.dtype(code)
     if not isinstance(data, bytes) or len(data) != math.prod(shape) * dtype.itemsize:
-        raise ValueError(f"array {name!r} does not hold the {math.prod(shape) * dtype.itemsize} "
-                         f"bytes its shape {shape} and dtype {code} need")
+        raise ValueError(
+            f"array {name!r} does not hold the {math.prod(shape) * dtype.itemsize} "
+            f"bytes its shape {shape} and dtype {code} need"
+        )
     return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
 # --- files ------------------------------------------------------------------------------
+
 
 def save(model, path):
     """Write model to path (a .npz file), replacing any file there only once the
@@ -355,8 +390,10 @@ def load(path, backend=None):
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path!r} is not a readable fastbp model file ({exc}); it may be "
-                         "truncated or corrupted") from None
+        raise ValueError(
+            f"{path!r} is not a readable fastbp model file ({exc}); it may be "
+            "truncated or corrupted"
+        ) from None
     record = _architecture(arrays.pop("architecture", None), path)
     return from_record(record, arrays, backend, source=repr(path))
 

@@ -18,6 +18,7 @@ layer's configuration is fixed (setting units, activation, rate, ... raises), an
 assigning a parameter (layer.W = array) checks the array and copies it into the
 live weights the engine uses.
 """
+
 import numbers
 import weakref
 
@@ -31,7 +32,7 @@ def _initializer(spec, activation_name):
     """The kernel initialiser as configured: a name or a Constant (checked now)."""
     if spec is None:
         spec = initializers.default_for(activation_name)
-    initializers.get(spec)   # fail early on an unknown name
+    initializers.get(spec)  # fail early on an unknown name
     return spec if isinstance(spec, str) else initializers.get(spec)
 
 
@@ -50,9 +51,11 @@ def claim(layer, model):
     refused."""
     owner = layer._owner()
     if owner is not None and owner is not model:
-        raise ValueError(f"this {type(layer).__name__} layer already belongs to another model "
-                         "(once built, its arrays are that model's weights); create a new "
-                         "layer for this model, or pass copy.deepcopy(layer)")
+        raise ValueError(
+            f"this {type(layer).__name__} layer already belongs to another model "
+            "(once built, its arrays are that model's weights); create a new "
+            "layer for this model, or pass copy.deepcopy(layer)"
+        )
     layer.__dict__["_model"] = weakref.ref(model)
 
 
@@ -69,8 +72,8 @@ class Layer:
 
     parameter_names = ()
     decayed = ()
-    input_dim = None     # declared by Dense and Maxout only
-    keeps_width = True   # d_out == d_in
+    input_dim = None  # declared by Dense and Maxout only
+    keeps_width = True  # d_out == d_in
 
     def _owner(self):
         """The model this layer belongs to, or None."""
@@ -83,9 +86,11 @@ class Layer:
             if name in self.parameter_names:
                 model._set_parameter(self.__dict__[name], value, f"{type(self).__name__}.{name}")
                 return
-            raise AttributeError(f"{type(self).__name__}.{name} is fixed once the model is built "
-                                 "(its arrays and the engine are laid out for it); make a new "
-                                 "model with the layer you want")
+            raise AttributeError(
+                f"{type(self).__name__}.{name} is fixed once the model is built "
+                "(its arrays and the engine are laid out for it); make a new "
+                "model with the layer you want"
+            )
         object.__setattr__(self, name, value)
 
     def __getstate__(self):
@@ -168,20 +173,29 @@ class Dense(Layer):
         return self.activation.name
 
     def get_config(self):
-        return {"class": "Dense", "units": self.units, "activation": self.activation.get_config(),
-                "input_dim": self.input_dim,
-                "kernel_initializer": initializers.to_config(self.kernel_initializer)}
+        return {
+            "class": "Dense",
+            "units": self.units,
+            "activation": self.activation.get_config(),
+            "input_dim": self.input_dim,
+            "kernel_initializer": initializers.to_config(self.kernel_initializer),
+        }
 
     @classmethod
     def from_config(cls, config):
         """The layer get_config() described (unbuilt)."""
         _check_class(cls, config)
-        return cls(config["units"], activation=_activation_from_config(config["activation"]),
-                   input_dim=config["input_dim"],
-                   kernel_initializer=config["kernel_initializer"])
+        return cls(
+            config["units"],
+            activation=_activation_from_config(config["activation"]),
+            input_dim=config["input_dim"],
+            kernel_initializer=config["kernel_initializer"],
+        )
 
     def __repr__(self):
-        return f"Dense({self.units}, activation={self.activation.name!r}, input_dim={self.input_dim})"
+        return (
+            f"Dense({self.units}, activation={self.activation.name!r}, input_dim={self.input_dim})"
+        )
 
 
 class Maxout(Layer):
@@ -201,8 +215,10 @@ class Maxout(Layer):
         self.units = positive_int("units", units)
         self.pieces = positive_int("pieces", pieces)
         if self.pieces < 2:
-            raise ValueError(f"pieces must be at least 2, got {pieces}; a maxout unit of one "
-                             "piece is a linear unit: use Dense(units)")
+            raise ValueError(
+                f"pieces must be at least 2, got {pieces}; a maxout unit of one "
+                "piece is a linear unit: use Dense(units)"
+            )
         self.input_dim = positive_int("input_dim", input_dim, allow_none=True)
         self.kernel_initializer = _initializer(kernel_initializer, "maxout")
         self.W = self.b = None
@@ -225,9 +241,13 @@ class Maxout(Layer):
         return "maxout"
 
     def get_config(self):
-        return {"class": "Maxout", "units": self.units, "pieces": self.pieces,
-                "input_dim": self.input_dim,
-                "kernel_initializer": initializers.to_config(self.kernel_initializer)}
+        return {
+            "class": "Maxout",
+            "units": self.units,
+            "pieces": self.pieces,
+            "input_dim": self.input_dim,
+            "kernel_initializer": initializers.to_config(self.kernel_initializer),
+        }
 
     def __repr__(self):
         return f"Maxout({self.units}, pieces={self.pieces}, input_dim={self.input_dim})"

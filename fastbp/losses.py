@@ -14,6 +14,7 @@ layer's pre-activation Z and give dL/dZ directly:
   probability rows; dL/dZ = (S - Y)/N as for the cross-entropy, which it equals up
   to the targets' entropy.
 """
+
 from dataclasses import dataclass
 
 # Kernel codes, one per loss and target kind: the FBP_LOSS_* enum of
@@ -23,8 +24,13 @@ SOFTMAX_XENT_INT = 1
 SOFTMAX_XENT_PROB = 2
 SIGMOID_BCE = 3
 SOFTMAX_KL = 4
-CODES = {"mse": MSE, "softmax_xent_int": SOFTMAX_XENT_INT, "softmax_xent_prob": SOFTMAX_XENT_PROB,
-         "sigmoid_bce": SIGMOID_BCE, "softmax_kl": SOFTMAX_KL}
+CODES = {
+    "mse": MSE,
+    "softmax_xent_int": SOFTMAX_XENT_INT,
+    "softmax_xent_prob": SOFTMAX_XENT_PROB,
+    "sigmoid_bce": SIGMOID_BCE,
+    "softmax_kl": SOFTMAX_KL,
+}
 
 
 @dataclass(frozen=True)
@@ -46,21 +52,43 @@ class LossSpec:
 LOSSES = {
     spec.name: spec
     for spec in (
-        LossSpec("mse", {"values": MSE}, None, False, False,
-                 "mean squared error, 1/(2N) sum ||y - a||^2"),
-        LossSpec("softmax_cross_entropy",
-                 {"labels": SOFTMAX_XENT_INT, "probabilities": SOFTMAX_XENT_PROB},
-                 ("identity", "softmax"), True, True,
-                 "softmax of the logits, then cross-entropy with class labels or probability rows",
-                 softmax=True),
-        LossSpec("binary_cross_entropy", {"probabilities": SIGMOID_BCE}, ("sigmoid",), True, True,
-                 "cross-entropy of sigmoid outputs with 0/1 (or probability) targets"),
-        LossSpec("kl_divergence", {"probabilities": SOFTMAX_KL}, ("identity", "softmax"), True,
-                 True, "KL(y || softmax(z)) against rows of target probabilities", softmax=True),
+        LossSpec(
+            "mse", {"values": MSE}, None, False, False, "mean squared error, 1/(2N) sum ||y - a||^2"
+        ),
+        LossSpec(
+            "softmax_cross_entropy",
+            {"labels": SOFTMAX_XENT_INT, "probabilities": SOFTMAX_XENT_PROB},
+            ("identity", "softmax"),
+            True,
+            True,
+            "softmax of the logits, then cross-entropy with class labels or probability rows",
+            softmax=True,
+        ),
+        LossSpec(
+            "binary_cross_entropy",
+            {"probabilities": SIGMOID_BCE},
+            ("sigmoid",),
+            True,
+            True,
+            "cross-entropy of sigmoid outputs with 0/1 (or probability) targets",
+        ),
+        LossSpec(
+            "kl_divergence",
+            {"probabilities": SOFTMAX_KL},
+            ("identity", "softmax"),
+            True,
+            True,
+            "KL(y || softmax(z)) against rows of target probabilities",
+            softmax=True,
+        ),
     )
 }
-ALIASES = {"mean_squared_error": "mse", "categorical_cross_entropy": "softmax_cross_entropy",
-           "cross_entropy": "softmax_cross_entropy", "bce": "binary_cross_entropy"}
+ALIASES = {
+    "mean_squared_error": "mse",
+    "categorical_cross_entropy": "softmax_cross_entropy",
+    "cross_entropy": "softmax_cross_entropy",
+    "bce": "binary_cross_entropy",
+}
 
 
 def get(name):

@@ -4,6 +4,7 @@ The model validates input, owns the parameters (through its layers), the random
 generator and the optimiser configuration, and hands the math to a backend
 (fastbp/backends) through a plan (fastbp/plan.py).
 """
+
 import contextlib
 import copy
 import threading
@@ -14,10 +15,10 @@ import numpy as np
 
 from fastbp import backends, losses, optimizers, threads
 from fastbp import diagnostics as health
+from fastbp import layers as layer_types
 from fastbp import validation as check
 from fastbp.callbacks import Callback, History
 from fastbp.concurrency import ReadWriteLock, deferred_interrupts
-from fastbp import layers as layer_types
 from fastbp.layers import Dense, Dropout, Maxout
 from fastbp.plan import Plan
 from fastbp.progress import EpochProgress
@@ -40,8 +41,10 @@ class LayerList(tuple):
     fixed; add layers with model.add before the first fit/forward)."""
 
     def _refuse(self, *args, **kwargs):
-        raise TypeError("model.layers cannot be changed in place; add layers with "
-                        "model.add(layer) before the model is built, or make a new Sequential")
+        raise TypeError(
+            "model.layers cannot be changed in place; add layers with "
+            "model.add(layer) before the model is built, or make a new Sequential"
+        )
 
     append = extend = insert = pop = remove = clear = sort = reverse = _refuse
     __setitem__ = __delitem__ = __iadd__ = _refuse
@@ -85,12 +88,20 @@ class Sequential:
     are being changed (fit releases them between chunks of about 50 ms).
     """
 
-    def __init__(self, layers=(), loss="mse", optimizer=None, dtype="float32", seed=None,
-                 backend="cython", n_threads=None):
+    def __init__(
+        self,
+        layers=(),
+        loss="mse",
+        optimizer=None,
+        dtype="float32",
+        seed=None,
+        backend="cython",
+        n_threads=None,
+    ):
         self._plan = None
         self._layers = []
-        self._train_lock = threading.RLock()   # one training caller at a time
-        self._memory = ReadWriteLock()         # inference reads, training writes
+        self._train_lock = threading.RLock()  # one training caller at a time
+        self._memory = ReadWriteLock()  # inference reads, training writes
         self.loss = loss
         self.optimizer = optimizer
         self.dtype = dtype
@@ -99,10 +110,10 @@ class Sequential:
         self._backend_class = backends.get(backend)
         self._rng = np.random.default_rng(seed)
         self._backend = None
-        self._forward_context = None   # (thread, rows) of the last forward(), for backward()
-        self.metadata = {}             # JSON-ready notes saved with the model
-        self.epochs_done = 0           # completed epochs: where learning-rate schedules are
-        self.stop_training = False     # a callback sets it to end fit after this epoch
+        self._forward_context = None  # (thread, rows) of the last forward(), for backward()
+        self.metadata = {}  # JSON-ready notes saved with the model
+        self.epochs_done = 0  # completed epochs: where learning-rate schedules are
+        self.stop_training = False  # a callback sets it to end fit after this epoch
         try:
             for layer in layers:
                 self.add(layer)
@@ -122,8 +133,10 @@ class Sequential:
 
     @layers.setter
     def layers(self, value):
-        raise AttributeError("model.layers cannot be replaced; add layers with model.add(layer) "
-                             "before the model is built, or make a new Sequential")
+        raise AttributeError(
+            "model.layers cannot be replaced; add layers with model.add(layer) "
+            "before the model is built, or make a new Sequential"
+        )
 
     @property
     def loss(self):
@@ -184,7 +197,8 @@ class Sequential:
                 f"dtype is fixed once the model is built (this one is {self._dtype.name}); "
                 f"for {value.name}, build a new model: fb.Sequential.from_config("
                 f"{{**model.get_config(), 'dtype': '{value.name}'}}), then "
-                "new.set_weights(model.get_weights())")
+                "new.set_weights(model.get_weights())"
+            )
         self._dtype = value
 
     @property
@@ -193,9 +207,11 @@ class Sequential:
 
     @backend_name.setter
     def backend_name(self, value):
-        raise AttributeError("backend_name is fixed when the model is made; for another "
-                             "backend use fb.Sequential.from_config(model.get_config(), "
-                             "backend=...) and set_weights, or fb.load(path, backend=...)")
+        raise AttributeError(
+            "backend_name is fixed when the model is made; for another "
+            "backend use fb.Sequential.from_config(model.get_config(), "
+            "backend=...) and set_weights, or fb.load(path, backend=...)"
+        )
 
     @property
     def n_threads(self):
@@ -220,14 +236,20 @@ class Sequential:
         one that is already in another model is refused (its arrays are that
         model's weights); pass a new layer, or copy.deepcopy(layer)."""
         if self.built:
-            raise RuntimeError("the model is already built; add layers before the first "
-                               "fit/forward, or make a new Sequential")
+            raise RuntimeError(
+                "the model is already built; add layers before the first "
+                "fit/forward, or make a new Sequential"
+            )
         if not isinstance(layer, tuple(layer_types.LAYERS.values())):
-            raise TypeError(f"layers must be one of fastbp.{', fastbp.'.join(layer_types.LAYERS)}; "
-                            f"got {type(layer).__name__}")
+            raise TypeError(
+                f"layers must be one of fastbp.{', fastbp.'.join(layer_types.LAYERS)}; "
+                f"got {type(layer).__name__}"
+            )
         if any(layer is other for other in self._layers):
-            raise ValueError("the same layer object appears twice; create a new layer object "
-                             "for each place in the model")
+            raise ValueError(
+                "the same layer object appears twice; create a new layer object "
+                "for each place in the model"
+            )
         layer_types.claim(layer, self)
         self._layers.append(layer)
 
@@ -254,17 +276,21 @@ class Sequential:
     def _build(self, input_dim):
         if self.built:
             if input_dim != self.input_dim:
-                raise ValueError(f"the model is built for {self.input_dim} features, not {input_dim}")
+                raise ValueError(
+                    f"the model is built for {self.input_dim} features, not {input_dim}"
+                )
             return
         if not self.layers:
             raise ValueError("the model has no layers; pass layers=[fb.Dense(...), ...]")
         self._check_loss_fits()
         d_in = input_dim
-        for number, layer in enumerate(self.layers, start=1):   # check all before building any
+        for number, layer in enumerate(self.layers, start=1):  # check all before building any
             if layer.input_dim is not None and layer.input_dim != d_in:
-                raise ValueError(f"layer {number} ({layer!r}) was given input_dim="
-                                 f"{layer.input_dim} but receives {d_in} features; fix its "
-                                 "input_dim or leave it out")
+                raise ValueError(
+                    f"layer {number} ({layer!r}) was given input_dim="
+                    f"{layer.input_dim} but receives {d_in} features; fix its "
+                    "input_dim or leave it out"
+                )
             d_in = layer.output_dim(d_in)
         d_in = input_dim
         for layer in self.layers:
@@ -284,25 +310,33 @@ class Sequential:
         model's) expects."""
         loss = self.loss if loss is None else loss
         if not self._has(Dense, Maxout):
-            raise ValueError("the model needs at least one Dense or Maxout layer (the layers "
-                             "with weights); add fastbp.Dense(units)")
+            raise ValueError(
+                "the model needs at least one Dense or Maxout layer (the layers "
+                "with weights); add fastbp.Dense(units)"
+            )
         last = self.layers[-1]
         if isinstance(last, Dropout):
-            raise ValueError("the last layer cannot be a Dropout: dropping the model's outputs "
-                             "would corrupt the loss; put the Dropout before a Dense layer")
+            raise ValueError(
+                "the last layer cannot be a Dropout: dropping the model's outputs "
+                "would corrupt the loss; put the Dropout before a Dense layer"
+            )
         allowed, got = loss.output_activations, last.output_activation
         if allowed is not None and got not in allowed:
             if loss.softmax:
-                fix = ("the last layer must output logits or apply a softmax: use "
-                       "Dense(n_classes) with no activation or activation='softmax' (it ends "
-                       f"with {got!r}); the loss works from the logits either way")
+                fix = (
+                    "the last layer must output logits or apply a softmax: use "
+                    "Dense(n_classes) with no activation or activation='softmax' (it ends "
+                    f"with {got!r}); the loss works from the logits either way"
+                )
             else:
                 fix = f"give the last layer activation={allowed[0]!r} (it ends with {got!r})"
             raise ValueError(f"loss {loss.name!r} does not fit the last layer: {fix}")
         if loss.softmax and self.output_dim is not None and self.output_dim < 2:
-            raise ValueError(f"{loss.name} needs a last layer with one unit per class "
-                             f"(at least 2), got {self.output_dim}; for two classes with one "
-                             "unit use binary_cross_entropy and activation='sigmoid'")
+            raise ValueError(
+                f"{loss.name} needs a last layer with one unit per class "
+                f"(at least 2), got {self.output_dim}; for two classes with one "
+                "unit use binary_cross_entropy and activation='sigmoid'"
+            )
 
     @property
     def input_dim(self):
@@ -336,10 +370,12 @@ class Sequential:
         """Build from X's width on first use."""
         if not self.built:
             self.build(X.shape[1])
-        if X.shape[1] != self.input_dim:   # another thread built it first
-            raise ValueError(f"X has {X.shape[1]} features, but the model was built for "
-                             f"{self.input_dim}; pass X with {self.input_dim} columns or build "
-                             "a new model")
+        if X.shape[1] != self.input_dim:  # another thread built it first
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the model was built for "
+                f"{self.input_dim}; pass X with {self.input_dim} columns or build "
+                "a new model"
+            )
 
     @contextlib.contextmanager
     def _training(self):
@@ -350,9 +386,21 @@ class Sequential:
 
     # --- training -------------------------------------------------------------------
 
-    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None, verbose=1,
-            diagnostics=False, on_divergence="raise", callbacks=(), sample_weight=None,
-            class_weight=None):
+    def fit(
+        self,
+        X,
+        y,
+        epochs=1,
+        batch_size=32,
+        shuffle=True,
+        validation_data=None,
+        verbose=1,
+        diagnostics=False,
+        on_divergence="raise",
+        callbacks=(),
+        sample_weight=None,
+        class_weight=None,
+    ):
         """Train with mini-batch gradient descent; returns a History.
 
         X : (n_samples, n_features); y : targets (see the loss).
@@ -384,18 +432,23 @@ class Sequential:
         """
         X = self._features(X)
         y, loss_code = self._targets(y, len(X))
-        weights = check.as_sample_weight(sample_weight, class_weight, y, self.loss, loss_code,
-                                         self.dtype)
+        weights = check.as_sample_weight(
+            sample_weight, class_weight, y, self.loss, loss_code, self.dtype
+        )
         epochs = check.non_negative_int("epochs", epochs)
         if on_divergence not in ("raise", "stop"):
             raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
         callbacks = list(callbacks)
         for callback in callbacks:
             if not isinstance(callback, Callback):
-                raise TypeError(f"callbacks must be fastbp.callbacks.Callback objects, got "
-                                f"{type(callback).__name__}")
+                raise TypeError(
+                    f"callbacks must be fastbp.callbacks.Callback objects, got "
+                    f"{type(callback).__name__}"
+                )
         n = len(X)
-        batch_size = n if batch_size is None else min(check.positive_int("batch_size", batch_size), n)
+        batch_size = (
+            n if batch_size is None else min(check.positive_int("batch_size", batch_size), n)
+        )
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
@@ -409,18 +462,28 @@ class Sequential:
                 callback.check(recorded)
             self._forward_context = None
             history = History()
-            progress = (EpochProgress(epochs, n, batch_size, self.loss.classification)
-                        if verbose else None)
+            progress = (
+                EpochProgress(epochs, n, batch_size, self.loss.classification) if verbose else None
+            )
             alarms = health.Alarms() if diagnostics else None
             self.stop_training = False
             for callback in callbacks:
                 callback.on_train_begin(self)
             try:
                 for epoch in range(epochs):
-                    logs = self._fit_epoch(epoch, X, y, weights, shuffle, batch_size, loss_code,
-                                           progress, on_divergence)
+                    logs = self._fit_epoch(
+                        epoch,
+                        X,
+                        y,
+                        weights,
+                        shuffle,
+                        batch_size,
+                        loss_code,
+                        progress,
+                        on_divergence,
+                    )
                     if logs is None:
-                        break   # diverged, on_divergence="stop"
+                        break  # diverged, on_divergence="stop"
                     if validation_data is not None:
                         val = self._evaluate(X_val, y_val, val_code)
                         logs.update({"val_" + key: value for key, value in val.items()})
@@ -451,8 +514,9 @@ class Sequential:
             names += health.reading_names(self._plan)
         return names
 
-    def _fit_epoch(self, epoch, X, y, weights, shuffle, batch_size, loss_code, progress,
-                   on_divergence):
+    def _fit_epoch(
+        self, epoch, X, y, weights, shuffle, batch_size, loss_code, progress, on_divergence
+    ):
         """One epoch, all or nothing: its logs ({"loss", "accuracy"}), or None when
         it diverged and on_divergence is "stop"; epochs_done counts it."""
         n = len(X)
@@ -463,8 +527,9 @@ class Sequential:
             order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(np.int64)
             if progress:
                 progress.start_epoch(epoch)
-            total, n_correct, n_seen = self._run_epoch(X, y, weights, order, batch_size,
-                                                       loss_code, progress)
+            total, n_correct, n_seen = self._run_epoch(
+                X, y, weights, order, batch_size, loss_code, progress
+            )
             broken = "loss" if not np.isfinite(total) else self._plan.nonfinite()
             if broken is None:
                 self.epochs_done += 1
@@ -473,10 +538,12 @@ class Sequential:
             raise
         if broken is not None:
             self._restore(checkpoint)
-            message = (f"training diverged in epoch {epoch + 1} after {n_seen} samples: the "
-                       f"{broken} stopped being finite; the model keeps the state it had when "
-                       f"the epoch began. Lower the learning rate (lr={self.optimizer.lr}) "
-                       "or standardise the inputs")
+            message = (
+                f"training diverged in epoch {epoch + 1} after {n_seen} samples: the "
+                f"{broken} stopped being finite; the model keeps the state it had when "
+                f"the epoch began. Lower the learning rate (lr={self.optimizer.lr}) "
+                "or standardise the inputs"
+            )
             if on_divergence == "raise":
                 raise FloatingPointError(message)
             warnings.warn(message, RuntimeWarning, stacklevel=3)
@@ -501,15 +568,16 @@ class Sequential:
         total, n_correct, n_seen = 0.0, 0, 0
         batches_per_call = 1
         while n_seen < len(order):
-            chunk = order[n_seen:n_seen + batches_per_call * batch_size]
+            chunk = order[n_seen : n_seen + batches_per_call * batch_size]
             started = time.perf_counter()
             with self._memory.writing(), threads.limit(self.n_threads):
-                part, correct, seen = self._backend.epoch(X, y, chunk, batch_size, loss_code,
-                                                          opt, lr, weights)
+                part, correct, seen = self._backend.epoch(
+                    X, y, chunk, batch_size, loss_code, opt, lr, weights
+                )
             elapsed = time.perf_counter() - started
             total, n_correct, n_seen = total + part, n_correct + correct, n_seen + seen
             if seen < len(chunk) or not np.isfinite(part):
-                break   # diverged: the caller restores and reports
+                break  # diverged: the caller restores and reports
             if progress:
                 progress.update(n_seen, total, n_correct, self._outputs_per_sample(loss_code))
             growth = CALL_SECONDS / max(elapsed, 1e-6)
@@ -534,12 +602,13 @@ class Sequential:
             self._check_finite()
             self._sync_optimizer()
             self._forward_context = None
-            opt = copy.copy(self.optimizer)   # in-place changes from now on: next call
+            opt = copy.copy(self.optimizer)  # in-place changes from now on: next call
             checkpoint = self._checkpoint()
             try:
                 with threads.limit(self.n_threads):
-                    loss, _ = self._backend.step(X, y, loss_code, opt, True,
-                                                 opt.lr_at(self.epochs_done), weights)
+                    loss, _ = self._backend.step(
+                        X, y, loss_code, opt, True, opt.lr_at(self.epochs_done), weights
+                    )
                 broken = "loss" if not np.isfinite(loss) else self._plan.nonfinite()
             except BaseException:
                 self._restore(checkpoint)
@@ -549,7 +618,8 @@ class Sequential:
                 raise FloatingPointError(
                     f"the training step diverged: the {broken} stopped being finite, so the "
                     f"step was not applied. Lower the learning rate (lr={opt.lr}) or "
-                    "standardise the inputs")
+                    "standardise the inputs"
+                )
         return float(loss)
 
     def _check_finite(self):
@@ -557,15 +627,20 @@ class Sequential:
         changed in place may hold NaN)."""
         broken = self._plan.nonfinite()
         if broken is not None:
-            raise ValueError(f"the model's {broken} holds NaN or infinite values, so training "
-                             "cannot start; set finite weights with set_weights (or assign a "
-                             "fresh optimiser: model.optimizer = ...)")
+            raise ValueError(
+                f"the model's {broken} holds NaN or infinite values, so training "
+                "cannot start; set finite weights with set_weights (or assign a "
+                "fresh optimiser: model.optimizer = ...)"
+            )
 
     def _checkpoint(self):
         """A copy of everything training changes: the plan's training state, the
         random generator and epochs_done."""
-        return ([a.copy() for a in self._plan.training_state()],
-                self._rng.bit_generator.state, self.epochs_done)
+        return (
+            [a.copy() for a in self._plan.training_state()],
+            self._rng.bit_generator.state,
+            self.epochs_done,
+        )
 
     def _restore(self, checkpoint):
         """Put a _checkpoint back, with Ctrl-C held until it is whole."""
@@ -607,8 +682,10 @@ class Sequential:
     def predict_proba(self, X):
         """Class probabilities (n_samples, n_outputs) for classification losses."""
         if not self.loss.classification:
-            raise ValueError(f"predict_proba needs a classification loss; this model uses "
-                             f"{self.loss.name!r}: use predict")
+            raise ValueError(
+                f"predict_proba needs a classification loss; this model uses "
+                f"{self.loss.name!r}: use predict"
+            )
         out = self._outputs(X)
         if self.loss.softmax and not self._outputs_softmax:
             out = np.exp(out - out.max(axis=1, keepdims=True))
@@ -643,8 +720,13 @@ class Sequential:
         decay = self.optimizer.l2
         if not decay:
             return 0.0
-        return 0.5 * decay * sum(np.sum(p.value * p.value, dtype=np.float64)
-                                 for p in self._plan.params() if p.decay)
+        return (
+            0.5
+            * decay
+            * sum(
+                np.sum(p.value * p.value, dtype=np.float64) for p in self._plan.params() if p.decay
+            )
+        )
 
     # --- your own loss ------------------------------------------------------------------
 
@@ -669,15 +751,19 @@ class Sequential:
         with self._training():
             context = self._forward_context
             if context is None or context[0] != threading.get_ident():
-                raise RuntimeError("backward needs a forward pass first: call model.forward(X) "
-                                   "and then model.backward(dout) in the same thread, with no "
-                                   "other training call (fit, train_step, forward from another "
-                                   "thread, ...) between them")
+                raise RuntimeError(
+                    "backward needs a forward pass first: call model.forward(X) "
+                    "and then model.backward(dout) in the same thread, with no "
+                    "other training call (fit, train_step, forward from another "
+                    "thread, ...) between them"
+                )
             n, d_out = context[1], self.output_dim
             dout = check.as_features(dout, self.dtype, d_out, name="dout")
             if dout.shape[0] != n:
-                raise ValueError(f"dout has {dout.shape[0]} rows but the last forward pass had "
-                                 f"{n}; pass dout of shape ({n}, {d_out})")
+                raise ValueError(
+                    f"dout has {dout.shape[0]} rows but the last forward pass had "
+                    f"{n}; pass dout of shape ({n}, {d_out})"
+                )
             with threads.limit(self.n_threads):
                 return np.array(self._backend.backward(dout, need_dX=True))
 
@@ -694,8 +780,10 @@ class Sequential:
         if not self.built and self.layers and self._declared_input_dim() is not None:
             self.build(self._declared_input_dim())
         if not self.built:
-            raise RuntimeError("the model is not built yet: give the first layer input_dim= "
-                               "or call fit/forward/build first")
+            raise RuntimeError(
+                "the model is not built yet: give the first layer input_dim= "
+                "or call fit/forward/build first"
+            )
 
     def get_weights(self):
         """Copies of every parameter array, layer by layer in the order of
@@ -712,10 +800,14 @@ class Sequential:
         params = self._plan.parameters()
         weights = list(weights)
         if len(weights) != len(params):
-            raise ValueError(f"set_weights expected {len(params)} arrays "
-                             f"({', '.join(self.weight_names())}), got {len(weights)}")
-        converted = [check.as_parameter(f"weights[{i}]", new, old)
-                     for i, (new, old) in enumerate(zip(weights, params))]
+            raise ValueError(
+                f"set_weights expected {len(params)} arrays "
+                f"({', '.join(self.weight_names())}), got {len(weights)}"
+            )
+        converted = [
+            check.as_parameter(f"weights[{i}]", new, old)
+            for i, (new, old) in enumerate(zip(weights, params))
+        ]
         with self._training():
             self._forward_context = None
             for new, old in zip(converted, params):
@@ -739,20 +831,29 @@ class Sequential:
 
     def get_config(self):
         """A JSON-ready description of the model (not its weights)."""
-        return {"layers": [layer.get_config() for layer in self.layers], "loss": self.loss.name,
-                "optimizer": self.optimizer.get_config(), "dtype": self.dtype.name,
-                "backend": self.backend_name, "n_threads": self.n_threads,
-                "input_dim": self.input_dim}
+        return {
+            "layers": [layer.get_config() for layer in self.layers],
+            "loss": self.loss.name,
+            "optimizer": self.optimizer.get_config(),
+            "dtype": self.dtype.name,
+            "backend": self.backend_name,
+            "n_threads": self.n_threads,
+            "input_dim": self.input_dim,
+        }
 
     @classmethod
     def from_config(cls, config, backend=None):
         """A new model from get_config(), built (freshly initialised) if the input
         width is known. backend overrides the configured one."""
         layers = [layer_types.from_config(c) for c in config["layers"]]
-        model = cls(layers, loss=config["loss"],
-                    optimizer=optimizers.from_config(config["optimizer"]),
-                    dtype=config["dtype"], backend=backend or config["backend"],
-                    n_threads=config["n_threads"])
+        model = cls(
+            layers,
+            loss=config["loss"],
+            optimizer=optimizers.from_config(config["optimizer"]),
+            dtype=config["dtype"],
+            backend=backend or config["backend"],
+            n_threads=config["n_threads"],
+        )
         if config.get("input_dim") is not None:
             model.build(config["input_dim"])
         return model
@@ -761,6 +862,7 @@ class Sequential:
         """Write the model to one .npz file (see fastbp.io); atomic. Training from
         other threads waits while it is written."""
         from fastbp import io
+
         self._require_built()
         with self._train_lock:
             self._sync_layout()
@@ -775,12 +877,18 @@ class Sequential:
             d_out = layer.output_dim(d_in)
             count = layer.count_params(d_in) if d_in is not None else None
             total += count or 0
-            detail = {Maxout: lambda l: f" ({l.pieces} pieces)", Dropout: lambda l: f" ({l.rate:g})",
-                      layer_types.PReLU: lambda l: ""}.get(
-                type(layer), lambda l: f" ({l.output_activation})")(layer)
-            rows.append((f"{type(layer).__name__} {number}{detail}",
-                         f"(None, {'?' if d_out is None else d_out})",
-                         "?" if count is None else f"{count:,}"))
+            detail = {
+                Maxout: lambda l: f" ({l.pieces} pieces)",
+                Dropout: lambda l: f" ({l.rate:g})",
+                layer_types.PReLU: lambda l: "",
+            }.get(type(layer), lambda l: f" ({l.output_activation})")(layer)
+            rows.append(
+                (
+                    f"{type(layer).__name__} {number}{detail}",
+                    f"(None, {'?' if d_out is None else d_out})",
+                    "?" if count is None else f"{count:,}",
+                )
+            )
             d_in = d_out
         widths = [max(len(row[c]) for row in rows) for c in range(3)]
         line = "-" * (sum(widths) + 4)
@@ -790,9 +898,13 @@ class Sequential:
             if k == 0:
                 print_fn(line)
         print_fn(line)
-        print_fn(f"total parameters: {total:,}" + ("" if self.built else " (input width not known yet)"))
-        print_fn(f"loss {self.loss.name}, optimizer {self.optimizer!r}, {self.dtype.name}, "
-                 f"{self.backend_name} backend")
+        print_fn(
+            f"total parameters: {total:,}" + ("" if self.built else " (input width not known yet)")
+        )
+        print_fn(
+            f"loss {self.loss.name}, optimizer {self.optimizer!r}, {self.dtype.name}, "
+            f"{self.backend_name} backend"
+        )
 
     def count_params(self):
         self._require_built()
@@ -800,8 +912,10 @@ class Sequential:
 
     def __repr__(self):
         layers = ", ".join(repr(layer) for layer in self.layers)
-        return (f"Sequential([{layers}], loss={self.loss.name!r}, optimizer={self.optimizer!r}, "
-                f"dtype={self.dtype.name!r}, backend={self.backend_name!r})")
+        return (
+            f"Sequential([{layers}], loss={self.loss.name!r}, optimizer={self.optimizer!r}, "
+            f"dtype={self.dtype.name!r}, backend={self.backend_name!r})"
+        )
 
     def __reduce__(self):
         """Pickling, copy.copy and copy.deepcopy (and joblib): the model travels as
@@ -810,7 +924,8 @@ class Sequential:
         copy.copy is as deep as deepcopy. Raises TypeError when the model holds
         something that is not plain data (e.g. a function in metadata)."""
         from fastbp import io
-        with self._train_lock:   # between training calls: a state that really existed
+
+        with self._train_lock:  # between training calls: a state that really existed
             self._sync_layout()
             with self._memory.reading():
                 return io.pickled(self)

@@ -16,9 +16,12 @@ decayed), its gradient weight_decay W added to dW; AdamW applies it decoupled
 instead. clipnorm rescales all gradients together when their global L2 norm
 exceeds it. schedule maps the epoch to the learning rate (fastbp.schedules).
 """
+
 import inspect
 import math
 import numbers
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from fastbp import schedules as lr_schedules
 
@@ -31,7 +34,9 @@ KINDS = {"sgd": SGD_KIND, "adam": ADAM_KIND, "rmsprop": RMSPROP_KIND, "adagrad":
 def _number(name, value, low=0.0, high=math.inf, low_open=False, high_open=False):
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        ok = (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high
+        )
     if not ok:
         if high == math.inf:
             wanted = f"{'>' if low_open else '>='} {low:g}"
@@ -76,8 +81,12 @@ class Optimizer:
     name = None
     kind = None
     decoupled = False
-    SETTINGS = {"lr": _positive, "weight_decay": _non_negative, "clipnorm": _clipnorm,
-                "schedule": _schedule}
+    SETTINGS: ClassVar[dict[str, Callable[[str, Any], Any]]] = {
+        "lr": _positive,
+        "weight_decay": _non_negative,
+        "clipnorm": _clipnorm,
+        "schedule": _schedule,
+    }
     # the hyper-parameters of every kind, 0 unless this optimiser sets its own
     nesterov = False
     momentum = beta1 = beta2 = rho = eps = 0.0
@@ -169,10 +178,15 @@ class SGD(Optimizer):
 
     name = "sgd"
     kind = SGD_KIND
-    SETTINGS = {**Optimizer.SETTINGS, "momentum": _momentum, "nesterov": _nesterov}
+    SETTINGS: ClassVar[dict[str, Callable[[str, Any], Any]]] = {
+        **Optimizer.SETTINGS,
+        "momentum": _momentum,
+        "nesterov": _nesterov,
+    }
 
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clipnorm=None,
-                 schedule=None):
+    def __init__(
+        self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clipnorm=None, schedule=None
+    ):
         super().__init__(lr, weight_decay, clipnorm, schedule)
         self.momentum = momentum
         self.nesterov = nesterov
@@ -190,10 +204,23 @@ class Adam(Optimizer):
 
     name = "adam"
     kind = ADAM_KIND
-    SETTINGS = {**Optimizer.SETTINGS, "beta1": _fraction, "beta2": _fraction, "eps": _positive}
+    SETTINGS: ClassVar[dict[str, Callable[[str, Any], Any]]] = {
+        **Optimizer.SETTINGS,
+        "beta1": _fraction,
+        "beta2": _fraction,
+        "eps": _positive,
+    }
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                 clipnorm=None, schedule=None):
+    def __init__(
+        self,
+        lr=0.001,
+        beta1=0.9,
+        beta2=0.999,
+        eps=1e-8,
+        weight_decay=0.0,
+        clipnorm=None,
+        schedule=None,
+    ):
         super().__init__(lr, weight_decay, clipnorm, schedule)
         self.beta1 = beta1
         self.beta2 = beta2
@@ -210,8 +237,16 @@ class AdamW(Adam):
     name = "adamw"
     decoupled = True
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01,
-                 clipnorm=None, schedule=None):
+    def __init__(
+        self,
+        lr=0.001,
+        beta1=0.9,
+        beta2=0.999,
+        eps=1e-8,
+        weight_decay=0.01,
+        clipnorm=None,
+        schedule=None,
+    ):
         super().__init__(lr, beta1, beta2, eps, weight_decay, clipnorm, schedule)
 
 
@@ -220,10 +255,13 @@ class RMSProp(Optimizer):
 
     name = "rmsprop"
     kind = RMSPROP_KIND
-    SETTINGS = {**Optimizer.SETTINGS, "rho": _fraction, "eps": _positive}
+    SETTINGS: ClassVar[dict[str, Callable[[str, Any], Any]]] = {
+        **Optimizer.SETTINGS,
+        "rho": _fraction,
+        "eps": _positive,
+    }
 
-    def __init__(self, lr=0.001, rho=0.9, eps=1e-8, weight_decay=0.0, clipnorm=None,
-                 schedule=None):
+    def __init__(self, lr=0.001, rho=0.9, eps=1e-8, weight_decay=0.0, clipnorm=None, schedule=None):
         super().__init__(lr, weight_decay, clipnorm, schedule)
         self.rho = rho
         self.eps = eps
@@ -238,7 +276,10 @@ class Adagrad(Optimizer):
 
     name = "adagrad"
     kind = ADAGRAD_KIND
-    SETTINGS = {**Optimizer.SETTINGS, "eps": _positive}
+    SETTINGS: ClassVar[dict[str, Callable[[str, Any], Any]]] = {
+        **Optimizer.SETTINGS,
+        "eps": _positive,
+    }
 
     def __init__(self, lr=0.01, eps=1e-10, weight_decay=0.0, clipnorm=None, schedule=None):
         super().__init__(lr, weight_decay, clipnorm, schedule)
@@ -269,10 +310,14 @@ def get(optimizer):
         return SGD()
     if isinstance(optimizer, str):
         if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; expected one of "
-                             f"{sorted(OPTIMIZERS)} or an instance such as fb.SGD(lr=0.1)")
+            raise ValueError(
+                f"unknown optimizer {optimizer!r}; expected one of "
+                f"{sorted(OPTIMIZERS)} or an instance such as fb.SGD(lr=0.1)"
+            )
         return OPTIMIZERS[optimizer]()
     if isinstance(optimizer, Optimizer):
         return optimizer
-    raise TypeError(f"optimizer must be a name or an optimiser such as fb.SGD(lr=0.1), "
-                    f"got {type(optimizer).__name__}")
+    raise TypeError(
+        f"optimizer must be a name or an optimiser such as fb.SGD(lr=0.1), "
+        f"got {type(optimizer).__name__}"
+    )

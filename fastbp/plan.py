@@ -13,6 +13,7 @@ DENSE node (identity) and a PRELU node. Each node keeps its parameters (shared w
 the layer, updated in place), their gradients and optimiser state, and workspaces
 sized for `capacity` rows, grown only when a larger batch arrives.
 """
+
 import dataclasses
 from types import SimpleNamespace
 
@@ -24,8 +25,13 @@ from fastbp.layers import Activation, Dense, Dropout, Maxout, PReLU
 # Node kinds: the FBP_NODE_* enum of csrc/fbp_kernels.h, checked against KINDS when
 # the compiled backend loads.
 DENSE, ACTIVATION, PRELU, MAXOUT, DROPOUT = range(5)
-KINDS = {"dense": DENSE, "activation": ACTIVATION, "prelu": PRELU, "maxout": MAXOUT,
-         "dropout": DROPOUT}
+KINDS = {
+    "dense": DENSE,
+    "activation": ACTIVATION,
+    "prelu": PRELU,
+    "maxout": MAXOUT,
+    "dropout": DROPOUT,
+}
 IDENTITY = ACTIVATIONS["identity"].code
 
 
@@ -92,8 +98,18 @@ class Node:
     the first), dZ (MAXOUT), mask (DROPOUT).
     """
 
-    def __init__(self, kind, d_in, d_out, params=(), act=0, param=0.0, activation="identity",
-                 pieces=1, keep=1.0):
+    def __init__(
+        self,
+        kind,
+        d_in,
+        d_out,
+        params=(),
+        act=0,
+        param=0.0,
+        activation="identity",
+        pieces=1,
+        keep=1.0,
+    ):
         self.kind, self.d_in, self.d_out = kind, d_in, d_out
         self.params = list(params)
         self.act, self.param, self.activation = act, param, activation
@@ -114,8 +130,10 @@ class Node:
         """This node's workspaces for capacity rows, as a namespace with Z, A, delta,
         dZ and mask (None where the kind has none); previous is the namespace of
         the node before (or None)."""
+
         def rows(width):
             return np.zeros((capacity, width), dtype=dtype)
+
         traits = self.traits
         ws = SimpleNamespace(Z=None, A=None, delta=None, dZ=None, mask=None)
         if traits.affine:
@@ -143,8 +161,10 @@ def _dense_nodes(layer, number, d_in, n_state):
     if not act.spec.learnable:
         return [Node(DENSE, d_in, layer.units, [W, b], act.code, act.param, act.name)]
     alpha = _param(layer, "alpha", number, n_state)
-    return [Node(DENSE, d_in, layer.units, [W, b]),
-            Node(PRELU, layer.units, layer.units, [alpha], activation="prelu")]
+    return [
+        Node(DENSE, d_in, layer.units, [W, b]),
+        Node(PRELU, layer.units, layer.units, [alpha], activation="prelu"),
+    ]
 
 
 def _maxout_nodes(layer, number, d_in, n_state):
@@ -158,16 +178,20 @@ def _activation_nodes(layer, number, d_in, n_state):
 
 
 def _prelu_nodes(layer, number, d_in, n_state):
-    return [Node(PRELU, d_in, d_in, [_param(layer, "alpha", number, n_state)],
-                 activation="prelu")]
+    return [Node(PRELU, d_in, d_in, [_param(layer, "alpha", number, n_state)], activation="prelu")]
 
 
 def _dropout_nodes(layer, number, d_in, n_state):
     return [Node(DROPOUT, d_in, d_in, activation="dropout", keep=1.0 - layer.rate)]
 
 
-NODES = {Dense: _dense_nodes, Maxout: _maxout_nodes, Activation: _activation_nodes,
-         PReLU: _prelu_nodes, Dropout: _dropout_nodes}
+NODES = {
+    Dense: _dense_nodes,
+    Maxout: _maxout_nodes,
+    Activation: _activation_nodes,
+    PReLU: _prelu_nodes,
+    Dropout: _dropout_nodes,
+}
 
 
 class Plan:
@@ -184,8 +208,8 @@ class Plan:
             d_in = self.nodes[-1].d_out
         self.capacity = 0
         self.optimizer_layout = optimizer_layout
-        self.step_count = np.zeros(1, dtype=np.int64)   # training steps taken
-        self.seed = np.array([seed], dtype=np.uint64)    # dropout seed
+        self.step_count = np.zeros(1, dtype=np.int64)  # training steps taken
+        self.seed = np.array([seed], dtype=np.uint64)  # dropout seed
         # the step count when the optimiser's state began: Adam's bias correction
         # counts the steps since then
         self.optimizer_origin = np.zeros(1, dtype=np.int64)

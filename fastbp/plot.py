@@ -14,6 +14,7 @@ and a display is never needed.
 `history_figure` and `decision_boundary_figure` return the Figure instead of writing
 it, to restyle it or save it in another format.
 """
+
 import os
 from collections.abc import Mapping
 
@@ -25,8 +26,8 @@ DPI = 100
 _INSTALL_HINT = 'pip install "fastbp[plot]" (or pip install matplotlib)'
 _TRAIN_COLOR = "tab:blue"
 _VAL_COLOR = "tab:orange"
-_SHADE = 0.35       # weight of a class colour in its (opaque) region shade; the rest is white
-_MARGIN = 0.1       # the grid extends past X by this fraction of X's span on each side
+_SHADE = 0.35  # weight of a class colour in its (opaque) region shade; the rest is white
+_MARGIN = 0.1  # the grid extends past X by this fraction of X's span on each side
 
 
 def _matplotlib():
@@ -36,8 +37,9 @@ def _matplotlib():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError(f"fastbp.plot needs matplotlib, which is not installed: "
-                          f"{_INSTALL_HINT}") from exc
+        raise ImportError(
+            f"fastbp.plot needs matplotlib, which is not installed: {_INSTALL_HINT}"
+        ) from exc
     return Figure, FigureCanvasAgg, matplotlib
 
 
@@ -50,6 +52,7 @@ def _save(fig, path):
 
 
 # --------------------------------------------------------------------------- history
+
 
 def history_figure(hist):
     """The figure `history` writes.
@@ -74,21 +77,37 @@ def history_figure(hist):
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (metric, title) in zip(axes, panels):
         percent = metric == "accuracy"
-        for key, label, color in ((metric, "training", _TRAIN_COLOR),
-                                  ("val_" + metric, "validation", _VAL_COLOR)):
+        for key, label, color in (
+            (metric, "training", _TRAIN_COLOR),
+            ("val_" + metric, "validation", _VAL_COLOR),
+        ):
             if key not in curves:
                 continue
             values = curves[key]
             epochs = np.arange(1, len(values) + 1)
             last = f"{values[-1]:.1%}" if percent else f"{values[-1]:.4g}"
-            ax.plot(epochs, values, color=color, label=f"{label} (last {last})",
-                    marker="o" if len(values) <= 20 else None, markersize=3)
+            ax.plot(
+                epochs,
+                values,
+                color=color,
+                label=f"{label} (last {last})",
+                marker="o" if len(values) <= 20 else None,
+                markersize=3,
+            )
         if metric == "loss" and "val_loss" in curves and np.isfinite(curves["val_loss"]).any():
-            best = int(np.nanargmin(np.where(np.isfinite(curves["val_loss"]),
-                                             curves["val_loss"], np.nan)))
-            ax.plot(best + 1, curves["val_loss"][best], "o", color=_VAL_COLOR,
-                    markerfacecolor="white", markersize=7, zorder=3,
-                    label=f"lowest validation loss, epoch {best + 1}")
+            best = int(
+                np.nanargmin(np.where(np.isfinite(curves["val_loss"]), curves["val_loss"], np.nan))
+            )
+            ax.plot(
+                best + 1,
+                curves["val_loss"][best],
+                "o",
+                color=_VAL_COLOR,
+                markerfacecolor="white",
+                markersize=7,
+                zorder=3,
+                label=f"lowest validation loss, epoch {best + 1}",
+            )
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
@@ -108,9 +127,9 @@ def history(hist, path):
 
 def _epoch_axis(ax, n_epochs, MaxNLocator):
     """x from just before epoch 1 to just after the last; integer ticks that start at 1."""
-    pad = min(0.9, max(0.3, 0.02 * (n_epochs - 1)))   # below 1, so no tick at epoch 0
+    pad = min(0.9, max(0.3, 0.02 * (n_epochs - 1)))  # below 1, so no tick at epoch 0
     ax.set_xlim(1 - pad, n_epochs + pad)
-    ticks = MaxNLocator(nbins=10, integer=True).tick_values(0, n_epochs)   # 0, 10, 20, ...
+    ticks = MaxNLocator(nbins=10, integer=True).tick_values(0, n_epochs)  # 0, 10, 20, ...
     step = ticks[1] - ticks[0] if len(ticks) > 1 else 1
     ticks = [1] + [int(t) for t in ticks if t - 1 > step / 2 and t <= n_epochs]
     ax.set_xticks(ticks)
@@ -123,23 +142,30 @@ def _history_curves(hist):
     elif isinstance(hist, Mapping):
         record = hist
     else:
-        raise TypeError(f"history needs a fastbp.History (what model.fit returns) or its "
-                        f".history dict, got {type(hist).__name__}")
+        raise TypeError(
+            f"history needs a fastbp.History (what model.fit returns) or its "
+            f".history dict, got {type(hist).__name__}"
+        )
     if len(record.get("loss", ())) == 0:
-        raise ValueError("the history has no epochs to plot: it needs a 'loss' entry with one "
-                         f"value per epoch (its keys: {sorted(record)}); fit with epochs >= 1")
+        raise ValueError(
+            "the history has no epochs to plot: it needs a 'loss' entry with one "
+            f"value per epoch (its keys: {sorted(record)}); fit with epochs >= 1"
+        )
     curves = {}
     for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
         if len(record.get(key, ())):
             values = np.asarray(record[key], dtype=np.float64)
             if values.ndim != 1:
-                raise ValueError(f"history[{key!r}] must hold one number per epoch, "
-                                 f"got an array of shape {values.shape}")
+                raise ValueError(
+                    f"history[{key!r}] must hold one number per epoch, "
+                    f"got an array of shape {values.shape}"
+                )
             curves[key] = values
     return curves
 
 
 # --------------------------------------------------------------- decision boundary
+
 
 def decision_boundary_figure(model, X, y, resolution=200):
     """The figure `decision_boundary` writes.
@@ -161,7 +187,7 @@ def decision_boundary_figure(model, X, y, resolution=200):
     (x_lo, x_hi), (y_lo, y_hi) = (_padded_range(X[:, j]) for j in (0, 1))
     gx = np.linspace(x_lo, x_hi, resolution)
     gy = np.linspace(y_lo, y_hi, resolution)
-    grid_x, grid_y = np.meshgrid(gx, gy)            # (resolution, resolution): [row = y, col = x]
+    grid_x, grid_y = np.meshgrid(gx, gy)  # (resolution, resolution): [row = y, col = x]
     grid = np.column_stack([grid_x.ravel(), grid_y.ravel()])
     regions = np.asarray(model.predict(grid)).reshape(resolution, resolution)
     accuracy = float(np.mean(np.asarray(model.predict(X)) == y))
@@ -173,22 +199,37 @@ def decision_boundary_figure(model, X, y, resolution=200):
     ax = fig.subplots()
     half_x = (x_hi - x_lo) / (2 * (resolution - 1))
     half_y = (y_hi - y_lo) / (2 * (resolution - 1))
-    ax.imshow(regions, origin="lower", interpolation="nearest", aspect="auto",
-              extent=(x_lo - half_x, x_hi + half_x, y_lo - half_y, y_hi + half_y),
-              cmap=ListedColormap(shades), vmin=-0.5, vmax=n_classes - 0.5)
+    ax.imshow(
+        regions,
+        origin="lower",
+        interpolation="nearest",
+        aspect="auto",
+        extent=(x_lo - half_x, x_hi + half_x, y_lo - half_y, y_hi + half_y),
+        cmap=ListedColormap(shades),
+        vmin=-0.5,
+        vmax=n_classes - 0.5,
+    )
     for k in range(n_classes):
         points = X[y == k]
         if len(points):
-            ax.scatter(points[:, 0], points[:, 1], s=18, color=colors[k], edgecolors="white",
-                       linewidths=0.5, label=str(k), zorder=2)
+            ax.scatter(
+                points[:, 0],
+                points[:, 1],
+                s=18,
+                color=colors[k],
+                edgecolors="white",
+                linewidths=0.5,
+                label=str(k),
+                zorder=2,
+            )
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(y_lo, y_hi)
     ax.set_xlabel("X[:, 0]")
     ax.set_ylabel("X[:, 1]")
-    ax.set_title(f"Decision regions: {accuracy:.1%} of {len(X)} points correct",
-                 fontsize="medium")
-    ax.legend(loc="best", fontsize="small", title="true class", title_fontsize="small",
-              framealpha=0.9)
+    ax.set_title(f"Decision regions: {accuracy:.1%} of {len(X)} points correct", fontsize="medium")
+    ax.legend(
+        loc="best", fontsize="small", title="true class", title_fontsize="small", framealpha=0.9
+    )
     return fig
 
 
@@ -206,28 +247,37 @@ def _check_boundary_inputs(model, X, y):
     """X as float64 (n, 2), y as int64 (n,), and the number of classes the model predicts."""
     loss = getattr(model, "loss", None)
     if loss is None or not hasattr(model, "predict"):
-        raise TypeError(f"decision_boundary needs a fitted fastbp.Sequential, got "
-                        f"{type(model).__name__}")
+        raise TypeError(
+            f"decision_boundary needs a fitted fastbp.Sequential, got {type(model).__name__}"
+        )
     if not loss.classification:
-        raise ValueError(f"decision_boundary needs a classifier, but the model's loss "
-                         f"{loss.name!r} is not a classification loss; use "
-                         "'softmax_cross_entropy' or 'binary_cross_entropy'")
+        raise ValueError(
+            f"decision_boundary needs a classifier, but the model's loss "
+            f"{loss.name!r} is not a classification loss; use "
+            "'softmax_cross_entropy' or 'binary_cross_entropy'"
+        )
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != 2:
-        raise ValueError(f"decision_boundary needs 2-D inputs (2 features): X must have "
-                         f"shape (n_samples, 2), got shape {X.shape}")
+        raise ValueError(
+            f"decision_boundary needs 2-D inputs (2 features): X must have "
+            f"shape (n_samples, 2), got shape {X.shape}"
+        )
     if X.dtype.kind not in "biuf" or len(X) == 0 or not np.isfinite(X).all():
         raise ValueError("X must hold at least one row of finite numbers")
     X = X.astype(np.float64)
     if not model.built:
         raise ValueError("the model is not fitted yet: fit it on (X, y) first")
     if model.input_dim != 2:
-        raise ValueError(f"decision_boundary needs a model with 2 input features; this one "
-                         f"takes {model.input_dim}")
+        raise ValueError(
+            f"decision_boundary needs a model with 2 input features; this one "
+            f"takes {model.input_dim}"
+        )
     if loss.name == "binary_cross_entropy":
         if model.output_dim != 1:
-            raise ValueError(f"decision_boundary shows one class per point; this model has "
-                             f"{model.output_dim} independent sigmoid outputs (multi-label)")
+            raise ValueError(
+                f"decision_boundary shows one class per point; this model has "
+                f"{model.output_dim} independent sigmoid outputs (multi-label)"
+            )
         n_classes = 2
     else:
         n_classes = model.output_dim
@@ -235,20 +285,29 @@ def _check_boundary_inputs(model, X, y):
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.shape != (len(X),):
-        raise ValueError(f"y must hold one class index per row of X, shape ({len(X)},); got "
-                         f"shape {y.shape} (for probability rows pass y.argmax(axis=1))")
+        raise ValueError(
+            f"y must hold one class index per row of X, shape ({len(X)},); got "
+            f"shape {y.shape} (for probability rows pass y.argmax(axis=1))"
+        )
     labels = y.astype(np.int64) if y.dtype.kind in "biuf" and np.isfinite(y).all() else None
     if labels is None or (labels != y).any() or labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(f"y must hold class indices 0..{n_classes - 1} (the model predicts "
-                         f"{n_classes} classes), got values {np.unique(y)[:10]}")
+        raise ValueError(
+            f"y must hold class indices 0..{n_classes - 1} (the model predicts "
+            f"{n_classes} classes), got values {np.unique(y)[:10]}"
+        )
     return X, labels, n_classes
 
 
 def _check_resolution(resolution):
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) \
-            or not 2 <= resolution <= 2000:
-        raise ValueError(f"resolution must be an integer from 2 to 2000 (grid points per "
-                         f"axis), got {resolution!r}")
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, (int, np.integer))
+        or not 2 <= resolution <= 2000
+    ):
+        raise ValueError(
+            f"resolution must be an integer from 2 to 2000 (grid points per "
+            f"axis), got {resolution!r}"
+        )
     return int(resolution)
 
 

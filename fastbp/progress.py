@@ -4,6 +4,7 @@ On a terminal the line is redrawn in place as batches finish: a bar, batches don
 running loss and accuracy, samples per second and time left. Elsewhere (a file, a
 pipe, a notebook log) only the finished line of each epoch is printed.
 """
+
 import sys
 import time
 
@@ -12,7 +13,7 @@ REDRAW_SECONDS = 0.1
 
 
 def _duration(seconds):
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
@@ -43,13 +44,17 @@ class EpochProgress:
             return
         self.last_drawn = now
         rate = samples_done / max(now - self.started, 1e-9)
-        left = (self.n_samples - samples_done
-                + (self.epochs - self.epoch - 1) * self.n_samples) / rate
+        left = (
+            self.n_samples - samples_done + (self.epochs - self.epoch - 1) * self.n_samples
+        ) / rate
         figures = {"loss": loss_sum / samples_done}
         if self.classification:
             figures["accuracy"] = n_correct / (samples_done * outputs_per_sample)
-        self._write("\r" + self._line(samples_done, figures, f"{rate:,.0f} samples/s - "
-                                      f"{_duration(left)} left"), end="")
+        self._write(
+            "\r"
+            + self._line(samples_done, figures, f"{rate:,.0f} samples/s - {_duration(left)} left"),
+            end="",
+        )
 
     def end_epoch(self, logs):
         """The epoch's final line, with its validation figures."""
@@ -63,8 +68,10 @@ class EpochProgress:
         filled = BAR_WIDTH * batches // self.n_batches
         bar = "=" * filled + (">" if filled < BAR_WIDTH else "") + " " * (BAR_WIDTH - filled - 1)
         shown = " - ".join(f"{key} {value:.4f}" for key, value in figures.items())
-        return (f"epoch {self.epoch + 1}/{self.epochs} [{bar[:BAR_WIDTH]}] "
-                f"{batches}/{self.n_batches} - {shown} - {tail}")
+        return (
+            f"epoch {self.epoch + 1}/{self.epochs} [{bar[:BAR_WIDTH]}] "
+            f"{batches}/{self.n_batches} - {shown} - {tail}"
+        )
 
     def _write(self, text, end):
         self.stream.write(text + end)

@@ -2,20 +2,27 @@
 
 - StepDecay(step_size, gamma=0.1):  lr * gamma ** (epoch // step_size)
 - ExponentialDecay(gamma):          lr * gamma ** epoch
-- CosineDecay(epochs, min_lr=0):    min_lr + (lr - min_lr) (1 + cos(pi min(epoch, epochs) / epochs)) / 2
+- CosineDecay(epochs, min_lr=0):    min_lr + (lr - min_lr) (1 + cos(pi t)) / 2,
+                                    t = min(epoch, epochs) / epochs
 
 Reduce-on-plateau depends on the validation loss, so it is a callback
 (fastbp.callbacks.ReduceLROnPlateau).
 """
+
 import math
 
 
 def _positive(name, value, integer=False):
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0 or \
-            not math.isfinite(value):
-        raise ValueError(f"{name} must be a positive {'integer' if integer else 'number'}, "
-                         f"got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kind)
+        or not value > 0
+        or not math.isfinite(value)
+    ):
+        raise ValueError(
+            f"{name} must be a positive {'integer' if integer else 'number'}, got {value!r}"
+        )
     return value
 
 
@@ -40,7 +47,7 @@ class ExponentialDecay:
         self.gamma = _positive("gamma", gamma)
 
     def __call__(self, lr, epoch):
-        return lr * self.gamma ** epoch
+        return lr * self.gamma**epoch
 
     def get_config(self):
         return {"name": self.name, "gamma": self.gamma}
@@ -76,7 +83,9 @@ def from_config(config):
 
 def get(schedule):
     """None, or a schedule object (names need their parameters, so objects only)."""
-    if schedule is None or callable(schedule) and hasattr(schedule, "get_config"):
+    if schedule is None or (callable(schedule) and hasattr(schedule, "get_config")):
         return schedule
-    raise TypeError(f"schedule must be None or a schedule such as "
-                    f"fb.schedules.CosineDecay(epochs=50), got {schedule!r}")
+    raise TypeError(
+        f"schedule must be None or a schedule such as "
+        f"fb.schedules.CosineDecay(epochs=50), got {schedule!r}"
+    )

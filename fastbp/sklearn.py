@@ -40,6 +40,7 @@ random_state : None, int, numpy RandomState or Generator, default None
 verbose : int, default 0
     Nonzero prints fastbp's progress line per epoch.
 """
+
 import inspect
 import numbers
 import warnings
@@ -51,7 +52,7 @@ from fastbp.model import Sequential
 from fastbp.optimizers import SGD
 from fastbp.validation import as_features
 
-__all__ = ["MLPClassifier", "MLPRegressor", "NotFittedError"]
+__all__ = ["MLPClassifier", "MLPRegressor", "NotFittedError"]  # noqa: F822 (module __getattr__)
 
 
 class _FallbackNotFittedError(ValueError, AttributeError):
@@ -80,8 +81,12 @@ def _column_vector_warning(n_samples):
         from sklearn.exceptions import DataConversionWarning as category
     except ImportError:
         category = UserWarning
-    warnings.warn("A column-vector y was passed when a 1d array was expected; y was "
-                  f"reshaped to ({n_samples},)", category, stacklevel=3)
+    warnings.warn(
+        "A column-vector y was passed when a 1d array was expected; y was "
+        f"reshaped to ({n_samples},)",
+        category,
+        stacklevel=3,
+    )
 
 
 def _seed(random_state):
@@ -94,8 +99,10 @@ def _seed(random_state):
         return int(random_state.randint(np.iinfo(np.int32).max))
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(np.iinfo(np.int32).max))
-    raise ValueError("random_state must be None, an int, a numpy RandomState or a numpy "
-                     f"Generator, got {random_state!r}")
+    raise ValueError(
+        "random_state must be None, an int, a numpy RandomState or a numpy "
+        f"Generator, got {random_state!r}"
+    )
 
 
 def _hidden_sizes(sizes):
@@ -104,8 +111,9 @@ def _hidden_sizes(sizes):
     try:
         return tuple(sizes)
     except TypeError:
-        raise ValueError("hidden_layer_sizes must be an int or a sequence of ints, got "
-                         f"{sizes!r}") from None
+        raise ValueError(
+            f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}"
+        ) from None
 
 
 class _MLPBase:
@@ -114,9 +122,19 @@ class _MLPBase:
 
     _loss = None
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", learning_rate=0.01,
-                 weight_decay=0.0, batch_size=32, epochs=50, dtype="float32",
-                 backend="cython", random_state=None, verbose=0):
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        learning_rate=0.01,
+        weight_decay=0.0,
+        batch_size=32,
+        epochs=50,
+        dtype="float32",
+        backend="cython",
+        random_state=None,
+        verbose=0,
+    ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.learning_rate = learning_rate
@@ -145,14 +163,17 @@ class _MLPBase:
         valid = self._param_names()
         for name, value in params.items():
             if name not in valid:
-                raise ValueError(f"invalid parameter {name!r} for estimator "
-                                 f"{type(self).__name__}; valid parameters are: {valid}")
+                raise ValueError(
+                    f"invalid parameter {name!r} for estimator "
+                    f"{type(self).__name__}; valid parameters are: {valid}"
+                )
             setattr(self, name, value)
         return self
 
     def __repr__(self):
-        defaults = {p.name: p.default
-                    for p in inspect.signature(type(self).__init__).parameters.values()}
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
         changed = []
         for name in self._param_names():
             value, default = getattr(self, name), defaults[name]
@@ -164,9 +185,12 @@ class _MLPBase:
     def __sklearn_tags__(self):
         # Called by scikit-learn >= 1.6 only, so scikit-learn is importable here.
         from sklearn.utils import InputTags, Tags, TargetTags
-        return Tags(estimator_type=self._estimator_type,
-                    target_tags=TargetTags(required=True),
-                    input_tags=InputTags(two_d_array=True, allow_nan=False, sparse=False))
+
+        return Tags(
+            estimator_type=self._estimator_type,
+            target_tags=TargetTags(required=True),
+            input_tags=InputTags(two_d_array=True, allow_nan=False, sparse=False),
+        )
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "model_")
@@ -177,30 +201,39 @@ class _MLPBase:
         if not hasattr(self, "model_"):
             raise _not_fitted_error_class()(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
-                "appropriate arguments before using this estimator.")
+                "appropriate arguments before using this estimator."
+            )
 
     def _features(self, X, reset):
         """X as a (n_samples, n_features) array of the estimator's dtype; on fit (reset)
         records n_features_in_, afterwards checks X against it."""
         if hasattr(X, "toarray") or hasattr(X, "tocsr"):
-            raise TypeError(f"{type(self).__name__} does not take sparse input; convert X "
-                            "to a dense array with X.toarray()")
+            raise TypeError(
+                f"{type(self).__name__} does not take sparse input; convert X "
+                "to a dense array with X.toarray()"
+            )
         arr = np.asarray(X)
         if arr.dtype == object:
-            arr = arr.astype(np.float64)   # e.g. numbers in an object array; raises otherwise
+            arr = arr.astype(np.float64)  # e.g. numbers in an object array; raises otherwise
         # The messages below are scikit-learn's, which its own checks look for.
         if np.issubdtype(arr.dtype, np.complexfloating):
             raise ValueError(f"Complex data not supported: X has dtype {arr.dtype}")
         if arr.ndim == 1:
-            raise ValueError(f"Expected a 2-D X (n_samples, n_features), got shape {arr.shape}. "
-                             "Reshape your data: X.reshape(-1, 1) for a single feature, "
-                             "X.reshape(1, -1) for a single sample")
+            raise ValueError(
+                f"Expected a 2-D X (n_samples, n_features), got shape {arr.shape}. "
+                "Reshape your data: X.reshape(-1, 1) for a single feature, "
+                "X.reshape(1, -1) for a single sample"
+            )
         if arr.ndim == 2 and arr.shape[1] == 0:
-            raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a "
-                             "minimum of 1 is required.")
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape={arr.shape}) while a "
+                "minimum of 1 is required."
+            )
         if not reset and arr.ndim == 2 and arr.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {arr.shape[1]} features, but {type(self).__name__} is "
-                             f"expecting {self.n_features_in_} features as input.")
+            raise ValueError(
+                f"X has {arr.shape[1]} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input."
+            )
         arr = as_features(arr, self.dtype)
         if reset:
             self.n_features_in_ = arr.shape[1]
@@ -208,24 +241,33 @@ class _MLPBase:
 
     def _samples(self, y, n_samples):
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
-                             "y is None")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         arr = np.asarray(y)
         if arr.ndim == 0 or len(arr) != n_samples:
-            raise ValueError(f"y has {arr.shape[0] if arr.ndim else 0} samples but X has "
-                             f"{n_samples}; pass one target per row of X")
+            raise ValueError(
+                f"y has {arr.shape[0] if arr.ndim else 0} samples but X has "
+                f"{n_samples}; pass one target per row of X"
+            )
         return arr
 
     def _fit_model(self, X, y, n_outputs):
         """A fresh fastbp.Sequential trained on (X, y); sets model_ and history_."""
         units = _hidden_sizes(self.hidden_layer_sizes)
         layers = [Dense(n, activation=self.activation) for n in units] + [Dense(n_outputs)]
-        model = Sequential(layers, loss=self._loss,
-                           optimizer=SGD(lr=self.learning_rate, weight_decay=self.weight_decay),
-                           dtype=self.dtype, seed=_seed(self.random_state), backend=self.backend)
+        model = Sequential(
+            layers,
+            loss=self._loss,
+            optimizer=SGD(lr=self.learning_rate, weight_decay=self.weight_decay),
+            dtype=self.dtype,
+            seed=_seed(self.random_state),
+            backend=self.backend,
+        )
         model.build(X.shape[1])
-        history = model.fit(X, y, epochs=self.epochs, batch_size=self.batch_size,
-                            verbose=self.verbose)
+        history = model.fit(
+            X, y, epochs=self.epochs, batch_size=self.batch_size, verbose=self.verbose
+        )
         self.model_ = model
         self.history_ = history
 
@@ -249,11 +291,12 @@ class MLPClassifier(_MLPBase):
     history_ : fastbp.History, the loss and accuracy per epoch (history_.history).
     """
 
-    _estimator_type = "classifier"   # what scikit-learn < 1.6 looks for
+    _estimator_type = "classifier"  # what scikit-learn < 1.6 looks for
     _loss = "softmax_cross_entropy"
 
     def __sklearn_tags__(self):
         from sklearn.utils import ClassifierTags
+
         tags = super().__sklearn_tags__()
         tags.classifier_tags = ClassifierTags(multi_class=True, multi_label=False)
         return tags
@@ -267,18 +310,24 @@ class MLPClassifier(_MLPBase):
             _column_vector_warning(len(y))
             y = y.ravel()
         if y.ndim != 1:
-            raise ValueError(f"y must be 1-D (n_samples,), got shape {y.shape}; "
-                             "multi-output and multi-label targets are not supported")
+            raise ValueError(
+                f"y must be 1-D (n_samples,), got shape {y.shape}; "
+                "multi-output and multi-label targets are not supported"
+            )
         if np.issubdtype(y.dtype, np.floating):
             if not np.isfinite(y).all():
                 raise ValueError("y contains NaN or infinite values")
             if not np.all(y == np.round(y)):
-                raise ValueError("Unknown label type: continuous. MLPClassifier needs class "
-                                 "labels; for continuous targets use MLPRegressor")
+                raise ValueError(
+                    "Unknown label type: continuous. MLPClassifier needs class "
+                    "labels; for continuous targets use MLPRegressor"
+                )
         self.classes_, indices = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"MLPClassifier needs samples of at least 2 classes, y holds "
-                             f"only one class: {self.classes_[0]!r}")
+            raise ValueError(
+                f"MLPClassifier needs samples of at least 2 classes, y holds "
+                f"only one class: {self.classes_[0]!r}"
+            )
         self._fit_model(X, indices.astype(np.int64), len(self.classes_))
         return self
 
@@ -318,11 +367,12 @@ class MLPRegressor(_MLPBase):
     history_ : fastbp.History, the loss per epoch (history_.history["loss"]).
     """
 
-    _estimator_type = "regressor"    # what scikit-learn < 1.6 looks for
+    _estimator_type = "regressor"  # what scikit-learn < 1.6 looks for
     _loss = "mse"
 
     def __sklearn_tags__(self):
         from sklearn.utils import RegressorTags
+
         tags = super().__sklearn_tags__()
         tags.regressor_tags = RegressorTags()
         tags.target_tags.multi_output = True
@@ -364,6 +414,7 @@ class MLPRegressor(_MLPBase):
         total = (w * (y_true - mean) ** 2).sum(axis=0)
         # A constant target scores 1 if predicted exactly, else 0 (as scikit-learn).
         constant = total == 0
-        r2 = np.where(constant, (residual == 0).astype(float),
-                      1 - residual / np.where(constant, 1.0, total))
+        r2 = np.where(
+            constant, (residual == 0).astype(float), 1 - residual / np.where(constant, 1.0, total)
+        )
         return float(r2.mean())

@@ -15,6 +15,7 @@ several threads, or a limit nested in another) share one setting. The rule:
 
 A module lock serialises these changes; the BLAS calls themselves run unlocked.
 """
+
 import contextlib
 import os
 import threading
@@ -23,8 +24,8 @@ from fastbp.validation import positive_int
 
 _controllers = None
 _lock = threading.Lock()
-_active = []    # the requested counts of the limits now running, one entry per limit
-_saved = None   # each controller's count before the first of them started
+_active = []  # the requested counts of the limits now running, one entry per limit
+_saved = None  # each controller's count before the first of them started
 _applied = None  # the count the active limits agreed on, as last set
 
 
@@ -54,6 +55,7 @@ def _blas_controllers():
     if _controllers is None:
         import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS before looking)
         from threadpoolctl import ThreadpoolController
+
         _controllers = ThreadpoolController().select(user_api="blas").lib_controllers
     return _controllers
 
@@ -96,7 +98,7 @@ def _agree():
         _set_all(saved)
         return
     target = min(_active)
-    if target != _applied:   # only touch BLAS when the agreed count changes
+    if target != _applied:  # only touch BLAS when the agreed count changes
         _set_all([target] * len(_blas_controllers()))
         _applied = target
 
@@ -110,7 +112,7 @@ def _enter(n_threads):
         _active.append(n_threads)
         try:
             _agree()
-        except BaseException:   # a BLAS refused: undo, re-applying what is left
+        except BaseException:  # a BLAS refused: undo, re-applying what is left
             _active.remove(n_threads)
             _applied = None
             _agree()

@@ -1,4 +1,5 @@
 """Shared helpers: centred finite differences, relative error, backend lists."""
+
 import numpy as np
 import pytest
 
@@ -49,10 +50,12 @@ def model_numerical_gradients(model, X, y, eps=1e-6):
     """Centred differences of model.loss_and_gradients' loss for every parameter."""
     weights = model.get_weights()
     grads = []
-    for k, w in enumerate(weights):
+    for w in weights:
+
         def loss():
             model.set_weights(weights)
             return model.loss_and_gradients(X, y)[0]
+
         grads.append(numerical_gradient(loss, w, eps))
     model.set_weights(weights)
     return grads
@@ -61,7 +64,15 @@ def model_numerical_gradients(model, X, y, eps=1e-6):
 def make_model(layers, loss, backend, dtype=np.float64, seed=0, lr=0.1, weight_decay=0.0):
     """Sequential from (units, activation) pairs; the first pair also gives input_dim."""
     (d_in, _), rest = layers[0], layers[1:]
-    dense = [fb.Dense(units, activation=act, input_dim=d_in if i == 0 else None)
-             for i, (units, act) in enumerate(rest)]
-    return fb.Sequential(dense, loss=loss, optimizer=fb.SGD(lr=lr, weight_decay=weight_decay),
-                         dtype=np.dtype(dtype).name, seed=seed, backend=backend)
+    dense = [
+        fb.Dense(units, activation=act, input_dim=d_in if i == 0 else None)
+        for i, (units, act) in enumerate(rest)
+    ]
+    return fb.Sequential(
+        dense,
+        loss=loss,
+        optimizer=fb.SGD(lr=lr, weight_decay=weight_decay),
+        dtype=np.dtype(dtype).name,
+        seed=seed,
+        backend=backend,
+    )

@@ -1,5 +1,6 @@
 """A built model's public attributes: what may change (and then works exactly as a
 fresh model would), and what is fixed (and then refused, the model unchanged)."""
+
 import copy
 
 import numpy as np
@@ -14,9 +15,14 @@ def data(n=96, seed=0):
 
 
 def classifier(backend, optimizer=None, dtype="float64", seed=0):
-    return fb.Sequential([fb.Dense(8, activation="tanh", input_dim=4), fb.PReLU(), fb.Dense(3)],
-                         loss="softmax_cross_entropy", optimizer=optimizer or fb.SGD(lr=0.1),
-                         dtype=dtype, seed=seed, backend=backend)
+    return fb.Sequential(
+        [fb.Dense(8, activation="tanh", input_dim=4), fb.PReLU(), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        optimizer=optimizer or fb.SGD(lr=0.1),
+        dtype=dtype,
+        seed=seed,
+        backend=backend,
+    )
 
 
 def fresh_twin(model, optimizer):
@@ -31,10 +37,15 @@ def assert_same_weights(a, b):
         assert np.array_equal(x, y)
 
 
-OPTIMIZERS = {"sgd": lambda: fb.SGD(lr=0.05), "momentum": lambda: fb.SGD(lr=0.05, momentum=0.9),
-              "nesterov": lambda: fb.SGD(lr=0.05, momentum=0.5, nesterov=True),
-              "adam": lambda: fb.Adam(lr=0.01), "adamw": lambda: fb.AdamW(lr=0.01),
-              "rmsprop": lambda: fb.RMSProp(lr=0.01), "adagrad": lambda: fb.Adagrad(lr=0.05)}
+OPTIMIZERS = {
+    "sgd": lambda: fb.SGD(lr=0.05),
+    "momentum": lambda: fb.SGD(lr=0.05, momentum=0.9),
+    "nesterov": lambda: fb.SGD(lr=0.05, momentum=0.5, nesterov=True),
+    "adam": lambda: fb.Adam(lr=0.01),
+    "adamw": lambda: fb.AdamW(lr=0.01),
+    "rmsprop": lambda: fb.RMSProp(lr=0.01),
+    "adagrad": lambda: fb.Adagrad(lr=0.05),
+}
 
 
 @pytest.mark.parametrize("before", ["sgd", "momentum", "adam"])
@@ -73,7 +84,7 @@ def test_momentum_changed_in_place(backend, start, change):
     velocity = [s.copy() for s in model._plan.optimizer_state()[:-2]]
     model.optimizer.momentum = change
     twin = fresh_twin(model, fb.SGD(lr=0.05, momentum=change))
-    if start and change:   # same layout: the velocity carries over
+    if start and change:  # same layout: the velocity carries over
         for kept, live in zip(velocity, twin._plan.optimizer_state()):
             live[...] = kept
     for m in (model, twin):
@@ -81,34 +92,57 @@ def test_momentum_changed_in_place(backend, start, change):
     assert_same_weights(model, twin)
 
 
-@pytest.mark.parametrize("name, value", [("lr", 0.2), ("beta1", 0.5), ("beta2", 0.9),
-                                         ("eps", 1e-3), ("weight_decay", 0.01),
-                                         ("clipnorm", 0.05)])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("lr", 0.2),
+        ("beta1", 0.5),
+        ("beta2", 0.9),
+        ("eps", 1e-3),
+        ("weight_decay", 0.01),
+        ("clipnorm", 0.05),
+    ],
+)
 def test_hyper_parameters_take_effect_at_the_next_call(backend, name, value):
     X, y = data()
     model = classifier(backend, fb.Adam(lr=0.01))
     model.fit(X, y, epochs=1, shuffle=False, verbose=0)
     config = {k: v for k, v in model.optimizer.get_config().items() if k != "name"}
-    changed, unchanged = (fresh_twin(model, fb.Adam(**{**config, **extra}))
-                          for extra in ({name: value}, {}))
-    for twin in (changed, unchanged):   # same weights, moments, step count and origin
+    changed, unchanged = (
+        fresh_twin(model, fb.Adam(**{**config, **extra})) for extra in ({name: value}, {})
+    )
+    for twin in (changed, unchanged):  # same weights, moments, step count and origin
         for live, kept in zip(twin._plan.training_state(), model._plan.training_state()):
             live[...] = kept
     setattr(model.optimizer, name, value)
     for m in (model, changed, unchanged):
         m.fit(X, y, epochs=1, shuffle=False, verbose=0)
     assert_same_weights(model, changed)
-    assert not all(np.array_equal(a, b)
-                   for a, b in zip(model.get_weights(), unchanged.get_weights()))
+    assert not all(
+        np.array_equal(a, b) for a, b in zip(model.get_weights(), unchanged.get_weights())
+    )
 
 
-@pytest.mark.parametrize("opt, name, bad", [
-    (fb.SGD(), "lr", -1), (fb.SGD(), "lr", "0.1"), (fb.SGD(), "lr", float("nan")),
-    (fb.SGD(), "lr", True), (fb.SGD(), "momentum", 1.0), (fb.SGD(), "nesterov", 2),
-    (fb.SGD(), "nesterov", True), (fb.SGD(momentum=0.9, nesterov=True), "momentum", 0),
-    (fb.Adam(), "beta1", 1.0), (fb.Adam(), "beta2", -0.1), (fb.Adam(), "eps", 0),
-    (fb.RMSProp(), "rho", 1.5), (fb.Adam(), "clipnorm", 0), (fb.Adam(), "schedule", "nope"),
-    (fb.Adagrad(), "weight_decay", -1)])
+@pytest.mark.parametrize(
+    "opt, name, bad",
+    [
+        (fb.SGD(), "lr", -1),
+        (fb.SGD(), "lr", "0.1"),
+        (fb.SGD(), "lr", float("nan")),
+        (fb.SGD(), "lr", True),
+        (fb.SGD(), "momentum", 1.0),
+        (fb.SGD(), "nesterov", 2),
+        (fb.SGD(), "nesterov", True),
+        (fb.SGD(momentum=0.9, nesterov=True), "momentum", 0),
+        (fb.Adam(), "beta1", 1.0),
+        (fb.Adam(), "beta2", -0.1),
+        (fb.Adam(), "eps", 0),
+        (fb.RMSProp(), "rho", 1.5),
+        (fb.Adam(), "clipnorm", 0),
+        (fb.Adam(), "schedule", "nope"),
+        (fb.Adagrad(), "weight_decay", -1),
+    ],
+)
 def test_bad_hyper_parameters_are_refused_when_set(opt, name, bad):
     before = getattr(opt, name)
     with pytest.raises((ValueError, TypeError), match=name):
@@ -127,7 +161,7 @@ def test_dtype_is_fixed_once_built(backend):
     before = model.predict_proba(X)
     with pytest.raises(AttributeError, match="dtype is fixed once the model is built"):
         model.dtype = np.dtype("float32")
-    model.dtype = "float64"   # the same dtype is fine
+    model.dtype = "float64"  # the same dtype is fine
     assert model.dtype == np.float64
     assert np.array_equal(model.predict_proba(X), before)
     unbuilt = fb.Sequential([fb.Dense(3)], loss="softmax_cross_entropy", backend=backend)
@@ -141,21 +175,30 @@ def test_dtype_is_fixed_once_built(backend):
 def test_layers_are_read_only(backend):
     model = classifier(backend)
     n = len(model.layers)
-    for change in (lambda: model.layers.append(fb.Dense(2)),
-                   lambda: model.layers.insert(0, fb.Dense(2)),
-                   lambda: model.layers.pop(),
-                   lambda: model.layers.__setitem__(0, fb.Dense(2)),
-                   lambda: model.layers.__delitem__(0)):
-        with pytest.raises(TypeError, match="model.layers cannot be changed"):
+    for change in (
+        lambda: model.layers.append(fb.Dense(2)),
+        lambda: model.layers.insert(0, fb.Dense(2)),
+        lambda: model.layers.pop(),
+        lambda: model.layers.__setitem__(0, fb.Dense(2)),
+        lambda: model.layers.__delitem__(0),
+    ):
+        with pytest.raises(TypeError, match=r"model.layers cannot be changed"):
             change()
-    with pytest.raises(AttributeError, match="model.layers cannot be replaced"):
+    with pytest.raises(AttributeError, match=r"model.layers cannot be replaced"):
         model.layers = [fb.Dense(3)]
     assert len(model.layers) == n and isinstance(model.layers[0], fb.Dense)
 
 
-@pytest.mark.parametrize("layer_index, name, value", [
-    (0, "units", 5), (0, "activation", "relu"), (0, "input_dim", 7), (1, "initial_slope", 0.1),
-    (0, "kernel_initializer", "zeros")])
+@pytest.mark.parametrize(
+    "layer_index, name, value",
+    [
+        (0, "units", 5),
+        (0, "activation", "relu"),
+        (0, "input_dim", 7),
+        (1, "initial_slope", 0.1),
+        (0, "kernel_initializer", "zeros"),
+    ],
+)
 def test_layer_configuration_is_fixed_once_built(backend, layer_index, name, value):
     X, _ = data()
     model = classifier(backend)
@@ -170,8 +213,10 @@ def test_layer_configuration_is_fixed_once_built(backend, layer_index, name, val
 def test_dropout_and_maxout_configuration_is_fixed(layer):
     model = fb.Sequential([fb.Dense(6, input_dim=4), layer, fb.Dense(2)], loss="mse")
     name = "rate" if isinstance(layer, fb.Dropout) else "pieces"
+    before = getattr(layer, name)
     with pytest.raises(AttributeError, match="is fixed once the model is built"):
         setattr(layer, name, 0.5 if name == "rate" else 3)
+    assert getattr(model.layers[1], name) == before
 
 
 def test_assigning_a_layer_parameter_copies_into_the_live_weights(backend):
@@ -179,19 +224,23 @@ def test_assigning_a_layer_parameter_copies_into_the_live_weights(backend):
     model = classifier(backend)
     dense, prelu = model.layers[0], model.layers[1]
     live = dense.W
-    dense.W = np.ones((4, 8))          # float64 array, copied
-    prelu.alpha = [0.5] * 8            # a list works too
+    dense.W = np.ones((4, 8))  # float64 array, copied
+    prelu.alpha = [0.5] * 8  # a list works too
     assert dense.W is live and np.array_equal(model.get_weights()[0], np.ones((4, 8)))
     assert np.array_equal(model.get_weights()[2], np.full(8, 0.5))
     twin = fresh_twin(model, fb.SGD(lr=0.1))
     assert np.array_equal(model.predict_proba(X), twin.predict_proba(X))
 
 
-@pytest.mark.parametrize("bad, error, match", [
-    (np.ones((8, 4)), ValueError, r"Dense.W has shape \(8, 4\), expected \(4, 8\)"),
-    (np.full((4, 8), np.nan), ValueError, "NaN or infinite"),
-    (np.full((4, 8), 1e39), ValueError, "NaN or infinite"),
-    (np.full((4, 8), "a"), TypeError, "must be numeric")])
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        (np.ones((8, 4)), ValueError, r"Dense.W has shape \(8, 4\), expected \(4, 8\)"),
+        (np.full((4, 8), np.nan), ValueError, "NaN or infinite"),
+        (np.full((4, 8), 1e39), ValueError, "NaN or infinite"),
+        (np.full((4, 8), "a"), TypeError, "must be numeric"),
+    ],
+)
 def test_bad_layer_parameters_are_refused(backend, bad, error, match):
     model = classifier(backend, dtype="float32")
     before = model.get_weights()
@@ -259,7 +308,7 @@ def test_a_layer_of_a_model_that_failed_to_build_may_be_reused(backend):
 def test_training_refuses_weights_made_non_finite_in_place(backend):
     X, y = data()
     model = classifier(backend)
-    model.layers[2].W[0, 0] = np.nan   # in-place writes bypass every check
+    model.layers[2].W[0, 0] = np.nan  # in-place writes bypass every check
     before = model._checkpoint()
     for call in (lambda: model.fit(X, y, verbose=0), lambda: model.train_step(X, y)):
         with pytest.raises(ValueError, match="W3 holds NaN or infinite values"):
@@ -303,9 +352,11 @@ def test_review_cases_unbuilt_save_and_swap_between_forward_and_backward(backend
     assert fb.load(tmp_path / "u.npz").built
     X, _ = data()
     model = classifier(backend)
-    for change in (lambda: setattr(model, "optimizer", fb.Adam()),
-                   lambda: model.set_weights(model.get_weights()),
-                   lambda: setattr(model.layers[0], "W", np.ones((4, 8)))):
+    for change in (
+        lambda: setattr(model, "optimizer", fb.Adam()),
+        lambda: model.set_weights(model.get_weights()),
+        lambda: setattr(model.layers[0], "W", np.ones((4, 8))),
+    ):
         out = model.forward(X)
         change()
         with pytest.raises(RuntimeError, match="forward pass first"):

@@ -1,4 +1,5 @@
 """Without a usable compiled extension, fastbp still imports and the NumPy backend runs."""
+
 import subprocess
 import sys
 import textwrap
@@ -8,8 +9,9 @@ from fastbp._kernels import source_hash
 
 
 def run(code):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_missing_extension_leaves_numpy_backend_and_a_clear_message():
@@ -17,7 +19,8 @@ def test_missing_extension_leaves_numpy_backend_and_a_clear_message():
         import sys
         class Block:
             def find_spec(self, name, path=None, target=None):
-                if name.startswith("fastbp._kernels.") and name.split(".")[-1] in ("engine", "kernels"):
+                compiled = name.split(".")[-1] in ("engine", "kernels")
+                if name.startswith("fastbp._kernels.") and compiled:
                     raise ImportError("no compiled module " + name)
         sys.meta_path.insert(0, Block())
         import numpy as np, fastbp as fb
@@ -41,4 +44,5 @@ def test_stale_build_is_refused(monkeypatch):
 
 def test_fresh_build_matches_its_sources():
     from fastbp._kernels import engine
+
     assert source_hash.fingerprint() in (None, engine.SOURCE_HASH)

@@ -1,5 +1,6 @@
 """One model, many threads: inference gives exactly the single-threaded answers
 (and runs in parallel), training calls are serialised, never interleaved."""
+
 import threading
 
 import numpy as np
@@ -15,10 +16,20 @@ def trained(backend, dtype, layers=None):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((600, 6))
     y = rng.integers(0, 3, 600)
-    layers = layers or [fb.Dense(16, activation="relu", input_dim=6), fb.Dropout(0.2),
-                        fb.Maxout(8, pieces=3), fb.Dense(3)]
-    model = fb.Sequential(layers, loss="softmax_cross_entropy", optimizer=fb.Adam(lr=0.01),
-                          dtype=dtype, seed=0, backend=backend)
+    layers = layers or [
+        fb.Dense(16, activation="relu", input_dim=6),
+        fb.Dropout(0.2),
+        fb.Maxout(8, pieces=3),
+        fb.Dense(3),
+    ]
+    model = fb.Sequential(
+        layers,
+        loss="softmax_cross_entropy",
+        optimizer=fb.Adam(lr=0.01),
+        dtype=dtype,
+        seed=0,
+        backend=backend,
+    )
     model.fit(X, y, epochs=2, verbose=0)
     return model, X, y
 
@@ -33,8 +44,9 @@ def run_in_threads(work, n_threads=N_THREADS):
         try:
             barrier.wait()
             results[k] = work(k)
-        except BaseException as exc:   # reported to the test below
+        except BaseException as exc:  # reported to the test below
             errors.append(exc)
+
     threads = [threading.Thread(target=body, args=(k,)) for k in range(n_threads)]
     for t in threads:
         t.start()
@@ -66,6 +78,7 @@ def test_inference_from_many_threads_equals_one_thread(backend, dtype, call):
     def work(k):
         order = np.random.default_rng(k).permutation(len(slices))
         return [(i, fn(model, X[slices[i]], y[slices[i]])) for i in order[:CALLS]]
+
     for answers in run_in_threads(work):
         assert len(answers) == CALLS
         for i, answer in answers:
@@ -92,6 +105,7 @@ def test_two_threads_training_one_model_are_serialised(backend):
 
     def train(m):
         m.fit(X, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
+
     run_in_threads(lambda k: train(model), n_threads=2)
     train(alone)
     train(alone)
@@ -120,6 +134,7 @@ def test_predictions_while_another_thread_trains(backend):
             seen.append(proba)
             assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(axis=1), 1)
         return None
+
     run_in_threads(work, n_threads=3)
     assert seen
     twin = fb.Sequential.from_config(model.get_config())
@@ -139,6 +154,7 @@ def test_optimizer_swapped_while_another_thread_trains(backend):
             for opt in swaps:
                 model.optimizer = opt
                 model.optimizer.lr = 0.005
+
     run_in_threads(work, n_threads=2)
     assert np.isfinite(model.evaluate(X, y)["loss"])
     model.fit(X, y, epochs=1, verbose=0)

@@ -1,15 +1,15 @@
 """The Python<->C contract (DESIGN.md §5): integer codes declared once in
 csrc/fbp_kernels.h and checked against the Python registries, structs crossing by
 field name, and no unknown code silently computed as something else."""
+
 import dataclasses
 
 import numpy as np
 import pytest
+from conftest import BACKEND_RTOL, rel_error
 
 import fastbp as fb
 from fastbp import activations, backends, losses, optimizers, plan
-
-from conftest import BACKEND_RTOL, rel_error
 
 engine = pytest.importorskip("fastbp._kernels.engine")
 codes = pytest.importorskip("fastbp._kernels.codes")
@@ -21,8 +21,12 @@ PYTHON = {
     "optimizer": lambda: optimizers.KINDS,
     "node": lambda: plan.KINDS,
 }
-ENUM_CLASSES = {"activation": codes.fbp_act, "loss": codes.fbp_loss,
-                "optimizer": codes.fbp_opt, "node": codes.fbp_node}
+ENUM_CLASSES = {
+    "activation": codes.fbp_act,
+    "loss": codes.fbp_loss,
+    "optimizer": codes.fbp_opt,
+    "node": codes.fbp_node,
+}
 
 
 def mismatches():
@@ -41,12 +45,13 @@ def test_c_and_python_codes_are_equal(group):
 def test_engine_codes_are_read_off_the_header_enums(group):
     prefix = engine.PREFIXES[group]
     members = ENUM_CLASSES[group].__members__
-    assert {prefix + name.upper(): code for name, code in engine.CODES[group].items()} \
-        == {member: int(value) for member, value in members.items()}
+    assert {prefix + name.upper(): code for name, code in engine.CODES[group].items()} == {
+        member: int(value) for member, value in members.items()
+    }
 
 
 def test_header_constants_reach_python_by_name():
-    assert codes.fbp_act.FBP_ACT_GELU == activations.ACTIVATIONS["gelu"].code
+    assert activations.ACTIVATIONS["gelu"].code == codes.fbp_act.FBP_ACT_GELU
     assert codes.fbp_loss.FBP_LOSS_SOFTMAX_KL == losses.SOFTMAX_KL
     assert codes.fbp_opt.FBP_OPT_RMSPROP == optimizers.RMSPROP_KIND
     assert codes.fbp_node.FBP_NODE_MAXOUT == plan.MAXOUT
@@ -60,26 +65,32 @@ def test_registries_agree_with_the_build():
 def test_a_changed_code_is_reported(monkeypatch):
     spec = activations.ACTIVATIONS["gelu"]
     monkeypatch.setitem(activations.ACTIVATIONS, "gelu", dataclasses.replace(spec, code=11))
-    assert mismatches() == ["activation 'gelu' is 11 in fastbp/activations.py but FBP_ACT_GELU "
-                            "is 10 in csrc/fbp_kernels.h"]
+    assert mismatches() == [
+        "activation 'gelu' is 11 in fastbp/activations.py but FBP_ACT_GELU "
+        "is 10 in csrc/fbp_kernels.h"
+    ]
 
 
 def test_a_changed_node_kind_is_reported(monkeypatch):
     monkeypatch.setitem(plan.KINDS, "dropout", 7)
-    assert mismatches() == ["node 'dropout' is 7 in fastbp/plan.py but FBP_NODE_DROPOUT is 4 in "
-                            "csrc/fbp_kernels.h"]
+    assert mismatches() == [
+        "node 'dropout' is 7 in fastbp/plan.py but FBP_NODE_DROPOUT is 4 in csrc/fbp_kernels.h"
+    ]
 
 
 def test_a_name_only_python_has_is_reported(monkeypatch):
     monkeypatch.setitem(losses.CODES, "hinge", 5)
-    assert mismatches() == ["loss 'hinge' is 5 in fastbp/losses.py but csrc/fbp_kernels.h has "
-                            "no FBP_LOSS_HINGE"]
+    assert mismatches() == [
+        "loss 'hinge' is 5 in fastbp/losses.py but csrc/fbp_kernels.h has no FBP_LOSS_HINGE"
+    ]
 
 
 def test_a_name_only_c_has_is_reported(monkeypatch):
     monkeypatch.delitem(optimizers.KINDS, "adagrad")
-    assert mismatches() == ["FBP_OPT_ADAGRAD is 3 in csrc/fbp_kernels.h but fastbp/optimizers.py "
-                            "has no optimizer 'adagrad'"]
+    assert mismatches() == [
+        "FBP_OPT_ADAGRAD is 3 in csrc/fbp_kernels.h but fastbp/optimizers.py "
+        "has no optimizer 'adagrad'"
+    ]
 
 
 def test_every_mismatch_is_named(monkeypatch):
@@ -105,8 +116,16 @@ OPTIMIZER_CLASSES = sorted(optimizers.OPTIMIZERS.values(), key=lambda cls: cls.n
 
 
 def test_the_hyper_struct_has_a_real_rho():
-    assert engine.HYPER_FIELDS == ("kind", "nesterov", "momentum", "beta1", "beta2", "rho",
-                                   "eps", "decay")
+    assert engine.HYPER_FIELDS == (
+        "kind",
+        "nesterov",
+        "momentum",
+        "beta1",
+        "beta2",
+        "rho",
+        "eps",
+        "decay",
+    )
     assert engine.STRUCT_FIELDS["fbp_hyper"] == engine.HYPER_FIELDS
 
 
@@ -117,8 +136,15 @@ def test_hyper_keys_are_the_struct_fields(cls):
 
 def test_hyper_values_are_the_optimisers_own():
     assert optimizers.RMSProp(rho=0.5, eps=1e-4).hyper() == dict(
-        kind=optimizers.RMSPROP_KIND, nesterov=0, momentum=0.0, beta1=0.0, beta2=0.0, rho=0.5,
-        eps=1e-4, decay=0.0)
+        kind=optimizers.RMSPROP_KIND,
+        nesterov=0,
+        momentum=0.0,
+        beta1=0.0,
+        beta2=0.0,
+        rho=0.5,
+        eps=1e-4,
+        decay=0.0,
+    )
     assert optimizers.AdamW(weight_decay=0.1).hyper()["decay"] == 0.1
     assert optimizers.SGD(momentum=0.5, nesterov=True).hyper()["nesterov"] == 1
 
@@ -132,9 +158,14 @@ def test_hyper_refreshes_a_given_dict_in_place():
 
 
 def trained_engine():
-    model = fb.Sequential([fb.Dense(4, activation="tanh", input_dim=3), fb.Dense(2)],
-                          loss="mse", optimizer=fb.RMSProp(), dtype="float64", seed=0,
-                          backend="cython")
+    model = fb.Sequential(
+        [fb.Dense(4, activation="tanh", input_dim=3), fb.Dense(2)],
+        loss="mse",
+        optimizer=fb.RMSProp(),
+        dtype="float64",
+        seed=0,
+        backend="cython",
+    )
     X, y = np.ones((5, 3)), np.zeros((5, 2))
     model.train_step(X, y)
     return model._backend._engine, X, y
@@ -148,8 +179,22 @@ def engine_step(hyper):
 def engine_epoch(hyper):
     eng, X, y = trained_engine()
     order = np.arange(len(X), dtype=np.int64)
-    return eng.epoch(X, y, None, order, 2, np.empty((2, 3)), np.empty((2, 2)), np.empty(2),
-                     losses.MSE, 0.01, hyper, 0.0, 0.0, False)
+    return eng.epoch(
+        X,
+        y,
+        None,
+        order,
+        2,
+        np.empty((2, 3)),
+        np.empty((2, 2)),
+        np.empty(2),
+        losses.MSE,
+        0.01,
+        hyper,
+        0.0,
+        0.0,
+        False,
+    )
 
 
 @pytest.mark.parametrize("call", [engine_step, engine_epoch])
@@ -180,6 +225,7 @@ def test_hyper_drift_refuses_the_compiled_backend(monkeypatch):
         hyper = dict(original(self))
         del hyper["rho"]
         return hyper
+
     original = optimizers.Optimizer.hyper
     monkeypatch.setattr(optimizers.Optimizer, "hyper", without_rho)
     found = backends.field_mismatches(engine.STRUCT_FIELDS)
@@ -191,9 +237,14 @@ def test_hyper_drift_refuses_the_compiled_backend(monkeypatch):
 def rmsprop_weights(backend, opt, steps=4):
     rng = np.random.default_rng(1)
     X, y = rng.standard_normal((16, 3)), rng.integers(0, 3, 16)
-    model = fb.Sequential([fb.Dense(5, activation="tanh", input_dim=3), fb.Dense(3)],
-                          loss="softmax_cross_entropy", optimizer=opt, dtype="float64", seed=0,
-                          backend=backend)
+    model = fb.Sequential(
+        [fb.Dense(5, activation="tanh", input_dim=3), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        optimizer=opt,
+        dtype="float64",
+        seed=0,
+        backend=backend,
+    )
     for _ in range(steps):
         model.train_step(X, y)
     return model.get_weights()
@@ -211,7 +262,7 @@ def test_rmsprop_reads_rho():
 def test_rmsprop_ignores_beta1():
     plain = rmsprop_weights("cython", fb.RMSProp(lr=0.01, rho=0.5))
     opt = fb.RMSProp(lr=0.01, rho=0.5)
-    opt.beta1 = 0.9   # hyper() passes it on; RMSProp must not read it
+    opt.beta1 = 0.9  # hyper() passes it on; RMSProp must not read it
     assert opt.hyper()["beta1"] == 0.9
     for a, b in zip(rmsprop_weights("cython", opt), plain):
         assert np.array_equal(a, b)
@@ -231,6 +282,7 @@ def engine_args(model):
     def spy(*args):
         seen.append(args)
         return real(*args)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("fastbp.backends.cython_backend.Engine", spy)
         model.train_step(np.ones((5, 3)), np.zeros((5, 2)))
@@ -243,8 +295,14 @@ def args_capacity(args):
 
 
 def mlp(*layers, **kwargs):
-    return fb.Sequential([fb.Dense(4, activation="tanh", input_dim=3), *layers, fb.Dense(2)],
-                         loss="mse", dtype="float64", seed=0, backend="cython", **kwargs)
+    return fb.Sequential(
+        [fb.Dense(4, activation="tanh", input_dim=3), *layers, fb.Dense(2)],
+        loss="mse",
+        dtype="float64",
+        seed=0,
+        backend="cython",
+        **kwargs,
+    )
 
 
 def with_node(args, l, **changes):
@@ -253,11 +311,18 @@ def with_node(args, l, **changes):
     return (nodes,) + args[1:]
 
 
-@pytest.mark.parametrize("act, message", [
-    (99, r"node 0's activation code is 99, which is none of the activation codes of "
-         r"csrc/fbp_kernels.h \(FBP_ACT_\*\); expected one of identity=0, sigmoid=1"),
-    (-1, "is -1, which is none of the activation codes"),
-    (12, r"is 12 \(prelu\), which no element-wise kernel computes")])
+@pytest.mark.parametrize(
+    "act, message",
+    [
+        (
+            99,
+            r"node 0's activation code is 99, which is none of the activation codes of "
+            r"csrc/fbp_kernels.h \(FBP_ACT_\*\); expected one of identity=0, sigmoid=1",
+        ),
+        (-1, "is -1, which is none of the activation codes"),
+        (12, r"is 12 \(prelu\), which no element-wise kernel computes"),
+    ],
+)
 def test_an_engine_with_an_unknown_activation_code_is_refused(act, message):
     args = with_node(engine_args(mlp()), 0, act=act)
     with pytest.raises(ValueError, match=message):
@@ -266,7 +331,9 @@ def test_an_engine_with_an_unknown_activation_code_is_refused(act, message):
 
 def test_an_engine_with_an_unknown_node_kind_is_refused():
     args = with_node(engine_args(mlp()), 1, kind=9)
-    with pytest.raises(ValueError, match="node 1's kind is 9, which is none of the node codes.*dense=0"):
+    with pytest.raises(
+        ValueError, match=r"node 1's kind is 9, which is none of the node codes.*dense=0"
+    ):
         engine.Engine(*args)
 
 
@@ -279,20 +346,36 @@ def test_an_unknown_loss_code_is_refused():
         eng.loss_sum(X, y, None, len(X), 9)
     order = np.arange(len(X), dtype=np.int64)
     with pytest.raises(ValueError, match="the loss code is 9"):
-        eng.epoch(X, y, None, order, 2, np.empty((2, 3)), np.empty((2, 2)), np.empty(2), 9,
-                  0.01, hyper, 0.0, 0.0, False)
+        eng.epoch(
+            X,
+            y,
+            None,
+            order,
+            2,
+            np.empty((2, 3)),
+            np.empty((2, 2)),
+            np.empty(2),
+            9,
+            0.01,
+            hyper,
+            0.0,
+            0.0,
+            False,
+        )
 
 
 @pytest.mark.parametrize("call", [engine_step, engine_epoch])
 def test_an_unknown_optimiser_kind_is_refused(call):
     hyper = optimizers.RMSProp().hyper()
     hyper["kind"] = 7
-    with pytest.raises(ValueError, match=r"hyper\(\)\['kind'\] is 7, which is none of the optimizer codes"):
+    with pytest.raises(
+        ValueError, match=r"hyper\(\)\['kind'\] is 7, which is none of the optimizer codes"
+    ):
         call(hyper)
 
 
 def test_the_c_kernels_report_an_unknown_optimiser_kind(monkeypatch):
-    monkeypatch.setattr(engine, "OPTIMIZERS", frozenset(range(10)))   # skip the up-front check
+    monkeypatch.setattr(engine, "OPTIMIZERS", frozenset(range(10)))  # skip the up-front check
     hyper = optimizers.RMSProp().hyper()
     hyper["kind"] = 7
     with pytest.raises(ValueError, match="met an unknown optimizer code"):
@@ -335,8 +418,11 @@ def test_the_c_kernels_report_an_unknown_node_kind(monkeypatch):
     unchecked(monkeypatch, engine)
     eng = engine.Engine(*with_node(engine_args(mlp()), 1, kind=9))
     X = np.ones((2, 3))
-    for call in (lambda: eng.forward(X, 2, True), lambda: eng.backward(X, 2, None),
-                 lambda: eng.predict(X, np.empty((2, 2)), *(np.empty((2, 4)),) * 3, 2)):
+    for call in (
+        lambda: eng.forward(X, 2, True),
+        lambda: eng.backward(X, 2, None),
+        lambda: eng.predict(X, np.empty((2, 2)), *(np.empty((2, 4)),) * 3, 2),
+    ):
         with pytest.raises(ValueError, match="met an unknown node code"):
             call()
 
@@ -347,8 +433,7 @@ def test_the_c_side_reports_an_unknown_loss(monkeypatch):
     with pytest.raises(ValueError, match="met an unknown loss code"):
         eng.loss_sum(X, y, None, len(X), 9)
     with pytest.raises(ValueError, match="met an unknown loss code"):
-        eng.step(X, y, None, len(X), 9, True, 0.01, optimizers.RMSProp().hyper(), 0.0, 0.0,
-                 False)
+        eng.step(X, y, None, len(X), 9, True, 0.01, optimizers.RMSProp().hyper(), 0.0, 0.0, False)
 
 
 # the kernels.pyx wrappers: (call with an activation or loss code, what it must leave alone)
@@ -358,12 +443,15 @@ def _wrapper_calls():
     return {
         "activation_forward": lambda code, out: kernels.activation_forward(Z, out, code),
         "activation_backward": lambda code, out: kernels.activation_backward(Z, Z, Z, out, code),
-        "dense_forward": lambda code, out: kernels.dense_forward(Z, W, b, np.empty((2, 3)), out,
-                                                                 code),
+        "dense_forward": lambda code, out: kernels.dense_forward(
+            Z, W, b, np.empty((2, 3)), out, code
+        ),
         "dense_backward": lambda code, out: kernels.dense_backward(
-            Z, W, Z.copy(), Z.copy(), out, np.empty((3, 3)), np.empty(3), None, code),
-        "loss_and_output_grad": lambda code, out: kernels.loss_and_output_grad(code, Z, Z, Z,
-                                                                               out, 1.0),
+            Z, W, Z.copy(), Z.copy(), out, np.empty((3, 3)), np.empty(3), None, code
+        ),
+        "loss_and_output_grad": lambda code, out: kernels.loss_and_output_grad(
+            code, Z, Z, Z, out, 1.0
+        ),
     }
 
 
@@ -371,13 +459,16 @@ def _wrapper_calls():
 @pytest.mark.parametrize("code", [99, -3])
 def test_kernel_wrappers_refuse_an_unknown_code(name, code):
     out = np.full((2, 3), 7.0)
-    with pytest.raises(ValueError, match=f"is {code}, which is none of the (activation|loss) codes"):
+    with pytest.raises(
+        ValueError, match=f"is {code}, which is none of the (activation|loss) codes"
+    ):
         _wrapper_calls()[name](code, out)
     assert np.all(out == 7.0)
 
 
-@pytest.mark.parametrize("name", ["activation_forward", "activation_backward", "dense_forward",
-                                  "dense_backward"])
+@pytest.mark.parametrize(
+    "name", ["activation_forward", "activation_backward", "dense_forward", "dense_backward"]
+)
 def test_kernel_wrappers_refuse_prelus_code(name):
     with pytest.raises(ValueError, match=r"12 \(prelu\)"):
         _wrapper_calls()[name](activations.PRELU, np.empty((2, 3)))
@@ -387,7 +478,7 @@ def test_kernel_wrappers_refuse_prelus_code(name):
 def test_the_c_kernels_compute_nothing_for_an_unknown_code(monkeypatch, name):
     unchecked(monkeypatch, kernels)
     out = np.full((2, 3), 7.0)
-    with pytest.raises(ValueError, match="the C kernels met an unknown (activation|loss) code"):
+    with pytest.raises(ValueError, match=r"the C kernels met an unknown (activation|loss) code"):
         _wrapper_calls()[name](99, out)
     assert np.all(out == 7.0)
 
@@ -396,14 +487,26 @@ def test_the_c_kernels_compute_nothing_for_an_unknown_code(monkeypatch, name):
 
 
 def every_layer_model(backend="cython"):
-    return fb.Sequential([fb.Dense(6, activation="relu", input_dim=3), fb.Dropout(0.25),
-                          fb.Maxout(4, pieces=3), fb.Activation("tanh"), fb.PReLU(),
-                          fb.Dense(5, activation="prelu"), fb.Dense(2)],
-                         loss="mse", dtype="float64", seed=0, backend=backend)
+    return fb.Sequential(
+        [
+            fb.Dense(6, activation="relu", input_dim=3),
+            fb.Dropout(0.25),
+            fb.Maxout(4, pieces=3),
+            fb.Activation("tanh"),
+            fb.PReLU(),
+            fb.Dense(5, activation="prelu"),
+            fb.Dense(2),
+        ],
+        loss="mse",
+        dtype="float64",
+        seed=0,
+        backend=backend,
+    )
 
 
 def test_every_node_kind_has_traits_and_numpy_rules():
     from fastbp.backends import numpy_backend
+
     assert set(plan.TRAITS) == set(plan.KINDS.values()) == set(numpy_backend.NODES)
 
 
@@ -423,14 +526,18 @@ def test_the_plans_workspaces_follow_the_traits():
 
 def test_the_engine_traits_struct_has_the_plans_fields():
     assert engine.STRUCT_FIELDS["Traits"] == tuple(
-        field.name for field in dataclasses.fields(plan.NodeTraits))
+        field.name for field in dataclasses.fields(plan.NodeTraits)
+    )
     assert backends.field_mismatches(engine.STRUCT_FIELDS) == []
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda t: t.pop("wide_z"), "node 0's traits has no 'wide_z'"),
-    (lambda t: t.update(pieces=True), "node 0's traits has an unknown key 'pieces'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: t.pop("wide_z"), "node 0's traits has no 'wide_z'"),
+        (lambda t: t.update(pieces=True), "node 0's traits has an unknown key 'pieces'"),
+    ],
+)
 def test_an_engine_names_a_missing_or_unknown_trait(change, message):
     args = engine_args(mlp())
     traits = dict(args[0][0]["traits"])
@@ -442,15 +549,17 @@ def test_an_engine_names_a_missing_or_unknown_trait(change, message):
 def test_the_engine_asks_for_the_workspaces_the_traits_name():
     args = engine_args(mlp())
     traits = {**args[0][0]["traits"], "has_mask": True}
-    with pytest.raises(ValueError, match="node 0 .* needs its mask workspace"):
+    with pytest.raises(ValueError, match=r"node 0 .* needs its mask workspace"):
         engine.Engine(*with_node(args, 0, traits=traits))
 
 
 def test_trait_drift_refuses_the_compiled_backend(monkeypatch):
-    monkeypatch.setattr(plan.NodeTraits, "as_dict",
-                        lambda self: {**dataclasses.asdict(self), "has_bias": False})
+    monkeypatch.setattr(
+        plan.NodeTraits, "as_dict", lambda self: {**dataclasses.asdict(self), "has_bias": False}
+    )
     assert backends.field_mismatches(engine.STRUCT_FIELDS) == [
-        "NodeTraits in fastbp/plan.py has 'has_bias', which Traits has not"]
+        "NodeTraits in fastbp/plan.py has 'has_bias', which Traits has not"
+    ]
     cls, reason = backends._load_cython()
     assert cls is None and "'has_bias'" in reason
 

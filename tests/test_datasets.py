@@ -1,4 +1,5 @@
 """fastbp.datasets: the bundled digits, the generators, the split and the standardiser."""
+
 import hashlib
 from importlib import resources
 
@@ -48,12 +49,19 @@ def test_digits_file_is_the_documented_copy():
     assert len(blob) < 100_000
     assert hashlib.sha256(blob).hexdigest() == DIGITS_SHA256
     licence = data_file("DIGITS_LICENSE.txt").read_text(encoding="utf-8")
-    for must_say in ["CC BY 4.0", "Alpaydin", "Kaynak", "10.24432/C50P49", "scikit-learn",
-                     DIGITS_SHA256]:
+    for must_say in [
+        "CC BY 4.0",
+        "Alpaydin",
+        "Kaynak",
+        "10.24432/C50P49",
+        "scikit-learn",
+        DIGITS_SHA256,
+    ]:
         assert must_say in licence
 
 
 # ----------------------------------------------------------------------- generators
+
 
 def test_xor():
     X, y = datasets.xor()
@@ -123,21 +131,25 @@ def test_spiral_arms_are_rotated_copies():
     np.testing.assert_allclose(X[y == 0] @ rotate.T, X[y == 1], atol=1e-12)
 
 
-@pytest.mark.parametrize("make, kwargs, message", [
-    (datasets.moons, dict(n_samples=1), "n_samples"),
-    (datasets.circles, dict(n_samples=0), "n_samples"),
-    (datasets.moons, dict(noise=-0.1), "noise"),
-    (datasets.circles, dict(factor=1.0), "factor"),
-    (datasets.circles, dict(factor=0.0), "factor"),
-    (datasets.spiral, dict(n_per_class=0), "n_per_class"),
-    (datasets.spiral, dict(n_classes=2.5), "n_classes"),
-])
+@pytest.mark.parametrize(
+    "make, kwargs, message",
+    [
+        (datasets.moons, dict(n_samples=1), "n_samples"),
+        (datasets.circles, dict(n_samples=0), "n_samples"),
+        (datasets.moons, dict(noise=-0.1), "noise"),
+        (datasets.circles, dict(factor=1.0), "factor"),
+        (datasets.circles, dict(factor=0.0), "factor"),
+        (datasets.spiral, dict(n_per_class=0), "n_per_class"),
+        (datasets.spiral, dict(n_classes=2.5), "n_classes"),
+    ],
+)
 def test_generator_rejects_bad_arguments(make, kwargs, message):
     with pytest.raises(ValueError, match=message):
         make(**kwargs)
 
 
 # ---------------------------------------------------------------------------- split
+
 
 def numbered(n_samples, labels=None):
     """X whose first column is the sample's number, so rows can be traced; y its labels."""
@@ -156,19 +168,22 @@ def test_split_keeps_every_sample_once_and_rows_aligned(stratify):
     assert np.array_equal(y_test, y[X_test[:, 0].astype(int)])
 
 
-@pytest.mark.parametrize("test_size, n_test", [(0.25, 25), (0.3, 30), (0.101, 11), (7, 7), (99, 99)])
+@pytest.mark.parametrize(
+    "test_size, n_test", [(0.25, 25), (0.3, 30), (0.101, 11), (7, 7), (99, 99)]
+)
 @pytest.mark.parametrize("stratify", [True, False])
 def test_split_sizes(test_size, n_test, stratify):
     X, y = numbered(100)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size,
-                                                        stratify=stratify)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=test_size, stratify=stratify
+    )
     assert len(X_test) == len(y_test) == n_test
     assert len(X_train) == len(y_train) == 100 - n_test
 
 
 def test_split_fraction_is_not_fooled_by_rounding():
     X, y = numbered(10)
-    assert len(train_test_split(X, y, test_size=0.3)[1]) == 3      # 0.3 * 10 = 3.0000000000000004
+    assert len(train_test_split(X, y, test_size=0.3)[1]) == 3  # 0.3 * 10 = 3.0000000000000004
 
 
 @pytest.mark.parametrize("stratify", [True, False])
@@ -197,12 +212,12 @@ def test_stratified_split_keeps_digit_proportions():
 def test_stratified_split_on_unbalanced_classes(seed, test_size):
     labels = np.repeat(np.array(["a", "b", "c", "d"]), [70, 20, 7, 3])
     X, y = numbered(100, labels)
-    _, X_test, _, y_test = train_test_split(X, y, test_size=test_size, seed=seed)
+    _, _X_test, _, y_test = train_test_split(X, y, test_size=test_size, seed=seed)
     classes, counts = np.unique(y, return_counts=True)
     for label, count in zip(classes, counts):
         share = count * len(y_test) / len(y)
         assert abs(np.sum(y_test == label) - share) < 1, label
-        if test_size in (0.25, 0.5, 13):   # sizes where every class can keep both sets
+        if test_size in (0.25, 0.5, 13):  # sizes where every class can keep both sets
             assert 1 <= np.sum(y_test == label) <= count - 1, label
 
 
@@ -228,27 +243,31 @@ def test_unstratified_split_accepts_regression_targets():
     assert t_train.shape == (15, 2) and t_test.shape == (5, 2)
 
 
-@pytest.mark.parametrize("X, y, kwargs, message", [
-    (np.zeros((10, 2)), np.zeros(9), {}, "10 samples but y has 9"),
-    (np.zeros((1, 2)), np.zeros(1), {}, "at least 2 samples"),
-    (np.zeros((0, 2)), np.zeros(0), {}, "at least 2 samples"),
-    (np.zeros((10, 2)), np.zeros(10), dict(test_size=0.0), "between 0 and 1"),
-    (np.zeros((10, 2)), np.zeros(10), dict(test_size=1.0), "between 0 and 1"),
-    (np.zeros((10, 2)), np.zeros(10), dict(test_size=-0.2), "between 0 and 1"),
-    (np.zeros((10, 2)), np.zeros(10), dict(test_size=0.99), "no training samples"),
-    (np.zeros((10, 2)), np.zeros(10), dict(test_size=0), "between 1 and 9"),
-    (np.zeros((10, 2)), np.zeros(10), dict(test_size=10), "between 1 and 9"),
-    (np.zeros((10, 2)), np.zeros(10), dict(test_size=True), "test_size"),
-    (np.zeros((10, 2)), np.zeros(10), dict(test_size="half"), "test_size"),
-    (np.zeros((10, 2)), np.zeros((10, 2)), {}, "stratify=False"),
-    (np.zeros((10, 2)), np.linspace(0, 1, 10), {}, "stratify=False"),
-])
+@pytest.mark.parametrize(
+    "X, y, kwargs, message",
+    [
+        (np.zeros((10, 2)), np.zeros(9), {}, "10 samples but y has 9"),
+        (np.zeros((1, 2)), np.zeros(1), {}, "at least 2 samples"),
+        (np.zeros((0, 2)), np.zeros(0), {}, "at least 2 samples"),
+        (np.zeros((10, 2)), np.zeros(10), dict(test_size=0.0), "between 0 and 1"),
+        (np.zeros((10, 2)), np.zeros(10), dict(test_size=1.0), "between 0 and 1"),
+        (np.zeros((10, 2)), np.zeros(10), dict(test_size=-0.2), "between 0 and 1"),
+        (np.zeros((10, 2)), np.zeros(10), dict(test_size=0.99), "no training samples"),
+        (np.zeros((10, 2)), np.zeros(10), dict(test_size=0), "between 1 and 9"),
+        (np.zeros((10, 2)), np.zeros(10), dict(test_size=10), "between 1 and 9"),
+        (np.zeros((10, 2)), np.zeros(10), dict(test_size=True), "test_size"),
+        (np.zeros((10, 2)), np.zeros(10), dict(test_size="half"), "test_size"),
+        (np.zeros((10, 2)), np.zeros((10, 2)), {}, "stratify=False"),
+        (np.zeros((10, 2)), np.linspace(0, 1, 10), {}, "stratify=False"),
+    ],
+)
 def test_split_rejects_bad_arguments(X, y, kwargs, message):
     with pytest.raises(ValueError, match=message):
         train_test_split(X, y, **kwargs)
 
 
 # -------------------------------------------------------------------- standardising
+
 
 def train_and_test_features(seed=0):
     rng = np.random.default_rng(seed)
@@ -304,8 +323,9 @@ def test_standardizer_statistics_and_inverse():
     assert scaler.n_features_in_ == 4
     np.testing.assert_allclose(scaler.mean_, X_train.mean(axis=0))
     np.testing.assert_allclose(scaler.scale_, X_train.std(axis=0))
-    np.testing.assert_allclose(scaler.inverse_transform(scaler.transform(X_test)), X_test,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        scaler.inverse_transform(scaler.transform(X_test)), X_test, rtol=1e-12
+    )
     np.testing.assert_array_equal(scaler.fit_transform(X_train), standardize(X_train))
 
 
@@ -331,12 +351,17 @@ def test_standardizer_rejects_bad_input():
 
 # ----------------------------------------------------------------------- end to end
 
+
 def test_mlp_learns_digits():
     X, y = datasets.load_digits()
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, seed=0)
     X_train, X_test = standardize(X_train, X_test)
-    model = fb.Sequential([fb.Dense(64, activation="relu", input_dim=64), fb.Dense(10)],
-                          loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.1), seed=0)
+    model = fb.Sequential(
+        [fb.Dense(64, activation="relu", input_dim=64), fb.Dense(10)],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.1),
+        seed=0,
+    )
     model.fit(X_train, y_train, epochs=20, batch_size=32, verbose=0)
     assert model.evaluate(X_test, y_test)["accuracy"] >= 0.95
 
@@ -346,7 +371,11 @@ def test_mlp_learns_moons(activation):
     X, y = datasets.moons(n_samples=400, noise=0.1, seed=0)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, seed=0)
     X_train, X_test = standardize(X_train, X_test)
-    model = fb.Sequential([fb.Dense(16, activation=activation, input_dim=2), fb.Dense(2)],
-                          loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.5), seed=0)
+    model = fb.Sequential(
+        [fb.Dense(16, activation=activation, input_dim=2), fb.Dense(2)],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.5),
+        seed=0,
+    )
     model.fit(X_train, y_train, epochs=100, batch_size=16, verbose=0)
     assert model.evaluate(X_test, y_test)["accuracy"] >= 0.95

@@ -1,4 +1,5 @@
 """fit(diagnostics=True): readings per epoch, one warning per alarming kind."""
+
 import warnings
 
 import numpy as np
@@ -24,8 +25,12 @@ def fit_logged(model, X, y, epochs=2):
 
 def test_zero_initialisation_is_flagged_once(backend, digits):
     X, y = digits
-    model = fb.Sequential([fb.Dense(16, activation="relu", input_dim=64, kernel_initializer="zeros"),
-                           fb.Dense(10)], loss="softmax_cross_entropy", seed=0, backend=backend)
+    model = fb.Sequential(
+        [fb.Dense(16, activation="relu", input_dim=64, kernel_initializer="zeros"), fb.Dense(10)],
+        loss="softmax_cross_entropy",
+        seed=0,
+        backend=backend,
+    )
     history, messages = fit_logged(model, X, y, epochs=3)
     assert history["duplicate_units"] == [15, 15, 15]
     assert history["dead_relu_fraction"] == [1.0, 1.0, 1.0]
@@ -36,10 +41,17 @@ def test_zero_initialisation_is_flagged_once(backend, digits):
 
 def test_healthy_training_raises_no_alarm(backend, digits):
     X, y = digits
-    model = fb.Sequential([fb.Dense(32, activation="relu", input_dim=64),
-                           fb.Dense(16, activation="tanh"), fb.Dense(10)],
-                          loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.05), seed=0,
-                          backend=backend)
+    model = fb.Sequential(
+        [
+            fb.Dense(32, activation="relu", input_dim=64),
+            fb.Dense(16, activation="tanh"),
+            fb.Dense(10),
+        ],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.05),
+        seed=0,
+        backend=backend,
+    )
     history, messages = fit_logged(model, X, y)
     assert messages == []
     assert history["duplicate_units"] == [0, 0]
@@ -62,8 +74,11 @@ def test_diagnostics_do_not_change_training(digits):
     X, y = digits
     weights = []
     for diagnostics in (False, True):
-        model = fb.Sequential([fb.Dense(16, activation="relu", input_dim=64), fb.Dense(10)],
-                              loss="softmax_cross_entropy", seed=1)
+        model = fb.Sequential(
+            [fb.Dense(16, activation="relu", input_dim=64), fb.Dense(10)],
+            loss="softmax_cross_entropy",
+            seed=1,
+        )
         model.fit(X, y, epochs=2, verbose=0, diagnostics=diagnostics)
         weights.append(model.get_weights())
     for a, b in zip(*weights):

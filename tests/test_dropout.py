@@ -1,18 +1,28 @@
 """fb.Dropout: inverted dropout in training, identity at inference, the same masks on
 both backends, exact gradients with the masks frozen."""
+
 import numpy as np
 import pytest
+from conftest import BACKEND_RTOL, rel_error
 
 import fastbp as fb
 
-from conftest import BACKEND_RTOL, rel_error
-
 
 def model(backend="cython", dtype="float64", rate=0.5, seed=0, optimizer=None):
-    return fb.Sequential([fb.Dense(64, activation="relu", input_dim=6), fb.Dropout(rate),
-                          fb.Dense(32, activation="tanh"), fb.Dropout(rate / 2), fb.Dense(3)],
-                         loss="softmax_cross_entropy", optimizer=optimizer or fb.SGD(lr=0.05),
-                         dtype=dtype, seed=seed, backend=backend)
+    return fb.Sequential(
+        [
+            fb.Dense(64, activation="relu", input_dim=6),
+            fb.Dropout(rate),
+            fb.Dense(32, activation="tanh"),
+            fb.Dropout(rate / 2),
+            fb.Dense(3),
+        ],
+        loss="softmax_cross_entropy",
+        optimizer=optimizer or fb.SGD(lr=0.05),
+        dtype=dtype,
+        seed=seed,
+        backend=backend,
+    )
 
 
 def data(n=40):
@@ -23,9 +33,16 @@ def data(n=40):
 def test_inference_ignores_dropout(backend):
     X, _ = data()
     with_dropout = model(backend)
-    plain = fb.Sequential([fb.Dense(64, activation="relu", input_dim=6),
-                           fb.Dense(32, activation="tanh"), fb.Dense(3)],
-                          loss="softmax_cross_entropy", dtype="float64", backend=backend)
+    plain = fb.Sequential(
+        [
+            fb.Dense(64, activation="relu", input_dim=6),
+            fb.Dense(32, activation="tanh"),
+            fb.Dense(3),
+        ],
+        loss="softmax_cross_entropy",
+        dtype="float64",
+        backend=backend,
+    )
     plain.set_weights(with_dropout.get_weights())
     assert np.array_equal(with_dropout.predict_proba(X), plain.predict_proba(X))
     assert np.array_equal(with_dropout.forward(X), plain.forward(X))
@@ -49,8 +66,13 @@ def test_both_backends_draw_the_same_masks(dtype):
         m = model(backend, np.dtype(dtype).name, optimizer=fb.Adam(lr=0.01))
         loss, grads = m.loss_and_gradients(X, y)
         m.fit(X, y, epochs=2, batch_size=8, verbose=0)
-        runs.append((loss, np.concatenate([g.ravel() for g in grads]),
-                     np.concatenate([w.ravel() for w in m.get_weights()])))
+        runs.append(
+            (
+                loss,
+                np.concatenate([g.ravel() for g in grads]),
+                np.concatenate([w.ravel() for w in m.get_weights()]),
+            )
+        )
     tol = BACKEND_RTOL[dtype]
     assert rel_error(runs[1][0], runs[0][0]) <= tol
     assert rel_error(runs[1][1], runs[0][1]) <= tol
@@ -60,7 +82,7 @@ def test_both_backends_draw_the_same_masks(dtype):
 def test_gradients_with_frozen_masks_pass_gradcheck(backend):
     X, y = data(12)
     m = model(backend, rate=0.4)
-    m.fit(X, y, epochs=1, batch_size=4, verbose=0)   # a step count other than 0
+    m.fit(X, y, epochs=1, batch_size=4, verbose=0)  # a step count other than 0
     result = fb.gradcheck(m, X, y, max_checks_per_array=20)
     assert result.passed, str(result)
 
@@ -105,9 +127,21 @@ def test_dropout_on_the_inputs_and_twice_in_a_row(dtype):
     X, y = data(12)
     runs = []
     for backend in ("numpy", "cython"):
-        m = fb.Sequential([fb.Dropout(0.2, ), fb.Dense(8, activation="tanh", input_dim=6),
-                           fb.Dropout(0.3), fb.Dropout(0.3), fb.Dense(3)],
-                          loss="softmax_cross_entropy", dtype=dtype, seed=1, backend=backend)
+        m = fb.Sequential(
+            [
+                fb.Dropout(
+                    0.2,
+                ),
+                fb.Dense(8, activation="tanh", input_dim=6),
+                fb.Dropout(0.3),
+                fb.Dropout(0.3),
+                fb.Dense(3),
+            ],
+            loss="softmax_cross_entropy",
+            dtype=dtype,
+            seed=1,
+            backend=backend,
+        )
         m.fit(X, y, epochs=2, batch_size=4, verbose=0)
         runs.append(np.concatenate([w.ravel() for w in m.get_weights()]))
         if dtype == "float64":

@@ -1,5 +1,6 @@
 """Properties of the compiled engine beyond its numbers: no allocation in the hot
 path, thread settings, determinism under a thread limit."""
+
 import tracemalloc
 
 import numpy as np
@@ -24,9 +25,17 @@ def peak_growth(fn):
 
 
 def mlp(backend="cython", **kwargs):
-    return fb.Sequential([fb.Dense(32, activation="relu", input_dim=16),
-                          fb.Dense(16, activation="tanh"), fb.Dense(4)],
-                         loss="softmax_cross_entropy", seed=0, backend=backend, **kwargs)
+    return fb.Sequential(
+        [
+            fb.Dense(32, activation="relu", input_dim=16),
+            fb.Dense(16, activation="tanh"),
+            fb.Dense(4),
+        ],
+        loss="softmax_cross_entropy",
+        seed=0,
+        backend=backend,
+        **kwargs,
+    )
 
 
 def data(n=6400):
@@ -40,8 +49,14 @@ def data(n=6400):
 NO_ARRAY = 512
 
 
-OPTIMIZERS = [fb.SGD(lr=0.1, weight_decay=0.01), fb.SGD(lr=0.1, momentum=0.9, clipnorm=1.0),
-              fb.Adam(lr=0.01), fb.AdamW(), fb.RMSProp(), fb.Adagrad()]
+OPTIMIZERS = [
+    fb.SGD(lr=0.1, weight_decay=0.01),
+    fb.SGD(lr=0.1, momentum=0.9, clipnorm=1.0),
+    fb.Adam(lr=0.01),
+    fb.AdamW(),
+    fb.RMSProp(),
+    fb.Adagrad(),
+]
 
 
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=repr)
@@ -79,6 +94,7 @@ def test_n_threads_is_applied_and_restored():
 
     class Spy:
         """Wraps the backend to record BLAS thread counts during a call."""
+
         def __init__(self, inner):
             self.inner = inner
 
@@ -86,6 +102,7 @@ def test_n_threads_is_applied_and_restored():
             def call(*args):
                 seen.append([c.num_threads for c in controllers])
                 return getattr(self.inner, name)(*args)
+
             return call
 
     model = mlp(n_threads=1)

@@ -1,4 +1,5 @@
 """Bad input gets a clear error and leaves the model as it was."""
+
 import numpy as np
 import pytest
 
@@ -6,8 +7,13 @@ import fastbp as fb
 
 
 def classifier(backend="cython", **kwargs):
-    return fb.Sequential([fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
-                         loss="softmax_cross_entropy", seed=0, backend=backend, **kwargs)
+    return fb.Sequential(
+        [fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        seed=0,
+        backend=backend,
+        **kwargs,
+    )
 
 
 def data(n=10):
@@ -15,29 +21,34 @@ def data(n=10):
     return rng.standard_normal((n, 4)), rng.integers(0, 3, n)
 
 
-@pytest.mark.parametrize("make_X, make_y, match", [
-    (lambda X, y: X[:, :3], lambda X, y: y, "3 features, but the model was built for 4"),
-    (lambda X, y: X, lambda X, y: y[:-1], "9 rows but X has 10"),
-    (lambda X, y: X[:, 0], lambda X, y: y, "must be 2-D"),
-    (lambda X, y: X[None], lambda X, y: y, "must be 2-D"),
-    (lambda X, y: X[:0], lambda X, y: y[:0], "empty"),
-    (lambda X, y: np.where(X > 1, np.nan, X), lambda X, y: y, "NaN or infinite"),
-    (lambda X, y: X, lambda X, y: y + 3, r"labels must be in \[0, 3\)"),
-    (lambda X, y: X, lambda X, y: y - 1, r"labels must be in \[0, 3\)"),
-    (lambda X, y: X, lambda X, y: y + 0.5, "non-integer class labels"),
-    (lambda X, y: X, lambda X, y: np.full((10, 3), 0.5), "sum to 1"),
-    (lambda X, y: X, lambda X, y: np.ones((10, 4)), "4 columns, but the model has 3 outputs"),
-    (lambda X, y: X.astype(str), lambda X, y: y, "must hold numbers"),
-])
+@pytest.mark.parametrize(
+    "make_X, make_y, match",
+    [
+        (lambda X, y: X[:, :3], lambda X, y: y, "3 features, but the model was built for 4"),
+        (lambda X, y: X, lambda X, y: y[:-1], "9 rows but X has 10"),
+        (lambda X, y: X[:, 0], lambda X, y: y, "must be 2-D"),
+        (lambda X, y: X[None], lambda X, y: y, "must be 2-D"),
+        (lambda X, y: X[:0], lambda X, y: y[:0], "empty"),
+        (lambda X, y: np.where(X > 1, np.nan, X), lambda X, y: y, "NaN or infinite"),
+        (lambda X, y: X, lambda X, y: y + 3, r"labels must be in \[0, 3\)"),
+        (lambda X, y: X, lambda X, y: y - 1, r"labels must be in \[0, 3\)"),
+        (lambda X, y: X, lambda X, y: y + 0.5, "non-integer class labels"),
+        (lambda X, y: X, lambda X, y: np.full((10, 3), 0.5), "sum to 1"),
+        (lambda X, y: X, lambda X, y: np.ones((10, 4)), "4 columns, but the model has 3 outputs"),
+        (lambda X, y: X.astype(str), lambda X, y: y, "must hold numbers"),
+    ],
+)
 def test_bad_data_is_rejected_and_model_unchanged(backend, make_X, make_y, match):
     model = classifier(backend)
     X, y = data()
     before = model.get_weights()
     rng_state = model._rng.bit_generator.state
-    for call in (lambda: model.fit(make_X(X, y), make_y(X, y), epochs=1, verbose=0),
-                 lambda: model.train_step(make_X(X, y), make_y(X, y)),
-                 lambda: model.loss_and_gradients(make_X(X, y), make_y(X, y)),
-                 lambda: model.evaluate(make_X(X, y), make_y(X, y))):
+    for call in (
+        lambda: model.fit(make_X(X, y), make_y(X, y), epochs=1, verbose=0),
+        lambda: model.train_step(make_X(X, y), make_y(X, y)),
+        lambda: model.loss_and_gradients(make_X(X, y), make_y(X, y)),
+        lambda: model.evaluate(make_X(X, y), make_y(X, y)),
+    ):
         with pytest.raises((ValueError, TypeError), match=match):
             call()
     for a, b in zip(before, model.get_weights()):
@@ -52,15 +63,18 @@ def test_array_likes_are_accepted(backend):
     fortran = model.loss_and_gradients(np.asfortranarray(X), y)[0]
     strided = model.loss_and_gradients(np.repeat(X, 2, axis=1)[:, ::2], y)[0]
     assert as_lists == fortran == strided
-    assert model.predict((X > 0)).shape == (10,)  # booleans become the model's dtype
+    assert model.predict(X > 0).shape == (10,)  # booleans become the model's dtype
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"epochs": -1}, "epochs must be a non-negative integer"),
-    ({"batch_size": 0}, "batch_size must be a positive integer"),
-    ({"batch_size": 2.5}, "batch_size must be a positive integer"),
-    ({"validation_data": ([[1, 2, 3, 4]],)}, "validation_data must be a pair"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"epochs": -1}, "epochs must be a non-negative integer"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+        ({"validation_data": ([[1, 2, 3, 4]],)}, "validation_data must be a pair"),
+    ],
+)
 def test_bad_fit_arguments(kwargs, match):
     model = classifier()
     X, y = data()
@@ -68,23 +82,37 @@ def test_bad_fit_arguments(kwargs, match):
         model.fit(X, y, verbose=0, **kwargs)
 
 
-@pytest.mark.parametrize("build, match", [
-    (lambda: fb.Dense(0), "units must be a positive integer"),
-    (lambda: fb.Dense(3, activation="swishy"), "unknown activation 'swishy'; expected one of"),
-    (lambda: fb.Dense(3, kernel_initializer="ones"), "unknown initializer"),
-    (lambda: fb.Sequential([fb.Dense(2, input_dim=2)], loss="hinge"), "unknown loss 'hinge'"),
-    (lambda: fb.Sequential([fb.Dense(2, input_dim=2)], optimizer="lbfgs"), "unknown optimizer"),
-    (lambda: fb.Sequential([fb.Dense(2, input_dim=2)], dtype="float16"), "float32' or 'float64"),
-    (lambda: fb.Sequential([fb.Dense(2, input_dim=2)], backend="gpu"), "unknown backend"),
-    (lambda: fb.SGD(lr=0), "lr must be a finite number > 0"),
-    (lambda: fb.SGD(lr=0.1, weight_decay=-1), "weight_decay must be a finite number >= 0"),
-    (lambda: fb.Sequential([fb.Dense(3, activation="relu", input_dim=2)],
-                           loss="softmax_cross_entropy"), "must output logits"),
-    (lambda: fb.Sequential([fb.Dense(1, input_dim=2)], loss="binary_cross_entropy"),
-     "activation='sigmoid'"),
-    (lambda: fb.Sequential([fb.Dense(1, input_dim=2)], loss="softmax_cross_entropy"),
-     "at least 2"),
-])
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: fb.Dense(0), "units must be a positive integer"),
+        (lambda: fb.Dense(3, activation="swishy"), "unknown activation 'swishy'; expected one of"),
+        (lambda: fb.Dense(3, kernel_initializer="ones"), "unknown initializer"),
+        (lambda: fb.Sequential([fb.Dense(2, input_dim=2)], loss="hinge"), "unknown loss 'hinge'"),
+        (lambda: fb.Sequential([fb.Dense(2, input_dim=2)], optimizer="lbfgs"), "unknown optimizer"),
+        (
+            lambda: fb.Sequential([fb.Dense(2, input_dim=2)], dtype="float16"),
+            "float32' or 'float64",
+        ),
+        (lambda: fb.Sequential([fb.Dense(2, input_dim=2)], backend="gpu"), "unknown backend"),
+        (lambda: fb.SGD(lr=0), "lr must be a finite number > 0"),
+        (lambda: fb.SGD(lr=0.1, weight_decay=-1), "weight_decay must be a finite number >= 0"),
+        (
+            lambda: fb.Sequential(
+                [fb.Dense(3, activation="relu", input_dim=2)], loss="softmax_cross_entropy"
+            ),
+            "must output logits",
+        ),
+        (
+            lambda: fb.Sequential([fb.Dense(1, input_dim=2)], loss="binary_cross_entropy"),
+            "activation='sigmoid'",
+        ),
+        (
+            lambda: fb.Sequential([fb.Dense(1, input_dim=2)], loss="softmax_cross_entropy"),
+            "at least 2",
+        ),
+    ],
+)
 def test_bad_configuration_is_rejected(build, match):
     with pytest.raises((ValueError, TypeError), match=match):
         build()
@@ -113,7 +141,7 @@ def test_backward_needs_a_forward_first():
     model.forward(X)
     with pytest.raises(ValueError, match="dout has 9 rows"):
         model.backward(np.ones((9, 3)))
-    model.evaluate(X, y)      # inference keeps its own buffers: the forward pass stays
+    model.evaluate(X, y)  # inference keeps its own buffers: the forward pass stays
     model.predict(X)
     assert model.backward(np.ones((10, 3))).shape == (10, 4)
     model.loss_and_gradients(X, y)  # a training call in between invalidates it
@@ -125,8 +153,13 @@ def diverging(backend):
     """Targets of size 1e3 and a rate of 10: training blows up within a few epochs."""
     X, _ = data(50)
     y = X @ np.ones((4, 1)) * 1e3
-    model = fb.Sequential([fb.Dense(8, input_dim=4), fb.Dense(1)], loss="mse",
-                          optimizer=fb.SGD(lr=10.0), seed=0, backend=backend)
+    model = fb.Sequential(
+        [fb.Dense(8, input_dim=4), fb.Dense(1)],
+        loss="mse",
+        optimizer=fb.SGD(lr=10.0),
+        seed=0,
+        backend=backend,
+    )
     return X, y, model
 
 
@@ -157,8 +190,13 @@ def test_optimiser_state_overflow_is_divergence(backend, call, tmp_path):
     goes back, the error names the array, and the model still saves and loads."""
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((64, 4)) * 1e12, rng.standard_normal((64, 3))
-    model = fb.Sequential([fb.Dense(8, activation="relu", input_dim=4), fb.Dense(3)],
-                          loss="mse", optimizer=fb.Adam(), seed=0, backend=backend)
+    model = fb.Sequential(
+        [fb.Dense(8, activation="relu", input_dim=4), fb.Dense(3)],
+        loss="mse",
+        optimizer=fb.Adam(),
+        seed=0,
+        backend=backend,
+    )
     model.fit(X[:4] * 1e-12, y[:4], verbose=0)
     before = [a.copy() for a in model._plan.training_state()]
     with pytest.raises(FloatingPointError, match="W1 optimiser state 2 stopped being finite"):

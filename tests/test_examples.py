@@ -1,4 +1,5 @@
 """The worked examples under examples/ reproduce their numbers."""
+
 import importlib.util
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def test_computation_graph():
     n, g = r["nodes"], r["grads"]
     assert [n[k] for k in ("w0*x0", "w1*x1", "sum", "neg")] == [-2.0, 6.0, 1.0, -1.0]
     assert n["1/z"] == pytest.approx(0.73, abs=5e-3)
-    assert g["+1"] == pytest.approx(-0.53, abs=5e-3)        # through 1/z: -1/z^2
+    assert g["+1"] == pytest.approx(-0.53, abs=5e-3)  # through 1/z: -1/z^2
     assert g["sum"] == pytest.approx(0.20, abs=5e-3)
     hand_dW = [g["w0"], g["w1"]]
     hand_dX = [g["x0"], g["x1"]]

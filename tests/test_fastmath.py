@@ -9,6 +9,7 @@ is the accuracy any evaluation in that dtype can promise. Results below the smal
 normal number are only held to an absolute error of that number (exp of very
 negative inputs may flush to 0). Every assert message carries the measured figure.
 """
+
 import numpy as np
 import pytest
 
@@ -22,14 +23,48 @@ MAX_ULP_GRAD = {"softplus": 4, "silu": 5, "gelu": 6}
 # float64 keeps to the backends' tolerance (DESIGN.md §3), and to a few eps.
 F64_REL = 1e-12
 EPS64 = float(np.finfo(np.float64).eps)
-F64_MAX_EPS = 8   # measured: <= 2.7 eps relative to the terms' size
+F64_MAX_EPS = 8  # measured: <= 2.7 eps relative to the terms' size
 
 TINY32 = float(np.finfo(np.float32).tiny)
 GELU_C = np.sqrt(2 / np.pi)
 GELU_K = 0.044715
-EDGES = [0.0, 1e-45, 1e-40, 1e-38, 1e-30, 1e-12, 1e-8, 1e-6, 1e-3, 0.25, 0.34657359,
-         0.5, 0.62, 0.6931472, 1.0, 2.0, 4.5, 8.0, 9.01, 15.0, 17.0, 30.0, 44.4, 87.33,
-         88.37, 88.72, 88.7228, 88.73, 89.0, 103.9, 104.0, 110.0, 1e4, 1e30, 3.4e38]
+EDGES = [
+    0.0,
+    1e-45,
+    1e-40,
+    1e-38,
+    1e-30,
+    1e-12,
+    1e-8,
+    1e-6,
+    1e-3,
+    0.25,
+    0.34657359,
+    0.5,
+    0.62,
+    0.6931472,
+    1.0,
+    2.0,
+    4.5,
+    8.0,
+    9.01,
+    15.0,
+    17.0,
+    30.0,
+    44.4,
+    87.33,
+    88.37,
+    88.72,
+    88.7228,
+    88.73,
+    89.0,
+    103.9,
+    104.0,
+    110.0,
+    1e4,
+    1e30,
+    3.4e38,
+]
 
 
 def grid(dtype):
@@ -64,7 +99,7 @@ def reference(name, x):
         if name == "softplus":
             f = np.logaddexp(0.0, x)
             return f, np.abs(f)
-        if name == "silu":   # below x = -87.3 sigmoid(x) is subnormal in float32
+        if name == "silu":  # below x = -87.3 sigmoid(x) is subnormal in float32
             s = _sigmoid(x)
             f = x * s
             return f, np.where(s >= TINY32, np.abs(f), 0.0)
@@ -81,10 +116,10 @@ def reference_grad(name, x):
         s = _sigmoid(x)
         if name == "softplus":
             return s, s
-        if name == "silu":   # 1 - s cancels: its terms are 1 and s
+        if name == "silu":  # 1 - s cancels: its terms are 1 and s
             size = np.where(s >= TINY32, s * (1 + np.abs(x) * (1 + s)), 0.0)
             return s * (1 + x * (1 - s)), size
-        if name == "gelu":   # 1 - t^2 cancels: its terms are 1 and t^2
+        if name == "gelu":  # 1 - t^2 cancels: its terms are 1 and t^2
             t = np.tanh(GELU_C * (x + GELU_K * x**3))
             factor = 0.5 * x * GELU_C * (1 + 3 * GELU_K * x * x)
             size = np.maximum(0.5 * (1 + np.abs(t)), np.abs(factor) * (1 + t * t))
@@ -128,9 +163,13 @@ def ulp_error(got, x, ref, size, dtype):
 def check_finite_agreement(got, ref, x):
     """Non-finite references must be matched exactly; finite ones must stay finite."""
     bad_inf = ~np.isfinite(ref) & (got.astype(np.float64) != ref)
-    assert not bad_inf.any(), f"x={x[bad_inf][:5]}: got {got[bad_inf][:5]}, expected {ref[bad_inf][:5]}"
+    assert not bad_inf.any(), (
+        f"x={x[bad_inf][:5]}: got {got[bad_inf][:5]}, expected {ref[bad_inf][:5]}"
+    )
     bad_fin = np.isfinite(ref) & ~np.isfinite(got)
-    assert not bad_fin.any(), f"x={x[bad_fin][:5]}: got {got[bad_fin][:5]}, expected {ref[bad_fin][:5]}"
+    assert not bad_fin.any(), (
+        f"x={x[bad_fin][:5]}: got {got[bad_fin][:5]}, expected {ref[bad_fin][:5]}"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MAX_ULP))
@@ -138,7 +177,7 @@ def test_float32_forward_within_ulps(name):
     x = grid(np.float32)
     got = forward(name, x)
     ref, size = reference(name, x.astype(np.float64))
-    if name == "gelu":   # x^3 overflows float32 from |x| ~ 1.5e12: compare below that
+    if name == "gelu":  # x^3 overflows float32 from |x| ~ 1.5e12: compare below that
         keep = np.abs(x) < 1e12
         x, got, ref, size = x[keep], got[keep], ref[keep], size[keep]
     check_finite_agreement(got, ref, x)
@@ -152,7 +191,7 @@ def test_float32_forward_within_ulps(name):
 @pytest.mark.parametrize("name", sorted(MAX_ULP_GRAD))
 def test_float32_derivative_within_ulps(name):
     x = grid(np.float32)
-    x = x[np.abs(x) < 1e4]   # silu' and gelu' overflow x^3 beyond, as NumPy's do
+    x = x[np.abs(x) < 1e4]  # silu' and gelu' overflow x^3 beyond, as NumPy's do
     got = backward(name, x)
     ref, size = reference_grad(name, x.astype(np.float64))
     check_finite_agreement(got, ref, x)
@@ -175,8 +214,10 @@ def test_float64_forward_relative(name):
     rel = np.abs(got[finite] - ref[finite]) / size[finite]
     worst = int(np.argmax(rel))
     print(f"{name} float64: max {rel[worst] / EPS64:.2f} eps at x={x[finite][worst]:.17g}")
-    assert rel[worst] <= min(F64_REL, F64_MAX_EPS * EPS64), (f"{name}: max relative error {rel[worst]:.3g} "
-                                   f"({rel[worst] / EPS64:.2f} eps) at x={x[finite][worst]:.17g}")
+    assert rel[worst] <= min(F64_REL, F64_MAX_EPS * EPS64), (
+        f"{name}: max relative error {rel[worst]:.3g} "
+        f"({rel[worst] / EPS64:.2f} eps) at x={x[finite][worst]:.17g}"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MAX_ULP_GRAD))
@@ -189,8 +230,10 @@ def test_float64_derivative_relative(name):
     rel = np.abs(got[ok] - ref[ok]) / size[ok]
     worst = int(np.argmax(rel))
     print(f"{name}' float64: max {rel[worst] / EPS64:.2f} eps at x={x[ok][worst]:.17g}")
-    assert rel[worst] <= min(F64_REL, F64_MAX_EPS * EPS64), (f"{name}': max relative error {rel[worst]:.3g} "
-                                   f"({rel[worst] / EPS64:.2f} eps) at x={x[ok][worst]:.17g}")
+    assert rel[worst] <= min(F64_REL, F64_MAX_EPS * EPS64), (
+        f"{name}': max relative error {rel[worst]:.3g} "
+        f"({rel[worst] / EPS64:.2f} eps) at x={x[ok][worst]:.17g}"
+    )
 
 
 # --- special values -------------------------------------------------------------------
@@ -199,10 +242,26 @@ INF, NAN = np.inf, np.nan
 SPECIAL = {
     # name: [(x, f(x)), ...]; exact expectations
     "sigmoid": [(INF, 1.0), (-INF, 0.0), (1e4, 1.0), (-1e4, 0.0), (0.0, 0.5), (200.0, 1.0)],
-    "tanh": [(INF, 1.0), (-INF, -1.0), (1e4, 1.0), (-1e4, -1.0), (20.0, 1.0), (-20.0, -1.0),
-             (0.0, 0.0), (1e-30, 1e-30), (-1e-30, -1e-30)],
-    "elu": [(INF, INF), (-INF, -1.0), (1e4, 1e4), (-1e4, -1.0), (-200.0, -1.0), (0.0, 0.0),
-            (-1e-30, -1e-30)],
+    "tanh": [
+        (INF, 1.0),
+        (-INF, -1.0),
+        (1e4, 1.0),
+        (-1e4, -1.0),
+        (20.0, 1.0),
+        (-20.0, -1.0),
+        (0.0, 0.0),
+        (1e-30, 1e-30),
+        (-1e-30, -1e-30),
+    ],
+    "elu": [
+        (INF, INF),
+        (-INF, -1.0),
+        (1e4, 1e4),
+        (-1e4, -1.0),
+        (-200.0, -1.0),
+        (0.0, 0.0),
+        (-1e-30, -1e-30),
+    ],
     "softplus": [(INF, INF), (-INF, 0.0), (1e4, 1e4), (-1e4, 0.0), (3e38, 3e38), (100.0, 100.0)],
     "silu": [(INF, INF), (1e4, 1e4), (-1e4, 0.0), (0.0, 0.0)],
     "gelu": [(INF, INF), (1e4, 1e4), (-1e4, 0.0), (0.0, 0.0)],
@@ -229,8 +288,9 @@ def test_tanh_keeps_the_sign_of_zero(dtype):
 def test_derivative_saturates(name, dtype):
     """f'(x) far out: softplus', silu' and gelu' are 0 on the left and 1 on the right."""
     got = backward(name, np.array([-1e3, 1e3, -1e4, 1e4], dtype=dtype))
-    np.testing.assert_array_equal(got, np.array([0.0, 1.0, 0.0, 1.0], dtype=dtype),
-                                  err_msg=f"{name}'")
+    np.testing.assert_array_equal(
+        got, np.array([0.0, 1.0, 0.0, 1.0], dtype=dtype), err_msg=f"{name}'"
+    )
 
 
 # --- losses ---------------------------------------------------------------------------
@@ -242,9 +302,9 @@ def test_softmax_xent_over_a_wide_range(dtype, n_cols):
     """Softmax rows spread over +-90 (exp(z - m) reaches the flush-to-zero range)."""
     rng = np.random.default_rng(7)
     Z = rng.uniform(-90, 90, size=(64, n_cols)).astype(dtype)
-    Z[0] = 0.0                                   # all exps equal 1
+    Z[0] = 0.0  # all exps equal 1
     Z[1, :] = -1e4
-    Z[1, 0] = 1e4                                # one exp is 1, the rest underflow to 0
+    Z[1, 0] = 1e4  # one exp is 1, the rest underflow to 0
     y = rng.integers(0, n_cols, size=64).astype(np.int64)
     dout = np.empty_like(Z)
     total, _ = kernels.loss_and_output_grad(1, Z, np.empty_like(Z), y, dout, 1.0)

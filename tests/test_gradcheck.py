@@ -1,4 +1,5 @@
 """fb.gradcheck: passes on correct gradients, fails on wrong ones, leaves the model alone."""
+
 import numpy as np
 import pytest
 
@@ -9,10 +10,18 @@ from fastbp.backends import numpy_backend
 def model_and_data(backend="cython", dtype="float32"):
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((12, 5)), rng.integers(0, 3, 12)
-    model = fb.Sequential([fb.Dense(6, activation="tanh", input_dim=5),
-                           fb.Dense(4, activation="sigmoid"), fb.Dense(3)],
-                          loss="softmax_cross_entropy", optimizer=fb.SGD(weight_decay=0.01),
-                          dtype=dtype, seed=1, backend=backend)
+    model = fb.Sequential(
+        [
+            fb.Dense(6, activation="tanh", input_dim=5),
+            fb.Dense(4, activation="sigmoid"),
+            fb.Dense(3),
+        ],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(weight_decay=0.01),
+        dtype=dtype,
+        seed=1,
+        backend=backend,
+    )
     return model, X, y
 
 
@@ -22,8 +31,14 @@ def test_gradcheck_passes_and_leaves_the_model_unchanged(backend):
     state = model._rng.bit_generator.state
     result = fb.gradcheck(model, X, y)
     assert result.passed and result.max_rel_error < 1e-7
-    assert [(c.layer, c.name) for c in result.checks] == [(1, "W"), (1, "b"), (2, "W"), (2, "b"),
-                                                           (3, "W"), (3, "b")]
+    assert [(c.layer, c.name) for c in result.checks] == [
+        (1, "W"),
+        (1, "b"),
+        (2, "W"),
+        (2, "b"),
+        (3, "W"),
+        (3, "b"),
+    ]
     assert "passed" in str(result)
     for a, b in zip(before, model.get_weights()):
         assert a.dtype == np.float32 and np.array_equal(a, b)

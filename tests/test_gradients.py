@@ -1,25 +1,40 @@
 """The whole model: gradients against centred differences (float64, both backends),
 and the Cython backend against the NumPy backend (float32 and float64)."""
+
 import numpy as np
 import pytest
+from conftest import (
+    BACKEND_RTOL,
+    FD_RTOL,
+    make_model,
+    model_numerical_gradients,
+    numerical_gradient,
+    rel_error,
+)
 
 import fastbp as fb
-
-from conftest import (BACKEND_RTOL, FD_RTOL, make_model, model_numerical_gradients,
-                      numerical_gradient, rel_error)
 
 # (architecture as (units, activation) with the input width first, loss, target kind)
 CASES = {
     "tanh-softmax": ([(4, None), (5, "tanh"), (3, None)], "softmax_cross_entropy", "labels"),
-    "sigmoid-softmax-probs": ([(3, None), (4, "sigmoid"), (4, None)], "softmax_cross_entropy",
-                              "probabilities"),
+    "sigmoid-softmax-probs": (
+        [(3, None), (4, "sigmoid"), (4, None)],
+        "softmax_cross_entropy",
+        "probabilities",
+    ),
     "leaky-relu-mse": ([(3, None), (6, "leaky_relu"), (4, "tanh"), (2, None)], "mse", "values"),
     "relu-mse-sigmoid-out": ([(4, None), (5, "relu"), (2, "sigmoid")], "mse", "values"),
     "tanh-bce": ([(3, None), (4, "tanh"), (2, "sigmoid")], "binary_cross_entropy", "binary"),
-    "gelu-elu-kl": ([(3, None), (5, "gelu"), (4, "elu"), (3, None)], "kl_divergence",
-                    "probabilities"),
-    "silu-softplus-mse": ([(4, None), (6, "silu"), (5, "softplus"), (2, "hard_tanh")], "mse",
-                          "values"),
+    "gelu-elu-kl": (
+        [(3, None), (5, "gelu"), (4, "elu"), (3, None)],
+        "kl_divergence",
+        "probabilities",
+    ),
+    "silu-softplus-mse": (
+        [(4, None), (6, "silu"), (5, "softplus"), (2, "hard_tanh")],
+        "mse",
+        "values",
+    ),
 }
 
 
@@ -130,10 +145,20 @@ def test_large_layers_agree(dtype):
     rng = np.random.default_rng(3)
     X = rng.standard_normal((300, 77))
     y = rng.integers(0, 13, 300)
-    models = [fb.Sequential([fb.Dense(129, activation="relu", input_dim=77),
-                             fb.Dense(65, activation="tanh"), fb.Dense(13)],
-                            loss="softmax_cross_entropy", dtype=np.dtype(dtype).name, seed=5,
-                            backend=b) for b in ("numpy", "cython")]
+    models = [
+        fb.Sequential(
+            [
+                fb.Dense(129, activation="relu", input_dim=77),
+                fb.Dense(65, activation="tanh"),
+                fb.Dense(13),
+            ],
+            loss="softmax_cross_entropy",
+            dtype=np.dtype(dtype).name,
+            seed=5,
+            backend=b,
+        )
+        for b in ("numpy", "cython")
+    ]
     results = [m.loss_and_gradients(X, y) for m in models]
     tol = BACKEND_RTOL[dtype]
     for g_np, g_cy in zip(results[0][1], results[1][1]):

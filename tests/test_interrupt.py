@@ -1,5 +1,6 @@
 """Ctrl-C and errors in the middle of fit: the interrupted epoch is rolled back
 whole, callbacks end, and training resumes exactly where it stood."""
+
 import _thread
 import threading
 import time
@@ -18,17 +19,27 @@ def data(n, seed=0):
 
 
 def model_for(backend, seed=0):
-    return fb.Sequential([fb.Dense(64, activation="relu", input_dim=16), fb.Dropout(0.1),
-                          fb.Dense(64, activation="tanh"), fb.Dense(3)],
-                         loss="softmax_cross_entropy", seed=seed, backend=backend,
-                         optimizer=fb.Adam(lr=0.001,
-                                           schedule=fb.schedules.ExponentialDecay(0.9)))
+    return fb.Sequential(
+        [
+            fb.Dense(64, activation="relu", input_dim=16),
+            fb.Dropout(0.1),
+            fb.Dense(64, activation="tanh"),
+            fb.Dense(3),
+        ],
+        loss="softmax_cross_entropy",
+        seed=seed,
+        backend=backend,
+        optimizer=fb.Adam(lr=0.001, schedule=fb.schedules.ExponentialDecay(0.9)),
+    )
 
 
 def state(model):
     """Everything that says how far training got."""
-    return ([a.copy() for a in model._plan.training_state()], model._rng.bit_generator.state,
-            model.epochs_done)
+    return (
+        [a.copy() for a in model._plan.training_state()],
+        model._rng.bit_generator.state,
+        model.epochs_done,
+    )
 
 
 def assert_same_state(a, b):
@@ -116,8 +127,9 @@ def test_an_error_inside_an_epoch_rolls_it_back(backend, monkeypatch):
         if len(calls) == 3:
             raise MemoryError("simulated")
         return real(*args)
+
     monkeypatch.setattr(model._backend, "epoch", failing)
-    monkeypatch.setattr(fb.model, "CALL_SECONDS", 0.0)   # one batch per engine call
+    monkeypatch.setattr(fb.model, "CALL_SECONDS", 0.0)  # one batch per engine call
     with pytest.raises(MemoryError):
         model.fit(X, y, epochs=1, batch_size=16, verbose=0)
     assert len(calls) == 3
@@ -130,16 +142,28 @@ def test_restore_best_weights_on_interruption(backend):
     model = model_for(backend)
     stopper = fb.EarlyStopping(patience=10, restore_best_weights=True)
     with pytest.raises(RuntimeError):
-        model.fit(X, y, epochs=5, verbose=0, validation_data=(Xv, yv),
-                  callbacks=[stopper, Explode(epoch=2)])
+        model.fit(
+            X,
+            y,
+            epochs=5,
+            verbose=0,
+            validation_data=(Xv, yv),
+            callbacks=[stopper, Explode(epoch=2)],
+        )
     assert stopper.best_weights is not None
     for a, b in zip(model.get_weights(), stopper.best_weights):
         assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("callback", [fb.EarlyStopping(), fb.ReduceLROnPlateau(),
-                                      fb.EarlyStopping(monitor="val_accuracy"),
-                                      fb.EarlyStopping(monitor="grad_norm_9")])
+@pytest.mark.parametrize(
+    "callback",
+    [
+        fb.EarlyStopping(),
+        fb.ReduceLROnPlateau(),
+        fb.EarlyStopping(monitor="val_accuracy"),
+        fb.EarlyStopping(monitor="grad_norm_9"),
+    ],
+)
 def test_callbacks_needs_are_checked_before_any_training(backend, callback):
     X, y = data(200)
     model = model_for(backend)

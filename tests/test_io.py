@@ -1,5 +1,6 @@
 """save/load: bit-identical round trips, exact resumption, atomic writes, and clear
 errors for damaged files."""
+
 import json
 import os
 
@@ -12,11 +13,18 @@ import fastbp as fb
 def trained(backend="cython", dtype="float32"):
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((200, 6)), rng.integers(0, 3, 200)
-    model = fb.Sequential([fb.Dense(16, activation="leaky_relu", input_dim=6),
-                           fb.Dense(8, activation=fb.activations.get("leaky_relu", slope=0.2)),
-                           fb.Dense(3)],
-                          loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.05, weight_decay=1e-3),
-                          dtype=dtype, seed=3, backend=backend)
+    model = fb.Sequential(
+        [
+            fb.Dense(16, activation="leaky_relu", input_dim=6),
+            fb.Dense(8, activation=fb.activations.get("leaky_relu", slope=0.2)),
+            fb.Dense(3),
+        ],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.05, weight_decay=1e-3),
+        dtype=dtype,
+        seed=3,
+        backend=backend,
+    )
     model.fit(X, y, epochs=2, batch_size=16, verbose=0)
     return model, X, y
 
@@ -64,7 +72,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
     assert path.read_bytes() == before
-    assert os.listdir(tmp_path) == ["m.npz"]   # no temporary file left behind
+    assert os.listdir(tmp_path) == ["m.npz"]  # no temporary file left behind
 
 
 def rewrite(path, change):
@@ -80,24 +88,36 @@ def edit_record(key, value):
         record = json.loads(str(arrays["architecture"]))
         record[key] = value
         arrays["architecture"] = np.array(json.dumps(record))
+
     return change
 
 
-@pytest.mark.parametrize("damage, match", [
-    (lambda p: p.write_bytes(p.read_bytes()[:200]), "truncated or corrupted"),
-    (lambda p: p.write_bytes(b"not a zip file at all"), "truncated or corrupted"),
-    (lambda p: rewrite(p, edit_record("version", 99)), "format version 99"),
-    (lambda p: rewrite(p, edit_record("format", "other")), "not a fastbp model file"),
-    (lambda p: rewrite(p, edit_record("loss", "hinge")), "unknown loss 'hinge'"),
-    (lambda p: rewrite(p, lambda a: a.pop("param_3")), "expected"),
-    (lambda p: rewrite(p, lambda a: a.update(param_0=a["param_0"][:2])), r"shape \(2, 16\)"),
-    (lambda p: rewrite(p, lambda a: a.update(param_1=a["param_1"].astype(np.float64))),
-     "dtype float64"),
-    (lambda p: rewrite(p, lambda a: a.update(architecture=np.array("{broken"))),
-     "damaged architecture record"),
-    (lambda p: rewrite(p, lambda a: a.update(param_2=np.array([object()] * 128, dtype=object))),
-     "truncated or corrupted|pickle"),
-])
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:200]), "truncated or corrupted"),
+        (lambda p: p.write_bytes(b"not a zip file at all"), "truncated or corrupted"),
+        (lambda p: rewrite(p, edit_record("version", 99)), "format version 99"),
+        (lambda p: rewrite(p, edit_record("format", "other")), "not a fastbp model file"),
+        (lambda p: rewrite(p, edit_record("loss", "hinge")), "unknown loss 'hinge'"),
+        (lambda p: rewrite(p, lambda a: a.pop("param_3")), "expected"),
+        (lambda p: rewrite(p, lambda a: a.update(param_0=a["param_0"][:2])), r"shape \(2, 16\)"),
+        (
+            lambda p: rewrite(p, lambda a: a.update(param_1=a["param_1"].astype(np.float64))),
+            "dtype float64",
+        ),
+        (
+            lambda p: rewrite(p, lambda a: a.update(architecture=np.array("{broken"))),
+            "damaged architecture record",
+        ),
+        (
+            lambda p: rewrite(
+                p, lambda a: a.update(param_2=np.array([object()] * 128, dtype=object))
+            ),
+            "truncated or corrupted|pickle",
+        ),
+    ],
+)
 def test_damaged_files_are_refused_clearly(tmp_path, damage, match):
     model, _, _ = trained()
     path = tmp_path / "m.npz"

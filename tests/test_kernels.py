@@ -1,15 +1,15 @@
 """Every compiled kernel: against centred differences (float64) and against its
 NumPy twin (float32 and float64)."""
+
 import numpy as np
 import pytest
+from conftest import BACKEND_RTOL, FD_RTOL, numerical_gradient, rel_error
 
 from fastbp import activations, losses
 from fastbp._kernels import kernels
 from fastbp.backends import numpy_backend as twin
 from fastbp.backends.numpy_backend import ACTIVATIONS as NP_ACTIVATIONS
 from fastbp.backends.numpy_backend import LOSSES as NP_LOSSES
-
-from conftest import BACKEND_RTOL, FD_RTOL, numerical_gradient, rel_error
 
 # every activation with a kernel code (prelu has kernels of its own, tested below)
 ACT_NAMES = sorted(name for name, spec in activations.ACTIVATIONS.items() if not spec.learnable)
@@ -96,11 +96,20 @@ def test_activation_derivative_matches_numpy(dtype, name):
     assert rel_error(dZ, twin.activation_backward(code, Z, A, dA, param)) <= BACKEND_RTOL[dtype]
 
 
-@pytest.mark.parametrize("name, z, expected", [
-    ("relu", 0.0, 0.0), ("leaky_relu", 0.0, 0.01), ("elu", 0.0, 1.0),
-    ("hard_tanh", 1.0, 0.0), ("hard_tanh", -1.0, 0.0), ("hard_tanh", 0.999, 1.0),
-    ("hard_sigmoid", 2.0, 0.0), ("hard_sigmoid", -2.0, 0.0), ("hard_sigmoid", 1.999, 0.25),
-])
+@pytest.mark.parametrize(
+    "name, z, expected",
+    [
+        ("relu", 0.0, 0.0),
+        ("leaky_relu", 0.0, 0.01),
+        ("elu", 0.0, 1.0),
+        ("hard_tanh", 1.0, 0.0),
+        ("hard_tanh", -1.0, 0.0),
+        ("hard_tanh", 0.999, 1.0),
+        ("hard_sigmoid", 2.0, 0.0),
+        ("hard_sigmoid", -2.0, 0.0),
+        ("hard_sigmoid", 1.999, 0.25),
+    ],
+)
 def test_derivatives_at_kinks(backend, name, z, expected):
     """relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha as PyTorch; the clipped
     functions have slope only strictly inside their ramps (DESIGN.md §1)."""
@@ -205,13 +214,13 @@ def test_prelu_matches_finite_differences():
 def test_prelu_matches_numpy(dtype):
     rng = np.random.default_rng(22)
     Z, alpha = prelu_case(rng, dtype, (33, 7))
-    Z[0, :] = 0   # the kink: slope alpha, as PyTorch
+    Z[0, :] = 0  # the kink: slope alpha, as PyTorch
     A = np.empty_like(Z)
     kernels.prelu_forward(Z, alpha, A)
     assert rel_error(A, twin.prelu(Z, alpha)) <= BACKEND_RTOL[dtype]
     dA = rng.standard_normal(Z.shape).astype(dtype)
     dZ, dalpha = dA.copy(), np.empty_like(alpha)
-    kernels.prelu_backward(Z, alpha, dZ, dZ, dalpha)   # in place, as the engine runs it
+    kernels.prelu_backward(Z, alpha, dZ, dZ, dalpha)  # in place, as the engine runs it
     dZ_np, dalpha_np = twin.prelu_backward(Z, alpha, dA)
     assert rel_error(dZ, dZ_np) <= BACKEND_RTOL[dtype]
     assert rel_error(dalpha, dalpha_np) <= BACKEND_RTOL[dtype]
@@ -221,7 +230,7 @@ def test_prelu_matches_numpy(dtype):
 @pytest.mark.parametrize("pieces", [2, 3, 5])
 def test_maxout_matches_finite_differences(pieces):
     rng = np.random.default_rng(23)
-    Z = rng.standard_normal((6, 4 * pieces))   # ties have probability zero
+    Z = rng.standard_normal((6, 4 * pieces))  # ties have probability zero
     G = rng.standard_normal((6, 4))
 
     def loss():
@@ -238,8 +247,8 @@ def test_maxout_matches_finite_differences(pieces):
 
 def test_maxout_matches_numpy_and_breaks_ties_to_the_first_piece(dtype):
     rng = np.random.default_rng(24)
-    Z = rng.standard_normal((17, 15)).astype(dtype)   # 5 units of 3 pieces
-    Z[0, 0:3] = [2, 2, 1]     # a tie: the first piece wins
+    Z = rng.standard_normal((17, 15)).astype(dtype)  # 5 units of 3 pieces
+    Z[0, 0:3] = [2, 2, 1]  # a tie: the first piece wins
     Z[1, 3:6] = [-1, 4, 4]
     A, dZ = np.empty((17, 5), dtype), np.empty_like(Z)
     kernels.maxout_forward(Z, A, 3)
@@ -352,7 +361,7 @@ def loss_case(code, rng, n, c, dtype):
         return Z, Z, rng.integers(0, c, n).astype(np.int64)
     if code in (losses.SOFTMAX_XENT_PROB, losses.SOFTMAX_KL):
         Y = rng.random((n, c))
-        Y[0, 0] = 0   # a zero probability: 0 log 0 counts as 0
+        Y[0, 0] = 0  # a zero probability: 0 log 0 counts as 0
         return Z, Z, (Y / Y.sum(axis=1, keepdims=True)).astype(dtype)
     if code == losses.SIGMOID_BCE:
         A = np.empty_like(Z)
@@ -361,8 +370,13 @@ def loss_case(code, rng, n, c, dtype):
     return Z, Z, rng.standard_normal((n, c)).astype(dtype)
 
 
-LOSS_CODES = [losses.MSE, losses.SOFTMAX_XENT_INT, losses.SOFTMAX_XENT_PROB, losses.SIGMOID_BCE,
-              losses.SOFTMAX_KL]
+LOSS_CODES = [
+    losses.MSE,
+    losses.SOFTMAX_XENT_INT,
+    losses.SOFTMAX_XENT_PROB,
+    losses.SIGMOID_BCE,
+    losses.SOFTMAX_KL,
+]
 
 
 @pytest.mark.parametrize("code", LOSS_CODES)
@@ -399,8 +413,10 @@ def test_loss_matches_numpy(dtype, code):
     assert n_correct == correct_np
 
 
-@pytest.mark.parametrize("code", [losses.SOFTMAX_XENT_INT, losses.SOFTMAX_XENT_PROB,
-                                  losses.SIGMOID_BCE, losses.SOFTMAX_KL])
+@pytest.mark.parametrize(
+    "code",
+    [losses.SOFTMAX_XENT_INT, losses.SOFTMAX_XENT_PROB, losses.SIGMOID_BCE, losses.SOFTMAX_KL],
+)
 def test_fused_losses_stay_finite_for_huge_logits(dtype, code):
     rng = np.random.default_rng(10)
     Z, A, y = loss_case(code, rng, 4, 3, dtype)
@@ -414,7 +430,7 @@ def test_fused_losses_stay_finite_for_huge_logits(dtype, code):
 
 def test_kl_divergence_is_cross_entropy_minus_entropy_and_zero_at_the_target():
     P = np.array([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0]])
-    Z = np.log(np.where(P > 0, P, 1e-300)) + 1.7   # softmax(Z) == P
+    Z = np.log(np.where(P > 0, P, 1e-300)) + 1.7  # softmax(Z) == P
     dout = np.empty_like(Z)
     kl, _ = kernels.loss_and_output_grad(losses.SOFTMAX_KL, Z, Z, P, dout, 1.0)
     assert abs(kl) < 1e-12 and np.abs(dout).max() < 1e-12
@@ -429,8 +445,9 @@ def test_softmax_cross_entropy_known_value():
     """Uniform logits over 4 classes cost log 4 per sample."""
     Z = np.zeros((3, 4))
     dout = np.empty_like(Z)
-    total, _ = kernels.loss_and_output_grad(losses.SOFTMAX_XENT_INT, Z, Z,
-                                            np.array([0, 1, 3], np.int64), dout, 1.0)
+    total, _ = kernels.loss_and_output_grad(
+        losses.SOFTMAX_XENT_INT, Z, Z, np.array([0, 1, 3], np.int64), dout, 1.0
+    )
     assert total == pytest.approx(3 * np.log(4), rel=1e-15)
     assert dout[0, 0] == pytest.approx(0.25 - 1) and dout[0, 1] == pytest.approx(0.25)
 

@@ -5,57 +5,121 @@ Each architecture is checked like the dense models: gradients against centred
 differences (float64, both backends), the compiled backend against the NumPy one
 (float32 and float64), and through training, saving and prediction.
 """
+
 import numpy as np
 import pytest
+from conftest import BACKEND_RTOL, FD_RTOL, model_numerical_gradients, numerical_gradient, rel_error
+from test_engine import NO_ARRAY, peak_growth
+from test_gradients import targets
 
 import fastbp as fb
 from fastbp import losses
 
-from conftest import (BACKEND_RTOL, FD_RTOL, model_numerical_gradients, numerical_gradient,
-                      rel_error)
-from test_engine import NO_ARRAY, peak_growth
-from test_gradients import targets
-
 # name -> (input width, layer factory, loss, target kind)
 ARCHS = {
-    "dense-prelu": (4, lambda: [fb.Dense(6, activation="prelu", input_dim=4), fb.Dense(3)],
-                    "softmax_cross_entropy", "labels"),
-    "prelu-layers": (4, lambda: [fb.Dense(6, input_dim=4), fb.PReLU(), fb.Dense(5, "tanh"),
-                                 fb.PReLU(initial_slope=0.1), fb.Dense(2)], "mse", "values"),
-    "maxout": (4, lambda: [fb.Maxout(5, pieces=3, input_dim=4), fb.Dense(3)],
-               "softmax_cross_entropy", "labels"),
-    "maxout-stack-bce": (3, lambda: [fb.Maxout(6, 2, input_dim=3), fb.Maxout(4, pieces=3),
-                                     fb.Dense(2, "sigmoid")], "binary_cross_entropy", "binary"),
-    "activation-layers": (4, lambda: [fb.Dense(6, input_dim=4), fb.Activation("tanh"),
-                                      fb.Dense(5), fb.Activation("leaky_relu", slope=0.2),
-                                      fb.Dense(3), fb.Activation("softmax")],
-                          "softmax_cross_entropy", "labels"),
-    "softmax-output-probs": (3, lambda: [fb.Dense(5, "elu", input_dim=3), fb.Dense(4, "softmax")],
-                             "softmax_cross_entropy", "probabilities"),
-    "softmax-output-mse": (3, lambda: [fb.Dense(5, "tanh", input_dim=3), fb.Dense(4, "softmax")],
-                           "mse", "values"),
-    "hidden-softmaxes": (3, lambda: [fb.Dense(6, "softmax", input_dim=3),
-                                     fb.Activation("softmax"), fb.Dense(2, "gelu")],
-                         "mse", "values"),
-    "activation-sigmoid-bce": (3, lambda: [fb.Dense(4, "silu", input_dim=3), fb.Dense(2),
-                                           fb.Activation("sigmoid")],
-                               "binary_cross_entropy", "binary"),
-    "everything-with-dropout": (4, lambda: [fb.Dropout(0.1), fb.Dense(6, "prelu", input_dim=4),
-                                            fb.Dropout(0.3), fb.Maxout(4, 2), fb.Dropout(0.2),
-                                            fb.Dense(3), fb.Activation("softmax")],
-                                "kl_divergence", "probabilities"),
+    "dense-prelu": (
+        4,
+        lambda: [fb.Dense(6, activation="prelu", input_dim=4), fb.Dense(3)],
+        "softmax_cross_entropy",
+        "labels",
+    ),
+    "prelu-layers": (
+        4,
+        lambda: [
+            fb.Dense(6, input_dim=4),
+            fb.PReLU(),
+            fb.Dense(5, "tanh"),
+            fb.PReLU(initial_slope=0.1),
+            fb.Dense(2),
+        ],
+        "mse",
+        "values",
+    ),
+    "maxout": (
+        4,
+        lambda: [fb.Maxout(5, pieces=3, input_dim=4), fb.Dense(3)],
+        "softmax_cross_entropy",
+        "labels",
+    ),
+    "maxout-stack-bce": (
+        3,
+        lambda: [fb.Maxout(6, 2, input_dim=3), fb.Maxout(4, pieces=3), fb.Dense(2, "sigmoid")],
+        "binary_cross_entropy",
+        "binary",
+    ),
+    "activation-layers": (
+        4,
+        lambda: [
+            fb.Dense(6, input_dim=4),
+            fb.Activation("tanh"),
+            fb.Dense(5),
+            fb.Activation("leaky_relu", slope=0.2),
+            fb.Dense(3),
+            fb.Activation("softmax"),
+        ],
+        "softmax_cross_entropy",
+        "labels",
+    ),
+    "softmax-output-probs": (
+        3,
+        lambda: [fb.Dense(5, "elu", input_dim=3), fb.Dense(4, "softmax")],
+        "softmax_cross_entropy",
+        "probabilities",
+    ),
+    "softmax-output-mse": (
+        3,
+        lambda: [fb.Dense(5, "tanh", input_dim=3), fb.Dense(4, "softmax")],
+        "mse",
+        "values",
+    ),
+    "hidden-softmaxes": (
+        3,
+        lambda: [
+            fb.Dense(6, "softmax", input_dim=3),
+            fb.Activation("softmax"),
+            fb.Dense(2, "gelu"),
+        ],
+        "mse",
+        "values",
+    ),
+    "activation-sigmoid-bce": (
+        3,
+        lambda: [fb.Dense(4, "silu", input_dim=3), fb.Dense(2), fb.Activation("sigmoid")],
+        "binary_cross_entropy",
+        "binary",
+    ),
+    "everything-with-dropout": (
+        4,
+        lambda: [
+            fb.Dropout(0.1),
+            fb.Dense(6, "prelu", input_dim=4),
+            fb.Dropout(0.3),
+            fb.Maxout(4, 2),
+            fb.Dropout(0.2),
+            fb.Dense(3),
+            fb.Activation("softmax"),
+        ],
+        "kl_divergence",
+        "probabilities",
+    ),
 }
 
 
 def build(name, backend="cython", dtype=np.float64, optimizer=None, seed=0):
-    d_in, layers, loss, kind = ARCHS[name]
-    model = fb.Sequential(layers(), loss=loss, optimizer=optimizer or fb.SGD(lr=0.1),
-                          dtype=np.dtype(dtype).name, seed=seed, backend=backend)
+    _d_in, layers, loss, _kind = ARCHS[name]
+    model = fb.Sequential(
+        layers(),
+        loss=loss,
+        optimizer=optimizer or fb.SGD(lr=0.1),
+        dtype=np.dtype(dtype).name,
+        seed=seed,
+        backend=backend,
+    )
     return model
 
 
 def arch_data(name, n=7, seed=0):
-    d_in, layers, loss, kind = ARCHS[name]
+    d_in, _layers, _loss, kind = ARCHS[name]
     rng = np.random.default_rng(seed)
     d_out = build(name).output_dim
     return rng.standard_normal((n, d_in)), targets(kind, rng, n, d_out)
@@ -63,8 +127,10 @@ def arch_data(name, n=7, seed=0):
 
 def spread_slopes(model, rng):
     """PReLU slopes away from 0.25 and from each other, so that a slope mix-up shows."""
-    weights = [w if not name.startswith("alpha") else rng.uniform(-0.3, 0.6, w.shape)
-               for w, name in zip(model.get_weights(), model.weight_names())]
+    weights = [
+        w if not name.startswith("alpha") else rng.uniform(-0.3, 0.6, w.shape)
+        for w, name in zip(model.get_weights(), model.weight_names())
+    ]
     model.set_weights(weights)
 
 
@@ -96,9 +162,11 @@ def test_backward_dX_matches_finite_differences(backend, name):
     assert rel_error(dX, numerical_gradient(loss, X)) < FD_RTOL
     start = model.get_weights()
     for k, (g, w) in enumerate(zip(model.get_gradients(), model.get_weights())):
-        def loss_w():
-            model.set_weights(start[:k] + [w] + start[k + 1:])
+
+        def loss_w(k=k, w=w):
+            model.set_weights(start[:k] + [w] + start[k + 1 :])
             return loss()
+
         assert rel_error(g, numerical_gradient(loss_w, w)) < FD_RTOL, model.weight_names()[k]
 
 
@@ -130,12 +198,21 @@ def test_a_softmax_output_trains_exactly_like_logits(backend):
     giving logits; forward and predict_proba give the probabilities."""
     rng = np.random.default_rng(3)
     X, y = rng.standard_normal((30, 4)), rng.integers(0, 3, 30)
-    models = [fb.Sequential([fb.Dense(5, "tanh", input_dim=4), fb.Dense(3, activation=act)],
-                            loss="softmax_cross_entropy", dtype="float64", seed=0,
-                            backend=backend) for act in (None, "softmax")]
+    models = [
+        fb.Sequential(
+            [fb.Dense(5, "tanh", input_dim=4), fb.Dense(3, activation=act)],
+            loss="softmax_cross_entropy",
+            dtype="float64",
+            seed=0,
+            backend=backend,
+        )
+        for act in (None, "softmax")
+    ]
     logits, probs = models
-    assert all(rel_error(a, b) == 0 for a, b in zip(logits.loss_and_gradients(X, y)[1],
-                                                      probs.loss_and_gradients(X, y)[1]))
+    assert all(
+        rel_error(a, b) == 0
+        for a, b in zip(logits.loss_and_gradients(X, y)[1], probs.loss_and_gradients(X, y)[1])
+    )
     for m in models:
         m.fit(X, y, epochs=3, batch_size=10, verbose=0)
     for a, b in zip(logits.get_weights(), probs.get_weights()):
@@ -152,11 +229,20 @@ def test_activation_layers_equal_fused_activations(backend):
     """Dense(k) + Activation(f) computes and learns what Dense(k, f) does."""
     rng = np.random.default_rng(4)
     X, y = rng.standard_normal((24, 3)), rng.standard_normal((24, 2))
-    fused = fb.Sequential([fb.Dense(6, "elu", input_dim=3), fb.Dense(2, "tanh")],
-                          loss="mse", dtype="float64", seed=0, backend=backend)
-    split = fb.Sequential([fb.Dense(6, input_dim=3), fb.Activation("elu"), fb.Dense(2),
-                           fb.Activation("tanh")], loss="mse", dtype="float64", seed=0,
-                          backend=backend)
+    fused = fb.Sequential(
+        [fb.Dense(6, "elu", input_dim=3), fb.Dense(2, "tanh")],
+        loss="mse",
+        dtype="float64",
+        seed=0,
+        backend=backend,
+    )
+    split = fb.Sequential(
+        [fb.Dense(6, input_dim=3), fb.Activation("elu"), fb.Dense(2), fb.Activation("tanh")],
+        loss="mse",
+        dtype="float64",
+        seed=0,
+        backend=backend,
+    )
     split.set_weights(fused.get_weights())
     for m in (fused, split):
         m.fit(X, y, epochs=3, batch_size=6, verbose=0)
@@ -168,21 +254,27 @@ def test_activation_layers_equal_fused_activations(backend):
 def test_prelu_slopes_are_learnt_and_not_decayed(backend):
     rng = np.random.default_rng(5)
     X, y = rng.standard_normal((64, 3)), rng.standard_normal((64, 1))
-    model = fb.Sequential([fb.Dense(8, activation="prelu", input_dim=3), fb.Dense(1)],
-                          loss="mse", optimizer=fb.SGD(lr=0.05), dtype="float64", seed=0,
-                          backend=backend)
+    model = fb.Sequential(
+        [fb.Dense(8, activation="prelu", input_dim=3), fb.Dense(1)],
+        loss="mse",
+        optimizer=fb.SGD(lr=0.05),
+        dtype="float64",
+        seed=0,
+        backend=backend,
+    )
     assert model.weight_names() == ["W1", "b1", "alpha1", "W2", "b2"]
     assert np.array_equal(model.get_weights()[2], np.full(8, 0.25))
     model.fit(X, y, epochs=3, verbose=0)
     assert not np.allclose(model.get_weights()[2], 0.25)
     decayed = fb.Sequential.from_config(
         dict(model.get_config(), optimizer=fb.SGD(lr=0.05, weight_decay=0.5).get_config()),
-        backend=backend)
+        backend=backend,
+    )
     decayed.set_weights(model.get_weights())
     plain_grads = model.loss_and_gradients(X, y)[1]
     decayed_grads = decayed.loss_and_gradients(X, y)[1]
-    assert np.array_equal(plain_grads[2], decayed_grads[2])          # alpha: no L2
-    assert not np.array_equal(plain_grads[0], decayed_grads[0])      # W: L2
+    assert np.array_equal(plain_grads[2], decayed_grads[2])  # alpha: no L2
+    assert not np.array_equal(plain_grads[0], decayed_grads[0])  # W: L2
 
 
 def test_prelu_spellings_agree():
@@ -191,10 +283,11 @@ def test_prelu_spellings_agree():
     X = rng.standard_normal((10, 3))
     layer = fb.Activation("prelu", initial_slope=0.1)
     assert isinstance(layer, fb.PReLU) and layer.initial_slope == 0.1
-    models = [fb.Sequential([fb.Dense(4, "prelu", input_dim=3), fb.Dense(2)], seed=0),
-              fb.Sequential([fb.Dense(4, input_dim=3), fb.PReLU(), fb.Dense(2)], seed=0),
-              fb.Sequential([fb.Dense(4, input_dim=3), fb.Activation("prelu"), fb.Dense(2)],
-                            seed=0)]
+    models = [
+        fb.Sequential([fb.Dense(4, "prelu", input_dim=3), fb.Dense(2)], seed=0),
+        fb.Sequential([fb.Dense(4, input_dim=3), fb.PReLU(), fb.Dense(2)], seed=0),
+        fb.Sequential([fb.Dense(4, input_dim=3), fb.Activation("prelu"), fb.Dense(2)], seed=0),
+    ]
     weights = models[0].get_weights()
     for m in models[1:]:
         m.set_weights(weights)
@@ -207,14 +300,18 @@ def test_maxout_shapes_and_what_it_computes():
     W, b = model.get_weights()
     assert W.shape == (5, 12) and b.shape == (12,) and model.output_dim == 3
     X = np.random.default_rng(7).standard_normal((6, 5))
-    expected = (X @ W + b).reshape(6, 3, 4).max(axis=2)   # unit j: columns 4j .. 4j + 3
+    expected = (X @ W + b).reshape(6, 3, 4).max(axis=2)  # unit j: columns 4j .. 4j + 3
     assert rel_error(model.predict(X), expected) <= 1e-15
 
 
 def test_maxout_learns_a_nonlinear_problem():
     X, y = fb.datasets.circles(400, seed=0)
-    model = fb.Sequential([fb.Maxout(8, pieces=3, input_dim=2), fb.Dense(2)],
-                          loss="softmax_cross_entropy", optimizer=fb.Adam(lr=0.02), seed=0)
+    model = fb.Sequential(
+        [fb.Maxout(8, pieces=3, input_dim=2), fb.Dense(2)],
+        loss="softmax_cross_entropy",
+        optimizer=fb.Adam(lr=0.02),
+        seed=0,
+    )
     model.fit(X, y, epochs=60, batch_size=32, verbose=0)
     assert model.evaluate(X, y)["accuracy"] > 0.95
 
@@ -224,9 +321,18 @@ def test_chunked_predict_equals_forward():
     for maxout pieces); dropout is the identity there."""
     rng = np.random.default_rng(8)
     X = rng.standard_normal((2500, 6))
-    model = fb.Sequential([fb.Dense(40, "prelu", input_dim=6), fb.Dropout(0.5),
-                           fb.Maxout(300, pieces=4), fb.Activation("tanh"), fb.Dense(5, "softmax")],
-                          loss="softmax_cross_entropy", dtype="float64", seed=0)
+    model = fb.Sequential(
+        [
+            fb.Dense(40, "prelu", input_dim=6),
+            fb.Dropout(0.5),
+            fb.Maxout(300, pieces=4),
+            fb.Activation("tanh"),
+            fb.Dense(5, "softmax"),
+        ],
+        loss="softmax_cross_entropy",
+        dtype="float64",
+        seed=0,
+    )
     assert rel_error(model.predict_proba(X), model.forward(X)) <= 1e-14
     numpy_twin = fb.Sequential.from_config(model.get_config(), backend="numpy")
     numpy_twin.set_weights(model.get_weights())
@@ -242,7 +348,7 @@ def test_save_and_load_round_trip(tmp_path, name):
     loaded = fb.load(tmp_path / "m.npz")
     assert loaded.get_config() == model.get_config()
     assert np.array_equal(loaded.predict(X), model.predict(X))
-    for model_ in (model, loaded):   # the same next epoch: optimiser state and masks restored
+    for model_ in (model, loaded):  # the same next epoch: optimiser state and masks restored
         model_.fit(X, y, epochs=1, batch_size=5, verbose=0, shuffle=False)
     for a, b in zip(model.get_weights(), loaded.get_weights()):
         assert np.array_equal(a, b)
@@ -255,7 +361,7 @@ def test_every_layer_type_trains_without_allocating():
     P = rng.random((32, 3)).astype(np.float32)
     y = P / P.sum(axis=1, keepdims=True)
     step, opt = model._backend.step, model.optimizer
-    step(X, y, losses.SOFTMAX_KL, opt, True, 0.01)   # warm-up sizes the workspaces
+    step(X, y, losses.SOFTMAX_KL, opt, True, 0.01)  # warm-up sizes the workspaces
 
     def steps():
         for _ in range(200):
@@ -265,38 +371,72 @@ def test_every_layer_type_trains_without_allocating():
 
 
 def test_summary_and_parameter_count():
-    model = fb.Sequential([fb.Dense(4, "prelu", input_dim=3), fb.Maxout(2, pieces=3),
-                           fb.Dropout(0.5), fb.PReLU(), fb.Dense(3), fb.Activation("softmax")],
-                          loss="softmax_cross_entropy")
+    model = fb.Sequential(
+        [
+            fb.Dense(4, "prelu", input_dim=3),
+            fb.Maxout(2, pieces=3),
+            fb.Dropout(0.5),
+            fb.PReLU(),
+            fb.Dense(3),
+            fb.Activation("softmax"),
+        ],
+        loss="softmax_cross_entropy",
+    )
     lines = []
     model.summary(print_fn=lines.append)
     text = "\n".join(lines)
-    for label in ("Dense 1 (prelu)", "Maxout 2 (3 pieces)", "Dropout 3 (0.5)", "PReLU 4",
-                  "Activation 6 (softmax)"):
+    for label in (
+        "Dense 1 (prelu)",
+        "Maxout 2 (3 pieces)",
+        "Dropout 3 (0.5)",
+        "PReLU 4",
+        "Activation 6 (softmax)",
+    ):
         assert label in text
     expected = (3 * 4 + 4 + 4) + (4 * 6 + 6) + 2 + (2 * 3 + 3)
     assert model.count_params() == expected and f"total parameters: {expected}" in text
 
 
-@pytest.mark.parametrize("make, error, match", [
-    (lambda: fb.Maxout(4, pieces=1), ValueError, "pieces must be at least 2"),
-    (lambda: fb.Dense(4, activation="maxout"), ValueError, r"fastbp.Maxout\(units, pieces=k\)"),
-    (lambda: fb.Activation("maxout"), ValueError, "is a layer, not an activation"),
-    (lambda: fb.Sequential([fb.Activation("tanh"), fb.PReLU()]), ValueError,
-     "at least one Dense or Maxout"),
-    (lambda: fb.Sequential([fb.Dense(3, input_dim=2), fb.PReLU()],
-                           loss="softmax_cross_entropy"), ValueError,
-     "must output logits or apply a softmax"),
-    (lambda: fb.Sequential([fb.Maxout(3, input_dim=2)], loss="binary_cross_entropy"),
-     ValueError, "activation='sigmoid'"),
-    (lambda: fb.Sequential([fb.Dense(3, input_dim=2), fb.Dense(1, "softmax")],
-                           loss="softmax_cross_entropy"), ValueError, "at least 2"),
-    (lambda: fb.Sequential([fb.Dense(3, input_dim=2), "relu"]), TypeError,
-     "layers must be one of"),
-    (lambda: fb.PReLU(initial_slope=float("nan")), ValueError, "finite number"),
-    (lambda: fb.PReLU("x"), ValueError, "initial_slope must be a finite number, got 'x'"),
-    (lambda: fb.Activation("elu", alpha=-1), ValueError, "alpha must be a finite number >= 0"),
-])
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: fb.Maxout(4, pieces=1), ValueError, "pieces must be at least 2"),
+        (lambda: fb.Dense(4, activation="maxout"), ValueError, r"fastbp.Maxout\(units, pieces=k\)"),
+        (lambda: fb.Activation("maxout"), ValueError, "is a layer, not an activation"),
+        (
+            lambda: fb.Sequential([fb.Activation("tanh"), fb.PReLU()]),
+            ValueError,
+            "at least one Dense or Maxout",
+        ),
+        (
+            lambda: fb.Sequential(
+                [fb.Dense(3, input_dim=2), fb.PReLU()], loss="softmax_cross_entropy"
+            ),
+            ValueError,
+            "must output logits or apply a softmax",
+        ),
+        (
+            lambda: fb.Sequential([fb.Maxout(3, input_dim=2)], loss="binary_cross_entropy"),
+            ValueError,
+            "activation='sigmoid'",
+        ),
+        (
+            lambda: fb.Sequential(
+                [fb.Dense(3, input_dim=2), fb.Dense(1, "softmax")], loss="softmax_cross_entropy"
+            ),
+            ValueError,
+            "at least 2",
+        ),
+        (
+            lambda: fb.Sequential([fb.Dense(3, input_dim=2), "relu"]),
+            TypeError,
+            "layers must be one of",
+        ),
+        (lambda: fb.PReLU(initial_slope=float("nan")), ValueError, "finite number"),
+        (lambda: fb.PReLU("x"), ValueError, "initial_slope must be a finite number, got 'x'"),
+        (lambda: fb.Activation("elu", alpha=-1), ValueError, "alpha must be a finite number >= 0"),
+    ],
+)
 def test_bad_layer_configurations(make, error, match):
     with pytest.raises(error, match=match):
         make()
@@ -305,8 +445,11 @@ def test_bad_layer_configurations(make, error, match):
 def test_reused_width_keeping_layers_declare_no_input_width():
     """A PReLU, Activation or Dropout built in one model does not fix the next
     model's input width: only Dense and Maxout declare input_dim."""
-    prelu, act, drop = fb.PReLU(initial_slope=-0.1), fb.Activation("leaky_relu", slope=0.3), \
-        fb.Dropout(0.2)
+    prelu, act, drop = (
+        fb.PReLU(initial_slope=-0.1),
+        fb.Activation("leaky_relu", slope=0.3),
+        fb.Dropout(0.2),
+    )
     fb.Sequential([prelu, act, drop, fb.Dense(3)]).build(4)
     again = fb.Sequential([prelu, act, drop, fb.Dense(3)])
     assert not again.built

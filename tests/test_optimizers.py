@@ -1,14 +1,14 @@
 """Optimisers against their closed forms, the two backends against each other,
 clipping, schedules, and optimiser state through save/load."""
+
 import math
 
 import numpy as np
 import pytest
+from conftest import BACKEND_RTOL, rel_error
 
 import fastbp as fb
 from fastbp import schedules
-
-from conftest import BACKEND_RTOL, rel_error
 
 
 def problem(n=20, seed=0):
@@ -17,9 +17,14 @@ def problem(n=20, seed=0):
 
 
 def model_with(opt, backend, dtype="float64"):
-    return fb.Sequential([fb.Dense(5, activation="tanh", input_dim=4), fb.Dense(3)],
-                         loss="softmax_cross_entropy", optimizer=opt, dtype=dtype, seed=0,
-                         backend=backend)
+    return fb.Sequential(
+        [fb.Dense(5, activation="tanh", input_dim=4), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        optimizer=opt,
+        dtype=dtype,
+        seed=0,
+        backend=backend,
+    )
 
 
 class ClosedForm:
@@ -49,7 +54,7 @@ class ClosedForm:
             elif o.name in ("adam", "adamw"):
                 s1[...] = o.beta1 * s1 + (1 - o.beta1) * g
                 s2[...] = o.beta2 * s2 + (1 - o.beta2) * g * g
-                m_hat, v_hat = s1 / (1 - o.beta1 ** self.t), s2 / (1 - o.beta2 ** self.t)
+                m_hat, v_hat = s1 / (1 - o.beta1**self.t), s2 / (1 - o.beta2**self.t)
                 w -= o.lr * m_hat / (np.sqrt(v_hat) + o.eps)
             elif o.name == "rmsprop":
                 s1[...] = o.rho * s1 + (1 - o.rho) * g * g
@@ -112,12 +117,17 @@ def test_clipping_only_acts_above_the_threshold():
             np.testing.assert_allclose(w0 - w1, factor * g, rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.parametrize("schedule, rates", [
-    (schedules.StepDecay(step_size=2, gamma=0.5), [1, 1, 0.5, 0.5, 0.25]),
-    (schedules.ExponentialDecay(gamma=0.5), [1, 0.5, 0.25, 0.125, 0.0625]),
-    (schedules.CosineDecay(epochs=4, min_lr=0.0), [1, (1 + math.cos(math.pi / 4)) / 2, 0.5,
-                                                   (1 + math.cos(3 * math.pi / 4)) / 2, 0.0]),
-])
+@pytest.mark.parametrize(
+    "schedule, rates",
+    [
+        (schedules.StepDecay(step_size=2, gamma=0.5), [1, 1, 0.5, 0.5, 0.25]),
+        (schedules.ExponentialDecay(gamma=0.5), [1, 0.5, 0.25, 0.125, 0.0625]),
+        (
+            schedules.CosineDecay(epochs=4, min_lr=0.0),
+            [1, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 + math.cos(3 * math.pi / 4)) / 2, 0.0],
+        ),
+    ],
+)
 def test_schedules(schedule, rates):
     opt = fb.SGD(lr=1.0, schedule=schedule)
     assert [opt.lr_at(e) for e in range(5)] == pytest.approx(rates)
@@ -131,15 +141,18 @@ def test_fit_uses_the_scheduled_rate_each_epoch(backend):
     for epoch in range(3):
         reference.set_weights(expected)
         _, grads = reference.loss_and_gradients(X, y)
-        expected = [w - 0.2 * 0.5 ** epoch * g for w, g in zip(expected, grads)]
+        expected = [w - 0.2 * 0.5**epoch * g for w, g in zip(expected, grads)]
     model.fit(X, y, epochs=3, batch_size=None, shuffle=False, verbose=0)
     assert model.epochs_done == 3
     for a, b in zip(model.get_weights(), expected):
         assert rel_error(a, b) < 1e-12
 
 
-@pytest.mark.parametrize("opt", [fb.Adam(lr=0.01), fb.SGD(lr=0.1, momentum=0.9,
-                                 schedule=schedules.StepDecay(1, 0.5))], ids=repr)
+@pytest.mark.parametrize(
+    "opt",
+    [fb.Adam(lr=0.01), fb.SGD(lr=0.1, momentum=0.9, schedule=schedules.StepDecay(1, 0.5))],
+    ids=repr,
+)
 def test_optimizer_state_survives_save_and_load(tmp_path, opt):
     X, y = problem(64)
     model = model_with(opt, "cython", "float32")
@@ -153,15 +166,18 @@ def test_optimizer_state_survives_save_and_load(tmp_path, opt):
         assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("build, match", [
-    (lambda: fb.SGD(momentum=1.0), r"momentum must be a finite number in \[0, 1\)"),
-    (lambda: fb.SGD(nesterov=True), "nesterov=True needs momentum > 0"),
-    (lambda: fb.Adam(beta2=1.5), "beta2"),
-    (lambda: fb.RMSProp(eps=0), "eps must be a finite number > 0"),
-    (lambda: fb.SGD(clipnorm=-1), "clipnorm"),
-    (lambda: fb.SGD(schedule="cosine"), "schedule must be None or a schedule"),
-    (lambda: schedules.StepDecay(step_size=0), "step_size must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: fb.SGD(momentum=1.0), r"momentum must be a finite number in \[0, 1\)"),
+        (lambda: fb.SGD(nesterov=True), "nesterov=True needs momentum > 0"),
+        (lambda: fb.Adam(beta2=1.5), "beta2"),
+        (lambda: fb.RMSProp(eps=0), "eps must be a finite number > 0"),
+        (lambda: fb.SGD(clipnorm=-1), "clipnorm"),
+        (lambda: fb.SGD(schedule="cosine"), "schedule must be None or a schedule"),
+        (lambda: schedules.StepDecay(step_size=0), "step_size must be a positive integer"),
+    ],
+)
 def test_bad_optimizer_settings(build, match):
     with pytest.raises((ValueError, TypeError), match=match):
         build()

@@ -1,6 +1,7 @@
 """pickle, copy and joblib: a copy predicts bit-identically, resumes training
 bit-identically and is independent of the original; payloads that are not plain
 data are refused when pickling, and damaged ones when unpickling."""
+
 import copy
 import io as stdlib_io
 import json
@@ -30,15 +31,28 @@ def data(n=120, d=6, n_classes=3, seed=0):
 
 def every_layer(input_dim=6):
     """One of each layer type (and a Dense with a learnt PReLU slope)."""
-    return [fb.Dense(12, activation="relu", input_dim=input_dim), fb.Dropout(0.25),
-            fb.PReLU(initial_slope=0.1), fb.Maxout(8, pieces=3), fb.Dense(10, activation="prelu"),
-            fb.Activation("leaky_relu", slope=0.2), fb.Dropout(0.1), fb.Dense(3)]
+    return [
+        fb.Dense(12, activation="relu", input_dim=input_dim),
+        fb.Dropout(0.25),
+        fb.PReLU(initial_slope=0.1),
+        fb.Maxout(8, pieces=3),
+        fb.Dense(10, activation="prelu"),
+        fb.Activation("leaky_relu", slope=0.2),
+        fb.Dropout(0.1),
+        fb.Dense(3),
+    ]
 
 
 def model(backend="cython", dtype="float32", optimizer=None, input_dim=6, seed=1):
     optimizer = copy.deepcopy(optimizer) if optimizer is not None else fb.Adam(lr=0.01)
-    return fb.Sequential(every_layer(input_dim), loss="softmax_cross_entropy",
-                         optimizer=optimizer, dtype=dtype, seed=seed, backend=backend)
+    return fb.Sequential(
+        every_layer(input_dim),
+        loss="softmax_cross_entropy",
+        optimizer=optimizer,
+        dtype=dtype,
+        seed=seed,
+        backend=backend,
+    )
 
 
 def trained(backend="cython", dtype="float32", optimizer=None, epochs=2):
@@ -61,12 +75,14 @@ def joblib_file(m, tmp_path):
 
 
 COPIERS = {f"pickle{p}": pickled(p) for p in range(pickle.HIGHEST_PROTOCOL + 1)}
-COPIERS.update({
-    "deepcopy": lambda m, tmp_path: copy.deepcopy(m),
-    "copy": lambda m, tmp_path: copy.copy(m),
-    "copy_of_copy": lambda m, tmp_path: copy.deepcopy(pickle.loads(pickle.dumps(copy.copy(m)))),
-    "joblib": joblib_file,
-})
+COPIERS.update(
+    {
+        "deepcopy": lambda m, tmp_path: copy.deepcopy(m),
+        "copy": lambda m, tmp_path: copy.copy(m),
+        "copy_of_copy": lambda m, tmp_path: copy.deepcopy(pickle.loads(pickle.dumps(copy.copy(m)))),
+        "joblib": joblib_file,
+    }
+)
 
 
 @pytest.fixture(params=sorted(COPIERS))
@@ -97,6 +113,7 @@ def assert_same_predictions(a, b, X, y):
 
 
 # --- happy paths ------------------------------------------------------------------------
+
 
 def test_copy_predicts_identically(backend, dtype, copier):
     m, X, y = trained(backend, np.dtype(dtype).name)
@@ -143,7 +160,7 @@ def test_copy_is_independent(backend, copier):
 
 
 def test_copy_keeps_the_epoch_of_its_schedule(backend):
-    m, X, y = trained(backend, optimizer=fb.SGD(lr=0.1, schedule=fb.schedules.StepDecay(1)))
+    m, _X, _y = trained(backend, optimizer=fb.SGD(lr=0.1, schedule=fb.schedules.StepDecay(1)))
     c = pickle.loads(pickle.dumps(m))
     assert c.epochs_done == m.epochs_done == 2
     assert c.optimizer.lr_at(c.epochs_done) == m.optimizer.lr_at(m.epochs_done)
@@ -161,8 +178,10 @@ def test_to_record_gives_plain_independent_data():
     m, _, _ = trained()
     record, arrays = io.to_record(m)
     assert json.loads(json.dumps(record)) == record
-    assert sorted(arrays) == sorted([f"param_{i}" for i in range(len(m.get_weights()))]
-                                    + [f"state_{i}" for i in range(len(m._plan.optimizer_state()))])
+    assert sorted(arrays) == sorted(
+        [f"param_{i}" for i in range(len(m.get_weights()))]
+        + [f"state_{i}" for i in range(len(m._plan.optimizer_state()))]
+    )
     for a in arrays.values():
         a[...] = 0
     record["metadata"]["note"] = "changed"
@@ -171,7 +190,7 @@ def test_to_record_gives_plain_independent_data():
 
 
 def test_unbuilt_model_copies_and_trains_like_the_original(backend, copier):
-    m = model(backend, input_dim=None, seed=5)   # the width comes from the first data
+    m = model(backend, input_dim=None, seed=5)  # the width comes from the first data
     m.metadata = {"stage": "unbuilt"}
     c = copier(m)
     assert not c.built and not m.built and c.metadata == m.metadata
@@ -190,8 +209,10 @@ def test_model_assembled_with_add_is_not_built_by_copying(backend):
         m.add(layer)
     c = copy.deepcopy(m)
     assert not m.built and not c.built
-    assert np.array_equal(np.concatenate([w.ravel() for w in c.get_weights()]),
-                          np.concatenate([w.ravel() for w in m.get_weights()]))
+    assert np.array_equal(
+        np.concatenate([w.ravel() for w in c.get_weights()]),
+        np.concatenate([w.ravel() for w in m.get_weights()]),
+    )
 
 
 def test_empty_model_copies():
@@ -204,7 +225,7 @@ def test_copy_after_a_failed_fit_before_build(backend):
     m = model(backend, input_dim=None)
     X, y = data()
     with pytest.raises(ValueError):
-        m.fit(X, y[:-1], verbose=0)   # one target short: refused before building
+        m.fit(X, y[:-1], verbose=0)  # one target short: refused before building
     c = copy.deepcopy(m)
     assert not c.built
     for x in (m, c):
@@ -217,8 +238,13 @@ def test_copy_after_a_diverged_fit(backend):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((50, 4))
     y = X @ np.ones((4, 1)) * 1e3
-    m = fb.Sequential([fb.Dense(8, input_dim=4), fb.Dense(1)], loss="mse",
-                      optimizer=fb.SGD(lr=10.0, momentum=0.5), seed=0, backend=backend)
+    m = fb.Sequential(
+        [fb.Dense(8, input_dim=4), fb.Dense(1)],
+        loss="mse",
+        optimizer=fb.SGD(lr=10.0, momentum=0.5),
+        seed=0,
+        backend=backend,
+    )
     with pytest.raises(FloatingPointError, match="diverged"):
         m.fit(X, y, epochs=50, batch_size=10, verbose=0)
     c = pickle.loads(pickle.dumps(m))
@@ -260,13 +286,14 @@ def test_a_model_inside_other_objects():
     m, X, _ = trained()
     box = {"models": [m, m], "other": 3}
     c = copy.deepcopy(box)
-    assert c["models"][0] is c["models"][1] is not m   # the memo keeps one copy
+    assert c["models"][0] is c["models"][1] is not m  # the memo keeps one copy
     assert np.array_equal(c["models"][0].predict(X), m.predict(X))
 
 
 def test_sklearn_estimator_still_pickles():
     pytest.importorskip("sklearn")
     from fastbp.sklearn import MLPClassifier
+
     X, y = data()
     clf = MLPClassifier(hidden_layer_sizes=(8,), epochs=2, random_state=0).fit(X, y)
     assert np.array_equal(copy.deepcopy(clf).predict_proba(X), clf.predict_proba(X))
@@ -275,9 +302,13 @@ def test_sklearn_estimator_still_pickles():
 def _fit_in_worker(seed):
     """Runs in a joblib worker process."""
     X, y = data(seed=seed)
-    m = fb.Sequential([fb.Dense(8, activation="relu", input_dim=6), fb.Dropout(0.2),
-                       fb.Dense(3)], loss="softmax_cross_entropy",
-                      optimizer=fb.SGD(lr=0.05, momentum=0.9), seed=seed, n_threads=1)
+    m = fb.Sequential(
+        [fb.Dense(8, activation="relu", input_dim=6), fb.Dropout(0.2), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.05, momentum=0.9),
+        seed=seed,
+        n_threads=1,
+    )
     m.fit(X, y, epochs=2, batch_size=16, verbose=0)
     return m, m.predict_proba(X)
 
@@ -286,7 +317,8 @@ def _fit_in_worker(seed):
 def test_joblib_parallel_returns_fitted_models(joblib_backend):
     joblib = pytest.importorskip("joblib")
     results = joblib.Parallel(n_jobs=2, backend=joblib_backend)(
-        joblib.delayed(_fit_in_worker)(seed) for seed in range(2))
+        joblib.delayed(_fit_in_worker)(seed) for seed in range(2)
+    )
     for seed, (m, worker_proba) in enumerate(results):
         X, y = data(seed=seed)
         assert np.array_equal(m.predict_proba(X), worker_proba)
@@ -299,13 +331,20 @@ def test_joblib_parallel_returns_fitted_models(joblib_backend):
 
 # --- refused when pickling --------------------------------------------------------------
 
-@pytest.mark.parametrize("metadata, where", [
-    ({"f": lambda: 1}, r"model.metadata\['f'\] holds function"),
-    ({"n": np.int64(3)}, r"model.metadata\['n'\] holds int64"),
-    ({"deep": [1, {"arr": np.zeros(2)}]}, r"model.metadata\['deep'\]\[1\]\['arr'\] holds ndarray"),
-    ({(1, 2): "tuple key"}, r"model.metadata has the key \(1, 2\)"),
-    ([1, 2], "model.metadata must be a dict"),
-])
+
+@pytest.mark.parametrize(
+    "metadata, where",
+    [
+        ({"f": lambda: 1}, r"model.metadata\['f'\] holds function"),
+        ({"n": np.int64(3)}, r"model.metadata\['n'\] holds int64"),
+        (
+            {"deep": [1, {"arr": np.zeros(2)}]},
+            r"model.metadata\['deep'\]\[1\]\['arr'\] holds ndarray",
+        ),
+        ({(1, 2): "tuple key"}, r"model.metadata has the key \(1, 2\)"),
+        ([1, 2], "model.metadata must be a dict"),
+    ],
+)
 def test_metadata_that_is_not_plain_data_is_refused(backend, metadata, where):
     m, X, _ = trained(backend)
     m.metadata = metadata
@@ -333,7 +372,7 @@ def test_a_custom_schedule_is_refused_when_pickling():
             return {"name": "halve"}
 
     m = model(optimizer=fb.SGD(lr=0.1, schedule=Halve()))
-    with pytest.raises(TypeError, match="unknown schedule 'halve'.*fastbp.schedules"):
+    with pytest.raises(TypeError, match=r"unknown schedule 'halve'.*fastbp.schedules"):
         copy.deepcopy(m)
 
 
@@ -348,13 +387,14 @@ def test_a_subclass_is_refused():
 def test_bad_epochs_done_is_refused():
     m = model()
     with pytest.raises(ValueError, match="epochs_done"):
-        m.epochs_done = -1          # refused when set ...
-    m._epochs_done = -1             # ... and, forced past that, when pickled
+        m.epochs_done = -1  # refused when set ...
+    m._epochs_done = -1  # ... and, forced past that, when pickled
     with pytest.raises(ValueError, match="epochs_done"):
         pickle.dumps(m)
 
 
 # --- refused when unpickling -----------------------------------------------------------
+
 
 class Payload:
     """Pickles as the given reconstructor arguments: a tampered model pickle."""
@@ -379,36 +419,58 @@ def tampered(change_record=None, change_arrays=None):
     return json.dumps(record), arrays
 
 
-@pytest.mark.parametrize("args, match", [
-    (lambda: tampered(lambda r: r.update(version=99)), "format version 99"),
-    (lambda: tampered(lambda r: r.update(format="other")), "not a fastbp model file"),
-    (lambda: tampered(lambda r: r.update(loss="hinge")), "unknown loss 'hinge'"),
-    (lambda: tampered(lambda r: r.update(backend="gpu")), "unknown backend 'gpu'"),
-    (lambda: tampered(lambda r: r.pop("rng_state")), "no 'rng_state' entry"),
-    (lambda: tampered(lambda r: r.update(rng_state={"bit_generator": "MT19937"})), "PCG64"),
-    (lambda: tampered(lambda r: r.update(epochs_done=-3)), "epochs_done"),
-    (lambda: tampered(lambda r: r.update(metadata=[1])), "metadata is a list"),
-    (lambda: tampered(lambda r: r.update(input_dim=10**9)), r"expected [\d,]+ for its layers"),
-    (lambda: tampered(lambda r: r["layers"][0].update(units=10**9)), "expected"),
-    (lambda: tampered(change_arrays=lambda a: a.pop("param_0")), "expected"),
-    (lambda: tampered(change_arrays=lambda a: a.update(param_99=a["param_0"])),
-     r"it holds arrays \[.*'param_99'.*\], expected"),
-    (lambda: tampered(change_arrays=lambda a: a.update(param_0=("|O", (6, 12), b"x" * 576))),
-     "dtype '|O'"),
-    (lambda: tampered(change_arrays=lambda a: a.update(param_0=("<f4", (6, 12), b"x" * 5))),
-     "does not hold the 288 bytes"),
-    (lambda: tampered(change_arrays=lambda a: a.update(param_0=("<f4", (6, -12), b""))),
-     "non-negative ints"),
-    (lambda: tampered(change_arrays=lambda a: a.update(
-        param_0=("<f4", (6, 12), np.full((6, 12), np.nan, np.float32).tobytes()))),
-     "NaN or infinite"),
-    (lambda: tampered(change_arrays=lambda a: a.update(
-        param_0=("<f8", (6, 12), np.zeros((6, 12)).tobytes()))), "dtype float64"),
-    (lambda: tampered(change_arrays=lambda a: a.update(param_0="not an entry")), "valid"),
-    (lambda: ("{broken", {}), "architecture record is not JSON"),
-    (lambda: (json.dumps(["a list"]), {}), "not a fastbp model file"),
-    (lambda: (None, {}), "valid fastbp model"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (lambda: tampered(lambda r: r.update(version=99)), "format version 99"),
+        (lambda: tampered(lambda r: r.update(format="other")), "not a fastbp model file"),
+        (lambda: tampered(lambda r: r.update(loss="hinge")), "unknown loss 'hinge'"),
+        (lambda: tampered(lambda r: r.update(backend="gpu")), "unknown backend 'gpu'"),
+        (lambda: tampered(lambda r: r.pop("rng_state")), "no 'rng_state' entry"),
+        (lambda: tampered(lambda r: r.update(rng_state={"bit_generator": "MT19937"})), "PCG64"),
+        (lambda: tampered(lambda r: r.update(epochs_done=-3)), "epochs_done"),
+        (lambda: tampered(lambda r: r.update(metadata=[1])), "metadata is a list"),
+        (lambda: tampered(lambda r: r.update(input_dim=10**9)), r"expected [\d,]+ for its layers"),
+        (lambda: tampered(lambda r: r["layers"][0].update(units=10**9)), "expected"),
+        (lambda: tampered(change_arrays=lambda a: a.pop("param_0")), "expected"),
+        (
+            lambda: tampered(change_arrays=lambda a: a.update(param_99=a["param_0"])),
+            r"it holds arrays \[.*'param_99'.*\], expected",
+        ),
+        (
+            lambda: tampered(change_arrays=lambda a: a.update(param_0=("|O", (6, 12), b"x" * 576))),
+            "dtype '|O'",
+        ),
+        (
+            lambda: tampered(change_arrays=lambda a: a.update(param_0=("<f4", (6, 12), b"x" * 5))),
+            "does not hold the 288 bytes",
+        ),
+        (
+            lambda: tampered(change_arrays=lambda a: a.update(param_0=("<f4", (6, -12), b""))),
+            "non-negative ints",
+        ),
+        (
+            lambda: tampered(
+                change_arrays=lambda a: a.update(
+                    param_0=("<f4", (6, 12), np.full((6, 12), np.nan, np.float32).tobytes())
+                )
+            ),
+            "NaN or infinite",
+        ),
+        (
+            lambda: tampered(
+                change_arrays=lambda a: a.update(
+                    param_0=("<f8", (6, 12), np.zeros((6, 12)).tobytes())
+                )
+            ),
+            "dtype float64",
+        ),
+        (lambda: tampered(change_arrays=lambda a: a.update(param_0="not an entry")), "valid"),
+        (lambda: ("{broken", {}), "architecture record is not JSON"),
+        (lambda: (json.dumps(["a list"]), {}), "not a fastbp model file"),
+        (lambda: (None, {}), "valid fastbp model"),
+    ],
+)
 def test_damaged_pickles_are_refused_clearly(args, match):
     data = pickle.dumps(Payload(args()))
     with pytest.raises(ValueError, match=match):
@@ -417,9 +479,10 @@ def test_damaged_pickles_are_refused_clearly(args, match):
 
 def test_negative_step_count_is_refused():
     m, _, _ = trained()
-    last = f"state_{len(m._plan.optimizer_state()) - 2}"   # the step count
-    args = tampered(change_arrays=lambda a: a.update(
-        {last: ("<i8", (1,), np.array([-5], np.int64).tobytes())}))
+    last = f"state_{len(m._plan.optimizer_state()) - 2}"  # the step count
+    args = tampered(
+        change_arrays=lambda a: a.update({last: ("<i8", (1,), np.array([-5], np.int64).tobytes())})
+    )
     with pytest.raises(ValueError, match="negative counts"):
         io.rebuild_pickled(*args)
 
@@ -428,6 +491,7 @@ def test_from_record_names_the_problem():
     m, _, _ = trained()
     record, arrays = io.to_record(m)
     arrays["param_1"] = arrays["param_1"].tolist()
-    with pytest.raises(ValueError, match="the record does not hold a valid fastbp model: "
-                                         "array 'param_1' is a list"):
+    with pytest.raises(
+        ValueError, match="the record does not hold a valid fastbp model: array 'param_1' is a list"
+    ):
         io.from_record(record, arrays)

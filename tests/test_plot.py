@@ -5,6 +5,7 @@ The pixel checks read the written PNG back and locate data coordinates in it wit
 axes transform of the very figure that was saved (caught by a spy), so they test what
 the file shows rather than what the code meant to draw.
 """
+
 import io
 import subprocess
 import sys
@@ -18,13 +19,15 @@ import pytest
 import fastbp as fb
 from fastbp import datasets, plot
 
-needs_mpl = pytest.mark.skipif(find_spec("matplotlib") is None,
-                               reason='needs matplotlib: pip install "fastbp[plot]"')
+needs_mpl = pytest.mark.skipif(
+    find_spec("matplotlib") is None, reason='needs matplotlib: pip install "fastbp[plot]"'
+)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INSTALL_HINT = 'pip install "fastbp[plot]"'
 
 
 # ----------------------------------------------------------------------------- data
+
 
 @pytest.fixture(scope="module")
 def moons_run():
@@ -33,8 +36,12 @@ def moons_run():
     X, y = datasets.moons(n_samples=400, noise=0.1)
     X_tr, X_val, y_tr, y_val = datasets.train_test_split(X, y)
     X_tr, X_val = datasets.standardize(X_tr, X_val)
-    model = fb.Sequential([fb.Dense(16, activation="tanh", input_dim=2), fb.Dense(2)],
-                          loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.5), seed=0)
+    model = fb.Sequential(
+        [fb.Dense(16, activation="tanh", input_dim=2), fb.Dense(2)],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.5),
+        seed=0,
+    )
     hist = model.fit(X_tr, y_tr, epochs=100, validation_data=(X_val, y_val), verbose=0)
     return model, X_tr, y_tr, hist
 
@@ -42,14 +49,16 @@ def moons_run():
 @pytest.fixture(scope="module")
 def regression_history():
     X = np.random.default_rng(0).standard_normal((64, 2))
-    model = fb.Sequential([fb.Dense(8, activation="tanh", input_dim=2), fb.Dense(1)],
-                          loss="mse", seed=0)
+    model = fb.Sequential(
+        [fb.Dense(8, activation="tanh", input_dim=2), fb.Dense(1)], loss="mse", seed=0
+    )
     return model, model.fit(X, X[:, :1] ** 2, epochs=12, verbose=0)
 
 
 def read_png(path):
     """The file's bytes start with the PNG signature; returns its RGB pixels (H, W, 3)."""
     from matplotlib import image
+
     data = Path(path).read_bytes()
     assert data[:8] == PNG_SIGNATURE
     return image.imread(path, format="png")[:, :, :3]
@@ -76,6 +85,7 @@ def catch_figure(monkeypatch, name):
 
 def rgb(color):
     from matplotlib.colors import to_rgb
+
     return np.array(to_rgb(color))
 
 
@@ -85,6 +95,7 @@ def count_pixels(pixels, color, tol=0.08):
 
 # -------------------------------------------------------------------------- history
 
+
 @needs_mpl
 def test_history_classifier_png_has_both_panels_and_curves(moons_run, tmp_path, monkeypatch):
     _, _, _, hist = moons_run
@@ -93,7 +104,7 @@ def test_history_classifier_png_has_both_panels_and_curves(moons_run, tmp_path, 
     assert plot.history(hist, path) is path
 
     pixels = read_png(path)
-    fig, = figures
+    (fig,) = figures
     assert pixels.shape[:2] == pixel_size(fig) == (400, 1100)
     loss_ax, acc_ax = fig.axes
     assert (loss_ax.get_title(), acc_ax.get_title()) == ("Loss", "Accuracy")
@@ -105,7 +116,7 @@ def test_history_classifier_png_has_both_panels_and_curves(moons_run, tmp_path, 
         labels = [text.get_text() for text in ax.get_legend().get_texts()]
         assert labels[0].startswith("training") and labels[1].startswith("validation")
         assert ax.get_xlabel() == "epoch" and ax.get_xticks()[0] == 1
-        assert ax.get_xlim()[0] > 0           # epochs start at 1: no room for an epoch 0
+        assert ax.get_xlim()[0] > 0  # epochs start at 1: no room for an epoch 0
     # Both curves are drawn in each half of the image.
     for half in (pixels[:, :550], pixels[:, 550:]):
         assert count_pixels(half, plot._TRAIN_COLOR) > 200
@@ -120,14 +131,14 @@ def test_history_regressor_png_has_one_loss_panel(regression_history, tmp_path, 
     assert path == str(tmp_path / "reg.png")
 
     pixels = read_png(path)
-    fig, = figures
+    (fig,) = figures
     assert pixels.shape[:2] == pixel_size(fig) == (400, 550)
-    ax, = fig.axes
+    (ax,) = fig.axes
     assert ax.get_title() == "Loss"
-    line, = ax.get_lines()
+    (line,) = ax.get_lines()
     np.testing.assert_array_equal(line.get_xdata(), np.arange(1, 13))
     assert count_pixels(pixels, plot._TRAIN_COLOR) > 100
-    assert count_pixels(pixels, plot._VAL_COLOR) == 0        # no validation curve
+    assert count_pixels(pixels, plot._VAL_COLOR) == 0  # no validation curve
 
 
 @needs_mpl
@@ -137,9 +148,10 @@ def test_history_figure_panels_follow_the_recorded_metrics():
     no_val = plot.history_figure({"loss": [1.0, 0.5, 0.2], "accuracy": [0.5, 0.7, 0.9]})
     assert [len(ax.get_lines()) for ax in no_val.axes] == [1, 1]
     # Extra keys (e.g. diagnostics) are ignored; the best validation loss is marked.
-    fig = plot.history_figure({"loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.3, 0.6],
-                               "grad_norm": [3.0, 2.0, 1.0]})
-    ax, = fig.axes
+    fig = plot.history_figure(
+        {"loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.3, 0.6], "grad_norm": [3.0, 2.0, 1.0]}
+    )
+    (ax,) = fig.axes
     best = ax.get_lines()[-1]
     assert (best.get_xdata(), best.get_ydata()) == ([2], [0.3])
     one_epoch = plot.history_figure({"loss": [0.7]})
@@ -154,12 +166,15 @@ def test_history_writes_to_a_file_object():
 
 
 @needs_mpl
-@pytest.mark.parametrize("bad, error, match", [
-    ({"loss": []}, ValueError, "no epochs"),
-    ({"accuracy": [0.5]}, ValueError, "'loss'"),
-    ({"loss": [[1.0, 2.0]]}, ValueError, "one number per epoch"),
-    ([0.5, 0.4], TypeError, "fastbp.History"),
-])
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        ({"loss": []}, ValueError, "no epochs"),
+        ({"accuracy": [0.5]}, ValueError, "'loss'"),
+        ({"loss": [[1.0, 2.0]]}, ValueError, "one number per epoch"),
+        ([0.5, 0.4], TypeError, "fastbp.History"),
+    ],
+)
 def test_history_rejects_what_it_cannot_plot(bad, error, match, tmp_path):
     with pytest.raises(error, match=match):
         plot.history(bad, tmp_path / "x.png")
@@ -167,6 +182,7 @@ def test_history_rejects_what_it_cannot_plot(bad, error, match, tmp_path):
 
 
 # ---------------------------------------------------------------- decision boundary
+
 
 def pixel_of(ax, pixels, x, y):
     """The RGB of the PNG pixel at data point (x, y) of ax."""
@@ -191,8 +207,8 @@ def test_decision_boundary_shades_the_predicted_class(moons_run, tmp_path, monke
     assert plot.decision_boundary(model, X, y, path, resolution=120) is path
 
     pixels = read_png(path)
-    fig, = figures
-    ax, = fig.axes
+    (fig,) = figures
+    (ax,) = fig.axes
     assert pixels.shape[:2] == pixel_size(fig)
     # The grid covers X with a margin.
     (x_lo, x_hi), (y_lo, y_hi) = ax.get_xlim(), ax.get_ylim()
@@ -212,17 +228,21 @@ def test_decision_boundary_shades_the_predicted_class(moons_run, tmp_path, monke
             ring = np.column_stack([px + 0.15 * np.cos(angles), py + 0.15 * np.sin(angles)])
             classes = model.predict(np.vstack([[px, py], ring]))
             where = ax.transData.transform((px, py))
-            if (classes != classes[0]).any() or legend.contains(*where) \
-                    or np.hypot(*(points_px - where).T).min() < 10:
+            if (
+                (classes != classes[0]).any()
+                or legend.contains(*where)
+                or np.hypot(*(points_px - where).T).min() < 10
+            ):
                 continue
             color = pixel_of(ax, pixels, px, py)
             assert nearest_class(color, colors) == classes[0], (px, py)
             seen[int(classes[0])].append(color)
     for k, shades in seen.items():
         assert len(shades) >= 5, f"too few clear probes in class {k}"
-        np.testing.assert_allclose(shades, np.broadcast_to(shades[0], np.shape(shades)),
-                                   atol=0.01)          # one flat shade per class
-        assert shades[0].mean() > colors[k].mean()     # lighter than the points
+        np.testing.assert_allclose(
+            shades, np.broadcast_to(shades[0], np.shape(shades)), atol=0.01
+        )  # one flat shade per class
+        assert shades[0].mean() > colors[k].mean()  # lighter than the points
 
     # Points are drawn in the colour of their class y: look at isolated points.
     dist = np.hypot(*(points_px[:, None] - points_px[None]).transpose(2, 0, 1))
@@ -235,14 +255,15 @@ def test_decision_boundary_shades_the_predicted_class(moons_run, tmp_path, monke
 @needs_mpl
 def test_decision_boundary_of_a_sigmoid_classifier(tmp_path, monkeypatch):
     # One sigmoid output, weights set by hand: class 1 exactly where x0 > 0.
-    model = fb.Sequential([fb.Dense(1, activation="sigmoid", input_dim=2)],
-                          loss="binary_cross_entropy", seed=0)
+    model = fb.Sequential(
+        [fb.Dense(1, activation="sigmoid", input_dim=2)], loss="binary_cross_entropy", seed=0
+    )
     model.set_weights([np.array([[4.0], [0.0]]), np.zeros(1)])
     X = np.array([[-2.0, -1.0], [-1.5, 1.0], [1.5, -1.0], [2.0, 1.0]])
     y = np.array([0, 0, 1, 1])
     figures = catch_figure(monkeypatch, "decision_boundary_figure")
     pixels = read_png(plot.decision_boundary(model, X, y, tmp_path / "b.png", resolution=50))
-    ax, = figures[0].axes
+    (ax,) = figures[0].axes
     colors = point_colors(ax)
     for x, expected in ((-1.0, 0), (1.0, 1)):
         assert model.predict([[x, 0.0]])[0] == expected
@@ -275,14 +296,16 @@ def test_decision_boundary_errors(moons_run, regression_history, tmp_path):
     for resolution in (1, 2.5, True):
         with pytest.raises(ValueError, match="resolution"):
             plot.decision_boundary(model, X, y, path, resolution=resolution)
-    multi_label = fb.Sequential([fb.Dense(3, activation="sigmoid", input_dim=2)],
-                                loss="binary_cross_entropy")
+    multi_label = fb.Sequential(
+        [fb.Dense(3, activation="sigmoid", input_dim=2)], loss="binary_cross_entropy"
+    )
     with pytest.raises(ValueError, match="multi-label"):
         plot.decision_boundary(multi_label, X, y, path)
     assert not path.exists()
 
 
 # ---------------------------------------------------------------- without matplotlib
+
 
 def test_without_matplotlib_the_functions_say_how_to_install(moons_run, monkeypatch, tmp_path):
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
@@ -311,8 +334,9 @@ def test_import_works_without_matplotlib():
         except ImportError as exc:
             print(exc)
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert INSTALL_HINT in result.stdout and "matplotlib" in result.stdout
 

@@ -1,16 +1,16 @@
 """Property-based checks: random shapes (1, and sizes that are not multiples of a
 SIMD width) in both dtypes, the compiled engine against the NumPy backend; and
 two models trained at once in two threads."""
+
 import threading
 
 import numpy as np
 import pytest
+from conftest import BACKEND_RTOL, rel_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastbp as fb
-
-from conftest import BACKEND_RTOL, rel_error
 
 ACTIVATIONS = sorted(fb.activations.ACTIVATIONS)
 dims = st.integers(min_value=1, max_value=37)
@@ -24,17 +24,32 @@ def networks(draw):
     acts = [draw(st.sampled_from(ACTIVATIONS)) for _ in range(n_hidden)]
     loss = draw(st.sampled_from(["mse", "softmax_cross_entropy", "binary_cross_entropy"]))
     n_out = draw(st.integers(min_value=2 if loss == "softmax_cross_entropy" else 1, max_value=11))
-    return (widths, acts, loss, n_out, draw(st.integers(1, 70)),
-            draw(st.sampled_from([np.float32, np.float64])), draw(st.integers(0, 2**16)))
+    return (
+        widths,
+        acts,
+        loss,
+        n_out,
+        draw(st.integers(1, 70)),
+        draw(st.sampled_from([np.float32, np.float64])),
+        draw(st.integers(0, 2**16)),
+    )
 
 
 def build(widths, acts, loss, n_out, dtype, seed, backend):
     out_act = "sigmoid" if loss == "binary_cross_entropy" else None
-    layers = [fb.Dense(w, activation=a, input_dim=widths[0] if i == 0 else None)
-              for i, (w, a) in enumerate(zip(widths[1:], acts))]
+    layers = [
+        fb.Dense(w, activation=a, input_dim=widths[0] if i == 0 else None)
+        for i, (w, a) in enumerate(zip(widths[1:], acts))
+    ]
     layers.append(fb.Dense(n_out, activation=out_act, input_dim=None if layers else widths[0]))
-    return fb.Sequential(layers, loss=loss, optimizer=fb.SGD(lr=0.05, weight_decay=0.01),
-                         dtype=np.dtype(dtype).name, seed=seed, backend=backend)
+    return fb.Sequential(
+        layers,
+        loss=loss,
+        optimizer=fb.SGD(lr=0.05, weight_decay=0.01),
+        dtype=np.dtype(dtype).name,
+        seed=seed,
+        backend=backend,
+    )
 
 
 def flat(arrays):
@@ -90,9 +105,13 @@ def test_two_models_in_two_threads_match_sequential_training():
     data = [(rng.standard_normal((2000, 30)), rng.integers(0, 5, 2000)) for _ in range(2)]
 
     def model(seed):
-        return fb.Sequential([fb.Dense(64, activation="relu", input_dim=30), fb.Dense(5)],
-                             loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.05),
-                             seed=seed, n_threads=1)
+        return fb.Sequential(
+            [fb.Dense(64, activation="relu", input_dim=30), fb.Dense(5)],
+            loss="softmax_cross_entropy",
+            optimizer=fb.SGD(lr=0.05),
+            seed=seed,
+            n_threads=1,
+        )
 
     sequential = []
     for seed, (X, y) in enumerate(data):
@@ -101,9 +120,10 @@ def test_two_models_in_two_threads_match_sequential_training():
         sequential.append(m.get_weights())
 
     concurrent = [model(seed) for seed in range(2)]
-    threads = [threading.Thread(target=m.fit, args=(X, y),
-                                kwargs=dict(epochs=3, batch_size=16, verbose=0))
-               for m, (X, y) in zip(concurrent, data)]
+    threads = [
+        threading.Thread(target=m.fit, args=(X, y), kwargs=dict(epochs=3, batch_size=16, verbose=0))
+        for m, (X, y) in zip(concurrent, data)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -113,11 +133,17 @@ def test_two_models_in_two_threads_match_sequential_training():
             assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("loss, out_act", [("softmax_cross_entropy", None),
-                                           ("binary_cross_entropy", "sigmoid")])
+@pytest.mark.parametrize(
+    "loss, out_act", [("softmax_cross_entropy", None), ("binary_cross_entropy", "sigmoid")]
+)
 def test_huge_logits_keep_loss_and_gradients_finite(backend, dtype, loss, out_act):
-    model = fb.Sequential([fb.Dense(3, activation=out_act, input_dim=2)], loss=loss,
-                          dtype=np.dtype(dtype).name, backend=backend, seed=0)
+    model = fb.Sequential(
+        [fb.Dense(3, activation=out_act, input_dim=2)],
+        loss=loss,
+        dtype=np.dtype(dtype).name,
+        backend=backend,
+        seed=0,
+    )
     W = np.array([[1e4, -1e4, 0], [-1e4, 1e4, 1e4]])
     model.set_weights([W, np.zeros(3)])
     X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])

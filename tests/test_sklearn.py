@@ -1,4 +1,5 @@
 """fastbp.sklearn: the scikit-learn-style estimators, with and without scikit-learn."""
+
 import pickle
 import subprocess
 import sys
@@ -11,8 +12,18 @@ import fastbp as fb
 from fastbp import datasets
 from fastbp.sklearn import MLPClassifier, MLPRegressor, NotFittedError
 
-PARAMS = ["activation", "backend", "batch_size", "dtype", "epochs", "hidden_layer_sizes",
-          "learning_rate", "random_state", "verbose", "weight_decay"]
+PARAMS = [
+    "activation",
+    "backend",
+    "batch_size",
+    "dtype",
+    "epochs",
+    "hidden_layer_sizes",
+    "learning_rate",
+    "random_state",
+    "verbose",
+    "weight_decay",
+]
 
 
 def moons_split():
@@ -33,11 +44,13 @@ def shuffled(X, y, seed=0):
 
 
 def run(code):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
 
 
 # --- parameters -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
 def test_get_params_set_params_round_trip(cls):
@@ -49,7 +62,7 @@ def test_get_params_set_params_round_trip(cls):
 
     sizes = [8, 4]
     assert est.set_params(hidden_layer_sizes=sizes, epochs=3) is est
-    assert est.get_params()["hidden_layer_sizes"] is sizes   # stored unchanged
+    assert est.get_params()["hidden_layer_sizes"] is sizes  # stored unchanged
     assert est.get_params(deep=False)["epochs"] == 3
     with pytest.raises(ValueError, match="invalid parameter 'lr'"):
         est.set_params(lr=0.1)
@@ -83,6 +96,7 @@ def test_clone_copies_parameters_not_the_fit():
 
 # --- classifier ---------------------------------------------------------------------------
 
+
 def test_classifier_fits_moons():
     X_train, X_test, y_train, y_test = moons_split()
     clf = small_classifier()
@@ -105,7 +119,7 @@ def test_classifier_fits_moons():
 
 def test_string_labels_map_back_and_match_integer_labels():
     X, y = datasets.spiral(n_per_class=60, n_classes=3, seed=1)
-    names = np.array(["ant", "bee", "cat"])   # sorted, so unit k is class k either way
+    names = np.array(["ant", "bee", "cat"])  # sorted, so unit k is class k either way
     by_index = small_classifier(epochs=10).fit(X, y)
     by_name = small_classifier(epochs=10).fit(X, names[y])
     np.testing.assert_array_equal(by_name.classes_, names)
@@ -130,7 +144,7 @@ def test_classifier_rejects_bad_targets():
 
 
 def test_same_random_state_same_model():
-    X_train, X_test, y_train, _ = moons_split()
+    X_train, _X_test, y_train, _ = moons_split()
 
     def weights(random_state):
         clf = small_classifier(epochs=5, random_state=random_state).fit(X_train, y_train)
@@ -178,6 +192,7 @@ def test_fitted_estimator_pickles():
 
 # --- regressor ----------------------------------------------------------------------------
 
+
 def smooth_data(n=400):
     x = np.linspace(-3, 3, n).reshape(-1, 1)
     return x, np.sin(x[:, 0])
@@ -186,8 +201,14 @@ def smooth_data(n=400):
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
 def test_regressor_fits_a_smooth_function(backend):
     X, y = smooth_data()
-    reg = MLPRegressor(hidden_layer_sizes=(32, 32), activation="tanh", learning_rate=0.05,
-                       epochs=60, random_state=0, backend=backend).fit(X, y)
+    reg = MLPRegressor(
+        hidden_layer_sizes=(32, 32),
+        activation="tanh",
+        learning_rate=0.05,
+        epochs=60,
+        random_state=0,
+        backend=backend,
+    ).fit(X, y)
     assert reg.model_.loss.name == "mse" and reg.n_outputs_ == 1
     pred = reg.predict(X)
     assert pred.shape == (len(X),) and pred.dtype == np.float64
@@ -208,6 +229,7 @@ def test_regressor_keeps_the_target_shape():
 
 # --- scikit-learn machinery -----------------------------------------------------------
 
+
 def test_pipeline_cross_val_score_on_digits():
     pytest.importorskip("sklearn")
     from sklearn.model_selection import cross_val_score
@@ -215,10 +237,14 @@ def test_pipeline_cross_val_score_on_digits():
     from sklearn.preprocessing import StandardScaler
 
     X, y = shuffled(*datasets.load_digits())
-    pipe = Pipeline([("scale", StandardScaler()),
-                     ("mlp", small_classifier(hidden_layer_sizes=(32,), epochs=20))])
+    pipe = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("mlp", small_classifier(hidden_layer_sizes=(32,), epochs=20)),
+        ]
+    )
     scores = cross_val_score(pipe, X, y, cv=3)
-    assert scores.shape == (3,) and scores.min() > 0.9, scores   # about 0.96
+    assert scores.shape == (3,) and scores.min() > 0.9, scores  # about 0.96
 
 
 def test_grid_search_over_one_parameter():
@@ -234,12 +260,13 @@ def test_grid_search_over_one_parameter():
 
 
 def test_check_estimator_passes():
-    pytest.importorskip("sklearn", minversion="1.6")   # check_estimator(on_fail=None)
+    pytest.importorskip("sklearn", minversion="1.6")  # check_estimator(on_fail=None)
     from sklearn.utils.estimator_checks import check_estimator
 
-    estimators = [small_classifier(epochs=30),
-                  MLPRegressor(hidden_layer_sizes=(32,), learning_rate=0.003, epochs=200,
-                               random_state=0)]
+    estimators = [
+        small_classifier(epochs=30),
+        MLPRegressor(hidden_layer_sizes=(32,), learning_rate=0.003, epochs=200, random_state=0),
+    ]
     for est in estimators:
         results = check_estimator(est, on_fail=None)
         failed = {r["check_name"]: repr(r["exception"]) for r in results if r["status"] == "failed"}
@@ -247,6 +274,7 @@ def test_check_estimator_passes():
 
 
 # --- without scikit-learn ----------------------------------------------------------------
+
 
 def test_import_does_not_load_sklearn():
     result = run("""
@@ -291,6 +319,7 @@ def test_a_pickled_estimator_keeps_its_whole_model():
     """The estimator pickles through the model's own pickling: weights, optimiser
     state, step count and generator state all come back."""
     import pickle
+
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((80, 3)), rng.integers(0, 2, 80)
     clf = MLPClassifier(random_state=0).fit(X, y)

@@ -4,6 +4,7 @@ request, and the last one out restores exactly what the first one in saved.
 Most tests run against stand-in controllers so that every count is visible and
 the original counts are distinctive; interleavings are forced with a turn
 schedule, events and barriers, never with sleeps."""
+
 import os
 import random
 import threading
@@ -14,7 +15,7 @@ import pytest
 import fastbp as fb
 from fastbp import threads
 
-WAIT = 30   # seconds before a stuck test fails instead of hanging
+WAIT = 30  # seconds before a stuck test fails instead of hanging
 
 
 class FakeController:
@@ -59,7 +60,7 @@ def test_nested_limits_in_one_thread(fakes):
         assert counts(fakes) == [3, 3]
         with threads.limit(1):
             assert counts(fakes) == [1, 1]
-            with threads.limit(2):   # a larger request inside a smaller one
+            with threads.limit(2):  # a larger request inside a smaller one
                 assert counts(fakes) == [1, 1]
             assert counts(fakes) == [1, 1]
         assert counts(fakes) == [3, 3]
@@ -67,14 +68,11 @@ def test_nested_limits_in_one_thread(fakes):
 
 
 def test_an_exception_in_the_body_restores(fakes):
-    with pytest.raises(RuntimeError, match="boom"):
-        with threads.limit(1):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), threads.limit(1):
+        raise RuntimeError("boom")
     assert counts(fakes) == [7, 5]
-    with pytest.raises(KeyboardInterrupt):
-        with threads.limit(4):
-            with threads.limit(2):
-                raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), threads.limit(4), threads.limit(2):
+        raise KeyboardInterrupt
     assert counts(fakes) == [7, 5]
 
 
@@ -83,24 +81,20 @@ def test_a_failing_controller_leaves_no_active_limit(fakes):
         raise OSError("cannot set threads")
 
     fakes[1].set_num_threads = broken
-    with pytest.raises(OSError, match="cannot set threads"):
-        with threads.limit(1):
-            pass
+    with pytest.raises(OSError, match="cannot set threads"), threads.limit(1):
+        pass
     assert threads.active_limits() == []
 
 
 def test_unchanged_agreement_does_not_touch_blas(fakes):
-    with threads.limit(1):
-        with threads.limit(3):
-            with threads.limit(1):
-                pass
+    with threads.limit(1), threads.limit(3), threads.limit(1):
+        pass
     assert fakes[0].calls == [1, 7] and fakes[1].calls == [1, 5]
 
 
 def test_bad_request_is_refused(fakes):
-    with pytest.raises(ValueError, match="n_threads must be a positive integer"):
-        with threads.limit(0):
-            pass
+    with pytest.raises(ValueError, match="n_threads must be a positive integer"), threads.limit(0):
+        pass
     assert counts(fakes) == [7, 5]
 
 
@@ -119,7 +113,7 @@ def test_a_forked_child_starts_with_no_active_limit(fakes):
     holder.start()
     assert entered.wait(WAIT)
     pid = os.fork()
-    if pid == 0:   # the child: report through the exit code only
+    if pid == 0:  # the child: report through the exit code only
         ok = threads.active_limits() == []
         with threads.limit(1):
             ok = ok and counts(fakes) == [1, 1]
@@ -133,6 +127,7 @@ def test_a_forked_child_starts_with_no_active_limit(fakes):
 
 
 # --- forced interleavings ------------------------------------------------------------
+
 
 def nested_ops(rng, n_limits):
     """A random well-nested sequence of ("enter", n) / ("leave", None) for one thread."""
@@ -169,8 +164,10 @@ def run_schedule(controllers, per_thread, schedule):
     def after_op():
         expected = [min(active)] * len(controllers) if active else original
         if counts(controllers) != expected:
-            errors.append(f"turn {turn['index']}: BLAS at {counts(controllers)}, expected "
-                          f"{expected} (active {active})")
+            errors.append(
+                f"turn {turn['index']}: BLAS at {counts(controllers)}, expected "
+                f"{expected} (active {active})"
+            )
 
     def worker(me):
         open_limits = []
@@ -178,7 +175,8 @@ def run_schedule(controllers, per_thread, schedule):
             for op, n in per_thread[me]:
                 with changed:
                     mine = changed.wait_for(
-                        lambda: turn["failed"] or schedule[turn["index"]] == me, WAIT)
+                        lambda: turn["failed"] or schedule[turn["index"]] == me, WAIT
+                    )
                     if turn["failed"]:
                         return
                     if not mine:
@@ -195,10 +193,10 @@ def run_schedule(controllers, per_thread, schedule):
                     after_op()
                     turn["index"] += 1
                     changed.notify_all()
-        except BaseException as exc:   # reported by the main thread
+        except BaseException as exc:  # reported by the main thread
             errors.append(repr(exc))
             with changed:
-                turn["failed"] = True   # let nobody wait forever
+                turn["failed"] = True  # let nobody wait forever
                 changed.notify_all()
 
     workers = [threading.Thread(target=worker, args=(i,)) for i in range(len(per_thread))]
@@ -224,8 +222,11 @@ def test_first_in_leaves_first(fakes):
 
 
 def test_the_smallest_request_leaving_raises_the_count(fakes):
-    per_thread = [[("enter", 3), ("leave", None)], [("enter", 1), ("leave", None)],
-                  [("enter", 2), ("leave", None)]]
+    per_thread = [
+        [("enter", 3), ("leave", None)],
+        [("enter", 1), ("leave", None)],
+        [("enter", 2), ("leave", None)],
+    ]
     run_schedule(fakes, per_thread, [0, 1, 2, 1, 2, 0])
 
 
@@ -263,6 +264,7 @@ def test_free_running_threads_with_barriers(fakes):
 
 # --- the real BLAS ---------------------------------------------------------------------
 
+
 @pytest.fixture
 def real_blas():
     """The real controllers at a count other than 1 (2, when they start at 1), so
@@ -285,7 +287,7 @@ def test_a_limit_in_another_thread_takes_effect(real_blas):
     a limit entered from a second thread must still apply and restore."""
     controllers, start = real_blas
     for c, n in zip(controllers, start):
-        c.set_num_threads(n)   # the main thread claims control, as a user's call might
+        c.set_num_threads(n)  # the main thread claims control, as a user's call might
     seen = []
 
     def worker():
@@ -306,9 +308,15 @@ def test_two_models_fitted_in_two_threads_leave_blas_as_it_was(real_blas):
     controllers, start = real_blas
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((256, 8)), rng.integers(0, 3, 256)
-    models = [fb.Sequential([fb.Dense(16, activation="relu", input_dim=8), fb.Dense(3)],
-                            loss="softmax_cross_entropy", seed=s, n_threads=1)
-              for s in range(2)]
+    models = [
+        fb.Sequential(
+            [fb.Dense(16, activation="relu", input_dim=8), fb.Dense(3)],
+            loss="softmax_cross_entropy",
+            seed=s,
+            n_threads=1,
+        )
+        for s in range(2)
+    ]
     a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
     seen, errors = [], []
 
@@ -322,6 +330,7 @@ def test_two_models_fitted_in_two_threads_leave_blas_as_it_was(real_blas):
             if not wait_for.wait(WAIT):
                 raise TimeoutError("the other model never arrived")
             return epoch(*args, **kwargs)
+
         model._backend.epoch = held
 
     class SignalAfterEpoch(fb.callbacks.Callback):

@@ -1,4 +1,5 @@
 """Training end to end: XOR, a real-looking problem, determinism, GD modes, the API."""
+
 import numpy as np
 import pytest
 
@@ -18,9 +19,13 @@ def blobs(n_per_class=200, n_classes=3, n_features=10, seed=0):
 
 
 def test_two_layer_relu_network_learns_xor(backend):
-    model = fb.Sequential([fb.Dense(8, activation="relu", input_dim=2), fb.Dense(2)],
-                          loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.3), seed=0,
-                          backend=backend)
+    model = fb.Sequential(
+        [fb.Dense(8, activation="relu", input_dim=2), fb.Dense(2)],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.3),
+        seed=0,
+        backend=backend,
+    )
     model.fit(XOR_X, XOR_Y, epochs=500, batch_size=None, verbose=0)
     assert (model.predict(XOR_X) == XOR_Y).all()
     assert model.evaluate(XOR_X, XOR_Y)["accuracy"] == 1.0
@@ -28,9 +33,14 @@ def test_two_layer_relu_network_learns_xor(backend):
 
 def test_loss_decreases_on_blobs(backend, dtype):
     X, y = blobs()
-    model = fb.Sequential([fb.Dense(32, activation="relu", input_dim=10), fb.Dense(3)],
-                          loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.05),
-                          dtype=np.dtype(dtype).name, seed=1, backend=backend)
+    model = fb.Sequential(
+        [fb.Dense(32, activation="relu", input_dim=10), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.05),
+        dtype=np.dtype(dtype).name,
+        seed=1,
+        backend=backend,
+    )
     before = model.evaluate(X, y)["loss"]
     hist = model.fit(X, y, epochs=10, batch_size=32, validation_data=(X[:100], y[:100]), verbose=0)
     losses = hist.history["loss"]
@@ -42,17 +52,25 @@ def test_loss_decreases_on_blobs(backend, dtype):
 
 def test_binary_cross_entropy_and_mse_train(backend):
     X, y = blobs(n_classes=2)
-    clf = fb.Sequential([fb.Dense(16, activation="tanh", input_dim=10),
-                         fb.Dense(1, activation="sigmoid")],
-                        loss="binary_cross_entropy", optimizer=fb.SGD(lr=0.1), seed=2,
-                        backend=backend)
+    clf = fb.Sequential(
+        [fb.Dense(16, activation="tanh", input_dim=10), fb.Dense(1, activation="sigmoid")],
+        loss="binary_cross_entropy",
+        optimizer=fb.SGD(lr=0.1),
+        seed=2,
+        backend=backend,
+    )
     clf.fit(X, y, epochs=5, verbose=0)
     assert clf.evaluate(X, y)["accuracy"] > 0.9
     assert clf.predict(X).shape == (len(X),) and clf.predict_proba(X).shape == (len(X), 1)
 
     target = np.sin(X[:, :2])
-    reg = fb.Sequential([fb.Dense(32, activation="tanh", input_dim=10), fb.Dense(2)],
-                        loss="mse", optimizer=fb.SGD(lr=0.05), seed=3, backend=backend)
+    reg = fb.Sequential(
+        [fb.Dense(32, activation="tanh", input_dim=10), fb.Dense(2)],
+        loss="mse",
+        optimizer=fb.SGD(lr=0.05),
+        seed=3,
+        backend=backend,
+    )
     first = reg.evaluate(X, target)["loss"]
     reg.fit(X, target, epochs=20, verbose=0)
     assert reg.evaluate(X, target)["loss"] < 0.5 * first
@@ -63,8 +81,12 @@ def test_same_seed_gives_bit_identical_weights(backend):
     X, y = blobs(n_per_class=50)
     runs = []
     for _ in range(2):
-        model = fb.Sequential([fb.Dense(16, activation="relu", input_dim=10), fb.Dense(3)],
-                              loss="softmax_cross_entropy", seed=42, backend=backend)
+        model = fb.Sequential(
+            [fb.Dense(16, activation="relu", input_dim=10), fb.Dense(3)],
+            loss="softmax_cross_entropy",
+            seed=42,
+            backend=backend,
+        )
         model.fit(X, y, epochs=3, batch_size=16, verbose=0)
         runs.append(model.get_weights())
     for a, b in zip(*runs):
@@ -76,28 +98,40 @@ def test_gradient_descent_modes(backend, batch_size):
     """None: full batch (one step per epoch); 1: stochastic; k: mini-batch;
     larger than the data: clamped to the data."""
     X, y = blobs(n_per_class=20, n_features=4)
-    model = fb.Sequential([fb.Dense(8, activation="tanh", input_dim=4), fb.Dense(3)],
-                          loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.05), seed=0,
-                          backend=backend)
+    model = fb.Sequential(
+        [fb.Dense(8, activation="tanh", input_dim=4), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.05),
+        seed=0,
+        backend=backend,
+    )
     start = model.get_weights()
     model.fit(X, y, epochs=1, batch_size=batch_size, shuffle=False, verbose=0)
     # replay the same steps one train_step at a time
-    replay = fb.Sequential([fb.Dense(8, activation="tanh", input_dim=4), fb.Dense(3)],
-                           loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.05), seed=0,
-                           backend=backend)
+    replay = fb.Sequential(
+        [fb.Dense(8, activation="tanh", input_dim=4), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.05),
+        seed=0,
+        backend=backend,
+    )
     replay.set_weights(start)
     step = len(X) if batch_size is None else min(batch_size, len(X))
     for i in range(0, len(X), step):
-        replay.train_step(X[i:i + step], y[i:i + step])
+        replay.train_step(X[i : i + step], y[i : i + step])
     for a, b in zip(model.get_weights(), replay.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_train_step_returns_the_loss_before_the_step(backend):
     X, y = blobs(n_per_class=10, n_features=4)
-    model = fb.Sequential([fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
-                          loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.1, weight_decay=0.01),
-                          seed=0, backend=backend)
+    model = fb.Sequential(
+        [fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.1, weight_decay=0.01),
+        seed=0,
+        backend=backend,
+    )
     expected = model.evaluate(X, y)["loss"]
     assert model.train_step(X, y) == pytest.approx(expected, rel=1e-5)
     assert model.evaluate(X, y)["loss"] < expected
@@ -105,9 +139,14 @@ def test_train_step_returns_the_loss_before_the_step(backend):
 
 def test_sgd_step_is_w_minus_lr_times_gradient(backend):
     X, y = blobs(n_per_class=10, n_features=4)
-    model = fb.Sequential([fb.Dense(5, activation="sigmoid", input_dim=4), fb.Dense(3)],
-                          loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.2, weight_decay=0.1),
-                          dtype="float64", seed=0, backend=backend)
+    model = fb.Sequential(
+        [fb.Dense(5, activation="sigmoid", input_dim=4), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.2, weight_decay=0.1),
+        dtype="float64",
+        seed=0,
+        backend=backend,
+    )
     before = model.get_weights()
     _, grads = model.loss_and_gradients(X, y)
     model.train_step(X, y)
@@ -117,8 +156,13 @@ def test_sgd_step_is_w_minus_lr_times_gradient(backend):
 
 def test_probability_targets_equal_one_hot_labels(backend):
     X, y = blobs(n_per_class=10, n_features=4)
-    model = fb.Sequential([fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
-                          loss="softmax_cross_entropy", dtype="float64", seed=0, backend=backend)
+    model = fb.Sequential(
+        [fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        dtype="float64",
+        seed=0,
+        backend=backend,
+    )
     loss_labels, grads_labels = model.loss_and_gradients(X, y)
     loss_onehot, grads_onehot = model.loss_and_gradients(X, np.eye(3)[y])
     assert loss_labels == pytest.approx(loss_onehot, rel=1e-12)
@@ -127,9 +171,13 @@ def test_probability_targets_equal_one_hot_labels(backend):
 
 
 def test_predict_proba_rows_are_probabilities(backend):
-    X, y = blobs(n_per_class=10, n_features=4)
-    model = fb.Sequential([fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
-                          loss="softmax_cross_entropy", seed=0, backend=backend)
+    X, _y = blobs(n_per_class=10, n_features=4)
+    model = fb.Sequential(
+        [fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        seed=0,
+        backend=backend,
+    )
     P = model.predict_proba(X)
     np.testing.assert_allclose(P.sum(axis=1), 1, rtol=1e-6)
     assert (model.predict(X) == P.argmax(axis=1)).all()
@@ -139,23 +187,35 @@ def test_predict_proba_rows_are_probabilities(backend):
 
 def test_model_built_from_first_data_and_weights_roundtrip(backend):
     X, y = blobs(n_per_class=10, n_features=6)
-    model = fb.Sequential([fb.Dense(4, activation="relu"), fb.Dense(3)],
-                          loss="softmax_cross_entropy", seed=0, backend=backend)
+    model = fb.Sequential(
+        [fb.Dense(4, activation="relu"), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        seed=0,
+        backend=backend,
+    )
     assert not model.built
     model.fit(X, y, epochs=1, verbose=0)
     assert model.input_dim == 6
     weights = model.get_weights()
     assert [w.shape for w in weights] == [(6, 4), (4,), (4, 3), (3,)]
-    other = fb.Sequential([fb.Dense(4, activation="relu", input_dim=6), fb.Dense(3)],
-                          loss="softmax_cross_entropy", seed=99, backend=backend)
+    other = fb.Sequential(
+        [fb.Dense(4, activation="relu", input_dim=6), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        seed=99,
+        backend=backend,
+    )
     other.set_weights(weights)
     assert np.array_equal(other.predict_proba(X), model.predict_proba(X))
 
 
 def test_verbose_fit_prints_one_line_per_epoch(backend, capsys):
     X, y = blobs(n_per_class=10, n_features=4)
-    model = fb.Sequential([fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
-                          loss="softmax_cross_entropy", seed=0, backend=backend)
+    model = fb.Sequential(
+        [fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        seed=0,
+        backend=backend,
+    )
     model.fit(X, y, epochs=2, verbose=1)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[1].startswith("epoch 2/2") and "loss" in lines[1]
@@ -181,16 +241,20 @@ class FakeTerminal:
 
 def test_progress_redraws_in_place_on_a_terminal(monkeypatch):
     from fastbp import progress
+
     terminal = FakeTerminal()
     monkeypatch.setattr(progress.sys, "stdout", terminal)
     monkeypatch.setattr(progress, "REDRAW_SECONDS", 0.0)
     X, y = blobs(n_per_class=300, n_features=10)
-    model = fb.Sequential([fb.Dense(8, activation="relu", input_dim=10), fb.Dense(3)],
-                          loss="softmax_cross_entropy", seed=0)
+    model = fb.Sequential(
+        [fb.Dense(8, activation="relu", input_dim=10), fb.Dense(3)],
+        loss="softmax_cross_entropy",
+        seed=0,
+    )
     model.fit(X, y, epochs=2, batch_size=8, verbose=1)
     lines = terminal.text.split("\n")
-    assert len(lines) == 3 and lines[-1] == ""          # one finished line per epoch
-    assert lines[0].count("\r") >= 2                     # redrawn while the epoch ran
+    assert len(lines) == 3 and lines[-1] == ""  # one finished line per epoch
+    assert lines[0].count("\r") >= 2  # redrawn while the epoch ran
     assert "113/113" in lines[1] and "left" in lines[0] and "samples/s" in lines[1]
 
 
@@ -198,8 +262,12 @@ def test_progress_does_not_change_training(backend):
     X, y = blobs(n_per_class=100, n_features=10)
     weights = []
     for verbose in (0, 1):
-        model = fb.Sequential([fb.Dense(8, activation="relu", input_dim=10), fb.Dense(3)],
-                              loss="softmax_cross_entropy", seed=0, backend=backend)
+        model = fb.Sequential(
+            [fb.Dense(8, activation="relu", input_dim=10), fb.Dense(3)],
+            loss="softmax_cross_entropy",
+            seed=0,
+            backend=backend,
+        )
         model.fit(X, y, epochs=2, batch_size=7, verbose=verbose)
         weights.append(model.get_weights())
     for a, b in zip(*weights):

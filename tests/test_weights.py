@@ -1,10 +1,10 @@
 """sample_weight and class_weight: weighted losses and gradients, on both backends."""
+
 import numpy as np
 import pytest
+from conftest import BACKEND_RTOL, FD_RTOL, numerical_gradient, rel_error
 
 import fastbp as fb
-
-from conftest import BACKEND_RTOL, FD_RTOL, numerical_gradient, rel_error
 
 
 def data(n=24, seed=0):
@@ -13,8 +13,14 @@ def data(n=24, seed=0):
 
 
 def classifier(backend, dtype="float64", loss="softmax_cross_entropy", **kwargs):
-    return fb.Sequential([fb.Dense(6, activation="tanh", input_dim=4), fb.Dense(3)], loss=loss,
-                         optimizer=fb.SGD(lr=0.1, **kwargs), dtype=dtype, seed=0, backend=backend)
+    return fb.Sequential(
+        [fb.Dense(6, activation="tanh", input_dim=4), fb.Dense(3)],
+        loss=loss,
+        optimizer=fb.SGD(lr=0.1, **kwargs),
+        dtype=dtype,
+        seed=0,
+        backend=backend,
+    )
 
 
 def test_integer_weights_equal_repeated_rows(backend):
@@ -31,15 +37,30 @@ def test_integer_weights_equal_repeated_rows(backend):
         np.testing.assert_allclose(a, b * scale, rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.parametrize("loss, out", [("softmax_cross_entropy", None), ("kl_divergence", None),
-                                       ("mse", "tanh"), ("binary_cross_entropy", "sigmoid")])
+@pytest.mark.parametrize(
+    "loss, out",
+    [
+        ("softmax_cross_entropy", None),
+        ("kl_divergence", None),
+        ("mse", "tanh"),
+        ("binary_cross_entropy", "sigmoid"),
+    ],
+)
 def test_weighted_gradients_match_finite_differences(backend, loss, out):
     X, labels = data(10)
-    y = {"softmax_cross_entropy": labels, "kl_divergence": np.eye(3)[labels] * 0.7 + 0.1,
-         "mse": np.sin(X[:, :3]), "binary_cross_entropy": np.eye(3)[labels]}[loss]
-    model = fb.Sequential([fb.Dense(5, activation="tanh", input_dim=4),
-                           fb.Dense(3, activation=out)], loss=loss, dtype="float64", seed=0,
-                          backend=backend)
+    y = {
+        "softmax_cross_entropy": labels,
+        "kl_divergence": np.eye(3)[labels] * 0.7 + 0.1,
+        "mse": np.sin(X[:, :3]),
+        "binary_cross_entropy": np.eye(3)[labels],
+    }[loss]
+    model = fb.Sequential(
+        [fb.Dense(5, activation="tanh", input_dim=4), fb.Dense(3, activation=out)],
+        loss=loss,
+        dtype="float64",
+        seed=0,
+        backend=backend,
+    )
     w = np.random.default_rng(2).random(10) * 3
     _, grads = model.loss_and_gradients(X, y, sample_weight=w)
     W = model.get_weights()
@@ -58,10 +79,13 @@ def test_backends_agree_with_weights(dtype):
     results = []
     for backend in ("numpy", "cython"):
         model = classifier(backend, np.dtype(dtype).name, momentum=0.5)
-        model.fit(X, y, epochs=2, batch_size=16, sample_weight=w, class_weight={0: 2.0},
-                  verbose=0)
-        results.append((np.concatenate([p.ravel() for p in model.get_weights()]),
-                        model.evaluate(X, y, sample_weight=w)["loss"]))
+        model.fit(X, y, epochs=2, batch_size=16, sample_weight=w, class_weight={0: 2.0}, verbose=0)
+        results.append(
+            (
+                np.concatenate([p.ravel() for p in model.get_weights()]),
+                model.evaluate(X, y, sample_weight=w)["loss"],
+            )
+        )
     assert rel_error(results[1][0], results[0][0]) <= 10 * BACKEND_RTOL[dtype]
     assert rel_error(results[1][1], results[0][1]) <= 10 * BACKEND_RTOL[dtype]
 
@@ -69,8 +93,10 @@ def test_backends_agree_with_weights(dtype):
 def test_class_weight_is_sample_weight_by_label(backend):
     X, y = data(40)
     runs = []
-    for kwargs in ({"class_weight": {1: 3.0, 2: 0.5}},
-                   {"sample_weight": np.array([1.0, 3.0, 0.5])[y]}):
+    for kwargs in (
+        {"class_weight": {1: 3.0, 2: 0.5}},
+        {"sample_weight": np.array([1.0, 3.0, 0.5])[y]},
+    ):
         model = classifier(backend)
         model.fit(X, y, epochs=2, batch_size=8, verbose=0, **kwargs)
         runs.append(model.get_weights())
@@ -89,14 +115,17 @@ def test_unit_weights_change_nothing(backend):
         assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"sample_weight": np.ones(5)}, "must be 24 numbers"),
-    ({"sample_weight": -np.ones(24)}, "finite and >= 0"),
-    ({"sample_weight": np.full(24, np.nan)}, "finite and >= 0"),
-    ({"class_weight": [1, 2]}, "must be a dict"),
-    ({"class_weight": {-1: 2.0}}, "class indices >= 0"),
-    ({"class_weight": {0: -2.0}}, "finite number >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"sample_weight": np.ones(5)}, "must be 24 numbers"),
+        ({"sample_weight": -np.ones(24)}, "finite and >= 0"),
+        ({"sample_weight": np.full(24, np.nan)}, "finite and >= 0"),
+        ({"class_weight": [1, 2]}, "must be a dict"),
+        ({"class_weight": {-1: 2.0}}, "class indices >= 0"),
+        ({"class_weight": {0: -2.0}}, "finite number >= 0"),
+    ],
+)
 def test_bad_weights(kwargs, match):
     X, y = data()
     model = classifier("cython")

@@ -38,7 +38,8 @@ cdef inline int dense_backward(int n, int d_in, int d_out, const floating *X,
     gemm(True, False, d_in, d_out, n, <floating>1, X, d_in, delta, d_out, <floating>0, dW, d_out)
     if dX != NULL:
         # dX = dZ @ W.T
-        gemm(False, True, n, d_in, d_out, <floating>1, delta, d_out, W, d_out, <floating>0, dX, d_in)
+        gemm(False, True, n, d_in, d_out, <floating>1, delta, d_out, W, d_out,
+             <floating>0, dX, d_in)
     return status
 
 
@@ -59,7 +60,8 @@ cdef inline int dense_backward_sgd(int n, int d_in, int d_out, const floating *X
         return status
     if dX != NULL:
         # dX = dZ @ W.T
-        gemm(False, True, n, d_in, d_out, <floating>1, delta, d_out, W, d_out, <floating>0, dX, d_in)
+        gemm(False, True, n, d_in, d_out, <floating>1, delta, d_out, W, d_out,
+             <floating>0, dX, d_in)
     # W = (1 - lr * weight_decay) * W - lr * X.T @ dZ
     gemm(True, False, d_in, d_out, n, -lr, X, d_in, delta, d_out, 1 - lr * weight_decay, W, d_out)
     sgd(d_out, lr, db, b)

@@ -1,4 +1,5 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+# cython: cdivision=True
 """The whole-model engine: a training step, an epoch, inference, each one nogil call.
 
 An Engine is made by the Cython backend from a plan (fastbp/plan.py): it keeps
@@ -39,7 +40,7 @@ SOURCE_HASH = FBP_SOURCE_HASH.decode()
 # The integer codes of csrc/fbp_kernels.h by group and name, read off its enums
 # (fastbp/_kernels/codes.pyx), and each group's C prefix: CODES["node"]["dense"] is
 # FBP_NODE_DENSE. Checked against the Python registries when fastbp loads.
-from fastbp._kernels.codes import CODES, PREFIXES
+from fastbp._kernels.codes import CODES, PREFIXES  # no-cython-lint (re-exported)
 from fastbp._kernels.codes import check_activation, check_code, status_error, KNOWN
 
 LOSSES = KNOWN["loss"]
@@ -93,8 +94,9 @@ cdef struct Node:
     Param p[MAX_PARAMS]   # DENSE, MAXOUT: W (d_in, width), b (width,); PRELU: alpha (d_out,)
     void *Z         # (capacity, width) affine output of DENSE and MAXOUT, else NULL
     void *A         # (capacity, d_out) output (Z itself for an identity DENSE)
-    void *delta     # (capacity, d_out) dL/dA, then dL/dZ for DENSE; element-wise nodes
-                    # after the first share the previous node's
+    # delta: (capacity, d_out) dL/dA, then dL/dZ for DENSE; element-wise nodes after
+    # the first share the previous node's
+    void *delta
     void *dZ        # (capacity, width) MAXOUT: dL/dZ
     void *mask      # (capacity, d_out) DROPOUT: the last training pass's mask
 
@@ -713,7 +715,8 @@ cdef class Engine:
             if self.is_double:
                 status = _forward[double](self.nodes, self.n_nodes, n, <double *>x, False, 0, 0)
                 total = loss_forward_backward[double](
-                    loss, n, last.d_out, _logits[double](self.nodes, start, skip, <double *>x, False),
+                    loss, n, last.d_out,
+                    _logits[double](self.nodes, start, skip, <double *>x, False),
                     <double *>last.A, t, <double *>w, 1.0, <double *>self.nodes[start].delta,
                     &n_correct, &status)
             else:

@@ -4,6 +4,7 @@ setup.py compiles the fingerprint into the engine; at import, fastbp recomputes
 it when the sources are present (a source tree) and refuses a build that no
 longer matches them.
 """
+
 import hashlib
 import os
 

@@ -6,19 +6,24 @@ backward(dout, need_dX) -> dX; step(X, y, loss, optimizer, update, lr) ->
 batch_rows * batch_loss, n_correct, n_seen); predict(X) -> outputs;
 loss_sum(X, y, loss) -> (summed loss, n_correct).
 """
-from fastbp import activations, losses, optimizers, plan
-from fastbp.backends.numpy_backend import NumpyBackend
-from fastbp._kernels import source_hash
 
-BUILD_HINT = ("build them from the source tree with `pip install -e .` (or "
-              "`python setup.py build_ext --inplace`), or pass backend='numpy'")
+from fastbp import activations, losses, optimizers, plan
+from fastbp._kernels import source_hash
+from fastbp.backends.numpy_backend import NumpyBackend
+
+BUILD_HINT = (
+    "build them from the source tree with `pip install -e .` (or "
+    "`python setup.py build_ext --inplace`), or pass backend='numpy'"
+)
 HEADER = "csrc/fbp_kernels.h"
 
 # group of codes -> (the file that keeps them, a function returning Python's {name: code}),
 # read at each call so that the registries are compared as they are now.
 PYTHON_CODES = {
-    "activation": ("fastbp/activations.py",
-                   lambda: {name: spec.code for name, spec in activations.ACTIVATIONS.items()}),
+    "activation": (
+        "fastbp/activations.py",
+        lambda: {name: spec.code for name, spec in activations.ACTIVATIONS.items()},
+    ),
     "loss": ("fastbp/losses.py", lambda: losses.CODES),
     "optimizer": ("fastbp/optimizers.py", lambda: optimizers.KINDS),
     "node": ("fastbp/plan.py", lambda: plan.KINDS),
@@ -27,8 +32,10 @@ PYTHON_CODES = {
 # C struct the engine fills from dicts by field name -> a function returning
 # {what Python passes: its keys}
 PYTHON_FIELDS = {
-    "fbp_hyper": lambda: {f"{cls.__name__}.hyper() in fastbp/optimizers.py": list(cls().hyper())
-                          for cls in optimizers.OPTIMIZERS.values()},
+    "fbp_hyper": lambda: {
+        f"{cls.__name__}.hyper() in fastbp/optimizers.py": list(cls().hyper())
+        for cls in optimizers.OPTIMIZERS.values()
+    },
     "Traits": lambda: {"NodeTraits in fastbp/plan.py": list(plan.NodeTraits().as_dict())},
 }
 
@@ -39,14 +46,18 @@ def _group_mismatches(group, where, python, c, prefix):
     for name in sorted(set(python) | set(c)):
         c_name = prefix + name.upper()
         if name not in c:
-            problems.append(f"{group} {name!r} is {python[name]} in {where} but {HEADER} "
-                            f"has no {c_name}")
+            problems.append(
+                f"{group} {name!r} is {python[name]} in {where} but {HEADER} has no {c_name}"
+            )
         elif name not in python:
-            problems.append(f"{c_name} is {c[name]} in {HEADER} but {where} has no "
-                            f"{group} {name!r}")
+            problems.append(
+                f"{c_name} is {c[name]} in {HEADER} but {where} has no {group} {name!r}"
+            )
         elif python[name] != c[name]:
-            problems.append(f"{group} {name!r} is {python[name]} in {where} but {c_name} is "
-                            f"{c[name]} in {HEADER}")
+            problems.append(
+                f"{group} {name!r} is {python[name]} in {where} but {c_name} is "
+                f"{c[name]} in {HEADER}"
+            )
     return problems
 
 
@@ -54,8 +65,10 @@ def code_mismatches(c_codes, prefixes):
     """Every disagreement between the compiled codes and the Python registries, as
     messages ([] when they agree). c_codes: {group: {name: code}} and prefixes:
     {group: C prefix}, as fastbp._kernels.engine exports them (CODES, PREFIXES)."""
-    problems = [f"{HEADER} has codes for {group!r}, which no Python registry checks"
-                for group in sorted(set(c_codes) - set(PYTHON_CODES))]
+    problems = [
+        f"{HEADER} has codes for {group!r}, which no Python registry checks"
+        for group in sorted(set(c_codes) - set(PYTHON_CODES))
+    ]
     for group, (where, python) in PYTHON_CODES.items():
         if group not in c_codes:
             problems.append(f"{where} has {group} codes but {HEADER} declares none")
@@ -72,10 +85,16 @@ def field_mismatches(c_fields):
     for struct, python in PYTHON_FIELDS.items():
         fields = c_fields.get(struct, ())
         for source, keys in python().items():
-            problems += [f"{source} has no {name!r}, which {struct} has"
-                         for name in fields if name not in keys]
-            problems += [f"{source} has {name!r}, which {struct} has not"
-                         for name in keys if name not in fields]
+            problems += [
+                f"{source} has no {name!r}, which {struct} has"
+                for name in fields
+                if name not in keys
+            ]
+            problems += [
+                f"{source} has {name!r}, which {struct} has not"
+                for name in keys
+                if name not in fields
+            ]
     return problems
 
 
@@ -87,14 +106,21 @@ def _load_cython():
         return None, f"the compiled kernels are not built ({exc}); {BUILD_HINT}"
     current = source_hash.fingerprint()
     if current is not None and current != engine.SOURCE_HASH:
-        return None, ("the compiled kernels are older than their sources (built from "
-                      f"{engine.SOURCE_HASH}, sources are now {current}); rebuild them: {BUILD_HINT}")
-    problems = (code_mismatches(engine.CODES, engine.PREFIXES)
-                + field_mismatches(engine.STRUCT_FIELDS))
+        return None, (
+            "the compiled kernels are older than their sources (built from "
+            f"{engine.SOURCE_HASH}, sources are now {current}); rebuild them: {BUILD_HINT}"
+        )
+    problems = code_mismatches(engine.CODES, engine.PREFIXES) + field_mismatches(
+        engine.STRUCT_FIELDS
+    )
     if problems:
-        return None, ("the compiled kernels and the Python side disagree: " + "; ".join(problems)
-                      + f"; make the two sides agree, then rebuild: {BUILD_HINT}")
+        return None, (
+            "the compiled kernels and the Python side disagree: "
+            + "; ".join(problems)
+            + f"; make the two sides agree, then rebuild: {BUILD_HINT}"
+        )
     from fastbp.backends.cython_backend import CythonBackend
+
     return CythonBackend, None
 
 

@@ -4,6 +4,7 @@ Every method here receives arrays the model has already validated (right dtype,
 C-contiguous, right shapes); it only manages workspaces and calls the engine,
 which does a whole step, epoch or prediction in one call without the GIL.
 """
+
 import threading
 
 import numpy as np
@@ -32,8 +33,9 @@ class InferenceSet:
         rows = capacity if purpose == "loss" else 1
         self.engine = backend.make_engine(plan.workspaces(rows), rows)
         shape = (capacity, plan.max_width)
-        self.buffers = (tuple(np.empty(shape, plan.dtype) for _ in range(3))
-                        if purpose == "predict" else None)
+        self.buffers = (
+            tuple(np.empty(shape, plan.dtype) for _ in range(3)) if purpose == "predict" else None
+        )
 
 
 class CythonBackend:
@@ -46,7 +48,7 @@ class CythonBackend:
     """
 
     name = "cython"
-    POOL_SIZE = 4   # idle inference sets kept for reuse
+    POOL_SIZE = 4  # idle inference sets kept for reuse
 
     def __init__(self, plan):
         self.plan = plan
@@ -55,26 +57,50 @@ class CythonBackend:
         self._n = 0
         self._training = False
         self._batch_key = None  # (batch_size, y dtype, y row shape) of self._batch
-        self._batch = None      # (X_batch, y_batch, w_batch): epoch()'s gather buffers
-        self._hyper = {}        # the optimiser's hyper() of the last training call
-        self._idle = []         # InferenceSets not in use
+        self._batch = None  # (X_batch, y_batch, w_batch): epoch()'s gather buffers
+        self._hyper = {}  # the optimiser's hyper() of the last training call
+        self._idle = []  # InferenceSets not in use
         self._idle_lock = threading.Lock()
 
     def make_engine(self, spaces, capacity):
         """An Engine over the plan's parameters, their optimiser state and the
         workspaces `spaces` (one namespace per node, `capacity` rows each)."""
+
         def state(p, k):
             return p.state[k] if k < len(p.state) else None
-        nodes = [dict(kind=node.kind, traits=node.traits.as_dict(), d_in=node.d_in,
-                      d_out=node.d_out, width=node.width,
-                      act=node.act, param=node.param, pieces=node.pieces, keep=node.keep,
-                      params=[dict(value=p.value, grad=p.grad, s1=state(p, 0),
-                                   s2=state(p, 1), decay=p.decay) for p in node.params],
-                      Z=ws.Z, A=ws.A, delta=ws.delta, dZ=ws.dZ, mask=ws.mask)
-                 for node, ws in zip(self.plan.nodes, spaces)]
-        return Engine(nodes, self.plan.loss_head(True), self.plan.dtype == np.float64,
-                      capacity, self.plan.step_count, int(self.plan.seed[0]),
-                      self.plan.optimizer_origin)
+
+        nodes = [
+            dict(
+                kind=node.kind,
+                traits=node.traits.as_dict(),
+                d_in=node.d_in,
+                d_out=node.d_out,
+                width=node.width,
+                act=node.act,
+                param=node.param,
+                pieces=node.pieces,
+                keep=node.keep,
+                params=[
+                    dict(value=p.value, grad=p.grad, s1=state(p, 0), s2=state(p, 1), decay=p.decay)
+                    for p in node.params
+                ],
+                Z=ws.Z,
+                A=ws.A,
+                delta=ws.delta,
+                dZ=ws.dZ,
+                mask=ws.mask,
+            )
+            for node, ws in zip(self.plan.nodes, spaces)
+        ]
+        return Engine(
+            nodes,
+            self.plan.loss_head(True),
+            self.plan.dtype == np.float64,
+            capacity,
+            self.plan.step_count,
+            int(self.plan.seed[0]),
+            self.plan.optimizer_origin,
+        )
 
     def _engine_for(self, n_rows):
         """The training engine, over the plan's workspaces grown to n_rows."""
@@ -120,7 +146,7 @@ class CythonBackend:
         outputs, previous = [], self._X
         for node in self.plan.nodes:
             skipped = node.traits.train_only and not self._training
-            previous = previous if skipped else node.A[:self._n]
+            previous = previous if skipped else node.A[: self._n]
             outputs.append(previous)
         return outputs
 
@@ -135,24 +161,36 @@ class CythonBackend:
         """The engine's (lr, hyper, l2, clipnorm, fold) for opt. hyper is Optimizer.hyper(),
         fbp_hyper's fields by name, refreshed in one dict this backend keeps (a new
         dict per step would be the step's only allocation)."""
-        return (lr, opt.hyper(out=self._hyper), opt.l2, opt.clipnorm or 0.0,
-                opt.folds_into_gemm())
+        return (lr, opt.hyper(out=self._hyper), opt.l2, opt.clipnorm or 0.0, opt.folds_into_gemm())
 
     def step(self, X, y, loss, opt, update, lr, weights=None):
-        return self._engine_for(len(X)).step(X, y, weights, len(X), loss, update,
-                                             *self._optimizer_args(opt, lr))
+        return self._engine_for(len(X)).step(
+            X, y, weights, len(X), loss, update, *self._optimizer_args(opt, lr)
+        )
 
     def epoch(self, X, y, order, batch_size, loss, opt, lr, weights=None):
         engine = self._engine_for(batch_size)
         key = (batch_size, y.dtype, y.shape[1:])
-        if self._batch_key != key:   # batch buffers made once per batch shape
+        if self._batch_key != key:  # batch buffers made once per batch shape
             self._batch_key = key
-            self._batch = (np.empty((batch_size, X.shape[1]), dtype=X.dtype),
-                           np.empty((batch_size,) + y.shape[1:], dtype=y.dtype),
-                           np.empty(batch_size, dtype=X.dtype))
+            self._batch = (
+                np.empty((batch_size, X.shape[1]), dtype=X.dtype),
+                np.empty((batch_size,) + y.shape[1:], dtype=y.dtype),
+                np.empty(batch_size, dtype=X.dtype),
+            )
         X_batch, y_batch, w_batch = self._batch
-        return engine.epoch(X, y, weights, order, batch_size, X_batch, y_batch, w_batch, loss,
-                            *self._optimizer_args(opt, lr))
+        return engine.epoch(
+            X,
+            y,
+            weights,
+            order,
+            batch_size,
+            X_batch,
+            y_batch,
+            w_batch,
+            loss,
+            *self._optimizer_args(opt, lr),
+        )
 
     def gemm_floor(self, X, lr=0.01):
         """Only the GEMM calls of an SGD step on X, with the same shapes, alphas and
@@ -174,8 +212,7 @@ class CythonBackend:
             else:
                 for start in range(0, n, rows):
                     part = slice(start, start + rows)
-                    scratch.engine.predict(X[part], out[part], *scratch.buffers,
-                                           scratch.capacity)
+                    scratch.engine.predict(X[part], out[part], *scratch.buffers, scratch.capacity)
         finally:
             self._give_back(scratch)
         return out
@@ -189,8 +226,12 @@ class CythonBackend:
             for start in range(0, n, chunk):
                 rows = slice(start, start + chunk)
                 part, correct = scratch.engine.loss_sum(
-                    X[rows], y[rows], None if weights is None else weights[rows],
-                    min(chunk, n - start), loss)
+                    X[rows],
+                    y[rows],
+                    None if weights is None else weights[rows],
+                    min(chunk, n - start),
+                    loss,
+                )
                 total += part
                 n_correct += correct
         finally:

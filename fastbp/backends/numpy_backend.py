@@ -10,10 +10,12 @@ and the gradients of its own parameters. For a dense layer with activation f:
 
 X : (n_samples, d_in), W : (d_in, d_out), b : (d_out,), Z, A, dA, dZ : (n_samples, d_out).
 """
+
 import numpy as np
 
 from fastbp import losses, optimizers
-from fastbp.activations import ACTIVATIONS as activation_specs, SOFTMAX
+from fastbp.activations import ACTIVATIONS as activation_specs
+from fastbp.activations import SOFTMAX
 from fastbp.plan import ACTIVATION, DENSE, DROPOUT, MAXOUT, PRELU
 
 # --- activations: name -> (f(Z, param), f'(Z, A, param)) -------------------------------
@@ -29,7 +31,7 @@ def _softplus(Z, param):
     return np.maximum(Z, 0) + np.log1p(np.exp(-np.abs(Z)))
 
 
-GELU_C, GELU_K = float(np.sqrt(2 / np.pi)), 0.044715   # Python floats keep float32 float32
+GELU_C, GELU_K = float(np.sqrt(2 / np.pi)), 0.044715  # Python floats keep float32 float32
 
 
 def _gelu(Z, param):
@@ -48,7 +50,7 @@ def _silu_grad(Z, A, param):
 
 def _inside(Z, low, high):
     """1 strictly inside (low, high), else 0: the slope of a clipped ramp."""
-    return ((Z > low) & (Z < high)).astype(Z.dtype)
+    return ((low < Z) & (high > Z)).astype(Z.dtype)
 
 
 def _softmax(Z, param):
@@ -62,13 +64,19 @@ RULES = {
     "sigmoid": (_sigmoid, lambda Z, A, p: A * (1 - A)),
     "tanh": (lambda Z, p: np.tanh(Z), lambda Z, A, p: 1 - A * A),
     "relu": (lambda Z, p: np.maximum(Z, 0), lambda Z, A, p: (Z > 0).astype(Z.dtype)),
-    "leaky_relu": (lambda Z, p: np.where(Z > 0, Z, Z * Z.dtype.type(p)),
-                   lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), Z.dtype.type(p))),
-    "elu": (lambda Z, p: np.where(Z > 0, Z, Z.dtype.type(p) * np.expm1(np.minimum(Z, 0))),
-            lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), A + Z.dtype.type(p))),
+    "leaky_relu": (
+        lambda Z, p: np.where(Z > 0, Z, Z * Z.dtype.type(p)),
+        lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), Z.dtype.type(p)),
+    ),
+    "elu": (
+        lambda Z, p: np.where(Z > 0, Z, Z.dtype.type(p) * np.expm1(np.minimum(Z, 0))),
+        lambda Z, A, p: np.where(Z > 0, Z.dtype.type(1), A + Z.dtype.type(p)),
+    ),
     "softplus": (_softplus, lambda Z, A, p: _sigmoid(Z, p)),
-    "hard_sigmoid": (lambda Z, p: np.clip(0.25 * Z + 0.5, 0, 1).astype(Z.dtype),
-                     lambda Z, A, p: 0.25 * _inside(Z, -2, 2)),
+    "hard_sigmoid": (
+        lambda Z, p: np.clip(0.25 * Z + 0.5, 0, 1).astype(Z.dtype),
+        lambda Z, A, p: 0.25 * _inside(Z, -2, 2),
+    ),
     "hard_tanh": (lambda Z, p: np.clip(Z, -1, 1), lambda Z, A, p: _inside(Z, -1, 1)),
     "silu": (lambda Z, p: Z * _sigmoid(Z, p), _silu_grad),
     "gelu": (_gelu, _gelu_grad),
@@ -175,7 +183,7 @@ def _dropout_forward(backend, l, node, X, training):
 def _dropout_backward(node, X, mask, A, dA, need_dX, skip_act=False):
     if not need_dX:
         return None
-    return dA if mask is None else dA * mask   # the gradient reached X * mask
+    return dA if mask is None else dA * mask  # the gradient reached X * mask
 
 
 NODES = {
@@ -220,8 +228,9 @@ def _softmax_kl(Z, A, Y):
 
 def _sigmoid_bce(Z, A, Y):
     # -y log s(z) - (1 - y) log(1 - s(z)) = max(z, 0) - y z + log(1 + exp(-|z|))
-    row_loss = np.sum(np.maximum(Z, 0) - Y * Z + np.log1p(np.exp(-np.abs(Z))), axis=1,
-                      dtype=np.float64)
+    row_loss = np.sum(
+        np.maximum(Z, 0) - Y * Z + np.log1p(np.exp(-np.abs(Z))), axis=1, dtype=np.float64
+    )
     return row_loss, A - Y, int(np.sum((A >= 0.5) == (Y >= 0.5)))
 
 
@@ -260,8 +269,8 @@ def _adam(opt, w, g, state, lr, t):
     m += (1 - opt.beta1) * g
     v *= opt.beta2
     v += (1 - opt.beta2) * g * g
-    m_hat = m / w.dtype.type(1 - opt.beta1 ** t)
-    v_hat = v / w.dtype.type(1 - opt.beta2 ** t)
+    m_hat = m / w.dtype.type(1 - opt.beta1**t)
+    v_hat = v / w.dtype.type(1 - opt.beta2**t)
     w -= lr * m_hat / (np.sqrt(v_hat) + w.dtype.type(opt.eps))
 
 
@@ -278,8 +287,12 @@ def _adagrad(opt, w, g, state, lr, t):
     w -= lr * g / (np.sqrt(sq) + w.dtype.type(opt.eps))
 
 
-UPDATES = {optimizers.SGD_KIND: _sgd, optimizers.ADAM_KIND: _adam,
-           optimizers.RMSPROP_KIND: _rmsprop, optimizers.ADAGRAD_KIND: _adagrad}
+UPDATES = {
+    optimizers.SGD_KIND: _sgd,
+    optimizers.ADAM_KIND: _adam,
+    optimizers.RMSPROP_KIND: _rmsprop,
+    optimizers.ADAGRAD_KIND: _adagrad,
+}
 
 
 def uniform_stream(seed, stream, n):
@@ -287,8 +300,9 @@ def uniform_stream(seed, stream, n):
     stream under seed, as fbp_dropout draws them from fbp_hash in csrc/fbp_kernels.h."""
     i = np.arange(n, dtype=np.uint64)
     # arrays, not scalars: uint64 arrays wrap around silently, as C does
-    key = np.full(1, seed, dtype=np.uint64) ^ (np.full(1, stream, dtype=np.uint64)
-                                               * np.uint64(0x9E3779B97F4A7C15))
+    key = np.full(1, seed, dtype=np.uint64) ^ (
+        np.full(1, stream, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    )
     x = key ^ (i * np.uint64(0xD1B54A32D192ED03))
     x ^= x >> np.uint64(30)
     x *= np.uint64(0xBF58476D1CE4E5B9)
@@ -305,7 +319,7 @@ class NumpyBackend:
 
     def __init__(self, plan):
         self.plan = plan
-        self._inputs = []   # X fed to each node by the last forward pass
+        self._inputs = []  # X fed to each node by the last forward pass
         self._Z = []
         self._A = []
 
@@ -360,8 +374,15 @@ class NumpyBackend:
         for l in range(start, -1, -1):
             node = self.plan.nodes[l]
             backward = NODES[node.kind][1]
-            delta = backward(node, self._inputs[l], self._Z[l], self._A[l], delta,
-                             l > 0 or need_dX, skip_act and l == start)
+            delta = backward(
+                node,
+                self._inputs[l],
+                self._Z[l],
+                self._A[l],
+                delta,
+                l > 0 or need_dX,
+                skip_act and l == start,
+            )
         return delta if need_dX else None
 
     def _loss(self, loss, out, y, weights, Zs, As):
@@ -377,8 +398,13 @@ class NumpyBackend:
         return total, dout, n_correct, (start, skip_act)
 
     def _l2_term(self, l2):
-        return 0.5 * l2 * sum(np.sum(p.value * p.value, dtype=np.float64)
-                              for p in self.plan.params() if p.decay)
+        return (
+            0.5
+            * l2
+            * sum(
+                np.sum(p.value * p.value, dtype=np.float64) for p in self.plan.params() if p.decay
+            )
+        )
 
     def step(self, X, y, loss, opt, update, lr, weights=None):
         """Gradients of the mean (weighted) loss + l2/2 sum ||W||^2 on one batch
@@ -388,15 +414,16 @@ class NumpyBackend:
         update."""
         n = len(X)
         if update:
-            self.plan.step_count[0] += 1   # a new step: new dropout masks
+            self.plan.step_count[0] += 1  # a new step: new dropout masks
         out = self.forward(X, training=True)
-        loss_sum, dout, n_correct, (start, skip_act) = self._loss(loss, out, y, weights,
-                                                                  self._Z, self._A)
+        loss_sum, dout, n_correct, (start, skip_act) = self._loss(
+            loss, out, y, weights, self._Z, self._A
+        )
         value = loss_sum / n
         if opt.l2:
             value += self._l2_term(opt.l2)
         if not np.isfinite(out.dtype.type(value)):
-            return float(out.dtype.type(value)), n_correct   # overflowed the model's dtype
+            return float(out.dtype.type(value)), n_correct  # overflowed the model's dtype
         self.backward(dout / out.dtype.type(n), need_dX=False, start=start, skip_act=skip_act)
         if opt.l2:
             for p in self.plan.params():
@@ -425,9 +452,10 @@ class NumpyBackend:
         batch_loss, n_correct, n_seen), stopping after a non-finite loss."""
         total, n_correct, n_seen = 0.0, 0, 0
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            value, correct = self.step(X[idx], y[idx], loss, opt, True, lr,
-                                       None if weights is None else weights[idx])
+            idx = order[start : start + batch_size]
+            value, correct = self.step(
+                X[idx], y[idx], loss, opt, True, lr, None if weights is None else weights[idx]
+            )
             total += value * len(idx)
             n_correct += correct
             n_seen += len(idx)
