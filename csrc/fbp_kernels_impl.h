@@ -185,6 +185,15 @@ static inline T FN(shifted_exp_row)(int64_t n, const T *z, T m, T *e)
     return s;
 }
 
+/* One row's softmax numerators, shifted by the row's maximum: sets *best to the argmax
+ * of z and *m to z[*best], writes exp(z - m) into e and returns their sum. */
+static inline T FN(softmax_row)(int64_t n, const T *z, T *e, int64_t *best, T *m)
+{
+    *best = FN(argmax_row)(n, z);
+    *m = z[*best];
+    return FN(shifted_exp_row)(n, z, *m, e);
+}
+
 FBP_SIMD_CLONES
 double FN(fbp_softmax_xent_int)(int64_t n_rows, int64_t n_cols, const T *Z,
                                 const int64_t *y, const T *w, T scale, T *dZ,
@@ -195,11 +204,9 @@ double FN(fbp_softmax_xent_int)(int64_t n_rows, int64_t n_cols, const T *Z,
     for (int64_t i = 0; i < n_rows; ++i) {
         const T *z = Z + i * n_cols;
         T *dz = dZ + i * n_cols;
-        int64_t label = y[i];
-        int64_t best = FN(argmax_row)(n_cols, z);
+        int64_t label = y[i], best;
+        T m, s = FN(softmax_row)(n_cols, z, dz, &best, &m);
         correct += best == label;
-        T m = z[best];
-        T s = FN(shifted_exp_row)(n_cols, z, m, dz);
         T wi = w ? w[i] : (T)1;
         /* -log softmax(z)[label] = log s - (z[label] - m) */
         loss += (double)wi * ((double)LOG(s) - (double)(z[label] - m));
@@ -222,10 +229,9 @@ double FN(fbp_softmax_xent_prob)(int64_t n_rows, int64_t n_cols, const T *Z,
         const T *z = Z + i * n_cols;
         const T *yr = Y + i * n_cols;
         T *dz = dZ + i * n_cols;
-        int64_t best = FN(argmax_row)(n_cols, z);
+        int64_t best;
+        T m, s = FN(softmax_row)(n_cols, z, dz, &best, &m);
         correct += best == FN(argmax_row)(n_cols, yr);
-        T m = z[best];
-        T s = FN(shifted_exp_row)(n_cols, z, m, dz);
         T log_s = LOG(s);
         /* -sum_j y_j log softmax(z)_j = sum_j y_j (log s - (z_j - m)) */
         T wi = w ? w[i] : (T)1;

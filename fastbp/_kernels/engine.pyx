@@ -108,7 +108,7 @@ cdef struct Update:
     double clipnorm   # rescale the gradients above this global norm; 0 for none
     fbp_optim opt     # kind, learning rate and hyper-parameters
     uint64_t seed     # the model's dropout seed
-    int64_t *t        # steps taken so far (dropout streams)
+    int64_t *steps    # steps taken so far (dropout streams)
     int64_t origin    # the step count when the optimiser state began (Adam counts from it)
     int status        # the fbp_status bits of every kernel call so far (0: all known)
 
@@ -144,10 +144,10 @@ cdef inline bint _all_folded(Node *L, int n_nodes) noexcept nogil:
 
 cdef inline int _node_forward(const Node *node, int l, int n, const floating *inp,
                               floating *Z, floating *A, bint training, uint64_t seed,
-                              int64_t t) noexcept nogil:
+                              int64_t step) noexcept nogil:
     """Node l's forward rule on n rows: inp (n, d_in) -> A (n, d_out), through Z
     (n, width) for DENSE (Z may be A) and MAXOUT (Z must be a buffer of its own).
-    A dropout acts only in training, masked from stream t * 1024 + l under seed;
+    A dropout acts only in training, masked from stream step * 1024 + l under seed;
     outside it the node writes nothing and its readers take its input (_input).
     Returns the fbp_status."""
     cdef int status
@@ -168,21 +168,21 @@ cdef inline int _node_forward(const Node *node, int l, int n, const floating *in
         return FBP_OK
     if node.kind == FBP_NODE_DROPOUT:
         if training:
-            dropout(<int64_t>n * node.d_out, node.keep, seed, <uint64_t>t * 1024 + l, inp,
+            dropout(<int64_t>n * node.d_out, node.keep, seed, <uint64_t>step * 1024 + l, inp,
                     <floating *>node.mask, A)
         return FBP_OK
     return FBP_ERR_NODE
 
 
 cdef int _forward(Node *L, int n_nodes, int n, const floating *X, bint training,
-                  uint64_t seed, int64_t t) noexcept nogil:
+                  uint64_t seed, int64_t step) noexcept nogil:
     """Forward through every node, into its workspaces Z and A; in training,
-    dropout masks come from stream t * 1024 + node under seed. Returns the OR of
+    dropout masks come from stream step * 1024 + node under seed. Returns the OR of
     the kernels' fbp_status."""
     cdef int l, status = FBP_OK
     for l in range(n_nodes):
         status |= _node_forward(&L[l], l, n, <const floating *>_input(L, l, X, training),
-                                <floating *>L[l].Z, <floating *>L[l].A, training, seed, t)
+                                <floating *>L[l].Z, <floating *>L[l].A, training, seed, step)
     return status
 
 
@@ -267,8 +267,8 @@ cdef int _apply(Node *L, int n_nodes, Update *u, floating scale) noexcept nogil:
         norm = sqrt(norm)
         if norm > u.clipnorm:
             scale = <floating>(u.clipnorm / norm)
-    u.opt.correction1 = 1 - pow(u.opt.hyper.beta1, <double>(u.t[0] - u.origin))
-    u.opt.correction2 = 1 - pow(u.opt.hyper.beta2, <double>(u.t[0] - u.origin))
+    u.opt.correction1 = 1 - pow(u.opt.hyper.beta1, <double>(u.steps[0] - u.origin))
+    u.opt.correction2 = 1 - pow(u.opt.hyper.beta2, <double>(u.steps[0] - u.origin))
     undecayed = u.opt
     undecayed.hyper.decay = 0   # biases and slopes are not decayed
     for l in range(n_nodes):
@@ -310,8 +310,8 @@ cdef double _step(Node *L, int n_nodes, int n, const floating *X, const void *y,
     if loss != FBP_LOSS_MSE:
         start, skip = head, head_skip
     if u.apply:
-        u.t[0] += 1
-    u.status |= _forward(L, n_nodes, n, X, True, u.seed, u.t[0])
+        u.steps[0] += 1
+    u.status |= _forward(L, n_nodes, n, X, True, u.seed, u.steps[0])
     value = loss_forward_backward(loss, n, last.d_out, _logits(L, start, skip, X, True),
                                   <floating *>last.A, y, w, <floating>(1.0 / n),
                                   <floating *>L[start].delta, n_correct, &u.status) / n
@@ -499,7 +499,7 @@ cdef class Engine:
     cdef int capacity
     cdef object arrays
     cdef object step_count
-    cdef int64_t *t
+    cdef int64_t *steps
     cdef object origin
     cdef uint64_t seed
     cdef bint last_training
@@ -523,7 +523,7 @@ cdef class Engine:
         self.capacity = capacity
         self.arrays = nodes
         self.step_count = step_count
-        self.t = <int64_t *>_ptr(step_count)
+        self.steps = <int64_t *>_ptr(step_count)
         self.origin = origin
         self.seed = <uint64_t>seed
         self.last_training = False
@@ -574,10 +574,10 @@ cdef class Engine:
         with nogil:
             if self.is_double:
                 status = _forward[double](self.nodes, self.n_nodes, n, <double *>x, training,
-                                          self.seed, self.t[0])
+                                          self.seed, self.steps[0])
             else:
                 status = _forward[float](self.nodes, self.n_nodes, n, <float *>x, training,
-                                         self.seed, self.t[0])
+                                         self.seed, self.steps[0])
         _checked(status, "Engine.forward")
 
     def backward(self, X, int n, dX):
@@ -604,7 +604,7 @@ cdef class Engine:
         u.fold = fold
         u.l2 = l2
         u.clipnorm = clipnorm
-        u.t = self.t
+        u.steps = self.steps
         u.origin = self.origin[0]
         u.seed = self.seed
         u.opt.hyper = hyper
@@ -620,7 +620,7 @@ cdef class Engine:
         may go into the weight GEMM. An unknown loss code or optimiser kind is a
         ValueError."""
         cdef void *x = _ptr(X)
-        cdef void *t = _ptr(y)
+        cdef void *targets = _ptr(y)
         cdef void *w = NULL if weights is None else _ptr(weights)
         cdef int64_t n_correct = 0
         cdef double value
@@ -628,11 +628,11 @@ cdef class Engine:
         _loss_code(loss)
         with nogil:
             if self.is_double:
-                value = _step[double](self.nodes, self.n_nodes, n, <double *>x, t,
+                value = _step[double](self.nodes, self.n_nodes, n, <double *>x, targets,
                                       <double *>w, loss, self.head, self.head_skip, &u,
                                       &n_correct)
             else:
-                value = _step[float](self.nodes, self.n_nodes, n, <float *>x, t,
+                value = _step[float](self.nodes, self.n_nodes, n, <float *>x, targets,
                                      <float *>w, loss, self.head, self.head_skip, &u,
                                      &n_correct)
         _checked(u.status, "Engine.step")
@@ -644,7 +644,7 @@ cdef class Engine:
         weights: per-row loss weights (gathered into w_batch) or None. An unknown
         loss code or optimiser kind is a ValueError."""
         cdef void *x = _ptr(X)
-        cdef void *t = _ptr(y)
+        cdef void *targets = _ptr(y)
         cdef void *w = NULL if weights is None else _ptr(weights)
         cdef void *wb = NULL if weights is None else _ptr(w_batch)
         cdef const int64_t *idx = <const int64_t *>_ptr(order)
@@ -656,12 +656,12 @@ cdef class Engine:
         _loss_code(loss)
         with nogil:
             if self.is_double:
-                total = _epoch[double](self.nodes, self.n_nodes, n, <double *>x, t,
+                total = _epoch[double](self.nodes, self.n_nodes, n, <double *>x, targets,
                                        <double *>w, loss, self.head, self.head_skip, idx,
                                        batch_size, <double *>xb, yb, <double *>wb, &u,
                                        &n_correct, &n_seen)
             else:
-                total = _epoch[float](self.nodes, self.n_nodes, n, <float *>x, t,
+                total = _epoch[float](self.nodes, self.n_nodes, n, <float *>x, targets,
                                       <float *>w, loss, self.head, self.head_skip, idx,
                                       batch_size, <float *>xb, yb, <float *>wb, &u,
                                       &n_correct, &n_seen)
@@ -701,7 +701,7 @@ cdef class Engine:
         """Forward n <= capacity rows and return (summed weighted loss, n_correct);
         an unknown loss code is a ValueError."""
         cdef void *x = _ptr(X)
-        cdef void *t = _ptr(y)
+        cdef void *targets = _ptr(y)
         cdef void *w = NULL if weights is None else _ptr(weights)
         cdef Node *last = &self.nodes[self.n_nodes - 1]
         cdef int start = self.n_nodes - 1
@@ -717,13 +717,13 @@ cdef class Engine:
                 total = loss_forward_backward[double](
                     loss, n, last.d_out,
                     _logits[double](self.nodes, start, skip, <double *>x, False),
-                    <double *>last.A, t, <double *>w, 1.0, <double *>self.nodes[start].delta,
+                    <double *>last.A, targets, <double *>w, 1.0, <double *>self.nodes[start].delta,
                     &n_correct, &status)
             else:
                 status = _forward[float](self.nodes, self.n_nodes, n, <float *>x, False, 0, 0)
                 total = loss_forward_backward[float](
                     loss, n, last.d_out, _logits[float](self.nodes, start, skip, <float *>x, False),
-                    <float *>last.A, t, <float *>w, 1.0, <float *>self.nodes[start].delta,
+                    <float *>last.A, targets, <float *>w, 1.0, <float *>self.nodes[start].delta,
                     &n_correct, &status)
         _checked(status, "Engine.loss_sum")
         return total, n_correct
