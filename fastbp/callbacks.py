@@ -66,12 +66,7 @@ class _Monitor(Callback):
         self.best, self.wait = None, 0
 
     def _improved(self, logs):
-        if self.monitor not in logs:
-            raise ValueError(
-                f"{type(self).__name__} monitors {self.monitor!r}, which this fit "
-                f"does not record (it records {sorted(logs)}); pass "
-                "validation_data=... or monitor another metric"
-            )
+        self.check(logs)
         value = self.sign * logs[self.monitor]
         if self.best is None or value > self.best + self.min_delta:
             self.best, self.wait = value, 0
