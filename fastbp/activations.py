@@ -16,10 +16,9 @@ slope, one per unit (the plan gives it a node of its own with a parameter array)
 Maxout is a layer, not an activation: it needs weights of its own (fastbp.Maxout).
 """
 
-import numbers
 from dataclasses import dataclass
 
-import numpy as np
+from fastbp.validation import check_real
 
 # Kernel codes of the activations that are not one expression per element.
 SOFTMAX = 11  # row-wise (csrc/fbp_layers_impl.h)
@@ -152,15 +151,8 @@ def get(activation, **params):
         return Activation(spec, 0.0)
     value = params.get(spec.param_name, spec.default_param)
     # a learnt slope may start anywhere; fixed slopes and scales must be >= 0
-    lowest = -np.inf if spec.learnable else 0.0
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not (np.isfinite(value) and value >= lowest)
-    ):
-        rule = "a finite number" + ("" if spec.learnable else " >= 0")
-        raise ValueError(
-            f"{name}'s {spec.param_name} must be {rule}, got {value!r}; pass e.g. "
-            f"{spec.param_name}={spec.default_param}"
-        )
-    return Activation(spec, float(value))
+    try:
+        value = check_real(f"{name}'s {spec.param_name}", value, low=None if spec.learnable else 0)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; pass e.g. {spec.param_name}={spec.default_param}") from None
+    return Activation(spec, value)

@@ -4,6 +4,8 @@ Each callback's on_epoch_end(epoch, logs, model) sees the epoch's figures (the
 History entries); setting model.stop_training ends the fit after that epoch.
 """
 
+from fastbp import validation as check
+
 
 class History:
     """history : dict mapping metric names ("loss", "accuracy", "val_loss", ...) to
@@ -47,11 +49,9 @@ class _Monitor(Callback):
     higher for accuracies (mode "auto"), or as mode "min"/"max" says."""
 
     def __init__(self, monitor, min_delta, mode):
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-        if not min_delta >= 0:
-            raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")
-        self.monitor, self.min_delta = monitor, float(min_delta)
+        check.check_option("mode", mode, ("auto", "min", "max"))
+        self.monitor = monitor
+        self.min_delta = check.check_real("min_delta", min_delta, low=0)
         self.sign = 1.0 if (mode == "max" or (mode == "auto" and "acc" in monitor)) else -1.0
 
     def check(self, recorded):
@@ -83,9 +83,8 @@ class EarlyStopping(_Monitor):
         self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto", restore_best_weights=True
     ):
         super().__init__(monitor, min_delta, mode)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
-        self.patience, self.restore_best_weights = patience, restore_best_weights
+        self.patience = check.check_int("patience", patience, low=0)
+        self.restore_best_weights = check.check_bool("restore_best_weights", restore_best_weights)
         self.best_weights = self.stopped_epoch = None
 
     def on_train_begin(self, model):
@@ -113,11 +112,11 @@ class ReduceLROnPlateau(_Monitor):
         self, monitor="val_loss", factor=0.1, patience=5, min_delta=0.0, mode="auto", min_lr=0.0
     ):
         super().__init__(monitor, min_delta, mode)
-        if not 0 < factor < 1:
-            raise ValueError(f"factor must lie in (0, 1), got {factor!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"patience must be a positive integer, got {patience!r}")
-        self.factor, self.patience, self.min_lr = float(factor), patience, float(min_lr)
+        self.factor = check.check_real(
+            "factor", factor, low=0, high=1, low_open=True, high_open=True
+        )
+        self.patience = check.check_int("patience", patience, low=1)
+        self.min_lr = check.check_real("min_lr", min_lr, low=0)
 
     def on_train_begin(self, model):
         self._reset()

@@ -238,7 +238,7 @@ def predict(args):
 def _positive_int(text):
     value = int(text)
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
     return value
 
 

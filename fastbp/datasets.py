@@ -19,6 +19,8 @@ from importlib import resources
 
 import numpy as np
 
+from fastbp.validation import check_int, check_real
+
 __all__ = [
     "Standardizer",
     "circles",
@@ -180,13 +182,11 @@ def _two_classes(first, second, noise, rng):
 
 
 def _check_count(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    check_int(name, value, low=minimum)
 
 
 def _check_noise(noise):
-    if not (isinstance(noise, numbers.Real) and noise >= 0):
-        raise ValueError(f"noise is a standard deviation and must be a number >= 0; got {noise!r}")
+    check_real("noise", noise, low=0)  # a standard deviation
 
 
 # ---------------------------------------------------------------------------- split

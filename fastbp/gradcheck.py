@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastbp.validation import check_real
+
 
 @dataclass(frozen=True)
 class ArrayCheck:
@@ -63,8 +65,7 @@ def gradcheck(model, X, y, eps=1e-6, threshold=1e-6, max_checks_per_array=None, 
 
     if not isinstance(model, Sequential):
         raise TypeError(f"gradcheck expects a fastbp.Sequential, got {type(model).__name__}")
-    if not (isinstance(eps, float) and 0 < eps < 1):
-        raise ValueError(f"eps must be a float in (0, 1), got {eps!r}")
+    eps = check_real("eps", eps, low=0, high=1, low_open=True, high_open=True)
     model._require_built()
     config = dict(model.get_config(), dtype="float64")
     copy = Sequential.from_config(config)

@@ -7,6 +7,8 @@ between hidden units; "zeros" deliberately does not.
 
 import numpy as np
 
+from fastbp.validation import check_real
+
 
 def zeros(rng, fan_in, fan_out):
     return np.zeros((fan_in, fan_out))
@@ -51,9 +53,7 @@ class Constant:
     name = "constant"
 
     def __init__(self, value=0.0):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise ValueError(f"value must be a finite number, got {value!r}")
-        self.value = float(value)
+        self.value = check_real("value", value)
 
     def __call__(self, rng, fan_in, fan_out):
         return np.full((fan_in, fan_out), self.value)

@@ -19,13 +19,12 @@ assigning a parameter (layer.W = array) checks the array and copies it into the
 live weights the engine uses.
 """
 
-import numbers
 import weakref
 
 import numpy as np
 
 from fastbp import activations, initializers
-from fastbp.validation import positive_int
+from fastbp.validation import check_int, check_real, positive_int
 
 
 def _initializer(spec, activation_name):
@@ -213,12 +212,12 @@ class Maxout(Layer):
 
     def __init__(self, units, pieces=2, input_dim=None, kernel_initializer=None):
         self.units = positive_int("units", units)
-        self.pieces = positive_int("pieces", pieces)
-        if self.pieces < 2:
+        try:
+            self.pieces = check_int("pieces", pieces, low=2)
+        except ValueError as exc:
             raise ValueError(
-                f"pieces must be at least 2, got {pieces}; a maxout unit of one "
-                "piece is a linear unit: use Dense(units)"
-            )
+                f"{exc}; a maxout unit of one piece is a linear unit: use Dense(units)"
+            ) from None
         self.input_dim = positive_int("input_dim", input_dim, allow_none=True)
         self.kernel_initializer = _initializer(kernel_initializer, "maxout")
         self.W = self.b = None
@@ -329,9 +328,7 @@ class Dropout(Layer):
     """
 
     def __init__(self, rate):
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
-            raise ValueError(f"rate must be a number in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        self.rate = check_real("rate", rate, low=0, high=1, high_open=True)
 
     @property
     def output_activation(self):

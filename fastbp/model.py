@@ -31,8 +31,7 @@ CALL_SECONDS = 0.05
 
 def _dtype(dtype):
     name = np.dtype(dtype).name if dtype in (np.float32, np.float64) else dtype
-    if name not in DTYPES:
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    check.check_option("dtype", name, tuple(DTYPES))
     return np.dtype(DTYPES[name])
 
 
@@ -436,8 +435,8 @@ class Sequential:
             sample_weight, class_weight, y, self.loss, loss_code, self.dtype
         )
         epochs = check.non_negative_int("epochs", epochs)
-        if on_divergence not in ("raise", "stop"):
-            raise ValueError(f"on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
+        check.check_option("on_divergence", on_divergence, ("raise", "stop"))
+        shuffle = check.check_bool("shuffle", shuffle)
         callbacks = list(callbacks)
         for callback in callbacks:
             if not isinstance(callback, Callback):

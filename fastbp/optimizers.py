@@ -18,12 +18,11 @@ exceeds it. schedule maps the epoch to the learning rate (fastbp.schedules).
 """
 
 import inspect
-import math
-import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from fastbp import schedules as lr_schedules
+from fastbp import validation as check
 
 # Update rules: the FBP_OPT_* enum of csrc/fbp_kernels.h, checked against KINDS when
 # the compiled backend loads. AdamW is Adam's rule with decoupled decay.
@@ -31,36 +30,22 @@ SGD_KIND, ADAM_KIND, RMSPROP_KIND, ADAGRAD_KIND = 0, 1, 2, 3
 KINDS = {"sgd": SGD_KIND, "adam": ADAM_KIND, "rmsprop": RMSPROP_KIND, "adagrad": ADAGRAD_KIND}
 
 
-def _number(name, value, low=0.0, high=math.inf, low_open=False, high_open=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (
-            value < high if high_open else value <= high
-        )
-    if not ok:
-        if high == math.inf:
-            wanted = f"{'>' if low_open else '>='} {low:g}"
-        else:
-            wanted = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a finite number {wanted}, got {value!r}")
-    return float(value)
-
-
+# The SETTINGS checks: (optimiser, name, value) -> the value to store.
 def _positive(obj, name, value):
-    return _number(name, value, low_open=True)
+    return check.check_real(name, value, low=0, low_open=True)
 
 
 def _non_negative(obj, name, value):
-    return _number(name, value)
+    return check.check_real(name, value, low=0)
 
 
 def _fraction(obj, name, value):
     """In [0, 1): momentum, betas, rho."""
-    return _number(name, value, high=1.0, high_open=True)
+    return check.check_real(name, value, low=0, high=1, high_open=True)
 
 
 def _clipnorm(obj, name, value):
-    return None if value is None else _number(name, value, low_open=True)
+    return check.check_real(name, value, low=0, low_open=True, allow_none=True)
 
 
 def _schedule(obj, name, value):
@@ -166,8 +151,7 @@ def _momentum(obj, name, value):
 
 
 def _nesterov(obj, name, value):
-    if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
-        raise ValueError(f"nesterov must be True or False, got {value!r}")
+    value = check.check_bool(name, value)
     if value and obj.momentum == 0:
         raise ValueError("nesterov=True needs momentum > 0")
     return bool(value)

@@ -11,19 +11,13 @@ Reduce-on-plateau depends on the validation loss, so it is a callback
 
 import math
 
+from fastbp import validation as check
+
 
 def _positive(name, value, integer=False):
-    kind = int if integer else (int, float)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, kind)
-        or not value > 0
-        or not math.isfinite(value)
-    ):
-        raise ValueError(
-            f"{name} must be a positive {'integer' if integer else 'number'}, got {value!r}"
-        )
-    return value
+    if integer:
+        return check.check_int(name, value, low=1)
+    return check.check_real(name, value, low=0, low_open=True)
 
 
 class StepDecay:
@@ -58,9 +52,7 @@ class CosineDecay:
 
     def __init__(self, epochs, min_lr=0.0):
         self.epochs = _positive("epochs", epochs, integer=True)
-        if not (isinstance(min_lr, (int, float)) and min_lr >= 0):
-            raise ValueError(f"min_lr must be a number >= 0, got {min_lr!r}")
-        self.min_lr = float(min_lr)
+        self.min_lr = check.check_real("min_lr", min_lr, low=0)
 
     def __call__(self, lr, epoch):
         progress = min(epoch, self.epochs) / self.epochs

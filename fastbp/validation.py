@@ -4,9 +4,37 @@ Each error names the argument, what was expected, what was received and how to
 fix it.
 """
 
+import math
 import numbers
 
 import numpy as np
+
+
+def _real_array(arr, name, hint=""):
+    """Refuses what is not an array of real numbers (bools count as 0/1)."""
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}{hint}")
+
+
+def _finite_as(arr, dtype, name, fix):
+    """arr as a C-contiguous array of dtype, every value finite in dtype.
+
+    A finite value too large for dtype (1e39 in float32) is reported as an overflow,
+    not as NaN or infinity: the check runs after the conversion.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        if np.isfinite(arr).all():
+            largest = float(np.abs(arr).max())
+            raise ValueError(
+                f"{name} has values that overflow {np.dtype(dtype).name} (largest magnitude "
+                f"{largest:.3g}); scale them or use dtype='float64'"
+            )
+        raise ValueError(f"{name} contains NaN or infinite values{fix}")
+    return out
 
 
 def as_features(X, dtype, n_features=None, name="X"):
@@ -21,13 +49,7 @@ def as_features(X, dtype, n_features=None, name="X"):
             f"{name} must be a 2-D array of numbers, got {type(X).__name__} "
             f"that NumPy cannot read as one ({exc})"
         ) from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(
-            f"{name} must hold numbers, got dtype {arr.dtype}; convert it with "
-            f"np.asarray({name}, dtype=float)"
-        )
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+    _real_array(arr, name, f"; convert it with np.asarray({name}, dtype=float)")
     if arr.ndim != 2:
         hint = (
             f"; for a single feature use {name}.reshape(-1, 1), for a single sample "
@@ -46,10 +68,7 @@ def as_features(X, dtype, n_features=None, name="X"):
             f"{name} has {arr.shape[1]} features, but the model was built for "
             f"{n_features}; pass {name} with {n_features} columns or build a new model"
         )
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values; remove or impute them first")
-    return arr
+    return _finite_as(arr, dtype, name, "; remove or impute them first")
 
 
 def as_targets(y, n_samples, loss_spec, n_outputs, dtype, name="y"):
@@ -63,8 +82,7 @@ def as_targets(y, n_samples, loss_spec, n_outputs, dtype, name="y"):
         arr = np.asarray(y)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be an array of numbers ({exc})") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    _real_array(arr, name)
     if arr.ndim == 0 or arr.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {arr.shape}")
     if arr.shape[0] != n_samples:
@@ -82,7 +100,7 @@ def as_targets(y, n_samples, loss_spec, n_outputs, dtype, name="y"):
             f"{name} has {arr.shape[1]} columns, but the model has {n_outputs} "
             f"outputs; pass {name} of shape ({n_samples}, {n_outputs})"
         )
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _finite_as(arr, dtype, name, "")
     if "probabilities" in loss_spec.codes:
         if arr.min() < 0 or arr.max() > 1:
             raise ValueError(
@@ -108,15 +126,15 @@ def _class_labels(arr, n_classes, name):
             f"{name} holds non-integer class labels (e.g. {arr[arr != np.round(arr)][0]}); "
             "pass integer class indices or probability rows"
         )
-    labels = arr.astype(np.int64)
-    low, high = labels.min(), labels.max()
+    # the range is checked before the cast to int64, which would wrap 2**63 around
+    low, high = int(arr.min()), int(arr.max())
     if low < 0 or high >= n_classes:
         raise ValueError(
             f"{name} holds class labels from {low} to {high}, but the model has "
             f"{n_classes} outputs, so labels must be in [0, {n_classes}); "
             f"give the last layer max(label)+1 units or relabel the classes"
         )
-    return np.ascontiguousarray(labels)
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def as_parameter(name, value, live):
@@ -127,25 +145,87 @@ def as_parameter(name, value, live):
         raise ValueError(f"{name} has shape {arr.shape}, expected {live.shape}")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-    with np.errstate(over="ignore"):  # too large for live's dtype: reported below
-        arr = arr.astype(live.dtype)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values (in {live.dtype})")
-    return arr
+    return _finite_as(arr, live.dtype, name, "").copy()
+
+
+# Scalar parameters. One form for every message: "<name> must be <what>; got <value>".
+# numbers.Real / numbers.Integral admit NumPy scalars; bool is never a number here.
+
+
+def _interval(low, high, low_open, high_open):
+    """The wanted range in words: "> 0", ">= 1", "in [0, 1)", "<= 5"."""
+    if high is None:
+        return f"{'>' if low_open else '>='} {low:g}" if low is not None else ""
+    if low is None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def _in_interval(value, low, high, low_open, high_open):
+    above = low is None or (value > low if low_open else value >= low)
+    below = high is None or (value < high if high_open else value <= high)
+    return above and below
+
+
+def _shown(value, limit=80):
+    """repr(value), shortened: errors quote what they were given, not all of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_real(name, value, low=None, high=None, low_open=False, high_open=False, allow_none=False):
+    """value as a finite float in the interval, or ValueError naming it.
+
+    low/high : bounds (None: unbounded); *_open : whether the bound is excluded.
+    """
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    ok = ok and math.isfinite(value) and _in_interval(value, low, high, low_open, high_open)
+    if not ok:
+        wanted = _interval(low, high, low_open, high_open)
+        raise ValueError(
+            f"{name} must be a number{' ' + wanted if wanted else ''}; got {_shown(value)}"
+        )
+    return float(value)
+
+
+def check_int(name, value, low=None, high=None, allow_none=False):
+    """value as an int in [low, high], or ValueError naming it."""
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    if not (ok and _in_interval(value, low, high, False, False)):
+        wanted = _interval(low, high, False, False)
+        raise ValueError(
+            f"{name} must be an integer{' ' + wanted if wanted else ''}; got {_shown(value)}"
+        )
+    return int(value)
+
+
+def check_option(name, value, options):
+    """value if it is one of options (strings), or ValueError listing them."""
+    if not isinstance(value, str) or value not in options:
+        listed = ", ".join(repr(option) for option in options)
+        raise ValueError(f"{name} must be one of {listed}; got {_shown(value)}")
+    return value
+
+
+def check_bool(name, value):
+    """value as a bool (True/False, NumPy bools, or the integers 0 and 1)."""
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, numbers.Integral) and value in (0, 1)
+    ):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False; got {_shown(value)}")
 
 
 def positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return check_int(name, value, low=1, allow_none=allow_none)
 
 
 def non_negative_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
+    return check_int(name, value, low=0)
 
 
 def as_sample_weight(
@@ -163,17 +243,14 @@ def as_sample_weight(
     weights = None
     if sample_weight is not None:
         weights = np.asarray(sample_weight)
-        if (
-            weights.dtype == object
-            or not np.issubdtype(weights.dtype, np.number)
-            or weights.shape != (n,)
-        ):
+        _real_array(weights, name)
+        if weights.shape != (n,):
             raise ValueError(
                 f"{name} must be {n} numbers, one per sample, got "
                 f"{weights.dtype} array of shape {weights.shape}"
             )
         if not np.isfinite(weights).all() or (weights < 0).any():
-            raise ValueError(f"{name} must be finite and >= 0")
+            raise ValueError(f"{name} must be finite and >= 0; got {_shown(weights)}")
         weights = weights.astype(np.float64)
     if class_weight is not None:
         if not loss_spec.classification:
@@ -198,14 +275,10 @@ def as_sample_weight(
             )
         table = np.ones(int(classes.max()) + 1 if len(classes) else 1)
         for label, weight in class_weight.items():
-            if isinstance(label, bool) or not isinstance(label, numbers.Integral) or label < 0:
-                raise ValueError(f"class_weight keys must be class indices >= 0, got {label!r}")
-            if not (isinstance(weight, numbers.Real) and np.isfinite(weight) and weight >= 0):
-                raise ValueError(
-                    f"class_weight[{label}] must be a finite number >= 0, got {weight!r}"
-                )
+            label = check_int("a class_weight key (a class index)", label, low=0)
+            weight = check_real(f"class_weight[{label}]", weight, low=0)
             if label < len(table):
                 table[label] = weight
         per_class = table[classes]
         weights = per_class if weights is None else weights * per_class
-    return None if weights is None else np.ascontiguousarray(weights, dtype=dtype)
+    return None if weights is None else _finite_as(weights, dtype, name, "")

@@ -114,7 +114,7 @@ def test_npz_regression_in_the_targets_own_units(tmp_path, capsys):
         (["train", "--data", "missing.csv"], "no data file"),
         (["train", "--data", "DATA.csv", "--target", "nope"], "has no column 'nope'"),
         (["train", "--activation", "swish"], "invalid choice"),
-        (["train", "--epochs", "0"], "must be a positive integer"),
+        (["train", "--epochs", "0"], "must be an integer >= 1"),
         (["train", "--layers", "12,x"], "invalid literal"),
         (["predict", "missing.npz", "--data", "DATA.csv"], "no model file"),
         (["predict", "DATA.csv", "--data", "DATA.csv"], "not a readable fastbp model file"),

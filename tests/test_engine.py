@@ -126,5 +126,5 @@ def test_thread_limit_gives_the_same_weights():
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
 def test_bad_n_threads(bad):
-    with pytest.raises(ValueError, match="n_threads must be a positive integer"):
+    with pytest.raises(ValueError, match="n_threads must be an integer >= 1"):
         mlp(n_threads=bad)

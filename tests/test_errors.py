@@ -69,9 +69,9 @@ def test_array_likes_are_accepted(backend):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"epochs": -1}, "epochs must be a non-negative integer"),
-        ({"batch_size": 0}, "batch_size must be a positive integer"),
-        ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+        ({"epochs": -1}, "epochs must be an integer >= 0"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"batch_size": 2.5}, "batch_size must be an integer >= 1"),
         ({"validation_data": ([[1, 2, 3, 4]],)}, "validation_data must be a pair"),
     ],
 )
@@ -85,18 +85,18 @@ def test_bad_fit_arguments(kwargs, match):
 @pytest.mark.parametrize(
     "build, match",
     [
-        (lambda: fb.Dense(0), "units must be a positive integer"),
+        (lambda: fb.Dense(0), "units must be an integer >= 1"),
         (lambda: fb.Dense(3, activation="swishy"), "unknown activation 'swishy'; expected one of"),
         (lambda: fb.Dense(3, kernel_initializer="ones"), "unknown initializer"),
         (lambda: fb.Sequential([fb.Dense(2, input_dim=2)], loss="hinge"), "unknown loss 'hinge'"),
         (lambda: fb.Sequential([fb.Dense(2, input_dim=2)], optimizer="lbfgs"), "unknown optimizer"),
         (
             lambda: fb.Sequential([fb.Dense(2, input_dim=2)], dtype="float16"),
-            "float32' or 'float64",
+            "float32', 'float64",
         ),
         (lambda: fb.Sequential([fb.Dense(2, input_dim=2)], backend="gpu"), "unknown backend"),
-        (lambda: fb.SGD(lr=0), "lr must be a finite number > 0"),
-        (lambda: fb.SGD(lr=0.1, weight_decay=-1), "weight_decay must be a finite number >= 0"),
+        (lambda: fb.SGD(lr=0), "lr must be a number > 0; got 0"),
+        (lambda: fb.SGD(lr=0.1, weight_decay=-1), "weight_decay must be a number >= 0; got -1"),
         (
             lambda: fb.Sequential(
                 [fb.Dense(3, activation="relu", input_dim=2)], loss="softmax_cross_entropy"

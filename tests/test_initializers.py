@@ -29,7 +29,7 @@ def test_constant_and_zeros():
     rng = np.random.default_rng(0)
     assert (initializers.get("zeros")(rng, 3, 2) == 0).all()
     assert (initializers.Constant(0.5)(rng, 3, 2) == 0.5).all()
-    with pytest.raises(ValueError, match="value must be a finite number"):
+    with pytest.raises(ValueError, match="value must be a number; got nan"):
         initializers.Constant(float("nan"))
 
 

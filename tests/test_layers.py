@@ -400,7 +400,11 @@ def test_summary_and_parameter_count():
 @pytest.mark.parametrize(
     "make, error, match",
     [
-        (lambda: fb.Maxout(4, pieces=1), ValueError, "pieces must be at least 2"),
+        (
+            lambda: fb.Maxout(4, pieces=1),
+            ValueError,
+            "pieces must be an integer >= 2; got 1; a maxout unit of one piece",
+        ),
         (lambda: fb.Dense(4, activation="maxout"), ValueError, r"fastbp.Maxout\(units, pieces=k\)"),
         (lambda: fb.Activation("maxout"), ValueError, "is a layer, not an activation"),
         (
@@ -432,9 +436,13 @@ def test_summary_and_parameter_count():
             TypeError,
             "layers must be one of",
         ),
-        (lambda: fb.PReLU(initial_slope=float("nan")), ValueError, "finite number"),
-        (lambda: fb.PReLU("x"), ValueError, "initial_slope must be a finite number, got 'x'"),
-        (lambda: fb.Activation("elu", alpha=-1), ValueError, "alpha must be a finite number >= 0"),
+        (lambda: fb.PReLU(initial_slope=float("nan")), ValueError, "must be a number; got nan"),
+        (lambda: fb.PReLU("x"), ValueError, "initial_slope must be a number; got 'x'"),
+        (
+            lambda: fb.Activation("elu", alpha=-1),
+            ValueError,
+            "alpha must be a number >= 0; got -1; pass e.g. alpha=1.0",
+        ),
     ],
 )
 def test_bad_layer_configurations(make, error, match):

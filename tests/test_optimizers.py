@@ -169,13 +169,13 @@ def test_optimizer_state_survives_save_and_load(tmp_path, opt):
 @pytest.mark.parametrize(
     "build, match",
     [
-        (lambda: fb.SGD(momentum=1.0), r"momentum must be a finite number in \[0, 1\)"),
+        (lambda: fb.SGD(momentum=1.0), r"momentum must be a number in \[0, 1\); got 1.0"),
         (lambda: fb.SGD(nesterov=True), "nesterov=True needs momentum > 0"),
         (lambda: fb.Adam(beta2=1.5), "beta2"),
-        (lambda: fb.RMSProp(eps=0), "eps must be a finite number > 0"),
+        (lambda: fb.RMSProp(eps=0), "eps must be a number > 0; got 0"),
         (lambda: fb.SGD(clipnorm=-1), "clipnorm"),
         (lambda: fb.SGD(schedule="cosine"), "schedule must be None or a schedule"),
-        (lambda: schedules.StepDecay(step_size=0), "step_size must be a positive integer"),
+        (lambda: schedules.StepDecay(step_size=0), "step_size must be an integer >= 1"),
     ],
 )
 def test_bad_optimizer_settings(build, match):

@@ -93,7 +93,7 @@ def test_unchanged_agreement_does_not_touch_blas(fakes):
 
 
 def test_bad_request_is_refused(fakes):
-    with pytest.raises(ValueError, match="n_threads must be a positive integer"), threads.limit(0):
+    with pytest.raises(ValueError, match="n_threads must be an integer >= 1"), threads.limit(0):
         pass
     assert counts(fakes) == [7, 5]
 

@@ -122,8 +122,11 @@ def test_unit_weights_change_nothing(backend):
         ({"sample_weight": -np.ones(24)}, "finite and >= 0"),
         ({"sample_weight": np.full(24, np.nan)}, "finite and >= 0"),
         ({"class_weight": [1, 2]}, "must be a dict"),
-        ({"class_weight": {-1: 2.0}}, "class indices >= 0"),
-        ({"class_weight": {0: -2.0}}, "finite number >= 0"),
+        (
+            {"class_weight": {-1: 2.0}},
+            "class_weight key \\(a class index\\) must be an integer >= 0; got -1",
+        ),
+        ({"class_weight": {0: -2.0}}, r"class_weight\[0\] must be a number >= 0; got -2.0"),
     ],
 )
 def test_bad_weights(kwargs, match):
