@@ -4,21 +4,34 @@ Each callback's on_epoch_end(epoch, logs, model) sees the epoch's figures (the
 History entries); setting model.stop_training ends the fit after that epoch.
 """
 
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from fastbp.model import Sequential
+
 
 class History:
     """history : dict mapping metric names ("loss", "accuracy", "val_loss", ...) to
     one value per epoch; epoch : the epoch indices run."""
 
-    def __init__(self):
+    history: dict[str, list[float]]
+    epoch: list[int]
+
+    def __init__(self) -> None:
         self.history = {}
         self.epoch = []
 
-    def append(self, epoch, logs):
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
         self.epoch.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"History(epochs={len(self.epoch)}, metrics={sorted(self.history)})"
 
 
@@ -29,16 +42,16 @@ class Callback:
     (see History); raise ValueError there if the callback cannot work with them.
     on_train_end runs however fit ends: normally, on an error or on Ctrl-C."""
 
-    def check(self, recorded):
+    def check(self, recorded: Collection[str]) -> None:
         pass
 
-    def on_train_begin(self, model):
+    def on_train_begin(self, model: Sequential) -> None:
         pass
 
-    def on_epoch_end(self, epoch, logs, model):
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], model: Sequential) -> None:
         pass
 
-    def on_train_end(self, model):
+    def on_train_end(self, model: Sequential) -> None:
         pass
 
 
@@ -46,7 +59,10 @@ class _Monitor(Callback):
     """Tracks the best value of one history metric: lower is better for losses,
     higher for accuracies (mode "auto"), or as mode "min"/"max" says."""
 
-    def __init__(self, monitor, min_delta, mode):
+    best: float | None
+    wait: int
+
+    def __init__(self, monitor: str, min_delta: float, mode: str) -> None:
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
         if not min_delta >= 0:
@@ -54,7 +70,7 @@ class _Monitor(Callback):
         self.monitor, self.min_delta = monitor, float(min_delta)
         self.sign = 1.0 if (mode == "max" or (mode == "auto" and "acc" in monitor)) else -1.0
 
-    def check(self, recorded):
+    def check(self, recorded: Collection[str]) -> None:
         if self.monitor not in recorded:
             raise ValueError(
                 f"{type(self).__name__} monitors {self.monitor!r}, which this fit "
@@ -62,10 +78,10 @@ class _Monitor(Callback):
                 "validation_data=... or monitor another metric"
             )
 
-    def _reset(self):
+    def _reset(self) -> None:
         self.best, self.wait = None, 0
 
-    def _improved(self, logs):
+    def _improved(self, logs: dict[str, float]) -> bool:
         if self.monitor not in logs:
             raise ValueError(
                 f"{type(self).__name__} monitors {self.monitor!r}, which this fit "
@@ -84,20 +100,28 @@ class EarlyStopping(_Monitor):
     """Stop when `monitor` has not improved by more than min_delta for `patience`
     epochs; with restore_best_weights, end with the parameters of the best epoch."""
 
+    best_weights: list[np.ndarray] | None
+    stopped_epoch: int | None
+
     def __init__(
-        self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto", restore_best_weights=True
-    ):
+        self,
+        monitor: str = "val_loss",
+        patience: int = 5,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        restore_best_weights: bool = True,
+    ) -> None:
         super().__init__(monitor, min_delta, mode)
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
         self.patience, self.restore_best_weights = patience, restore_best_weights
         self.best_weights = self.stopped_epoch = None
 
-    def on_train_begin(self, model):
+    def on_train_begin(self, model: Sequential) -> None:
         self._reset()
         self.best_weights = self.stopped_epoch = None
 
-    def on_epoch_end(self, epoch, logs, model):
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], model: Sequential) -> None:
         if self._improved(logs):
             if self.restore_best_weights:
                 self.best_weights = model.get_weights()
@@ -105,7 +129,7 @@ class EarlyStopping(_Monitor):
             self.stopped_epoch = epoch
             model.stop_training = True
 
-    def on_train_end(self, model):
+    def on_train_end(self, model: Sequential) -> None:
         if self.restore_best_weights and self.best_weights is not None:
             model.set_weights(self.best_weights)
 
@@ -115,8 +139,14 @@ class ReduceLROnPlateau(_Monitor):
     `monitor` has not improved by more than min_delta for `patience` epochs."""
 
     def __init__(
-        self, monitor="val_loss", factor=0.1, patience=5, min_delta=0.0, mode="auto", min_lr=0.0
-    ):
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 5,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        min_lr: float = 0.0,
+    ) -> None:
         super().__init__(monitor, min_delta, mode)
         if not 0 < factor < 1:
             raise ValueError(f"factor must lie in (0, 1), got {factor!r}")
@@ -124,10 +154,10 @@ class ReduceLROnPlateau(_Monitor):
             raise ValueError(f"patience must be a positive integer, got {patience!r}")
         self.factor, self.patience, self.min_lr = float(factor), patience, float(min_lr)
 
-    def on_train_begin(self, model):
+    def on_train_begin(self, model: Sequential) -> None:
         self._reset()
 
-    def on_epoch_end(self, epoch, logs, model):
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], model: Sequential) -> None:
         if not self._improved(logs) and self.wait >= self.patience:
             model.optimizer.lr = max(self.min_lr, model.optimizer.lr * self.factor)
             self.wait = 0
