@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numbers
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -114,6 +114,12 @@ class Layer:
         state.pop("_model", None)
         return state
 
+    @overload
+    def output_dim(self, input_dim: int) -> int: ...
+
+    @overload
+    def output_dim(self, input_dim: int | None) -> int | None: ...
+
     def output_dim(self, input_dim: int | None) -> int | None:
         """d_out for inputs of input_dim features (None when input_dim is None)."""
         return input_dim
@@ -128,6 +134,10 @@ class Layer:
     def count_params(self, input_dim: int) -> int:
         """How many numbers the parameters hold for inputs of input_dim features."""
         return 0
+
+    def get_config(self) -> dict[str, Any]:
+        """A JSON-ready record of the layer (with "class"); from_config reverses it."""
+        raise NotImplementedError
 
     @property
     def output_activation(self) -> str | None:
