@@ -18,6 +18,7 @@ Maxout is a layer, not an activation: it needs weights of its own (fastbp.Maxout
 
 import numbers
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class Activation:
         return self.spec.code
 
     def get_config(self):
-        config = {"name": self.spec.name}
+        config: dict[str, Any] = {"name": self.spec.name}
         if self.spec.param_name is not None:
             config[self.spec.param_name] = self.param
         return config
