@@ -17,6 +17,7 @@ Maxout is a layer, not an activation: it needs weights of its own (fastbp.Maxout
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastbp.validation import check_real
 
@@ -55,7 +56,7 @@ class Activation:
         return self.spec.code
 
     def get_config(self):
-        config = {"name": self.spec.name}
+        config: dict[str, Any] = {"name": self.spec.name}
         if self.spec.param_name is not None:
             config[self.spec.param_name] = self.param
         return config

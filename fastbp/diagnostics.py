@@ -15,9 +15,17 @@ Each alarming reading is warned about once per fit. The cost is one forward pass
 one gradient computation on the sample per epoch, so it is off by default.
 """
 
+from __future__ import annotations
+
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from fastbp.model import Sequential
+    from fastbp.plan import Plan
 
 SAMPLE_ROWS = 2048
 SATURATED_ROWS = 0.95
@@ -29,7 +37,7 @@ class TrainingHealthWarning(UserWarning):
     """A diagnostic reading that suggests training is going wrong."""
 
 
-def _saturated(name, A):
+def _saturated(name: str, A: np.ndarray) -> NDArray[np.bool_]:
     if name == "sigmoid":
         return (A < 0.01) | (A > 0.99)
     return np.abs(A) > 0.99
@@ -38,7 +46,7 @@ def _saturated(name, A):
 SQUASHING = ("sigmoid", "tanh")
 
 
-def reading_names(plan):
+def reading_names(plan: Plan) -> list[str]:
     """The names measure() returns for a model with this plan."""
     hidden = [node.activation for node in plan.nodes[:-1]]
     weighted = [node for node in plan.nodes if node.traits.affine]
@@ -50,7 +58,7 @@ def reading_names(plan):
     )
 
 
-def measure(model, X, y, loss_code):
+def measure(model: Sequential, X: np.ndarray, y: np.ndarray, loss_code: int) -> dict[str, float]:
     """Diagnostics of model on (X, y), a sample of the training data, as a dict."""
     backend, plan = model._backend, model._plan
     backend.forward(X)
@@ -83,10 +91,10 @@ def measure(model, X, y, loss_code):
 class Alarms:
     """Warns once per kind of alarming reading."""
 
-    def __init__(self):
-        self.raised = set()
+    def __init__(self) -> None:
+        self.raised: set[str] = set()
 
-    def check(self, epoch, logs):
+    def check(self, epoch: int, logs: dict[str, float]) -> None:
         n_layers = sum(key.startswith("grad_norm_") for key in logs)
         first, last = logs.get("grad_norm_1", 0.0), logs.get(f"grad_norm_{n_layers}", 0.0)
         readings = {

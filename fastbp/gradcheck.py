@@ -8,9 +8,16 @@ entry checked. The error of an array is max |analytic - numeric| divided by the
 largest magnitude of either, so entries that are zero in both do not blow it up.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from fastbp.model import Sequential
 
 from fastbp.validation import check_real
 
@@ -30,19 +37,19 @@ class GradcheckResult:
     """checks : list of ArrayCheck; threshold : the error above which an array
     fails; passed : True when every array is within the threshold."""
 
-    def __init__(self, checks, threshold):
+    def __init__(self, checks: list[ArrayCheck], threshold: float) -> None:
         self.checks = checks
         self.threshold = threshold
         self.passed = all(c.max_rel_error <= threshold for c in checks)
 
     @property
-    def max_rel_error(self):
+    def max_rel_error(self) -> float:
         return max(c.max_rel_error for c in self.checks)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return self.passed
 
-    def __str__(self):
+    def __str__(self) -> str:
         lines = [f"{'layer':>5}  {'array':<5}  {'entries':>7}  {'max rel. error':>14}  verdict"]
         for c in self.checks:
             verdict = "ok" if c.max_rel_error <= self.threshold else "FAIL"
@@ -53,7 +60,15 @@ class GradcheckResult:
         return "\n".join(lines)
 
 
-def gradcheck(model, X, y, eps=1e-6, threshold=1e-6, max_checks_per_array=None, seed=0):
+def gradcheck(
+    model: Sequential,
+    X: ArrayLike,
+    y: ArrayLike,
+    eps: float = 1e-6,
+    threshold: float = 1e-6,
+    max_checks_per_array: int | None = None,
+    seed: int | None = 0,
+) -> GradcheckResult:
     """Check model's backpropagated gradients on (X, y) against centred differences.
 
     X : array of shape (n_samples, n_features); y : targets for the model's loss.
@@ -76,7 +91,7 @@ def gradcheck(model, X, y, eps=1e-6, threshold=1e-6, max_checks_per_array=None, 
     y, loss_code = copy._targets(y, len(X))
     _, analytic = copy.loss_and_gradients(X, y)
 
-    def loss():
+    def loss() -> float:
         # the training loss (L2 term and dropout included) at the frozen step
         return copy._backend.step(X, y, loss_code, copy.optimizer, False, 0.0)[0]
 

@@ -112,7 +112,7 @@ def _live_record(model):
     _check_plain(record)
     _check_rebuildable(record)
     record = json.loads(json.dumps(record))  # a deep copy sharing nothing with the model
-    arrays = {}
+    arrays: dict[str, np.ndarray] = {}
     if model.built:
         arrays.update((f"param_{i}", p) for i, p in enumerate(model._plan.parameters()))
         arrays.update((f"state_{i}", s) for i, s in enumerate(model._plan.optimizer_state()))

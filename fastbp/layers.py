@@ -19,15 +19,30 @@ assigning a parameter (layer.W = array) checks the array and copies it into the
 live weights the engine uses.
 """
 
+from __future__ import annotations
+
 import weakref
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from fastbp import activations, initializers
+from fastbp.initializers import InitializerSpec
 from fastbp.validation import check_int, check_real, positive_int
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
-def _initializer(spec, activation_name):
+    from fastbp.model import Sequential
+
+# what activation= takes: a name (None for the identity) or an Activation
+ActivationSpec = str | activations.Activation | None
+
+
+def _initializer(
+    spec: InitializerSpec | None, activation_name: str | None
+) -> str | initializers.Constant:
     """The kernel initialiser as configured: a name or a Constant (checked now)."""
     if spec is None:
         spec = initializers.default_for(activation_name)
@@ -35,17 +50,17 @@ def _initializer(spec, activation_name):
     return spec if isinstance(spec, str) else initializers.get(spec)
 
 
-def _check_class(cls, config):
+def _check_class(cls: type, config: Any) -> None:
     if not isinstance(config, dict) or config.get("class") != cls.__name__:
         raise ValueError(f"expected a {cls.__name__} layer record, got {config!r}")
 
 
-def _activation_from_config(config):
+def _activation_from_config(config: dict[str, Any]) -> activations.Activation:
     act = dict(config)
     return activations.get(act.pop("name"), **act)
 
 
-def claim(layer, model):
+def claim(layer: Layer, model: Sequential) -> None:
     """Make model the layer's owner; a layer already in another (live) model is
     refused."""
     owner = layer._owner()
@@ -58,7 +73,7 @@ def claim(layer, model):
     layer.__dict__["_model"] = weakref.ref(model)
 
 
-def release(layers, model):
+def release(layers: Iterable[Layer], model: Sequential) -> None:
     """Undo claim for the layers model owns (a model whose construction failed)."""
     for layer in layers:
         if layer._owner() is model:
@@ -69,17 +84,17 @@ class Layer:
     """What every layer has. Subclasses set parameter_names and decayed (the
     names L2 applies to) and fill the parameter attributes in build()."""
 
-    parameter_names = ()
-    decayed = ()
-    input_dim = None  # declared by Dense and Maxout only
+    parameter_names: tuple[str, ...] = ()
+    decayed: tuple[str, ...] = ()
+    input_dim: int | None = None  # declared by Dense and Maxout only
     keeps_width = True  # d_out == d_in
 
-    def _owner(self):
+    def _owner(self) -> Sequential | None:
         """The model this layer belongs to, or None."""
         ref = self.__dict__.get("_model")
         return None if ref is None else ref()
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         model = self._owner()
         if model is not None and model.built and not name.startswith("_"):
             if name in self.parameter_names:
@@ -92,34 +107,44 @@ class Layer:
             )
         object.__setattr__(self, name, value)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         """Copies (copy.deepcopy, pickle) belong to no model."""
         state = dict(self.__dict__)
         state.pop("_model", None)
         return state
 
-    def output_dim(self, input_dim):
+    @overload
+    def output_dim(self, input_dim: int) -> int: ...
+
+    @overload
+    def output_dim(self, input_dim: int | None) -> int | None: ...
+
+    def output_dim(self, input_dim: int | None) -> int | None:
         """d_out for inputs of input_dim features (None when input_dim is None)."""
         return input_dim
 
-    def build(self, input_dim, dtype, rng):
+    def build(self, input_dim: int, dtype: DTypeLike, rng: np.random.Generator) -> None:
         """Create the parameters for input_dim features in dtype, drawing from rng."""
 
-    def parameters(self):
+    def parameters(self) -> list[NDArray[np.floating]]:
         """The parameter arrays, in get_weights order."""
         return [getattr(self, name) for name in self.parameter_names]
 
-    def count_params(self, input_dim):
+    def count_params(self, input_dim: int) -> int:
         """How many numbers the parameters hold for inputs of input_dim features."""
         return 0
 
+    def get_config(self) -> dict[str, Any]:
+        """A JSON-ready record of the layer (with "class"); from_config reverses it."""
+        raise NotImplementedError
+
     @property
-    def output_activation(self):
+    def output_activation(self) -> str | None:
         """The name of what the layer applies last (what the loss sees)."""
         return "identity"
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Layer:
         _check_class(cls, config)
         args = {k: v for k, v in config.items() if k != "class"}
         return cls(**args)
@@ -144,8 +169,17 @@ class Dense(Layer):
 
     decayed = ("W",)
     keeps_width = False
+    W: NDArray[np.floating] | None
+    b: NDArray[np.floating] | None
+    alpha: NDArray[np.floating] | None
 
-    def __init__(self, units, activation=None, input_dim=None, kernel_initializer=None):
+    def __init__(
+        self,
+        units: int,
+        activation: ActivationSpec = None,
+        input_dim: int | None = None,
+        kernel_initializer: InitializerSpec | None = None,
+    ) -> None:
         self.units = positive_int("units", units)
         self.activation = activations.get(activation)
         self.input_dim = positive_int("input_dim", input_dim, allow_none=True)
@@ -153,10 +187,10 @@ class Dense(Layer):
         self.parameter_names = ("W", "b", "alpha") if self.activation.spec.learnable else ("W", "b")
         self.W = self.b = self.alpha = None
 
-    def output_dim(self, input_dim):
+    def output_dim(self, input_dim: int | None) -> int:
         return self.units
 
-    def build(self, input_dim, dtype, rng):
+    def build(self, input_dim: int, dtype: DTypeLike, rng: np.random.Generator) -> None:
         init = initializers.get(self.kernel_initializer)
         self.W = np.ascontiguousarray(init(rng, input_dim, self.units), dtype=dtype)
         self.b = np.zeros(self.units, dtype=dtype)
@@ -164,14 +198,14 @@ class Dense(Layer):
             self.alpha = np.full(self.units, self.activation.param, dtype=dtype)
         self.input_dim = input_dim
 
-    def count_params(self, input_dim):
+    def count_params(self, input_dim: int) -> int:
         return (input_dim + 1 + ("alpha" in self.parameter_names)) * self.units
 
     @property
-    def output_activation(self):
+    def output_activation(self) -> str | None:
         return self.activation.name
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "class": "Dense",
             "units": self.units,
@@ -181,7 +215,7 @@ class Dense(Layer):
         }
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Dense:
         """The layer get_config() described (unbuilt)."""
         _check_class(cls, config)
         return cls(
@@ -191,7 +225,7 @@ class Dense(Layer):
             kernel_initializer=config["kernel_initializer"],
         )
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"Dense({self.units}, activation={self.activation.name!r}, input_dim={self.input_dim})"
         )
@@ -209,8 +243,16 @@ class Maxout(Layer):
     parameter_names = ("W", "b")
     decayed = ("W",)
     keeps_width = False
+    W: NDArray[np.floating] | None
+    b: NDArray[np.floating] | None
 
-    def __init__(self, units, pieces=2, input_dim=None, kernel_initializer=None):
+    def __init__(
+        self,
+        units: int,
+        pieces: int = 2,
+        input_dim: int | None = None,
+        kernel_initializer: InitializerSpec | None = None,
+    ) -> None:
         self.units = positive_int("units", units)
         try:
             self.pieces = check_int("pieces", pieces, low=2)
@@ -222,24 +264,24 @@ class Maxout(Layer):
         self.kernel_initializer = _initializer(kernel_initializer, "maxout")
         self.W = self.b = None
 
-    def output_dim(self, input_dim):
+    def output_dim(self, input_dim: int | None) -> int:
         return self.units
 
-    def build(self, input_dim, dtype, rng):
+    def build(self, input_dim: int, dtype: DTypeLike, rng: np.random.Generator) -> None:
         init = initializers.get(self.kernel_initializer)
         width = self.units * self.pieces
         self.W = np.ascontiguousarray(init(rng, input_dim, width), dtype=dtype)
         self.b = np.zeros(width, dtype=dtype)
         self.input_dim = input_dim
 
-    def count_params(self, input_dim):
+    def count_params(self, input_dim: int) -> int:
         return (input_dim + 1) * self.units * self.pieces
 
     @property
-    def output_activation(self):
+    def output_activation(self) -> str | None:
         return "maxout"
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "class": "Maxout",
             "units": self.units,
@@ -248,7 +290,7 @@ class Maxout(Layer):
             "kernel_initializer": initializers.to_config(self.kernel_initializer),
         }
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Maxout({self.units}, pieces={self.pieces}, input_dim={self.input_dim})"
 
 
@@ -262,25 +304,26 @@ class PReLU(Layer):
     """
 
     parameter_names = ("alpha",)
+    alpha: NDArray[np.floating] | None
 
-    def __init__(self, initial_slope=0.25):
+    def __init__(self, initial_slope: float = 0.25) -> None:
         self.initial_slope = activations.get("prelu", initial_slope=initial_slope).param
         self.alpha = None
 
-    def build(self, input_dim, dtype, rng):
+    def build(self, input_dim: int, dtype: DTypeLike, rng: np.random.Generator) -> None:
         self.alpha = np.full(input_dim, self.initial_slope, dtype=dtype)
 
-    def count_params(self, input_dim):
+    def count_params(self, input_dim: int) -> int:
         return input_dim
 
     @property
-    def output_activation(self):
+    def output_activation(self) -> str | None:
         return "prelu"
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"class": "PReLU", "initial_slope": self.initial_slope}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"PReLU(initial_slope={self.initial_slope})"
 
 
@@ -292,28 +335,28 @@ class Activation(Layer):
         backpropagates through its Jacobian. Activation("prelu") gives a PReLU layer.
     """
 
-    def __new__(cls, activation=None, **params):
+    def __new__(cls, activation: ActivationSpec = None, **params: float) -> Any:
         resolved = activations.get(activation, **params)
         if cls is Activation and resolved.spec.learnable:
             return PReLU(initial_slope=resolved.param)
         return super().__new__(cls)
 
-    def __init__(self, activation=None, **params):
+    def __init__(self, activation: ActivationSpec = None, **params: float) -> None:
         self.activation = activations.get(activation, **params)
 
     @property
-    def output_activation(self):
+    def output_activation(self) -> str | None:
         return self.activation.name
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"class": "Activation", "activation": self.activation.get_config()}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Layer:
         _check_class(cls, config)
         return cls(_activation_from_config(config["activation"]))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         config = self.activation.get_config()
         params = "".join(f", {k}={v!r}" for k, v in config.items() if k != "name")
         return f"Activation({self.activation.name!r}{params})"
@@ -327,24 +370,26 @@ class Dropout(Layer):
     rate : fraction of units dropped, in [0, 1).
     """
 
-    def __init__(self, rate):
+    rate: float
+
+    def __init__(self, rate: float) -> None:
         self.rate = check_real("rate", rate, low=0, high=1, high_open=True)
 
     @property
-    def output_activation(self):
+    def output_activation(self) -> str | None:
         return None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"class": "Dropout", "rate": self.rate}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dropout({self.rate})"
 
 
 LAYERS = {cls.__name__: cls for cls in (Dense, Maxout, Activation, PReLU, Dropout)}
 
 
-def from_config(config):
+def from_config(config: dict[str, Any]) -> Layer:
     """A layer from its get_config() record."""
     if not isinstance(config, dict) or config.get("class") not in LAYERS:
         raise ValueError(f"expected a layer record of class {sorted(LAYERS)}, got {config!r}")

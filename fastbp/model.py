@@ -5,21 +5,30 @@ generator and the optimiser configuration, and hands the math to a backend
 (fastbp/backends) through a plan (fastbp/plan.py).
 """
 
+from __future__ import annotations
+
 import contextlib
 import copy
+import os
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NoReturn
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from fastbp import backends, losses, optimizers, threads
 from fastbp import diagnostics as health
 from fastbp import layers as layer_types
 from fastbp import validation as check
+from fastbp.backends.protocol import Backend, BackendFactory
 from fastbp.callbacks import Callback, History
 from fastbp.concurrency import ReadWriteLock, deferred_interrupts
-from fastbp.layers import Dense, Dropout, Maxout
+from fastbp.layers import Dense, Dropout, Layer, Maxout
+from fastbp.losses import LossSpec
+from fastbp.optimizers import Optimizer
 from fastbp.plan import Plan
 from fastbp.progress import EpochProgress
 
@@ -29,17 +38,17 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 CALL_SECONDS = 0.05
 
 
-def _dtype(dtype):
+def _dtype(dtype: Any) -> np.dtype[Any]:
     name = np.dtype(dtype).name if dtype in (np.float32, np.float64) else dtype
     check.check_option("dtype", name, tuple(DTYPES))
     return np.dtype(DTYPES[name])
 
 
-class LayerList(tuple):
+class LayerList(tuple[Layer, ...]):
     """model.layers: the layers in order, read-only (a built model's layers are
     fixed; add layers with model.add before the first fit/forward)."""
 
-    def _refuse(self, *args, **kwargs):
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError(
             "model.layers cannot be changed in place; add layers with "
             "model.add(layer) before the model is built, or make a new Sequential"
@@ -87,17 +96,30 @@ class Sequential:
     are being changed (fit releases them between chunks of about 50 ms).
     """
 
+    _plan: Plan  # None until built (see built)
+    _backend: Backend  # None until built
+    _layers: list[Layer]
+    _backend_class: BackendFactory
+    _forward_context: tuple[int, int] | None
+    _loss: LossSpec
+    _optimizer: Optimizer
+    _dtype: np.dtype[Any]
+    _n_threads: int | None
+    _epochs_done: int
+    metadata: dict[str, Any]
+    stop_training: bool
+
     def __init__(
         self,
-        layers=(),
-        loss="mse",
-        optimizer=None,
-        dtype="float32",
-        seed=None,
-        backend="cython",
-        n_threads=None,
-    ):
-        self._plan = None
+        layers: Iterable[Layer] = (),
+        loss: str | LossSpec = "mse",
+        optimizer: Optimizer | str | None = None,
+        dtype: DTypeLike = "float32",
+        seed: int | np.random.SeedSequence | None = None,
+        backend: str = "cython",
+        n_threads: int | None = None,
+    ) -> None:
+        self._plan = None  # type: ignore[assignment]
         self._layers = []
         self._train_lock = threading.RLock()  # one training caller at a time
         self._memory = ReadWriteLock()  # inference reads, training writes
@@ -108,7 +130,7 @@ class Sequential:
         self.n_threads = n_threads
         self._backend_class = backends.get(backend)
         self._rng = np.random.default_rng(seed)
-        self._backend = None
+        self._backend = None  # type: ignore[assignment]
         self._forward_context = None  # (thread, rows) of the last forward(), for backward()
         self.metadata = {}  # JSON-ready notes saved with the model
         self.epochs_done = 0  # completed epochs: where learning-rate schedules are
@@ -127,22 +149,22 @@ class Sequential:
     # --- attributes: what may change after build (see the class docstring) ----------
 
     @property
-    def layers(self):
+    def layers(self) -> LayerList:
         return LayerList(self._layers)
 
     @layers.setter
-    def layers(self, value):
+    def layers(self, value: Any) -> NoReturn:
         raise AttributeError(
             "model.layers cannot be replaced; add layers with model.add(layer) "
             "before the model is built, or make a new Sequential"
         )
 
     @property
-    def loss(self):
+    def loss(self) -> LossSpec:
         return self._loss
 
     @loss.setter
-    def loss(self, value):
+    def loss(self, value: str | LossSpec) -> None:
         """Another loss the last layer fits (training calls in other threads finish
         first); the engine's layout does not depend on it."""
         spec = losses.get(value)
@@ -152,11 +174,11 @@ class Sequential:
             self._loss = spec
 
     @property
-    def optimizer(self):
+    def optimizer(self) -> Optimizer:
         return self._optimizer
 
     @optimizer.setter
-    def optimizer(self, value):
+    def optimizer(self, value: Optimizer | str | None) -> None:
         """A new optimiser object starts from fresh state (zero moments, and Adam's
         bias correction counted from now); the same object again changes nothing."""
         opt = optimizers.get(value)
@@ -168,28 +190,28 @@ class Sequential:
             if self.built:
                 self._replan_optimizer()
 
-    def _replan_optimizer(self):
+    def _replan_optimizer(self) -> None:
         self._plan.reset_optimizer(self._optimizer.layout)
         self._backend.invalidate()
 
-    def _sync_layout(self):
+    def _sync_layout(self) -> None:
         """_sync_optimizer for a built model, taking the arrays for itself."""
         if self.built:
             with self._memory.writing():
                 self._sync_optimizer()
 
-    def _sync_optimizer(self):
+    def _sync_optimizer(self) -> None:
         """Before a training call: if the optimiser's layout changed in place (SGD's
         momentum set to or from 0), give it fresh state of the new layout."""
         if self._optimizer.layout != self._plan.optimizer_layout:
             self._replan_optimizer()
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         return self._dtype
 
     @dtype.setter
-    def dtype(self, value):
+    def dtype(self, value: DTypeLike) -> None:
         value = _dtype(value)
         if self.built and value != self._dtype:
             raise AttributeError(
@@ -201,11 +223,11 @@ class Sequential:
         self._dtype = value
 
     @property
-    def backend_name(self):
+    def backend_name(self) -> str:
         return self._backend_name
 
     @backend_name.setter
-    def backend_name(self, value):
+    def backend_name(self, value: Any) -> NoReturn:
         raise AttributeError(
             "backend_name is fixed when the model is made; for another "
             "backend use fb.Sequential.from_config(model.get_config(), "
@@ -213,24 +235,24 @@ class Sequential:
         )
 
     @property
-    def n_threads(self):
+    def n_threads(self) -> int | None:
         return self._n_threads
 
     @n_threads.setter
-    def n_threads(self, value):
+    def n_threads(self, value: int | None) -> None:
         self._n_threads = threads.check(value)
 
     @property
-    def epochs_done(self):
+    def epochs_done(self) -> int:
         return self._epochs_done
 
     @epochs_done.setter
-    def epochs_done(self, value):
+    def epochs_done(self, value: int) -> None:
         self._epochs_done = check.non_negative_int("epochs_done", value)
 
     # --- construction ---------------------------------------------------------------
 
-    def add(self, layer):
+    def add(self, layer: Layer) -> None:
         """Append a layer (before the model is built). A layer belongs to one model:
         one that is already in another model is refused (its arrays are that
         model's weights); pass a new layer, or copy.deepcopy(layer)."""
@@ -253,10 +275,10 @@ class Sequential:
         self._layers.append(layer)
 
     @property
-    def built(self):
+    def built(self) -> bool:
         return self._plan is not None
 
-    def _declared_input_dim(self):
+    def _declared_input_dim(self) -> Any:  # int | None (Any: build() follows a None check)
         """The model's input width as its layers declare it: the input_dim of the
         first layer that has one, if only width-keeping layers come before it."""
         for layer in self.layers:
@@ -266,13 +288,13 @@ class Sequential:
                 return None
         return None
 
-    def build(self, input_dim):
+    def build(self, input_dim: int) -> None:
         """Create every parameter for inputs of input_dim features."""
         input_dim = check.positive_int("input_dim", input_dim)
         with self._train_lock, self._memory.writing():
             self._build(input_dim)
 
-    def _build(self, input_dim):
+    def _build(self, input_dim: int) -> None:
         if self.built:
             if input_dim != self.input_dim:
                 raise ValueError(
@@ -301,10 +323,10 @@ class Sequential:
         self._backend = self._backend_class(plan)
         self._plan = plan
 
-    def _has(self, *kinds):
+    def _has(self, *kinds: type[Layer]) -> bool:
         return any(isinstance(layer, kinds) for layer in self.layers)
 
-    def _check_loss_fits(self, loss=None):
+    def _check_loss_fits(self, loss: LossSpec | None = None) -> None:
         """The layers must learn something and end in what the loss (by default the
         model's) expects."""
         loss = self.loss if loss is None else loss
@@ -338,11 +360,11 @@ class Sequential:
             )
 
     @property
-    def input_dim(self):
+    def input_dim(self) -> int | None:
         return self._plan.input_dim if self.built else None
 
     @property
-    def output_dim(self):
+    def output_dim(self) -> int | None:
         """Outputs per sample: the units of the last Dense or Maxout layer (the
         layers after it keep the width)."""
         d = None
@@ -351,21 +373,21 @@ class Sequential:
         return d
 
     @property
-    def _outputs_softmax(self):
+    def _outputs_softmax(self) -> bool:
         """The last layer applies a softmax (so outputs are probabilities already)."""
         return self.layers[-1].output_activation == "softmax"
 
     # --- data -----------------------------------------------------------------------
 
-    def _features(self, X, name="X"):
+    def _features(self, X: ArrayLike, name: str = "X") -> NDArray[np.floating]:
         return check.as_features(X, self.dtype, self.input_dim, name=name)
 
-    def _targets(self, y, n_samples, name="y"):
+    def _targets(self, y: ArrayLike, n_samples: int, name: str = "y") -> tuple[np.ndarray, int]:
         if not self.layers:
             raise ValueError("the model has no layers")
         return check.as_targets(y, n_samples, self.loss, self.output_dim, self.dtype, name=name)
 
-    def _ready(self, X):
+    def _ready(self, X: np.ndarray) -> None:
         """Build from X's width on first use."""
         if not self.built:
             self.build(X.shape[1])
@@ -377,7 +399,7 @@ class Sequential:
             )
 
     @contextlib.contextmanager
-    def _training(self):
+    def _training(self) -> Iterator[None]:
         """The model for one training call: other training callers wait, and so
         does inference while the arrays change (both released however it ends)."""
         with self._train_lock, self._memory.writing():
@@ -387,19 +409,19 @@ class Sequential:
 
     def fit(
         self,
-        X,
-        y,
-        epochs=1,
-        batch_size=32,
-        shuffle=True,
-        validation_data=None,
-        verbose=1,
-        diagnostics=False,
-        on_divergence="raise",
-        callbacks=(),
-        sample_weight=None,
-        class_weight=None,
-    ):
+        X: ArrayLike,
+        y: ArrayLike,
+        epochs: int = 1,
+        batch_size: int | None = 32,
+        shuffle: bool = True,
+        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        verbose: int = 1,
+        diagnostics: bool = False,
+        on_divergence: str = "raise",
+        callbacks: Iterable[Callback] = (),
+        sample_weight: ArrayLike | None = None,
+        class_weight: Mapping[Any, float] | None = None,
+    ) -> History:
         """Train with mini-batch gradient descent; returns a History.
 
         X : (n_samples, n_features); y : targets (see the loss).
@@ -504,7 +526,7 @@ class Sequential:
                     callback.on_train_end(self)
         return history
 
-    def _recorded_metrics(self, validation, diagnostics):
+    def _recorded_metrics(self, validation: bool, diagnostics: bool) -> list[str]:
         """The names fit's logs will hold, for the callbacks' check."""
         names = ["loss"] + (["accuracy"] if self.loss.classification else [])
         if validation:
@@ -514,8 +536,17 @@ class Sequential:
         return names
 
     def _fit_epoch(
-        self, epoch, X, y, weights, shuffle, batch_size, loss_code, progress, on_divergence
-    ):
+        self,
+        epoch: int,
+        X: NDArray[np.floating],
+        y: np.ndarray,
+        weights: NDArray[np.floating] | None,
+        shuffle: bool,
+        batch_size: int,
+        loss_code: int,
+        progress: EpochProgress | None,
+        on_divergence: str,
+    ) -> dict[str, float] | None:
         """One epoch, all or nothing: its logs ({"loss", "accuracy"}), or None when
         it diverged and on_divergence is "stop"; epochs_done counts it."""
         n = len(X)
@@ -552,7 +583,16 @@ class Sequential:
             logs["accuracy"] = n_correct / (n * self._outputs_per_sample(loss_code))
         return logs
 
-    def _run_epoch(self, X, y, weights, order, batch_size, loss_code, progress):
+    def _run_epoch(
+        self,
+        X: NDArray[np.floating],
+        y: np.ndarray,
+        weights: NDArray[np.floating] | None,
+        order: NDArray[np.int64],
+        batch_size: int,
+        loss_code: int,
+        progress: EpochProgress | None,
+    ) -> tuple[float, int, int]:
         """One epoch of SGD in `order`: (sum of batch_rows * batch_loss, n_correct, n_seen).
 
         It runs as several backend calls, each a whole number of batches lasting
@@ -583,11 +623,14 @@ class Sequential:
             batches_per_call = max(1, min(int(batches_per_call * min(growth, 4.0)), 1 << 20))
         return total, n_correct, n_seen
 
-    def _outputs_per_sample(self, loss_code):
+    def _outputs_per_sample(self, loss_code: int) -> int:
         """Accuracy counts one decision per sample, or one per output for sigmoid outputs."""
+        assert self.output_dim is not None
         return self.output_dim if loss_code == losses.SIGMOID_BCE else 1
 
-    def train_step(self, X, y, sample_weight=None):
+    def train_step(
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+    ) -> float:
         """One optimiser step on one batch; returns its loss (before the step).
 
         Each call validates X and y and keeps a copy of the training state to undo
@@ -621,7 +664,7 @@ class Sequential:
                 )
         return float(loss)
 
-    def _check_finite(self):
+    def _check_finite(self) -> None:
         """Training starts only from finite weights and optimiser state (an array
         changed in place may hold NaN)."""
         broken = self._plan.nonfinite()
@@ -632,7 +675,7 @@ class Sequential:
                 "fresh optimiser: model.optimizer = ...)"
             )
 
-    def _checkpoint(self):
+    def _checkpoint(self) -> tuple[list[np.ndarray], Mapping[str, Any], int]:
         """A copy of everything training changes: the plan's training state, the
         random generator and epochs_done."""
         return (
@@ -641,7 +684,7 @@ class Sequential:
             self.epochs_done,
         )
 
-    def _restore(self, checkpoint):
+    def _restore(self, checkpoint: tuple[list[np.ndarray], Mapping[str, Any], int]) -> None:
         """Put a _checkpoint back, with Ctrl-C held until it is whole."""
         arrays, rng_state, epochs_done = checkpoint
         with deferred_interrupts(), self._memory.writing():
@@ -650,7 +693,9 @@ class Sequential:
             self._rng.bit_generator.state = rng_state
             self._epochs_done = epochs_done
 
-    def loss_and_gradients(self, X, y, sample_weight=None):
+    def loss_and_gradients(
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+    ) -> tuple[float, list[NDArray[np.floating]]]:
         """The loss on (X, y), L2 term included (and samples weighted by
         sample_weight), and its gradient with respect to every parameter, as copies
         aligned with get_weights()."""
@@ -667,7 +712,7 @@ class Sequential:
 
     # --- inference --------------------------------------------------------------------
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[Any]:
         """Class indices (n_samples,) for classification losses (0/1 of shape
         (n_samples, n_outputs) for several sigmoid outputs); outputs otherwise."""
         out = self._outputs(X)
@@ -678,7 +723,7 @@ class Sequential:
             return labels[:, 0] if labels.shape[1] == 1 else labels
         return out
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
         """Class probabilities (n_samples, n_outputs) for classification losses."""
         if not self.loss.classification:
             raise ValueError(
@@ -691,13 +736,15 @@ class Sequential:
             out /= out.sum(axis=1, keepdims=True)
         return out
 
-    def _outputs(self, X):
+    def _outputs(self, X: ArrayLike) -> NDArray[np.floating]:
         X = self._features(X)
         self._ready(X)
         with self._memory.reading(), threads.limit(self.n_threads):
             return self._backend.predict(X)
 
-    def evaluate(self, X, y, sample_weight=None):
+    def evaluate(
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+    ) -> dict[str, float]:
         """{"loss": mean (weighted) loss plus the L2 term, "accuracy": ... for
         classification (unweighted)}."""
         X = self._features(X)
@@ -706,7 +753,13 @@ class Sequential:
         self._ready(X)
         return self._evaluate(X, y, loss_code, weights)
 
-    def _evaluate(self, X, y, loss_code, weights=None):
+    def _evaluate(
+        self,
+        X: NDArray[np.floating],
+        y: np.ndarray,
+        loss_code: int,
+        weights: NDArray[np.floating] | None = None,
+    ) -> dict[str, float]:
         with self._memory.reading():
             with threads.limit(self.n_threads):
                 total, n_correct = self._backend.loss_sum(X, y, loss_code, weights)
@@ -715,7 +768,7 @@ class Sequential:
             result["accuracy"] = n_correct / (len(X) * self._outputs_per_sample(loss_code))
         return result
 
-    def _l2_term(self):
+    def _l2_term(self) -> float:
         decay = self.optimizer.l2
         if not decay:
             return 0.0
@@ -729,7 +782,7 @@ class Sequential:
 
     # --- your own loss ------------------------------------------------------------------
 
-    def forward(self, X, training=False):
+    def forward(self, X: ArrayLike, training: bool = False) -> NDArray[np.floating]:
         """The last layer's output (n_samples, n_outputs): what it computes (logits
         for a softmax loss whose last layer has no activation, probabilities when
         it applies the softmax). Keeps what backward needs, for the calling
@@ -743,7 +796,7 @@ class Sequential:
             self._forward_context = (threading.get_ident(), len(X))
         return out
 
-    def backward(self, dout):
+    def backward(self, dout: ArrayLike) -> NDArray[np.floating]:
         """Backpropagate dout = dL/d(output of forward), shape (n_samples, n_outputs),
         through the last forward pass. Stores every parameter gradient (see
         get_gradients) and returns dL/dX (n_samples, n_features)."""
@@ -766,7 +819,7 @@ class Sequential:
             with threads.limit(self.n_threads):
                 return np.array(self._backend.backward(dout, need_dX=True))
 
-    def get_gradients(self):
+    def get_gradients(self) -> list[NDArray[np.floating]]:
         """Copies of the gradients from the last backward/loss_and_gradients, aligned
         with get_weights()."""
         self._require_built()
@@ -775,7 +828,7 @@ class Sequential:
 
     # --- parameters ---------------------------------------------------------------------
 
-    def _require_built(self):
+    def _require_built(self) -> None:
         if not self.built and self.layers and self._declared_input_dim() is not None:
             self.build(self._declared_input_dim())
         if not self.built:
@@ -784,7 +837,7 @@ class Sequential:
                 "or call fit/forward/build first"
             )
 
-    def get_weights(self):
+    def get_weights(self) -> list[NDArray[np.floating]]:
         """Copies of every parameter array, layer by layer in the order of
         weight_names(): W (d_in, d_out) and b (d_out,) for Dense (plus alpha (d_out,)
         with prelu), W (d_in, units * pieces) and b for Maxout, alpha for PReLU."""
@@ -792,7 +845,7 @@ class Sequential:
         with self._memory.reading():
             return [p.copy() for p in self._plan.parameters()]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Iterable[ArrayLike]) -> None:
         """Replace every parameter; weights as returned by get_weights(). All are
         checked before any is changed."""
         self._require_built()
@@ -812,7 +865,7 @@ class Sequential:
             for new, old in zip(converted, params):
                 old[...] = new
 
-    def _set_parameter(self, live, value, name):
+    def _set_parameter(self, live: np.ndarray, value: ArrayLike, name: str) -> None:
         """layer.W = value on a built layer: value is checked, then copied into the
         live array (shape and dtype stay)."""
         new = check.as_parameter(name, value, live)
@@ -820,7 +873,7 @@ class Sequential:
             self._forward_context = None
             live[...] = new
 
-    def weight_names(self):
+    def weight_names(self) -> list[str]:
         """Names of get_weights()'s arrays: "W1", "b1", "alpha2", ... (name and 1-based
         layer number)."""
         self._require_built()
@@ -828,7 +881,7 @@ class Sequential:
 
     # --- configuration, files, summary -------------------------------------------------
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """A JSON-ready description of the model (not its weights)."""
         return {
             "layers": [layer.get_config() for layer in self.layers],
@@ -841,7 +894,7 @@ class Sequential:
         }
 
     @classmethod
-    def from_config(cls, config, backend=None):
+    def from_config(cls, config: Mapping[str, Any], backend: str | None = None) -> Sequential:
         """A new model from get_config(), built (freshly initialised) if the input
         width is known. backend overrides the configured one."""
         layers = [layer_types.from_config(c) for c in config["layers"]]
@@ -857,7 +910,7 @@ class Sequential:
             model.build(config["input_dim"])
         return model
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model to one .npz file (see fastbp.io); atomic. Training from
         other threads waits while it is written."""
         from fastbp import io
@@ -868,7 +921,7 @@ class Sequential:
             with self._memory.reading():
                 io.save(self, path)
 
-    def summary(self, print_fn=print):
+    def summary(self, print_fn: Callable[[str], object] = print) -> None:
         """Print a table of the layers: output shape, parameter count, totals."""
         rows = [("layer", "output shape", "parameters")]
         total, d_in = 0, self.input_dim if self.built else self._declared_input_dim()
@@ -905,18 +958,18 @@ class Sequential:
             f"{self.backend_name} backend"
         )
 
-    def count_params(self):
+    def count_params(self) -> int:
         self._require_built()
         return sum(p.size for p in self._plan.parameters())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         layers = ", ".join(repr(layer) for layer in self.layers)
         return (
             f"Sequential([{layers}], loss={self.loss.name!r}, optimizer={self.optimizer!r}, "
             f"dtype={self.dtype.name!r}, backend={self.backend_name!r})"
         )
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         """Pickling, copy.copy and copy.deepcopy (and joblib): the model travels as
         fastbp.io's record and arrays, plain data, and fastbp.io.rebuild_pickled
         makes a new, independent model from them (engine and workspaces fresh), so

@@ -17,12 +17,18 @@ instead. clipnorm rescales all gradients together when their global L2 norm
 exceeds it. schedule maps the epoch to the learning rate (fastbp.schedules).
 """
 
+from __future__ import annotations
+
 import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from fastbp import schedules as lr_schedules
 from fastbp import validation as check
+from fastbp.schedules import Schedule
+
+# SETTINGS' checks: check(optimizer, name, value) -> the value to store
+Check = Callable[["Optimizer", str, Any], Any]
 
 # Update rules: the FBP_OPT_* enum of csrc/fbp_kernels.h, checked against KINDS when
 # the compiled backend loads. AdamW is Adam's rule with decoupled decay.
@@ -31,24 +37,24 @@ KINDS = {"sgd": SGD_KIND, "adam": ADAM_KIND, "rmsprop": RMSPROP_KIND, "adagrad":
 
 
 # The SETTINGS checks: (optimiser, name, value) -> the value to store.
-def _positive(obj, name, value):
+def _positive(obj: Optimizer, name: str, value: Any) -> float:
     return check.check_real(name, value, low=0, low_open=True)
 
 
-def _non_negative(obj, name, value):
+def _non_negative(obj: Optimizer, name: str, value: Any) -> float:
     return check.check_real(name, value, low=0)
 
 
-def _fraction(obj, name, value):
+def _fraction(obj: Optimizer, name: str, value: Any) -> float:
     """In [0, 1): momentum, betas, rho."""
     return check.check_real(name, value, low=0, high=1, high_open=True)
 
 
-def _clipnorm(obj, name, value):
+def _clipnorm(obj: Optimizer, name: str, value: Any) -> float | None:
     return check.check_real(name, value, low=0, low_open=True, allow_none=True)
 
 
-def _schedule(obj, name, value):
+def _schedule(obj: Optimizer, name: str, value: Any) -> Schedule | None:
     return lr_schedules.get(value)
 
 
@@ -63,10 +69,14 @@ class Optimizer:
     (SGD's momentum to or from 0) gives that state a fresh start at the next
     training call. Reads are plain attributes: the engine reads them every step."""
 
-    name = None
-    kind = None
+    name: str | None = None
+    kind: int | None = None
     decoupled = False
-    SETTINGS: ClassVar[dict[str, Callable[[str, Any], Any]]] = {
+    lr: float
+    weight_decay: float
+    clipnorm: float | None
+    schedule: Schedule | None
+    SETTINGS: ClassVar[dict[str, Check]] = {
         "lr": _positive,
         "weight_decay": _non_negative,
         "clipnorm": _clipnorm,
@@ -76,42 +86,48 @@ class Optimizer:
     nesterov = False
     momentum = beta1 = beta2 = rho = eps = 0.0
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         check = self.SETTINGS.get(name)
         object.__setattr__(self, name, value if check is None else check(self, name, value))
 
-    def __init__(self, lr, weight_decay=0.0, clipnorm=None, schedule=None):
+    def __init__(
+        self,
+        lr: float,
+        weight_decay: float = 0.0,
+        clipnorm: float | None = None,
+        schedule: Schedule | None = None,
+    ) -> None:
         self.lr = lr
         self.weight_decay = weight_decay
         self.clipnorm = clipnorm
         self.schedule = schedule
 
     @property
-    def n_state(self):
+    def n_state(self) -> int:
         """State arrays kept per parameter array."""
         return 0
 
     @property
-    def layout(self):
+    def layout(self) -> tuple[str, int]:
         """What the model's optimiser state depends on: (kind, state arrays per
         parameter). A model re-plans its state when this changes."""
         return (type(self).__name__, self.n_state)
 
     @property
-    def l2(self):
+    def l2(self) -> float:
         """The coupled L2 strength: part of the loss and of dW."""
         return 0.0 if self.decoupled else self.weight_decay
 
-    def lr_at(self, epoch):
+    def lr_at(self, epoch: int) -> float:
         """The learning rate for epoch (0-based)."""
         return self.lr if self.schedule is None else self.schedule(self.lr, epoch)
 
-    def folds_into_gemm(self):
+    def folds_into_gemm(self) -> bool:
         """True when the update is exactly W -= lr (dW + l2 W): the compiled engine
         then folds it into the weight-gradient GEMM."""
         return False
 
-    def hyper(self, out=None):
+    def hyper(self, out: dict[str, Any] | None = None) -> dict[str, Any]:
         """What the kernels read, keyed by the fields of fbp_hyper in csrc/fbp_kernels.h
         (the engine refuses a missing or unknown key): kind; nesterov, momentum, beta1,
         beta2, rho, eps, this optimiser's attributes of those names (0 for the kinds
@@ -130,7 +146,7 @@ class Optimizer:
         hyper["decay"] = self.weight_decay if self.decoupled else 0.0
         return hyper
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = {"name": self.name}
         for key in inspect.signature(type(self).__init__).parameters:
             if key != "self":
@@ -138,19 +154,19 @@ class Optimizer:
                 config[key] = value.get_config() if hasattr(value, "get_config") else value
         return config
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
         return f"{type(self).__name__}({args})"
 
 
-def _momentum(obj, name, value):
+def _momentum(obj: Optimizer, name: str, value: Any) -> float:
     value = _fraction(obj, name, value)
     if value == 0 and obj.__dict__.get("nesterov"):
         raise ValueError("nesterov=True needs momentum > 0; set nesterov=False first")
     return value
 
 
-def _nesterov(obj, name, value):
+def _nesterov(obj: Optimizer, name: str, value: Any) -> bool:
     value = check.check_bool(name, value)
     if value and obj.momentum == 0:
         raise ValueError("nesterov=True needs momentum > 0")
@@ -162,24 +178,30 @@ class SGD(Optimizer):
 
     name = "sgd"
     kind = SGD_KIND
-    SETTINGS: ClassVar[dict[str, Callable[[str, Any], Any]]] = {
+    SETTINGS: ClassVar[dict[str, Check]] = {
         **Optimizer.SETTINGS,
         "momentum": _momentum,
         "nesterov": _nesterov,
     }
 
     def __init__(
-        self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clipnorm=None, schedule=None
-    ):
+        self,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        clipnorm: float | None = None,
+        schedule: Schedule | None = None,
+    ) -> None:
         super().__init__(lr, weight_decay, clipnorm, schedule)
         self.momentum = momentum
         self.nesterov = nesterov
 
     @property
-    def n_state(self):
+    def n_state(self) -> int:
         return 1 if self.momentum else 0
 
-    def folds_into_gemm(self):
+    def folds_into_gemm(self) -> bool:
         return self.momentum == 0 and self.clipnorm is None
 
 
@@ -188,7 +210,7 @@ class Adam(Optimizer):
 
     name = "adam"
     kind = ADAM_KIND
-    SETTINGS: ClassVar[dict[str, Callable[[str, Any], Any]]] = {
+    SETTINGS: ClassVar[dict[str, Check]] = {
         **Optimizer.SETTINGS,
         "beta1": _fraction,
         "beta2": _fraction,
@@ -197,21 +219,21 @@ class Adam(Optimizer):
 
     def __init__(
         self,
-        lr=0.001,
-        beta1=0.9,
-        beta2=0.999,
-        eps=1e-8,
-        weight_decay=0.0,
-        clipnorm=None,
-        schedule=None,
-    ):
+        lr: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        clipnorm: float | None = None,
+        schedule: Schedule | None = None,
+    ) -> None:
         super().__init__(lr, weight_decay, clipnorm, schedule)
         self.beta1 = beta1
         self.beta2 = beta2
         self.eps = eps
 
     @property
-    def n_state(self):
+    def n_state(self) -> int:
         return 2
 
 
@@ -223,14 +245,14 @@ class AdamW(Adam):
 
     def __init__(
         self,
-        lr=0.001,
-        beta1=0.9,
-        beta2=0.999,
-        eps=1e-8,
-        weight_decay=0.01,
-        clipnorm=None,
-        schedule=None,
-    ):
+        lr: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        clipnorm: float | None = None,
+        schedule: Schedule | None = None,
+    ) -> None:
         super().__init__(lr, beta1, beta2, eps, weight_decay, clipnorm, schedule)
 
 
@@ -239,19 +261,27 @@ class RMSProp(Optimizer):
 
     name = "rmsprop"
     kind = RMSPROP_KIND
-    SETTINGS: ClassVar[dict[str, Callable[[str, Any], Any]]] = {
+    SETTINGS: ClassVar[dict[str, Check]] = {
         **Optimizer.SETTINGS,
         "rho": _fraction,
         "eps": _positive,
     }
 
-    def __init__(self, lr=0.001, rho=0.9, eps=1e-8, weight_decay=0.0, clipnorm=None, schedule=None):
+    def __init__(
+        self,
+        lr: float = 0.001,
+        rho: float = 0.9,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        clipnorm: float | None = None,
+        schedule: Schedule | None = None,
+    ) -> None:
         super().__init__(lr, weight_decay, clipnorm, schedule)
         self.rho = rho
         self.eps = eps
 
     @property
-    def n_state(self):
+    def n_state(self) -> int:
         return 1
 
 
@@ -260,24 +290,31 @@ class Adagrad(Optimizer):
 
     name = "adagrad"
     kind = ADAGRAD_KIND
-    SETTINGS: ClassVar[dict[str, Callable[[str, Any], Any]]] = {
+    SETTINGS: ClassVar[dict[str, Check]] = {
         **Optimizer.SETTINGS,
         "eps": _positive,
     }
 
-    def __init__(self, lr=0.01, eps=1e-10, weight_decay=0.0, clipnorm=None, schedule=None):
+    def __init__(
+        self,
+        lr: float = 0.01,
+        eps: float = 1e-10,
+        weight_decay: float = 0.0,
+        clipnorm: float | None = None,
+        schedule: Schedule | None = None,
+    ) -> None:
         super().__init__(lr, weight_decay, clipnorm, schedule)
         self.eps = eps
 
     @property
-    def n_state(self):
+    def n_state(self) -> int:
         return 1
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSProp, Adagrad)}
 
 
-def from_config(config):
+def from_config(config: dict[str, Any]) -> Optimizer:
     """The optimiser get_config() described."""
     config = dict(config)
     name = config.pop("name", None)
@@ -288,7 +325,7 @@ def from_config(config):
     return OPTIMIZERS[name](**config)
 
 
-def get(optimizer):
+def get(optimizer: Optimizer | str | None) -> Optimizer:
     """An optimiser instance from an instance, a name, or None (SGD defaults)."""
     if optimizer is None:
         return SGD()

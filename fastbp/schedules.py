@@ -9,12 +9,24 @@ Reduce-on-plateau depends on the validation loss, so it is a callback
 (fastbp.callbacks.ReduceLROnPlateau).
 """
 
+from __future__ import annotations
+
 import math
+from typing import Any, Protocol
 
 from fastbp import validation as check
 
 
-def _positive(name, value, integer=False):
+class Schedule(Protocol):
+    """What an optimiser's schedule= takes: the rate for an epoch from the base rate,
+    and a JSON-ready config (with "name") for saving."""
+
+    def __call__(self, lr: float, epoch: int) -> float: ...
+
+    def get_config(self) -> dict[str, Any]: ...
+
+
+def _positive(name: str, value: Any, integer: bool = False) -> Any:
     if integer:
         return check.check_int(name, value, low=1)
     return check.check_real(name, value, low=0, low_open=True)
@@ -23,49 +35,49 @@ def _positive(name, value, integer=False):
 class StepDecay:
     name = "step"
 
-    def __init__(self, step_size, gamma=0.1):
+    def __init__(self, step_size: int, gamma: float = 0.1) -> None:
         self.step_size = _positive("step_size", step_size, integer=True)
         self.gamma = _positive("gamma", gamma)
 
-    def __call__(self, lr, epoch):
+    def __call__(self, lr: float, epoch: int) -> float:
         return lr * self.gamma ** (epoch // self.step_size)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "step_size": self.step_size, "gamma": self.gamma}
 
 
 class ExponentialDecay:
     name = "exponential"
 
-    def __init__(self, gamma):
+    def __init__(self, gamma: float) -> None:
         self.gamma = _positive("gamma", gamma)
 
-    def __call__(self, lr, epoch):
+    def __call__(self, lr: float, epoch: int) -> float:
         return lr * self.gamma**epoch
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "gamma": self.gamma}
 
 
 class CosineDecay:
     name = "cosine"
 
-    def __init__(self, epochs, min_lr=0.0):
+    def __init__(self, epochs: int, min_lr: float = 0.0) -> None:
         self.epochs = _positive("epochs", epochs, integer=True)
         self.min_lr = check.check_real("min_lr", min_lr, low=0)
 
-    def __call__(self, lr, epoch):
+    def __call__(self, lr: float, epoch: int) -> float:
         progress = min(epoch, self.epochs) / self.epochs
         return self.min_lr + (lr - self.min_lr) * (1 + math.cos(math.pi * progress)) / 2
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "epochs": self.epochs, "min_lr": self.min_lr}
 
 
 SCHEDULES = {cls.name: cls for cls in (StepDecay, ExponentialDecay, CosineDecay)}
 
 
-def from_config(config):
+def from_config(config: dict[str, Any]) -> Schedule:
     config = dict(config)
     name = config.pop("name", None)
     if name not in SCHEDULES:
@@ -73,7 +85,7 @@ def from_config(config):
     return SCHEDULES[name](**config)
 
 
-def get(schedule):
+def get(schedule: Schedule | None) -> Schedule | None:
     """None, or a schedule object (names need their parameters, so objects only)."""
     if schedule is None or (callable(schedule) and hasattr(schedule, "get_config")):
         return schedule

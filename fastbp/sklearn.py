@@ -120,7 +120,9 @@ class _MLPBase:
     """What MLPClassifier and MLPRegressor share: parameters, input checks, the
     model, pickling. See the module docstring for the parameters."""
 
-    _loss = None
+    _loss: str  # the loss of each estimator (set by the subclasses)
+    _estimator_type: str
+    n_features_in_: int
 
     def __init__(
         self,

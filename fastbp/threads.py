@@ -24,7 +24,7 @@ from fastbp.validation import positive_int
 
 _controllers = None
 _lock = threading.Lock()
-_active = []  # the requested counts of the limits now running, one entry per limit
+_active: list[int] = []  # the requested counts of the limits now running, one entry per limit
 _saved = None  # each controller's count before the first of them started
 _applied = None  # the count the active limits agreed on, as last set
 

@@ -37,7 +37,7 @@ def _finite_as(arr, dtype, name, fix):
     return out
 
 
-def as_features(X, dtype, n_features=None, name="X"):
+def as_features(X, dtype, n_features=None, name="X") -> np.ndarray:
     """X as a C-contiguous (n_samples, n_features) array of dtype.
 
     Accepts lists and other array-likes, booleans and integers; copies at most once.

@@ -6,6 +6,7 @@ which does a whole step, epoch or prediction in one call without the GIL.
 """
 
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,8 @@ class CythonBackend:
 
     name = "cython"
     POOL_SIZE = 4  # idle inference sets kept for reuse
+    _engine: Any  # fastbp._kernels.engine.Engine, made on first use
+    _batch: Any  # epoch()'s gather buffers (X_batch, y_batch, w_batch), made on first use
 
     def __init__(self, plan):
         self.plan = plan
