@@ -64,7 +64,7 @@ def references():
 
 
 class References:
-    """The NumPy backend's answers on the workloads, the oracle (DESIGN.md §3)."""
+    """The NumPy backend's answers on the workloads, the oracle (docs/design.md §3)."""
 
     def __init__(self):
         self._cache = {}

@@ -14,7 +14,7 @@ Four tables, then the performance targets with each marked met or not met:
 4. a training step of each layer type (Maxout, PReLU, Activation, Dropout, a
    softmax output) on the small config's shapes, Cython against NumPy.
 
-Method (DESIGN.md §4). The machine is shared and noisy, so figures are ratios
+Method (docs/design.md §4). The machine is shared and noisy, so figures are ratios
 taken in this one process, never absolute times compared across runs:
 
 - every contender is warmed up first, and a block size k is chosen so that k

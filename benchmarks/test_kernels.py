@@ -4,7 +4,7 @@ code the NumPy backend runs for the same job.
 Each benchmark group holds the two implementations of one kernel at one dtype
 and size, so `pytest benchmarks/test_kernels.py` prints them side by side. Every
 test then checks the result it timed against a float64 computation written
-from the definitions (DESIGN.md §1), so a wrong kernel fails here too.
+from the definitions (docs/design.md §1), so a wrong kernel fails here too.
 
 Sizes are (n_samples, d_in, d_out) of one dense layer; the element-wise kernels
 (bias gradient, activation derivatives) work on its (n_samples, d_out) outputs.

@@ -71,10 +71,49 @@ def gradcheck(
 ) -> GradcheckResult:
     """Check model's backpropagated gradients on (X, y) against centred differences.
 
-    X : array of shape (n_samples, n_features); y : targets for the model's loss.
-    max_checks_per_array : check at most this many entries of each array, chosen at
-        random (seeded); None checks them all.
-    Returns a GradcheckResult (printable; truthy when it passed).
+    Runs on a float64 copy of the model (the model given is not changed), with
+    the same weights, step count and dropout masks.
+
+    Parameters
+    ----------
+    model : Sequential
+        A built model.
+    X : array of shape (n_samples, n_features)
+    y : targets for the model's loss
+    eps : float
+        The step of the centred differences, in (0, 1).
+    threshold : float
+        The relative error above which an array fails.
+    max_checks_per_array : int or None
+        Check at most this many entries of each array, chosen at random
+        (seeded by seed); None checks them all.
+    seed : int
+        Seeds the choice of entries.
+
+    Returns
+    -------
+    GradcheckResult
+        One ArrayCheck per parameter array; printable as a pass/fail table,
+        truthy when it passed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastbp as fb
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.standard_normal((6, 3)), np.array([0, 1, 0, 1, 1, 0])
+    >>> model = fb.Sequential([fb.Dense(5, activation="tanh", input_dim=3), fb.Dense(2)],
+    ...                       loss="softmax_cross_entropy", seed=0)
+    >>> result = fb.gradcheck(model, X, y)
+    >>> result.passed, bool(result.max_rel_error < 1e-6)
+    (True, True)
+    >>> [(c.layer, c.name, c.n_checked) for c in result.checks]
+    [(1, 'W', 15), (1, 'b', 5), (2, 'W', 10), (2, 'b', 2)]
+    >>> print(result)  # doctest: +ELLIPSIS
+    layer  array  entries  max rel. error  verdict
+        1  W           15       ...e-...  ok
+    ...
+    passed (threshold 1e-06)
     """
     from fastbp.model import Sequential
 

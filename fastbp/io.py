@@ -377,11 +377,50 @@ def save(model, path):
 
 
 def load(path, backend=None):
-    """Read a model written by save. backend overrides the saved backend name.
+    """Read a model written by Sequential.save (fastbp.load).
 
-    Raises FileNotFoundError for a missing file, and ValueError naming the
-    problem for a file that is truncated, corrupted, of another format or
-    version, or whose arrays do not fit its record.
+    The file is opened with allow_pickle=False (nothing in it is ever run), and
+    its record and every array are checked before the model uses them. The model
+    comes back as it was saved: weights, optimiser state, step count, random
+    generator, epochs_done and metadata, so that training resumes exactly.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A .npz file written by save.
+    backend : str or None
+        "cython" or "numpy" to override the saved backend name.
+
+    Returns
+    -------
+    Sequential
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing file.
+    ValueError
+        Naming the problem, for a file that is truncated, corrupted, of another
+        format or version, or whose arrays do not fit its record.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import fastbp as fb
+    >>> X = np.random.default_rng(0).standard_normal((32, 2))
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> model = fb.Sequential([fb.Dense(4, activation="tanh", input_dim=2), fb.Dense(2)],
+    ...                       loss="softmax_cross_entropy", seed=0)
+    >>> _ = model.fit(X, y, epochs=2, verbose=0)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.npz")
+    ...     model.save(path)
+    ...     again = fb.load(path, backend="numpy")
+    >>> again.epochs_done, again.backend_name
+    (2, 'numpy')
+    >>> bool(np.allclose(again.predict_proba(X), model.predict_proba(X), atol=1e-6))
+    True
     """
     path = os.fspath(path)
     if not os.path.isfile(path):

@@ -1,6 +1,6 @@
 """Loss registry: name -> spec (kernel codes, what the last layer must output).
 
-Every loss averages over the batch (DESIGN.md §1). The fused losses take the last
+Every loss averages over the batch (docs/design.md §1). The fused losses take the last
 layer's pre-activation Z and give dL/dZ directly:
 
 - mse: L = 1/(2N) sum_i ||y_i - a_i||^2, dL/dA = (A - Y)/N, any output activation.

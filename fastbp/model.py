@@ -61,23 +61,34 @@ class LayerList(tuple[Layer, ...]):
 class Sequential:
     """A multilayer perceptron: layers applied in order, then a loss.
 
-    layers : list of fastbp.Dense, Maxout, Activation, PReLU and Dropout layers,
-        with at least one Dense or Maxout. The first needs input_dim= (Dense,
-        Maxout), unless the model is built from the first data it sees.
-    loss : "mse" (any output), "softmax_cross_entropy" or "kl_divergence" (the
-        last layer outputs logits, or applies a softmax: the loss is computed from
-        the logits under it) or "binary_cross_entropy" (the last layer applies a
+    Parameters
+    ----------
+    layers : list of layers
+        fastbp.Dense, Maxout, Activation, PReLU and Dropout layers, with at least
+        one Dense or Maxout. The first needs input_dim= (Dense, Maxout), unless the
+        model is built from the first data it sees.
+    loss : str
+        "mse" (any output), "softmax_cross_entropy" or "kl_divergence" (the last
+        layer outputs logits, or applies a softmax: the loss is computed from the
+        logits under it) or "binary_cross_entropy" (the last layer applies a
         sigmoid).
-    optimizer : an optimiser (fastbp.SGD, Adam, AdamW, RMSProp, Adagrad) or its name.
-    dtype : "float32" (default) or "float64"; inputs are converted to it.
-    seed : seeds initialisation and shuffling: same seed, same data, same backend
+    optimizer : Optimizer or str
+        An optimiser (fastbp.SGD, Adam, AdamW, RMSProp, Adagrad) or its name.
+    dtype : str
+        "float32" (default) or "float64"; inputs are converted to it.
+    seed : int or None
+        Seeds initialisation and shuffling: same seed, same data, same backend
         gives bit-identical weights.
-    backend : "cython" (compiled, default) or "numpy" (reference).
-    n_threads : at most this many BLAS threads during this model's calls; None
-        (default) leaves BLAS at its default, all cores. The setting is process-wide
-        while a call runs: calls of several models that overlap run at the smallest
-        of their limits, and the last to end restores what the first found.
+    backend : str
+        "cython" (compiled, default) or "numpy" (reference).
+    n_threads : int or None
+        At most this many BLAS threads during this model's calls; None (default)
+        leaves BLAS at its default, all cores. The setting is process-wide while a
+        call runs: calls of several models that overlap run at the smallest of
+        their limits, and the last to end restores what the first found.
 
+    Notes
+    -----
     What may change after the model is built (each takes effect at the next call):
     optimizer (a new optimiser starts with fresh state; its hyper-parameters, such
     as optimizer.lr or optimizer.momentum, may also be changed in place), loss (to
@@ -93,7 +104,24 @@ class Sequential:
     that train or keep state (fit, train_step, loss_and_gradients, forward/backward,
     set_weights) take the model for themselves: a second such call from another
     thread waits for the first to finish. Inference waits only while the weights
-    are being changed (fit releases them between chunks of about 50 ms).
+    are being changed (fit releases them between chunks of about 50 ms). See
+    docs/design.md §5.1.
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> model = fb.Sequential(
+    ...     [fb.Dense(8, activation="tanh", input_dim=4), fb.Dense(2)],
+    ...     loss="softmax_cross_entropy",
+    ...     optimizer=fb.SGD(lr=0.5),
+    ...     seed=0,
+    ... )
+    >>> model.weight_names()
+    ['W1', 'b1', 'W2', 'b2']
+    >>> model.count_params()
+    58
+    >>> model.dtype
+    dtype('float32')
     """
 
     _plan: Plan  # None until built (see built)
@@ -422,34 +450,79 @@ class Sequential:
         sample_weight: ArrayLike | None = None,
         class_weight: Mapping[Any, float] | None = None,
     ) -> History:
-        """Train with mini-batch gradient descent; returns a History.
+        """Train with mini-batch gradient descent.
 
-        X : (n_samples, n_features); y : targets (see the loss).
-        batch_size : None for full-batch gradient descent, 1 for stochastic, k for
-            mini-batches of k (the last one may be smaller); values above n_samples
-            are clamped to n_samples.
-        validation_data : (X_val, y_val), evaluated after each epoch.
-        verbose : 1 shows a progress line per epoch, 0 is silent.
-        diagnostics : record training-health readings per epoch in the history and
-            warn about alarming ones (see fastbp.diagnostics); off by default as it
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+        y : targets (see the loss)
+            Class indices or probability rows for softmax losses, 0/1 (or
+            probability) rows for binary_cross_entropy, values for mse.
+        epochs : int
+            Passes over the data.
+        batch_size : int or None
+            None for full-batch gradient descent, 1 for stochastic, k for
+            mini-batches of k (the last one may be smaller); values above
+            n_samples are clamped to n_samples.
+        shuffle : bool
+            Draw a new order of the rows each epoch (from the model's seed).
+        validation_data : (X_val, y_val) or None
+            Evaluated after each epoch (val_loss, val_accuracy in the history).
+        verbose : int
+            1 shows a progress line per epoch, 0 is silent.
+        diagnostics : bool
+            Record training-health readings per epoch in the history and warn
+            about alarming ones (see fastbp.diagnostics); off by default as it
             costs a forward and a gradient pass over a sample each epoch.
-        on_divergence : when the loss, the weights or the optimiser's state stop
-            being finite, the model goes back to the state it had when that epoch
+        on_divergence : {"raise", "stop"}
+            When the loss, the weights or the optimiser's state stop being
+            finite, the model goes back to the state it had when that epoch
             began, and then "raise" (default) raises FloatingPointError, "stop"
             warns and returns the history of the epochs completed.
-        callbacks : fastbp.callbacks.Callback objects (EarlyStopping,
-            ReduceLROnPlateau, your own), called after each epoch. What they
-            monitor is checked against what this fit records before any training.
-        sample_weight : (n_samples,) weights of each sample's loss (the loss is
-            1/N sum_i w_i loss_i); class_weight : dict class -> weight for
-            classification losses. They multiply when both are given.
+        callbacks : list of fastbp.callbacks.Callback
+            EarlyStopping, ReduceLROnPlateau or your own, called after each
+            epoch. What they monitor is checked against what this fit records
+            before any training.
+        sample_weight : array of shape (n_samples,) or None
+            Weights of each sample's loss (the loss is 1/N sum_i w_i loss_i).
+        class_weight : dict or None
+            Class -> weight, for classification losses. It multiplies
+            sample_weight when both are given.
 
+        Returns
+        -------
+        History
+            history.history maps "loss" (and "accuracy", "val_loss", ...) to one
+            value per epoch run.
+
+        Notes
+        -----
         Each epoch is all or nothing. Ctrl-C (KeyboardInterrupt), or any error, in
         the middle of an epoch puts the model back as it was when that epoch began
         (weights, optimiser state, step count, random generator, epochs_done), runs
         every callback's on_train_end and re-raises; the epochs completed stay. A
         model saved then resumes exactly as if the interrupted epoch never began.
         Ctrl-C is seen within about CALL_SECONDS (a single batch is never split).
+        See docs/design.md §5.2.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastbp as fb
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((64, 4))
+        >>> y = (X[:, 0] + X[:, 1] > 0).astype(int)
+        >>> model = fb.Sequential(
+        ...     [fb.Dense(8, activation="tanh", input_dim=4), fb.Dense(2)],
+        ...     loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.5), seed=0,
+        ... )
+        >>> hist = model.fit(X, y, epochs=20, batch_size=16, verbose=0)
+        >>> len(hist.history["loss"]), model.epochs_done
+        (20, 20)
+        >>> bool(hist.history["loss"][-1] < hist.history["loss"][0])
+        True
+        >>> bool(model.evaluate(X, y)["accuracy"] > 0.9)
+        True
         """
         X = self._features(X)
         y, loss_code = self._targets(y, len(X))
@@ -713,8 +786,34 @@ class Sequential:
     # --- inference --------------------------------------------------------------------
 
     def predict(self, X: ArrayLike) -> NDArray[Any]:
-        """Class indices (n_samples,) for classification losses (0/1 of shape
-        (n_samples, n_outputs) for several sigmoid outputs); outputs otherwise."""
+        """What the model predicts for X.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray
+            Class indices (n_samples,) for classification losses (0/1 of shape
+            (n_samples, n_outputs) for several sigmoid outputs); the outputs
+            (n_samples, n_outputs), in the model's dtype, otherwise. For class
+            probabilities use predict_proba.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastbp as fb
+        >>> X = np.random.default_rng(0).standard_normal((10, 3))
+        >>> clf = fb.Sequential([fb.Dense(4, input_dim=3), fb.Dense(3)],
+        ...                     loss="softmax_cross_entropy", seed=0)
+        >>> labels = clf.predict(X)
+        >>> labels.shape, labels.dtype, bool(set(labels) <= {0, 1, 2})
+        ((10,), dtype('int64'), True)
+        >>> reg = fb.Sequential([fb.Dense(2, input_dim=3)], loss="mse", seed=0)
+        >>> reg.predict(X).shape, reg.predict(X).dtype
+        ((10, 2), dtype('float32'))
+        """
         out = self._outputs(X)
         if self.loss.softmax:
             return out.argmax(axis=1)
@@ -911,8 +1010,41 @@ class Sequential:
         return model
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the model to one .npz file (see fastbp.io); atomic. Training from
-        other threads waits while it is written."""
+        """Write the model to one .npz file; fastbp.load reads it back.
+
+        The file holds the architecture record (JSON) and every array: weights,
+        optimiser state, step count, dropout seed, with the random generator's
+        state and epochs_done, so that training resumes exactly (see fastbp.io
+        and docs/design.md §5.3). It is written atomically: a file already at
+        path is replaced only once the new one is complete. Training from other
+        threads waits while it is written.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write, conventionally ending in ".npz".
+
+        Raises
+        ------
+        RuntimeError
+            If the model is not built yet (its input width is unknown).
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import fastbp as fb
+        >>> model = fb.Sequential([fb.Dense(3, activation="relu", input_dim=2), fb.Dense(1)],
+        ...                       seed=0)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = os.path.join(folder, "model.npz")
+        ...     model.save(path)
+        ...     copy = fb.load(path)
+        >>> [w.shape for w in copy.get_weights()]
+        [(2, 3), (3,), (3, 1), (1,)]
+        >>> all(np.array_equal(a, b) for a, b in zip(copy.get_weights(), model.get_weights()))
+        True
+        """
         from fastbp import io
 
         self._require_built()

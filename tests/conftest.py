@@ -7,7 +7,7 @@ import fastbp as fb
 
 BACKENDS = ["numpy", "cython"]
 DTYPES = [np.float32, np.float64]
-# DESIGN.md §3: Cython against NumPy on the same plan.
+# docs/design.md §3: Cython against NumPy on the same plan.
 BACKEND_RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 FD_RTOL = 1e-7
 

@@ -1,4 +1,4 @@
-"""The Python<->C contract (DESIGN.md §5): integer codes declared once in
+"""The Python<->C contract (docs/design.md §5): integer codes declared once in
 csrc/fbp_kernels.h and checked against the Python registries, structs crossing by
 field name, and no unknown code silently computed as something else."""
 

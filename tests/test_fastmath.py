@@ -20,7 +20,7 @@ from fastbp._kernels import kernels
 # leave about one ulp of room for other compilers and instruction sets.
 MAX_ULP = {"sigmoid": 4, "tanh": 4, "elu": 3, "softplus": 4.5, "silu": 5, "gelu": 4}
 MAX_ULP_GRAD = {"softplus": 4, "silu": 5, "gelu": 6}
-# float64 keeps to the backends' tolerance (DESIGN.md §3), and to a few eps.
+# float64 keeps to the backends' tolerance (docs/design.md §3), and to a few eps.
 F64_REL = 1e-12
 EPS64 = float(np.finfo(np.float64).eps)
 F64_MAX_EPS = 8  # measured: <= 2.7 eps relative to the terms' size

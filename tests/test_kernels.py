@@ -112,7 +112,7 @@ def test_activation_derivative_matches_numpy(dtype, name):
 )
 def test_derivatives_at_kinks(backend, name, z, expected):
     """relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha as PyTorch; the clipped
-    functions have slope only strictly inside their ramps (DESIGN.md §1)."""
+    functions have slope only strictly inside their ramps (docs/design.md §1)."""
     code, param = act_of(name)
     Z = np.full((1, 1), z)
     A = np.empty_like(Z)

@@ -6,7 +6,7 @@ An Engine is made by the Cython backend from a plan (fastbp/plan.py): it keeps
 raw pointers to the plan's parameters, gradients and workspaces, plus a
 reference to every array so none is freed while the engine lives. The backend
 validates every array it passes in; the engine checks only the Python<->C contract
-(DESIGN.md §5): codes, and the dicts it fills structs from by field name.
+(docs/design.md §5): codes, and the dicts it fills structs from by field name.
 """
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, free
