@@ -6,10 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import BACKEND_RTOL, rel_error
 
 import fastbp as fb
 from fastbp import activations, backends, losses, optimizers, plan
+from tests.helpers import BACKEND_RTOL, rel_error
 
 engine = pytest.importorskip("fastbp._kernels.engine")
 codes = pytest.importorskip("fastbp._kernels.codes")

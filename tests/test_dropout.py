@@ -3,9 +3,9 @@ both backends, exact gradients with the masks frozen."""
 
 import numpy as np
 import pytest
-from conftest import BACKEND_RTOL, rel_error
 
 import fastbp as fb
+from tests.helpers import BACKEND_RTOL, rel_error
 
 
 def model(backend="cython", dtype="float64", rate=0.5, seed=0, optimizer=None):
