@@ -104,18 +104,6 @@ def test_masks_change_every_step_and_training_is_reproducible():
         assert np.array_equal(a, b)
 
 
-def test_training_with_dropout_resumes_exactly(tmp_path):
-    X, y = data()
-    m = model(dtype="float32")
-    m.fit(X, y, epochs=1, batch_size=8, verbose=0)
-    m.save(tmp_path / "m.npz")
-    m.fit(X, y, epochs=2, batch_size=8, verbose=0)
-    resumed = fb.load(tmp_path / "m.npz")
-    resumed.fit(X, y, epochs=2, batch_size=8, verbose=0)
-    for a, b in zip(resumed.get_weights(), m.get_weights()):
-        assert np.array_equal(a, b)
-
-
 def test_dropout_cannot_end_the_model():
     with pytest.raises(ValueError, match="last layer cannot be a Dropout"):
         fb.Sequential([fb.Dense(4, input_dim=3), fb.Dropout(0.5)], loss="mse")
