@@ -137,21 +137,45 @@ def gradcheck(
     rng = np.random.default_rng(seed)
     checks = []
     for spec, grad in zip(copy._plan.params(), analytic):
-        flat = spec.value.reshape(-1)
-        entries = np.arange(flat.size)
-        if max_checks_per_array is not None and flat.size > max_checks_per_array:
-            entries = rng.choice(flat.size, max_checks_per_array, replace=False)
-        numeric = np.empty(len(entries))
-        for i, entry in enumerate(entries):
-            saved = flat[entry]
-            flat[entry] = saved + eps
-            plus = loss()
-            flat[entry] = saved - eps
-            minus = loss()
-            flat[entry] = saved
-            numeric[i] = (plus - minus) / (2 * eps)
-        exact = grad.reshape(-1)[entries]
-        scale = max(np.abs(exact).max(initial=0.0), np.abs(numeric).max(initial=0.0))
-        error = 0.0 if scale == 0 else float(np.abs(exact - numeric).max() / scale)
+        size = spec.value.size
+        entries = np.arange(size)
+        if max_checks_per_array is not None and size > max_checks_per_array:
+            entries = rng.choice(size, max_checks_per_array, replace=False)
+        numeric = centred_differences(loss, spec.value, eps, entries)
+        error = relative_error(grad.reshape(-1)[entries], numeric)
         checks.append(ArrayCheck(spec.layer, spec.name, error, len(entries)))
     return GradcheckResult(checks, threshold)
+
+
+def centred_differences(f, x, eps=1e-6, entries=None):
+    """(f() at x + eps - f() at x - eps) / (2 eps), one entry of x at a time.
+
+    f : a function of no arguments returning a float, which reads x.
+    x : the array to perturb, in place (each entry is restored after its two calls);
+        it must be contiguous, so that its flat view is x itself.
+    entries : the flat indices to difference; None takes them all.
+    Returns a float64 array: x's shape when entries is None, else one value per entry.
+    """
+    flat = x.reshape(-1)
+    if not np.shares_memory(flat, x):
+        raise ValueError("centred_differences needs a contiguous array to perturb in place")
+    indices = range(flat.size) if entries is None else entries
+    numeric = np.empty(len(indices))
+    for i, entry in enumerate(indices):
+        saved = flat[entry]
+        flat[entry] = saved + eps
+        plus = f()
+        flat[entry] = saved - eps
+        minus = f()
+        flat[entry] = saved
+        numeric[i] = (plus - minus) / (2 * eps)
+    return numeric.reshape(x.shape) if entries is None else numeric
+
+
+def relative_error(actual, expected):
+    """max |actual - expected| over the largest magnitude of either (0 when both are 0):
+    entries that are zero in both do not blow the error up."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = max(np.abs(actual).max(initial=0.0), np.abs(expected).max(initial=0.0))
+    return 0.0 if scale == 0 else float(np.abs(actual - expected).max() / scale)

@@ -6,10 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import BACKEND_RTOL, rel_error
 
 import fastbp as fb
 from fastbp import activations, backends, losses, optimizers, plan
+from tests.helpers import BACKEND_RTOL, rel_error
 
 engine = pytest.importorskip("fastbp._kernels.engine")
 codes = pytest.importorskip("fastbp._kernels.codes")
@@ -171,12 +171,12 @@ def trained_engine():
     return model._backend._engine, X, y
 
 
-def engine_step(hyper):
+def engine_step(hyper, loss_code=losses.MSE):
     eng, X, y = trained_engine()
-    return eng.step(X, y, None, len(X), losses.MSE, True, 0.01, hyper, 0.0, 0.0, False)
+    return eng.step(X, y, None, len(X), loss_code, True, 0.01, hyper, 0.0, 0.0, False)
 
 
-def engine_epoch(hyper):
+def engine_epoch(hyper, loss_code=losses.MSE):
     eng, X, y = trained_engine()
     order = np.arange(len(X), dtype=np.int64)
     return eng.epoch(
@@ -188,7 +188,7 @@ def engine_epoch(hyper):
         np.empty((2, 3)),
         np.empty((2, 2)),
         np.empty(2),
-        losses.MSE,
+        loss_code,
         0.01,
         hyper,
         0.0,
@@ -341,27 +341,11 @@ def test_an_unknown_loss_code_is_refused():
     eng, X, y = trained_engine()
     hyper = optimizers.RMSProp().hyper()
     with pytest.raises(ValueError, match="the loss code is 9, which is none of the loss codes"):
-        eng.step(X, y, None, len(X), 9, True, 0.01, hyper, 0.0, 0.0, False)
+        engine_step(hyper, 9)
     with pytest.raises(ValueError, match="the loss code is 9"):
         eng.loss_sum(X, y, None, len(X), 9)
-    order = np.arange(len(X), dtype=np.int64)
     with pytest.raises(ValueError, match="the loss code is 9"):
-        eng.epoch(
-            X,
-            y,
-            None,
-            order,
-            2,
-            np.empty((2, 3)),
-            np.empty((2, 2)),
-            np.empty(2),
-            9,
-            0.01,
-            hyper,
-            0.0,
-            0.0,
-            False,
-        )
+        engine_epoch(hyper, 9)
 
 
 @pytest.mark.parametrize("call", [engine_step, engine_epoch])

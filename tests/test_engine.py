@@ -1,27 +1,12 @@
 """Properties of the compiled engine beyond its numbers: no allocation in the hot
 path, thread settings, determinism under a thread limit."""
 
-import tracemalloc
-
 import numpy as np
 import pytest
 
 import fastbp as fb
 from fastbp import losses, threads
-
-
-def peak_growth(fn):
-    """Bytes by which traced memory rose above its starting level at any moment
-    while fn ran: a temporary array shows up even if it is freed again."""
-    tracemalloc.start()
-    try:
-        start, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        fn()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak - start
+from tests.helpers import NO_ARRAY, peak_growth
 
 
 def mlp(backend="cython", **kwargs):
@@ -41,12 +26,6 @@ def mlp(backend="cython", **kwargs):
 def data(n=6400):
     rng = np.random.default_rng(0)
     return rng.standard_normal((n, 16)).astype(np.float32), rng.integers(0, 4, n)
-
-
-# A step's smallest array here is 32 x 4 float32 (512 bytes of data plus about 100
-# of header); the Python objects of one call (argument tuples, the returned numbers)
-# take a few hundred bytes.
-NO_ARRAY = 512
 
 
 OPTIMIZERS = [

@@ -172,66 +172,53 @@ def check_finite_agreement(got, ref, x):
     )
 
 
-@pytest.mark.parametrize("name", sorted(MAX_ULP))
-def test_float32_forward_within_ulps(name):
-    x = grid(np.float32)
-    got = forward(name, x)
-    ref, size = reference(name, x.astype(np.float64))
-    if name == "gelu":  # x^3 overflows float32 from |x| ~ 1.5e12: compare below that
-        keep = np.abs(x) < 1e12
-        x, got, ref, size = x[keep], got[keep], ref[keep], size[keep]
+# (name, "f" or "f'"): the forward values and the derivatives that are checked
+FUNCTIONS = [(name, "f") for name in sorted(MAX_ULP)] + [
+    (name, "f'") for name in sorted(MAX_ULP_GRAD)
+]
+FUNCTION_IDS = [name + ("'" if order == "f'" else "") for name, order in FUNCTIONS]
+
+
+def compared(name, order, dtype):
+    """(x, kernel result, float64 reference, size of the reference's terms) over the
+    grid, where the comparison is meaningful; non-finite references already checked."""
+    x = grid(dtype)
+    if order == "f'":
+        x = x[np.abs(x) < 1e4]  # silu' and gelu' overflow x^3 beyond, as NumPy's do
+        got = backward(name, x)
+        ref, size = reference_grad(name, x.astype(np.float64))
+    else:
+        got = forward(name, x)
+        ref, size = reference(name, x.astype(np.float64))
+        if name == "gelu":  # x^3 overflows from |x| ~ 1.5e12 (float32): compare below
+            keep = np.abs(x) < (1e12 if dtype == np.float32 else 1e100)
+            x, got, ref, size = x[keep], got[keep], ref[keep], size[keep]
     check_finite_agreement(got, ref, x)
     finite = np.isfinite(ref)
-    worst, at, sub_err = ulp_error(got[finite], x[finite], ref[finite], size[finite], np.float32)
-    print(f"{name}: max {worst:.2f} ulp at x={at:.9g}")
-    assert worst <= MAX_ULP[name], f"{name}: max error {worst:.2f} ulp at x={at:.9g}"
-    assert sub_err <= np.finfo(np.float32).tiny, f"{name}: abs error {sub_err:g} below normal"
+    return x[finite], got[finite], ref[finite], size[finite]
 
 
-@pytest.mark.parametrize("name", sorted(MAX_ULP_GRAD))
-def test_float32_derivative_within_ulps(name):
-    x = grid(np.float32)
-    x = x[np.abs(x) < 1e4]  # silu' and gelu' overflow x^3 beyond, as NumPy's do
-    got = backward(name, x)
-    ref, size = reference_grad(name, x.astype(np.float64))
-    check_finite_agreement(got, ref, x)
+@pytest.mark.parametrize("name, order", FUNCTIONS, ids=FUNCTION_IDS)
+def test_float32_within_ulps(name, order):
+    label = name if order == "f" else f"{name}'"
+    x, got, ref, size = compared(name, order, np.float32)
     worst, at, sub_err = ulp_error(got, x, ref, size, np.float32)
-    print(f"{name}': max {worst:.2f} ulp at x={at:.9g}")
-    assert worst <= MAX_ULP_GRAD[name], f"{name}': max error {worst:.2f} ulp at x={at:.9g}"
-    assert sub_err <= np.finfo(np.float32).tiny, f"{name}': abs error {sub_err:g} below normal"
+    bound = (MAX_ULP if order == "f" else MAX_ULP_GRAD)[name]
+    print(f"{label}: max {worst:.2f} ulp at x={at:.9g}")
+    assert worst <= bound, f"{label}: max error {worst:.2f} ulp at x={at:.9g}"
+    assert sub_err <= np.finfo(np.float32).tiny, f"{label}: abs error {sub_err:g} below normal"
 
 
-@pytest.mark.parametrize("name", sorted(MAX_ULP))
-def test_float64_forward_relative(name):
-    x = grid(np.float64)
-    got = forward(name, x)
-    ref, size = reference(name, x)
-    if name == "gelu":
-        keep = np.abs(x) < 1e100
-        x, got, ref, size = x[keep], got[keep], ref[keep], size[keep]
-    check_finite_agreement(got, ref, x)
-    finite = np.isfinite(ref) & (size >= np.finfo(np.float64).tiny)
-    rel = np.abs(got[finite] - ref[finite]) / size[finite]
-    worst = int(np.argmax(rel))
-    print(f"{name} float64: max {rel[worst] / EPS64:.2f} eps at x={x[finite][worst]:.17g}")
-    assert rel[worst] <= min(F64_REL, F64_MAX_EPS * EPS64), (
-        f"{name}: max relative error {rel[worst]:.3g} "
-        f"({rel[worst] / EPS64:.2f} eps) at x={x[finite][worst]:.17g}"
-    )
-
-
-@pytest.mark.parametrize("name", sorted(MAX_ULP_GRAD))
-def test_float64_derivative_relative(name):
-    x = grid(np.float64)
-    x = x[np.abs(x) < 1e4]
-    got = backward(name, x)
-    ref, size = reference_grad(name, x)
+@pytest.mark.parametrize("name, order", FUNCTIONS, ids=FUNCTION_IDS)
+def test_float64_relative(name, order):
+    label = name if order == "f" else f"{name}'"
+    x, got, ref, size = compared(name, order, np.float64)
     ok = size >= np.finfo(np.float64).tiny
     rel = np.abs(got[ok] - ref[ok]) / size[ok]
     worst = int(np.argmax(rel))
-    print(f"{name}' float64: max {rel[worst] / EPS64:.2f} eps at x={x[ok][worst]:.17g}")
+    print(f"{label} float64: max {rel[worst] / EPS64:.2f} eps at x={x[ok][worst]:.17g}")
     assert rel[worst] <= min(F64_REL, F64_MAX_EPS * EPS64), (
-        f"{name}': max relative error {rel[worst]:.3g} "
+        f"{label}: max relative error {rel[worst]:.3g} "
         f"({rel[worst] / EPS64:.2f} eps) at x={x[ok][worst]:.17g}"
     )
 

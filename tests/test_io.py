@@ -41,12 +41,33 @@ def test_round_trip_is_bit_identical(tmp_path, backend, dtype):
         assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
-def test_training_resumes_exactly(tmp_path):
-    model, X, y = trained()
+def with_dropout():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 6)), rng.integers(0, 3, 40)
+    model = fb.Sequential(
+        [
+            fb.Dense(64, activation="relu", input_dim=6),
+            fb.Dropout(0.5),
+            fb.Dense(32, activation="tanh"),
+            fb.Dropout(0.25),
+            fb.Dense(3),
+        ],
+        loss="softmax_cross_entropy",
+        optimizer=fb.SGD(lr=0.05),
+        seed=0,
+    )
+    model.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    return model, X, y
+
+
+@pytest.mark.parametrize("make", [trained, with_dropout], ids=["dense", "dropout"])
+def test_training_resumes_exactly(tmp_path, make):
+    """The saved step count, optimiser state and dropout seed give the same next epochs."""
+    model, X, y = make()
     model.save(tmp_path / "m.npz")
-    model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    model.fit(X, y, epochs=2, batch_size=8, verbose=0)
     resumed = fb.load(tmp_path / "m.npz")
-    resumed.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    resumed.fit(X, y, epochs=2, batch_size=8, verbose=0)
     for a, b in zip(resumed.get_weights(), model.get_weights()):
         assert np.array_equal(a, b)
 
@@ -95,7 +116,17 @@ def edit_record(key, value):
 @pytest.mark.parametrize(
     "damage, match",
     [
-        (lambda p: p.write_bytes(p.read_bytes()[:200]), "truncated or corrupted"),
+        pytest.param(
+            lambda p: p.write_bytes(p.read_bytes()[:200]),
+            "truncated or corrupted",
+            # NumPy's np.load hands a file that starts like a zip to NpzFile, whose
+            # zipfile.ZipFile fails on the truncated archive without closing the file:
+            # NumPy's leak (until fastbp.io opens the file itself), not this test's
+            marks=pytest.mark.filterwarnings(
+                r"ignore:unclosed file <_io\.BufferedReader name='.*m\.npz'>:ResourceWarning"
+            ),
+            id="truncated",
+        ),
         (lambda p: p.write_bytes(b"not a zip file at all"), "truncated or corrupted"),
         (lambda p: rewrite(p, edit_record("version", 99)), "format version 99"),
         (lambda p: rewrite(p, edit_record("format", "other")), "not a fastbp model file"),

@@ -3,13 +3,13 @@ NumPy twin (float32 and float64)."""
 
 import numpy as np
 import pytest
-from conftest import BACKEND_RTOL, FD_RTOL, numerical_gradient, rel_error
 
 from fastbp import activations, losses
 from fastbp._kernels import kernels
 from fastbp.backends import numpy_backend as twin
 from fastbp.backends.numpy_backend import ACTIVATIONS as NP_ACTIVATIONS
 from fastbp.backends.numpy_backend import LOSSES as NP_LOSSES
+from tests.helpers import BACKEND_RTOL, FD_RTOL, numerical_gradient, rel_error
 
 # every activation with a kernel code (prelu has kernels of its own, tested below)
 ACT_NAMES = sorted(name for name, spec in activations.ACTIVATIONS.items() if not spec.learnable)

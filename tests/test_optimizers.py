@@ -5,10 +5,10 @@ import math
 
 import numpy as np
 import pytest
-from conftest import BACKEND_RTOL, rel_error
 
 import fastbp as fb
 from fastbp import schedules
+from tests.helpers import BACKEND_RTOL, rel_error
 
 
 def problem(n=20, seed=0):

@@ -6,11 +6,11 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import BACKEND_RTOL, rel_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastbp as fb
+from tests.helpers import BACKEND_RTOL, rel_error
 
 ACTIVATIONS = sorted(fb.activations.ACTIVATIONS)
 dims = st.integers(min_value=1, max_value=37)

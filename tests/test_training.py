@@ -123,15 +123,20 @@ def test_gradient_descent_modes(backend, batch_size):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_train_step_returns_the_loss_before_the_step(backend):
-    X, y = blobs(n_per_class=10, n_features=4)
-    model = fb.Sequential(
-        [fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
+def small_model(backend, activation, **kwargs):
+    """Dense(5, activation) then Dense(3) logits on 4 features, softmax cross-entropy."""
+    return fb.Sequential(
+        [fb.Dense(5, activation=activation, input_dim=4), fb.Dense(3)],
         loss="softmax_cross_entropy",
-        optimizer=fb.SGD(lr=0.1, weight_decay=0.01),
         seed=0,
         backend=backend,
+        **kwargs,
     )
+
+
+def test_train_step_returns_the_loss_before_the_step(backend):
+    X, y = blobs(n_per_class=10, n_features=4)
+    model = small_model(backend, "relu", optimizer=fb.SGD(lr=0.1, weight_decay=0.01))
     expected = model.evaluate(X, y)["loss"]
     assert model.train_step(X, y) == pytest.approx(expected, rel=1e-5)
     assert model.evaluate(X, y)["loss"] < expected
@@ -139,13 +144,8 @@ def test_train_step_returns_the_loss_before_the_step(backend):
 
 def test_sgd_step_is_w_minus_lr_times_gradient(backend):
     X, y = blobs(n_per_class=10, n_features=4)
-    model = fb.Sequential(
-        [fb.Dense(5, activation="sigmoid", input_dim=4), fb.Dense(3)],
-        loss="softmax_cross_entropy",
-        optimizer=fb.SGD(lr=0.2, weight_decay=0.1),
-        dtype="float64",
-        seed=0,
-        backend=backend,
+    model = small_model(
+        backend, "sigmoid", optimizer=fb.SGD(lr=0.2, weight_decay=0.1), dtype="float64"
     )
     before = model.get_weights()
     _, grads = model.loss_and_gradients(X, y)
@@ -156,13 +156,7 @@ def test_sgd_step_is_w_minus_lr_times_gradient(backend):
 
 def test_probability_targets_equal_one_hot_labels(backend):
     X, y = blobs(n_per_class=10, n_features=4)
-    model = fb.Sequential(
-        [fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
-        loss="softmax_cross_entropy",
-        dtype="float64",
-        seed=0,
-        backend=backend,
-    )
+    model = small_model(backend, "relu", dtype="float64")
     loss_labels, grads_labels = model.loss_and_gradients(X, y)
     loss_onehot, grads_onehot = model.loss_and_gradients(X, np.eye(3)[y])
     assert loss_labels == pytest.approx(loss_onehot, rel=1e-12)
@@ -172,12 +166,7 @@ def test_probability_targets_equal_one_hot_labels(backend):
 
 def test_predict_proba_rows_are_probabilities(backend):
     X, _y = blobs(n_per_class=10, n_features=4)
-    model = fb.Sequential(
-        [fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
-        loss="softmax_cross_entropy",
-        seed=0,
-        backend=backend,
-    )
+    model = small_model(backend, "relu")
     P = model.predict_proba(X)
     np.testing.assert_allclose(P.sum(axis=1), 1, rtol=1e-6)
     assert (model.predict(X) == P.argmax(axis=1)).all()
@@ -210,12 +199,7 @@ def test_model_built_from_first_data_and_weights_roundtrip(backend):
 
 def test_verbose_fit_prints_one_line_per_epoch(backend, capsys):
     X, y = blobs(n_per_class=10, n_features=4)
-    model = fb.Sequential(
-        [fb.Dense(5, activation="relu", input_dim=4), fb.Dense(3)],
-        loss="softmax_cross_entropy",
-        seed=0,
-        backend=backend,
-    )
+    model = small_model(backend, "relu")
     model.fit(X, y, epochs=2, verbose=1)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[1].startswith("epoch 2/2") and "loss" in lines[1]

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from conftest import BACKEND_RTOL, FD_RTOL, numerical_gradient, rel_error
 
 import fastbp as fb
+from tests.helpers import BACKEND_RTOL, FD_RTOL, numerical_gradient, rel_error
 
 
 def data(n=24, seed=0):
