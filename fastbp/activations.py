@@ -41,7 +41,7 @@ class ActivationSpec:
 
 
 @dataclass(frozen=True)
-class Activation:
+class BoundActivation:
     """An activation with its parameter fixed, as a layer holds it."""
 
     spec: ActivationSpec
@@ -124,15 +124,15 @@ LAYER_NOT_ACTIVATION = {"maxout": "fastbp.Maxout(units, pieces=k): it has weight
 
 
 def get(activation, **params):
-    """Resolve a name (or an Activation) to an Activation.
+    """Resolve a name (or a BoundActivation) to a BoundActivation.
 
     get("leaky_relu", slope=0.2) sets the parameter; get(None) is the identity.
     """
-    if isinstance(activation, Activation):
+    if isinstance(activation, BoundActivation):
         if params:
             raise TypeError(
                 "parameters can only be given with an activation name, "
-                f"not with an Activation object ({activation.name})"
+                f"not with a BoundActivation ({activation.name})"
             )
         return activation
     name = ALIASES.get(activation, activation)
@@ -149,11 +149,11 @@ def get(activation, **params):
         allowed = f"'{spec.param_name}'" if spec.param_name else "no parameters"
         raise TypeError(f"activation {name!r} takes {allowed}, got {sorted(unknown)}")
     if not spec.param_name:
-        return Activation(spec, 0.0)
+        return BoundActivation(spec, 0.0)
     value = params.get(spec.param_name, spec.default_param)
     # a learnt slope may start anywhere; fixed slopes and scales must be >= 0
     try:
         value = check_real(f"{name}'s {spec.param_name}", value, low=None if spec.learnable else 0)
     except ValueError as exc:
         raise ValueError(f"{exc}; pass e.g. {spec.param_name}={spec.default_param}") from None
-    return Activation(spec, value)
+    return BoundActivation(spec, value)

@@ -133,10 +133,7 @@ def moons(n_samples=200, noise=0.1, seed=0):
     _check_count("n_samples", n_samples, minimum=2)
     _check_noise(noise)
     rng = np.random.default_rng(seed)
-    n_upper = n_samples // 2
-    n_lower = n_samples - n_upper
-    upper_angle = np.linspace(0.0, np.pi, n_upper)
-    lower_angle = np.linspace(0.0, np.pi, n_lower)
+    upper_angle, lower_angle = _split_angles(n_samples, np.pi, endpoint=True)
     upper = np.column_stack([np.cos(upper_angle), np.sin(upper_angle)])
     lower = np.column_stack([1.0 - np.cos(lower_angle), 0.5 - np.sin(lower_angle)])
     return _two_classes(upper, lower, noise, rng)
@@ -146,30 +143,26 @@ def circles(n_samples=200, noise=0.05, factor=0.5, seed=0):
     """A small circle inside a large one, both centred at the origin.
 
     Class 0 is the outer circle of radius 1, class 1 the inner circle of radius
-    `factor`. Gaussian noise of standard deviation `noise` is added to both
-    coordinates.
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, 2), float64
-    y : ndarray of shape (n_samples,), int64
-        The first `n_samples // 2` rows are class 0, the rest class 1.
+    `factor`, in (0, 1). Gaussian noise of standard deviation `noise` is added to
+    both coordinates. Returns (X, y) laid out as moons returns them: X of shape
+    (n_samples, 2), y of shape (n_samples,), class 0 in the first n_samples // 2 rows.
     """
     _check_count("n_samples", n_samples, minimum=2)
     _check_noise(noise)
-    if not 0.0 < factor < 1.0:
-        raise ValueError(
-            f"factor is the inner circle's radius relative to the outer one and "
-            f"must lie strictly between 0 and 1; got {factor!r}"
-        )
+    # the inner circle's radius relative to the outer one
+    factor = check_real("factor", factor, low=0, high=1, low_open=True, high_open=True)
     rng = np.random.default_rng(seed)
-    n_outer = n_samples // 2
-    n_inner = n_samples - n_outer
-    outer_angle = np.linspace(0.0, 2.0 * np.pi, n_outer, endpoint=False)
-    inner_angle = np.linspace(0.0, 2.0 * np.pi, n_inner, endpoint=False)
+    outer_angle, inner_angle = _split_angles(n_samples, 2.0 * np.pi, endpoint=False)
     outer = np.column_stack([np.cos(outer_angle), np.sin(outer_angle)])
     inner = factor * np.column_stack([np.cos(inner_angle), np.sin(inner_angle)])
     return _two_classes(outer, inner, noise, rng)
+
+
+def _split_angles(n_samples, stop, endpoint):
+    """Evenly spaced angles from 0 to stop for class 0 (n_samples // 2 of them) and
+    class 1 (the rest)."""
+    n_first = n_samples // 2
+    return [np.linspace(0.0, stop, n, endpoint=endpoint) for n in (n_first, n_samples - n_first)]
 
 
 def _two_classes(first, second, noise, rng):

@@ -10,6 +10,7 @@ largest magnitude of either, so entries that are zero in both do not blow it up.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -147,7 +148,12 @@ def gradcheck(
     return GradcheckResult(checks, threshold)
 
 
-def centred_differences(f, x, eps=1e-6, entries=None):
+def centred_differences(
+    f: Callable[[], float],
+    x: np.ndarray,
+    eps: float = 1e-6,
+    entries: Sequence[int] | np.ndarray | None = None,
+) -> np.ndarray:
     """(f() at x + eps - f() at x - eps) / (2 eps), one entry of x at a time.
 
     f : a function of no arguments returning a float, which reads x.
@@ -172,7 +178,7 @@ def centred_differences(f, x, eps=1e-6, entries=None):
     return numeric.reshape(x.shape) if entries is None else numeric
 
 
-def relative_error(actual, expected):
+def relative_error(actual: ArrayLike, expected: ArrayLike) -> float:
     """max |actual - expected| over the largest magnitude of either (0 when both are 0):
     entries that are zero in both do not blow the error up."""
     actual = np.asarray(actual, dtype=np.float64)

@@ -114,7 +114,7 @@ def _live_record(model):
     record = json.loads(json.dumps(record))  # a deep copy sharing nothing with the model
     arrays: dict[str, np.ndarray] = {}
     if model.built:
-        arrays.update((f"param_{i}", p) for i, p in enumerate(model._plan.parameters()))
+        arrays.update((f"param_{i}", p) for i, p in enumerate(model._plan.weights()))
         arrays.update((f"state_{i}", s) for i, s in enumerate(model._plan.optimizer_state()))
     return record, arrays
 
@@ -251,7 +251,7 @@ def _check_total_size(layers, input_dim, arrays):
 
 def _restore_arrays(model, arrays):
     """Check every array against the freshly built model, then copy them in."""
-    live_params = model._plan.parameters() if model.built else []
+    live_params = model._plan.weights() if model.built else []
     live_state = model._plan.optimizer_state() if model.built else []
     expected = {f"param_{i}" for i in range(len(live_params))} | {
         f"state_{i}" for i in range(len(live_state))

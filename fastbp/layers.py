@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from fastbp.model import Sequential
 
 # what activation= takes: a name (None for the identity) or an Activation
-ActivationSpec = str | activations.Activation | None
+ActivationArg = str | activations.BoundActivation | None
 
 
 def _initializer(
@@ -55,7 +55,7 @@ def _check_class(cls: type, config: Any) -> None:
         raise ValueError(f"expected a {cls.__name__} layer record, got {config!r}")
 
 
-def _activation_from_config(config: dict[str, Any]) -> activations.Activation:
+def _activation_from_config(config: dict[str, Any]) -> activations.BoundActivation:
     act = dict(config)
     return activations.get(act.pop("name"), **act)
 
@@ -176,7 +176,7 @@ class Dense(Layer):
     def __init__(
         self,
         units: int,
-        activation: ActivationSpec = None,
+        activation: ActivationArg = None,
         input_dim: int | None = None,
         kernel_initializer: InitializerSpec | None = None,
     ) -> None:
@@ -335,13 +335,13 @@ class Activation(Layer):
         backpropagates through its Jacobian. Activation("prelu") gives a PReLU layer.
     """
 
-    def __new__(cls, activation: ActivationSpec = None, **params: float) -> Any:
+    def __new__(cls, activation: ActivationArg = None, **params: float) -> Any:
         resolved = activations.get(activation, **params)
         if cls is Activation and resolved.spec.learnable:
             return PReLU(initial_slope=resolved.param)
         return super().__new__(cls)
 
-    def __init__(self, activation: ActivationSpec = None, **params: float) -> None:
+    def __init__(self, activation: ActivationArg = None, **params: float) -> None:
         self.activation = activations.get(activation, **params)
 
     @property

@@ -942,13 +942,13 @@ class Sequential:
         with prelu), W (d_in, units * pieces) and b for Maxout, alpha for PReLU."""
         self._require_built()
         with self._memory.reading():
-            return [p.copy() for p in self._plan.parameters()]
+            return [p.copy() for p in self._plan.weights()]
 
     def set_weights(self, weights: Iterable[ArrayLike]) -> None:
         """Replace every parameter; weights as returned by get_weights(). All are
         checked before any is changed."""
         self._require_built()
-        params = self._plan.parameters()
+        params = self._plan.weights()
         weights = list(weights)
         if len(weights) != len(params):
             raise ValueError(
@@ -1092,7 +1092,7 @@ class Sequential:
 
     def count_params(self) -> int:
         self._require_built()
-        return sum(p.size for p in self._plan.parameters())
+        return sum(p.size for p in self._plan.weights())
 
     def __repr__(self) -> str:
         layers = ", ".join(repr(layer) for layer in self.layers)

@@ -210,6 +210,7 @@ class Adam(Optimizer):
 
     name = "adam"
     kind = ADAM_KIND
+    n_state = 2  # state arrays per parameter
     SETTINGS: ClassVar[dict[str, Check]] = {
         **Optimizer.SETTINGS,
         "beta1": _fraction,
@@ -231,10 +232,6 @@ class Adam(Optimizer):
         self.beta1 = beta1
         self.beta2 = beta2
         self.eps = eps
-
-    @property
-    def n_state(self) -> int:
-        return 2
 
 
 class AdamW(Adam):
@@ -261,6 +258,7 @@ class RMSProp(Optimizer):
 
     name = "rmsprop"
     kind = RMSPROP_KIND
+    n_state = 1  # state arrays per parameter
     SETTINGS: ClassVar[dict[str, Check]] = {
         **Optimizer.SETTINGS,
         "rho": _fraction,
@@ -280,16 +278,13 @@ class RMSProp(Optimizer):
         self.rho = rho
         self.eps = eps
 
-    @property
-    def n_state(self) -> int:
-        return 1
-
 
 class Adagrad(Optimizer):
     """Adagrad: steps scaled by the root of the summed squared gradients."""
 
     name = "adagrad"
     kind = ADAGRAD_KIND
+    n_state = 1  # state arrays per parameter
     SETTINGS: ClassVar[dict[str, Check]] = {
         **Optimizer.SETTINGS,
         "eps": _positive,
@@ -305,10 +300,6 @@ class Adagrad(Optimizer):
     ) -> None:
         super().__init__(lr, weight_decay, clipnorm, schedule)
         self.eps = eps
-
-    @property
-    def n_state(self) -> int:
-        return 1
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSProp, Adagrad)}

@@ -105,14 +105,14 @@ class Node:
         d_out,
         params=(),
         act=0,
-        param=0.0,
+        act_param=0.0,
         activation="identity",
         pieces=1,
         keep=1.0,
     ):
         self.kind, self.d_in, self.d_out = kind, d_in, d_out
         self.params = list(params)
-        self.act, self.param, self.activation = act, param, activation
+        self.act, self.act_param, self.activation = act, act_param, activation
         self.pieces, self.keep = pieces, keep
         self.Z = self.A = self.delta = self.dZ = self.mask = None
 
@@ -174,7 +174,7 @@ def _maxout_nodes(layer, number, d_in, n_state):
 
 def _activation_nodes(layer, number, d_in, n_state):
     act = layer.activation
-    return [Node(ACTIVATION, d_in, d_in, act=act.code, param=act.param, activation=act.name)]
+    return [Node(ACTIVATION, d_in, d_in, act=act.code, act_param=act.param, activation=act.name)]
 
 
 def _prelu_nodes(layer, number, d_in, n_state):
@@ -257,12 +257,12 @@ class Plan:
         """Every Param, in get_weights order."""
         return [p for node in self.nodes for p in node.params]
 
-    def parameters(self):
+    def weights(self):
         """[W1, b1, ...] as get_weights orders them, the live arrays."""
         return [p.value for p in self.params()]
 
     def gradients(self):
-        """The gradient arrays, aligned with parameters()."""
+        """The gradient arrays, aligned with weights()."""
         return [p.grad for p in self.params()]
 
     def optimizer_state(self):
@@ -273,7 +273,7 @@ class Plan:
     def training_state(self):
         """Everything a training step changes, as live arrays: parameters,
         optimiser state, step count, dropout seed, and the optimiser's origin."""
-        return self.parameters() + self.optimizer_state() + [self.optimizer_origin]
+        return self.weights() + self.optimizer_state() + [self.optimizer_origin]
 
     def nonfinite(self):
         """The name of the first parameter or optimiser state array holding NaN or

@@ -92,7 +92,7 @@ def copier(request, tmp_path):
 
 def training_state(m):
     """Everything a training step reads or writes, as comparable values."""
-    arrays = [a.copy() for a in m._plan.parameters() + m._plan.optimizer_state()]
+    arrays = [a.copy() for a in m._plan.weights() + m._plan.optimizer_state()]
     return arrays, m._rng.bit_generator.state, m.epochs_done
 
 

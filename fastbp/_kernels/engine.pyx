@@ -87,7 +87,7 @@ cdef struct Node:
     int d_out
     int width       # columns of Z: d_out, times pieces for MAXOUT
     int act         # DENSE, ACTIVATION: activation code and parameter
-    double param
+    double act_param
     int pieces      # MAXOUT
     double keep     # DROPOUT: 1 - rate
     int n_params
@@ -153,7 +153,7 @@ cdef inline int _node_forward(const Node *node, int l, int n, const floating *in
     cdef int status
     if node.kind == FBP_NODE_DENSE:
         return dense_forward(n, node.d_in, node.d_out, inp, <floating *>node.p[0].value,
-                             <floating *>node.p[1].value, node.act, <floating>node.param, Z, A)
+                             <floating *>node.p[1].value, node.act, <floating>node.act_param, Z, A)
     if node.kind == FBP_NODE_MAXOUT:
         status = dense_forward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
                                <floating *>node.p[1].value, FBP_ACT_IDENTITY, <floating>0, Z, Z)
@@ -161,7 +161,7 @@ cdef inline int _node_forward(const Node *node, int l, int n, const floating *in
         return status
     if node.kind == FBP_NODE_ACTIVATION:
         # with no bias the kernel only reads its Z argument
-        return bias_act(node.act, <floating>node.param, n, node.d_out, <floating *>NULL,
+        return bias_act(node.act, <floating>node.act_param, n, node.d_out, <floating *>NULL,
                         <floating *>inp, A)
     if node.kind == FBP_NODE_PRELU:
         prelu_forward(n, node.d_out, <floating *>node.p[0].value, inp, A)
@@ -196,11 +196,11 @@ cdef int _affine_backward(Node *node, int n, const floating *inp, int act, float
     if _folds(node, u):
         return dense_backward_sgd(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
                                   <floating *>node.p[1].value, <floating *>node.Z,
-                                  <floating *>node.A, act, <floating>node.param, dZ,
+                                  <floating *>node.A, act, <floating>node.act_param, dZ,
                                   <floating *>node.p[1].grad, dinp, <floating>u.opt.lr,
                                   <floating>u.l2)
     status = dense_backward(n, node.d_in, node.width, inp, <floating *>node.p[0].value,
-                            <floating *>node.Z, <floating *>node.A, act, <floating>node.param,
+                            <floating *>node.Z, <floating *>node.A, act, <floating>node.act_param,
                             dZ, <floating *>node.p[0].grad, <floating *>node.p[1].grad, dinp)
     if u.l2 != 0:
         add_decay(node.p[0].size, <floating>u.l2, <floating *>node.p[0].value,
@@ -235,7 +235,7 @@ cdef int _backward(Node *L, int start, int n, const floating *X, bint skip_act,
                                        dinp, u)
         elif node.kind == FBP_NODE_ACTIVATION:
             if dinp != NULL:
-                status |= act_backward(node.act, <floating>node.param, n, node.d_out, inp,
+                status |= act_backward(node.act, <floating>node.act_param, n, node.d_out, inp,
                                        <floating *>node.A, <floating *>node.delta, dinp,
                                        <floating *>NULL)
         elif node.kind == FBP_NODE_PRELU:
@@ -507,7 +507,7 @@ cdef class Engine:
     def __cinit__(self, list nodes, tuple head, bint is_double, int capacity, step_count, seed,
                   origin):
         """nodes: one dict per plan node with kind, traits (fastbp.plan.NodeTraits as
-        a dict), d_in, d_out, width, act, param, pieces, keep, params (a list of at
+        a dict), d_in, d_out, width, act, act_param, pieces, keep, params (a list of at
         most two dicts with value, grad, s1, s2 (state arrays or None) and decay) and
         the workspaces Z, A, delta, dZ, mask (`capacity` rows, or None where the kind
         has none); head: (node, skip_act), where a fused loss's gradient enters;
@@ -537,7 +537,7 @@ cdef class Engine:
             node.kind = spec["kind"]
             node.traits = _traits_struct(spec["traits"], l)
             node.d_in, node.d_out, node.width = spec["d_in"], spec["d_out"], spec["width"]
-            node.act, node.param = spec["act"], spec["param"]
+            node.act, node.act_param = spec["act"], spec["act_param"]
             node.pieces, node.keep = spec["pieces"], spec["keep"]
             if len(spec["params"]) > MAX_PARAMS:
                 raise ValueError(f"a node has at most {MAX_PARAMS} parameter arrays")

@@ -80,7 +80,7 @@ class CythonBackend:
                 d_out=node.d_out,
                 width=node.width,
                 act=node.act,
-                param=node.param,
+                act_param=node.act_param,
                 pieces=node.pieces,
                 keep=node.keep,
                 params=[

@@ -108,12 +108,12 @@ def activation_backward(code, Z, A, dA, param):
 def _dense_forward(backend, l, node, X, training):
     W, b = node.params
     Z = X @ W.value + b.value
-    return Z, activate(node.act, Z, node.param)
+    return Z, activate(node.act, Z, node.act_param)
 
 
 def _dense_backward(node, X, Z, A, dA, need_dX, skip_act=False):
     W, b = node.params
-    dZ = dA if skip_act else activation_backward(node.act, Z, A, dA, node.param)
+    dZ = dA if skip_act else activation_backward(node.act, Z, A, dA, node.act_param)
     W.grad[...] = X.T @ dZ
     b.grad[...] = dZ.sum(axis=0)
     return dZ @ W.value.T if need_dX else None
@@ -145,11 +145,11 @@ def _maxout_backward(node, X, Z, A, dA, need_dX, skip_act=False):
 
 
 def _activation_forward(backend, l, node, X, training):
-    return X, activate(node.act, X, node.param)
+    return X, activate(node.act, X, node.act_param)
 
 
 def _activation_backward(node, X, Z, A, dA, need_dX, skip_act=False):
-    return activation_backward(node.act, X, A, dA, node.param) if need_dX else None
+    return activation_backward(node.act, X, A, dA, node.act_param) if need_dX else None
 
 
 def prelu(Z, alpha):
