@@ -426,7 +426,9 @@ def load(path, backend=None):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path!r}")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # the file is opened here, not by np.load, so that it is closed however
+        # reading it fails (np.load leaves it open when the zip is damaged)
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise ValueError(
