@@ -315,3 +315,23 @@ def peak_growth(fn):
     finally:
         tracemalloc.stop()
     return peak - start
+
+
+# --- optimisers -----------------------------------------------------------------------
+
+# One factory per case, shared by the optimiser, engine and attribute tests. Every class
+# in fastbp.optimizers.OPTIMIZERS must appear (tests/test_optimizers.py checks), so a new
+# optimiser is tested everywhere once it has a case here.
+OPTIMIZER_CASES = {
+    "sgd": lambda: fb.SGD(lr=0.1),
+    "sgd-decay": lambda: fb.SGD(lr=0.1, weight_decay=0.05),
+    "sgd-clip": lambda: fb.SGD(lr=0.5, clipnorm=0.1),
+    "momentum": lambda: fb.SGD(lr=0.1, momentum=0.9),
+    "momentum-clip": lambda: fb.SGD(lr=0.1, momentum=0.9, clipnorm=1.0),
+    "nesterov-decay": lambda: fb.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "adam": lambda: fb.Adam(lr=0.01),
+    "adam-decay-clip": lambda: fb.Adam(lr=0.01, weight_decay=0.1, clipnorm=0.5),
+    "adamw": lambda: fb.AdamW(lr=0.01, weight_decay=0.1),
+    "rmsprop": lambda: fb.RMSProp(lr=0.01),
+    "adagrad": lambda: fb.Adagrad(lr=0.1),
+}

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
+from tests.helpers import OPTIMIZER_CASES
 
 
 def data(n=96, seed=0):
@@ -37,15 +38,7 @@ def assert_same_weights(a, b):
         assert np.array_equal(x, y)
 
 
-OPTIMIZERS = {
-    "sgd": lambda: fb.SGD(lr=0.05),
-    "momentum": lambda: fb.SGD(lr=0.05, momentum=0.9),
-    "nesterov": lambda: fb.SGD(lr=0.05, momentum=0.5, nesterov=True),
-    "adam": lambda: fb.Adam(lr=0.01),
-    "adamw": lambda: fb.AdamW(lr=0.01),
-    "rmsprop": lambda: fb.RMSProp(lr=0.01),
-    "adagrad": lambda: fb.Adagrad(lr=0.05),
-}
+OPTIMIZERS = OPTIMIZER_CASES
 
 
 @pytest.mark.parametrize("before", ["sgd", "momentum", "adam"])

@@ -6,7 +6,7 @@ import pytest
 
 import fastbp as fb
 from fastbp import losses, threads
-from tests.helpers import NO_ARRAY, peak_growth
+from tests.helpers import NO_ARRAY, OPTIMIZER_CASES, peak_growth
 
 
 def mlp(backend="cython", **kwargs):
@@ -28,17 +28,11 @@ def data(n=6400):
     return rng.standard_normal((n, 16)).astype(np.float32), rng.integers(0, 4, n)
 
 
-OPTIMIZERS = [
-    fb.SGD(lr=0.1, weight_decay=0.01),
-    fb.SGD(lr=0.1, momentum=0.9, clipnorm=1.0),
-    fb.Adam(lr=0.01),
-    fb.AdamW(),
-    fb.RMSProp(),
-    fb.Adagrad(),
-]
+# one instance per case, made at collection as the tests read them only
+OPTIMIZERS = [pytest.param(make(), id=name) for name, make in OPTIMIZER_CASES.items()]
 
 
-@pytest.mark.parametrize("opt", OPTIMIZERS, ids=repr)
+@pytest.mark.parametrize("opt", OPTIMIZERS)
 @pytest.mark.parametrize("backend, allocates", [("cython", False), ("numpy", True)])
 def test_training_steps_allocate_no_arrays(backend, allocates, opt):
     """The compiled engine allocates nothing per step; the NumPy backend, whose
@@ -55,7 +49,7 @@ def test_training_steps_allocate_no_arrays(backend, allocates, opt):
     assert (peak_growth(steps) > NO_ARRAY) == allocates
 
 
-@pytest.mark.parametrize("opt", OPTIMIZERS, ids=repr)
+@pytest.mark.parametrize("opt", OPTIMIZERS)
 def test_an_epoch_of_200_steps_allocates_no_arrays(opt):
     model = mlp(optimizer=opt)
     X, y = data()
