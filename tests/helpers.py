@@ -114,16 +114,10 @@ def dense_stack(layers):
     ]
 
 
-def make_model(layers, loss, backend, dtype=np.float64, seed=0, lr=0.1, weight_decay=0.0):
-    """Sequential from (units, activation) pairs; the first pair also gives input_dim."""
-    return fb.Sequential(
-        dense_stack(layers),
-        loss=loss,
-        optimizer=fb.SGD(lr=lr, weight_decay=weight_decay),
-        dtype=np.dtype(dtype).name,
-        seed=seed,
-        backend=backend,
-    )
+def dense_model(layers, loss="softmax_cross_entropy", backend="cython", seed=0, **kwargs):
+    """Sequential of the Dense layers of dense_stack(layers); an input width of None
+    leaves input_dim to the first data. kwargs (optimizer, dtype) go to Sequential."""
+    return fb.Sequential(dense_stack(layers), loss=loss, seed=seed, backend=backend, **kwargs)
 
 
 def _dense_arch(layers, loss, kind):

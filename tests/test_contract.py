@@ -9,7 +9,7 @@ import pytest
 
 import fastbp as fb
 from fastbp import activations, backends, losses, optimizers, plan
-from tests.helpers import BACKEND_RTOL, rel_error
+from tests.helpers import BACKEND_RTOL, dense_model, rel_error
 
 engine = pytest.importorskip("fastbp._kernels.engine")
 codes = pytest.importorskip("fastbp._kernels.codes")
@@ -237,13 +237,8 @@ def test_hyper_drift_refuses_the_compiled_backend(monkeypatch):
 def rmsprop_weights(backend, opt, steps=4):
     rng = np.random.default_rng(1)
     X, y = rng.standard_normal((16, 3)), rng.integers(0, 3, 16)
-    model = fb.Sequential(
-        [fb.Dense(5, activation="tanh", input_dim=3), fb.Dense(3)],
-        loss="softmax_cross_entropy",
-        optimizer=opt,
-        dtype="float64",
-        seed=0,
-        backend=backend,
+    model = dense_model(
+        [(3, None), (5, "tanh"), (3, None)], backend=backend, optimizer=opt, dtype="float64"
     )
     for _ in range(steps):
         model.train_step(X, y)

@@ -8,6 +8,7 @@ import pytest
 import fastbp as fb
 from fastbp import datasets
 from fastbp.diagnostics import TrainingHealthWarning
+from tests.helpers import dense_model
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +42,8 @@ def test_zero_initialisation_is_flagged_once(backend, digits):
 
 def test_healthy_training_raises_no_alarm(backend, digits):
     X, y = digits
-    model = fb.Sequential(
-        [
-            fb.Dense(32, activation="relu", input_dim=64),
-            fb.Dense(16, activation="tanh"),
-            fb.Dense(10),
-        ],
-        loss="softmax_cross_entropy",
-        optimizer=fb.SGD(lr=0.05),
-        seed=0,
-        backend=backend,
-    )
+    layers = [(64, None), (32, "relu"), (16, "tanh"), (10, None)]
+    model = dense_model(layers, backend=backend, optimizer=fb.SGD(lr=0.05))
     history, messages = fit_logged(model, X, y)
     assert messages == []
     assert history["duplicate_units"] == [0, 0]

@@ -5,22 +5,15 @@ import pytest
 
 import fastbp as fb
 from fastbp.backends import numpy_backend
+from tests.helpers import dense_model
 
 
 def model_and_data(backend="cython", dtype="float32"):
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((12, 5)), rng.integers(0, 3, 12)
-    model = fb.Sequential(
-        [
-            fb.Dense(6, activation="tanh", input_dim=5),
-            fb.Dense(4, activation="sigmoid"),
-            fb.Dense(3),
-        ],
-        loss="softmax_cross_entropy",
-        optimizer=fb.SGD(weight_decay=0.01),
-        dtype=dtype,
-        seed=1,
-        backend=backend,
+    layers = [(5, None), (6, "tanh"), (4, "sigmoid"), (3, None)]
+    model = dense_model(
+        layers, backend=backend, seed=1, optimizer=fb.SGD(weight_decay=0.01), dtype=dtype
     )
     return model, X, y
 

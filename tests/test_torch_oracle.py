@@ -10,7 +10,7 @@ import fastbp as fb
 from fastbp import activations
 from fastbp._kernels import kernels
 from fastbp.backends import numpy_backend
-from tests.helpers import assert_all_close, assert_close, grad_labels
+from tests.helpers import assert_all_close, assert_close, dense_model, grad_labels
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -199,13 +199,8 @@ def test_optimizer_steps_match_torch_optim(backend, name):
     opt, torch_cls, kwargs = OPTIMIZERS[name]
     rng = np.random.default_rng(2)
     X, y = rng.standard_normal((16, 4)), rng.integers(0, 3, 16)
-    model = fb.Sequential(
-        [fb.Dense(5, activation="tanh", input_dim=4), fb.Dense(3)],
-        loss="softmax_cross_entropy",
-        optimizer=opt,
-        dtype="float64",
-        seed=0,
-        backend=backend,
+    model = dense_model(
+        [(4, None), (5, "tanh"), (3, None)], backend=backend, optimizer=opt, dtype="float64"
     )
     params = [torch.tensor(w, requires_grad=True) for w in model.get_weights()]
     decay = {"weight_decay": opt.weight_decay}

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
+from tests.helpers import dense_model
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 XOR_Y = np.array([0, 1, 1, 0])
@@ -19,12 +20,8 @@ def blobs(n_per_class=200, n_classes=3, n_features=10, seed=0):
 
 
 def test_two_layer_relu_network_learns_xor(backend):
-    model = fb.Sequential(
-        [fb.Dense(8, activation="relu", input_dim=2), fb.Dense(2)],
-        loss="softmax_cross_entropy",
-        optimizer=fb.SGD(lr=0.3),
-        seed=0,
-        backend=backend,
+    model = dense_model(
+        [(2, None), (8, "relu"), (2, None)], backend=backend, optimizer=fb.SGD(lr=0.3)
     )
     model.fit(XOR_X, XOR_Y, epochs=500, batch_size=None, verbose=0)
     assert (model.predict(XOR_X) == XOR_Y).all()
@@ -33,13 +30,12 @@ def test_two_layer_relu_network_learns_xor(backend):
 
 def test_loss_decreases_on_blobs(backend, dtype):
     X, y = blobs()
-    model = fb.Sequential(
-        [fb.Dense(32, activation="relu", input_dim=10), fb.Dense(3)],
-        loss="softmax_cross_entropy",
+    model = dense_model(
+        [(10, None), (32, "relu"), (3, None)],
+        backend=backend,
+        seed=1,
         optimizer=fb.SGD(lr=0.05),
         dtype=np.dtype(dtype).name,
-        seed=1,
-        backend=backend,
     )
     before = model.evaluate(X, y)["loss"]
     hist = model.fit(X, y, epochs=10, batch_size=32, validation_data=(X[:100], y[:100]), verbose=0)
@@ -52,24 +48,20 @@ def test_loss_decreases_on_blobs(backend, dtype):
 
 def test_binary_cross_entropy_and_mse_train(backend):
     X, y = blobs(n_classes=2)
-    clf = fb.Sequential(
-        [fb.Dense(16, activation="tanh", input_dim=10), fb.Dense(1, activation="sigmoid")],
-        loss="binary_cross_entropy",
-        optimizer=fb.SGD(lr=0.1),
+    clf = dense_model(
+        [(10, None), (16, "tanh"), (1, "sigmoid")],
+        "binary_cross_entropy",
+        backend,
         seed=2,
-        backend=backend,
+        optimizer=fb.SGD(lr=0.1),
     )
     clf.fit(X, y, epochs=5, verbose=0)
     assert clf.evaluate(X, y)["accuracy"] > 0.9
     assert clf.predict(X).shape == (len(X),) and clf.predict_proba(X).shape == (len(X), 1)
 
     target = np.sin(X[:, :2])
-    reg = fb.Sequential(
-        [fb.Dense(32, activation="tanh", input_dim=10), fb.Dense(2)],
-        loss="mse",
-        optimizer=fb.SGD(lr=0.05),
-        seed=3,
-        backend=backend,
+    reg = dense_model(
+        [(10, None), (32, "tanh"), (2, None)], "mse", backend, seed=3, optimizer=fb.SGD(lr=0.05)
     )
     first = reg.evaluate(X, target)["loss"]
     reg.fit(X, target, epochs=20, verbose=0)
@@ -81,12 +73,7 @@ def test_same_seed_gives_bit_identical_weights(backend):
     X, y = blobs(n_per_class=50)
     runs = []
     for _ in range(2):
-        model = fb.Sequential(
-            [fb.Dense(16, activation="relu", input_dim=10), fb.Dense(3)],
-            loss="softmax_cross_entropy",
-            seed=42,
-            backend=backend,
-        )
+        model = dense_model([(10, None), (16, "relu"), (3, None)], backend=backend, seed=42)
         model.fit(X, y, epochs=3, batch_size=16, verbose=0)
         runs.append(model.get_weights())
     for a, b in zip(*runs):
@@ -98,23 +85,12 @@ def test_gradient_descent_modes(backend, batch_size):
     """None: full batch (one step per epoch); 1: stochastic; k: mini-batch;
     larger than the data: clamped to the data."""
     X, y = blobs(n_per_class=20, n_features=4)
-    model = fb.Sequential(
-        [fb.Dense(8, activation="tanh", input_dim=4), fb.Dense(3)],
-        loss="softmax_cross_entropy",
-        optimizer=fb.SGD(lr=0.05),
-        seed=0,
-        backend=backend,
+    model, replay = (
+        small_model(backend, "tanh", units=8, optimizer=fb.SGD(lr=0.05)) for _ in range(2)
     )
     start = model.get_weights()
     model.fit(X, y, epochs=1, batch_size=batch_size, shuffle=False, verbose=0)
     # replay the same steps one train_step at a time
-    replay = fb.Sequential(
-        [fb.Dense(8, activation="tanh", input_dim=4), fb.Dense(3)],
-        loss="softmax_cross_entropy",
-        optimizer=fb.SGD(lr=0.05),
-        seed=0,
-        backend=backend,
-    )
     replay.set_weights(start)
     step = len(X) if batch_size is None else min(batch_size, len(X))
     for i in range(0, len(X), step):
@@ -123,15 +99,9 @@ def test_gradient_descent_modes(backend, batch_size):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def small_model(backend, activation, **kwargs):
-    """Dense(5, activation) then Dense(3) logits on 4 features, softmax cross-entropy."""
-    return fb.Sequential(
-        [fb.Dense(5, activation=activation, input_dim=4), fb.Dense(3)],
-        loss="softmax_cross_entropy",
-        seed=0,
-        backend=backend,
-        **kwargs,
-    )
+def small_model(backend, activation, units=5, **kwargs):
+    """Dense(units, activation) then Dense(3) logits on 4 features, softmax cross-entropy."""
+    return dense_model([(4, None), (units, activation), (3, None)], backend=backend, **kwargs)
 
 
 def test_train_step_returns_the_loss_before_the_step(backend):
@@ -176,23 +146,13 @@ def test_predict_proba_rows_are_probabilities(backend):
 
 def test_model_built_from_first_data_and_weights_roundtrip(backend):
     X, y = blobs(n_per_class=10, n_features=6)
-    model = fb.Sequential(
-        [fb.Dense(4, activation="relu"), fb.Dense(3)],
-        loss="softmax_cross_entropy",
-        seed=0,
-        backend=backend,
-    )
+    model = dense_model([(None, None), (4, "relu"), (3, None)], backend=backend)
     assert not model.built
     model.fit(X, y, epochs=1, verbose=0)
     assert model.input_dim == 6
     weights = model.get_weights()
     assert [w.shape for w in weights] == [(6, 4), (4,), (4, 3), (3,)]
-    other = fb.Sequential(
-        [fb.Dense(4, activation="relu", input_dim=6), fb.Dense(3)],
-        loss="softmax_cross_entropy",
-        seed=99,
-        backend=backend,
-    )
+    other = dense_model([(6, None), (4, "relu"), (3, None)], backend=backend, seed=99)
     other.set_weights(weights)
     assert np.array_equal(other.predict_proba(X), model.predict_proba(X))
 
@@ -230,11 +190,7 @@ def test_progress_redraws_in_place_on_a_terminal(monkeypatch):
     monkeypatch.setattr(progress.sys, "stdout", terminal)
     monkeypatch.setattr(progress, "REDRAW_SECONDS", 0.0)
     X, y = blobs(n_per_class=300, n_features=10)
-    model = fb.Sequential(
-        [fb.Dense(8, activation="relu", input_dim=10), fb.Dense(3)],
-        loss="softmax_cross_entropy",
-        seed=0,
-    )
+    model = dense_model([(10, None), (8, "relu"), (3, None)])
     model.fit(X, y, epochs=2, batch_size=8, verbose=1)
     lines = terminal.text.split("\n")
     assert len(lines) == 3 and lines[-1] == ""  # one finished line per epoch
@@ -246,12 +202,7 @@ def test_progress_does_not_change_training(backend):
     X, y = blobs(n_per_class=100, n_features=10)
     weights = []
     for verbose in (0, 1):
-        model = fb.Sequential(
-            [fb.Dense(8, activation="relu", input_dim=10), fb.Dense(3)],
-            loss="softmax_cross_entropy",
-            seed=0,
-            backend=backend,
-        )
+        model = dense_model([(10, None), (8, "relu"), (3, None)], backend=backend)
         model.fit(X, y, epochs=2, batch_size=7, verbose=verbose)
         weights.append(model.get_weights())
     for a, b in zip(*weights):
