@@ -118,6 +118,11 @@ cdef inline void *_ptr(arr):
     return cnp.PyArray_DATA(<cnp.ndarray>arr)
 
 
+cdef inline void *_ptr_or_null(arr):
+    """_ptr(arr), or NULL for None (an optional array)."""
+    return NULL if arr is None else _ptr(arr)
+
+
 cdef inline const void *_input(Node *L, int l, const void *X, bint training) noexcept nogil:
     """What node l reads: X for the first node, else the previous node's output,
     which is that node's input for a train-only node (dropout) outside training."""
@@ -548,19 +553,19 @@ cdef class Engine:
                     if param[name] is not None and param[name].size != param["value"].size:
                         raise ValueError(f"optimiser state {name} does not match its parameter")
                 p.value, p.grad = _ptr(param["value"]), _ptr(param["grad"])
-                p.s1 = NULL if param["s1"] is None else _ptr(param["s1"])
-                p.s2 = NULL if param["s2"] is None else _ptr(param["s2"])
+                p.s1 = _ptr_or_null(param["s1"])
+                p.s2 = _ptr_or_null(param["s2"])
                 p.size = param["value"].size
                 p.decay = param["decay"]
             for name, needed in (("Z", node.traits.affine), ("dZ", node.traits.wide_z),
                                  ("mask", node.traits.has_mask)):
                 if needed and spec[name] is None:
                     raise ValueError(f"node {l} (kind {node.kind}) needs its {name} workspace")
-            node.Z = NULL if spec["Z"] is None else _ptr(spec["Z"])
+            node.Z = _ptr_or_null(spec["Z"])
             node.A = _ptr(spec["A"])
             node.delta = _ptr(spec["delta"])
-            node.dZ = NULL if spec["dZ"] is None else _ptr(spec["dZ"])
-            node.mask = NULL if spec["mask"] is None else _ptr(spec["mask"])
+            node.dZ = _ptr_or_null(spec["dZ"])
+            node.mask = _ptr_or_null(spec["mask"])
 
     def __dealloc__(self):
         free(self.nodes)
@@ -583,7 +588,7 @@ cdef class Engine:
     def backward(self, X, int n, dX):
         """Backward from the last node's delta (already holding dA); dX may be None."""
         cdef void *x = _ptr(X)
-        cdef void *dx = NULL if dX is None else _ptr(dX)
+        cdef void *dx = _ptr_or_null(dX)
         cdef Update u = self._update(False, False, 0.0, 0.0, 0.0, NO_HYPER)
         cdef int status
         with nogil:
@@ -613,6 +618,13 @@ cdef class Engine:
         u.status = FBP_OK
         return u
 
+    cdef Update _training_update(self, int loss, bint apply, bint fold, double l2,
+                                 double clipnorm, double lr, dict hyper):
+        """_update for a step or an epoch, once loss and hyper are known to the C
+        kernels (ValueError otherwise)."""
+        _loss_code(loss)
+        return self._update(apply, fold, l2, clipnorm, lr, _hyper_struct(hyper))
+
     def step(self, X, y, weights, int n, int loss, bint update, double lr, dict hyper,
              double l2, double clipnorm, bint fold):
         """One batch: returns (mean loss + L2 term, n_correct). weights: per-row loss
@@ -621,11 +633,10 @@ cdef class Engine:
         ValueError."""
         cdef void *x = _ptr(X)
         cdef void *targets = _ptr(y)
-        cdef void *w = NULL if weights is None else _ptr(weights)
+        cdef void *w = _ptr_or_null(weights)
         cdef int64_t n_correct = 0
         cdef double value
-        cdef Update u = self._update(update, fold, l2, clipnorm, lr, _hyper_struct(hyper))
-        _loss_code(loss)
+        cdef Update u = self._training_update(loss, update, fold, l2, clipnorm, lr, hyper)
         with nogil:
             if self.is_double:
                 value = _step[double](self.nodes, self.n_nodes, n, <double *>x, targets,
@@ -645,15 +656,14 @@ cdef class Engine:
         loss code or optimiser kind is a ValueError."""
         cdef void *x = _ptr(X)
         cdef void *targets = _ptr(y)
-        cdef void *w = NULL if weights is None else _ptr(weights)
+        cdef void *w = _ptr_or_null(weights)
         cdef void *wb = NULL if weights is None else _ptr(w_batch)
         cdef const int64_t *idx = <const int64_t *>_ptr(order)
         cdef void *xb = _ptr(X_batch)
         cdef void *yb = _ptr(y_batch)
         cdef int64_t n = order.shape[0], n_correct = 0, n_seen = 0
         cdef double total
-        cdef Update u = self._update(True, fold, l2, clipnorm, lr, _hyper_struct(hyper))
-        _loss_code(loss)
+        cdef Update u = self._training_update(loss, True, fold, l2, clipnorm, lr, hyper)
         with nogil:
             if self.is_double:
                 total = _epoch[double](self.nodes, self.n_nodes, n, <double *>x, targets,
@@ -702,7 +712,7 @@ cdef class Engine:
         an unknown loss code is a ValueError."""
         cdef void *x = _ptr(X)
         cdef void *targets = _ptr(y)
-        cdef void *w = NULL if weights is None else _ptr(weights)
+        cdef void *w = _ptr_or_null(weights)
         cdef Node *last = &self.nodes[self.n_nodes - 1]
         cdef int start = self.n_nodes - 1
         cdef bint skip = False
