@@ -7,9 +7,12 @@
   together, so an interrupt never leaves half of the weights restored.
 """
 
+from __future__ import annotations
+
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 
 
 class ReadWriteLock:
@@ -17,21 +20,21 @@ class ReadWriteLock:
     The writing thread may also read and write again inside its own section (its
     nested sections pass straight through); a reader must not ask to write."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
-        self._writer = None  # ident of the thread that writes
+        self._writer: int | None = None  # ident of the thread that writes
         self._depth = 0  # its nesting depth
         self._writers_waiting = 0
         self._read, self._write = _Section(self, False), _Section(self, True)
 
-    def reading(self):
+    def reading(self) -> _Section:
         return self._read
 
-    def writing(self):
+    def writing(self) -> _Section:
         return self._write
 
-    def acquire(self, write):
+    def acquire(self, write: bool) -> None:
         me = threading.get_ident()
         if not write and self._writer == me:  # a read inside this thread's write
             return  # section (only it sets _writer to itself)
@@ -51,7 +54,7 @@ class ReadWriteLock:
                 self._writer = me
             self._depth += 1
 
-    def release(self, write):
+    def release(self, write: bool) -> None:
         if not write and self._writer == threading.get_ident():
             return  # the read passed straight through: the write section encloses it
         with self._cond:
@@ -70,18 +73,18 @@ class _Section:
     """The context manager of one kind of section (a class, not a generator:
     inference enters one per call)."""
 
-    def __init__(self, lock, write):
+    def __init__(self, lock: ReadWriteLock, write: bool) -> None:
         self.lock, self.write = lock, write
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self.lock.acquire(self.write)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.lock.release(self.write)
 
 
 @contextlib.contextmanager
-def deferred_interrupts():
+def deferred_interrupts() -> Iterator[None]:
     """Run the body with Ctrl-C (SIGINT) held back; one that arrived meanwhile is
     raised as KeyboardInterrupt when the body ends. Only the main thread receives
     signals in Python, so elsewhere (or when SIGINT is not Python's default
@@ -92,7 +95,7 @@ def deferred_interrupts():
     ):
         yield
         return
-    caught = []
+    caught: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
         yield

@@ -16,20 +16,24 @@ several threads, or a limit nested in another) share one setting. The rule:
 A module lock serialises these changes; the BLAS calls themselves run unlocked.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 from fastbp.validation import positive_int
 
-_controllers = None
+_controllers: list[Any] | None = None  # threadpoolctl's LibController objects
 _lock = threading.Lock()
 _active: list[int] = []  # the requested counts of the limits now running, one entry per limit
-_saved = None  # each controller's count before the first of them started
-_applied = None  # the count the active limits agreed on, as last set
+_saved: list[int] | None = None  # each controller's count before the first of them started
+_applied: int | None = None  # the count the active limits agreed on, as last set
 
 
-def _forget_limits_in_child():
+def _forget_limits_in_child() -> None:
     """A forked child has none of the parent's threads, so none of their limits:
     start it with no active limit and a fresh lock (the parent's may have been
     held at the fork). Its BLAS keeps whatever count it was forked with."""
@@ -41,7 +45,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_limits_in_child)
 
 
-def available_cores():
+def available_cores() -> int:
     """Cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
@@ -49,7 +53,7 @@ def available_cores():
         return os.cpu_count() or 1
 
 
-def _blas_controllers():
+def _blas_controllers() -> list[Any]:
     """threadpoolctl's controllers for every loaded BLAS (found once)."""
     global _controllers
     if _controllers is None:
@@ -60,12 +64,16 @@ def _blas_controllers():
     return _controllers
 
 
-def check(n_threads):
+@overload
+def check(n_threads: None) -> None: ...
+@overload
+def check(n_threads: int) -> int: ...
+def check(n_threads: int | None) -> int | None:
     """None or a positive int."""
     return positive_int("n_threads", n_threads, allow_none=True)
 
 
-def _release_control():
+def _release_control() -> None:
     """Let the calling thread change OpenBLAS's count.
 
     threadpoolctl (3.8 here) lets only one "controlling" Python thread set a
@@ -79,7 +87,7 @@ def _release_control():
             clear(force=True)
 
 
-def _set_all(counts):
+def _set_all(counts: Sequence[int]) -> None:
     """Set controller i to counts[i]. Called with the lock held."""
     _release_control()
     try:
@@ -89,12 +97,13 @@ def _set_all(counts):
         _release_control()
 
 
-def _agree():
+def _agree() -> None:
     """Apply the smallest active request, or restore the saved counts when no
     limit is left. Called with the lock held."""
     global _saved, _applied
     if not _active:
         saved, _saved, _applied = _saved, None, None
+        assert saved is not None  # the first limit saved them
         _set_all(saved)
         return
     target = min(_active)
@@ -103,7 +112,7 @@ def _agree():
         _applied = target
 
 
-def _enter(n_threads):
+def _enter(n_threads: int) -> None:
     """Register a limit of n_threads (saving the counts if it is the first)."""
     global _saved, _applied
     with _lock:
@@ -119,7 +128,7 @@ def _enter(n_threads):
             raise
 
 
-def _leave(n_threads):
+def _leave(n_threads: int) -> None:
     """Unregister a limit of n_threads (restoring the counts if it is the last)."""
     with _lock:
         _active.remove(n_threads)
@@ -127,7 +136,7 @@ def _leave(n_threads):
 
 
 @contextlib.contextmanager
-def limit(n_threads):
+def limit(n_threads: int | None) -> Iterator[None]:
     """Run the body with every BLAS limited to at most n_threads (None: leave them
     alone); safe to use from several threads at once and nested (see the module
     docstring for how overlapping limits agree). The counts are restored however
@@ -143,7 +152,7 @@ def limit(n_threads):
         _leave(n_threads)
 
 
-def active_limits():
+def active_limits() -> list[int]:
     """The requests of the limits running now (for tests and diagnostics)."""
     with _lock:
         return list(_active)

@@ -4,13 +4,21 @@ Each error names the argument, what was expected, what was received and how to
 fix it.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+if TYPE_CHECKING:
+    from fastbp.losses import LossSpec
 
 
-def _real_array(arr, name, hint=""):
+def _real_array(arr: np.ndarray, name: str, hint: str = "") -> None:
     """Refuses what is not an array of real numbers (bools count as 0/1)."""
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
@@ -18,7 +26,7 @@ def _real_array(arr, name, hint=""):
         raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}{hint}")
 
 
-def _finite_as(arr, dtype, name, fix):
+def _finite_as(arr: np.ndarray, dtype: DTypeLike, name: str, fix: str) -> np.ndarray:
     """arr as a C-contiguous array of dtype, every value finite in dtype.
 
     A finite value too large for dtype (1e39 in float32) is reported as an overflow,
@@ -37,7 +45,9 @@ def _finite_as(arr, dtype, name, fix):
     return out
 
 
-def as_features(X, dtype, n_features=None, name="X") -> np.ndarray:
+def as_features(
+    X: ArrayLike, dtype: DTypeLike, n_features: int | None = None, name: str = "X"
+) -> np.ndarray:
     """X as a C-contiguous (n_samples, n_features) array of dtype.
 
     Accepts lists and other array-likes, booleans and integers; copies at most once.
@@ -71,7 +81,14 @@ def as_features(X, dtype, n_features=None, name="X") -> np.ndarray:
     return _finite_as(arr, dtype, name, "; remove or impute them first")
 
 
-def as_targets(y, n_samples, loss_spec, n_outputs, dtype, name="y"):
+def as_targets(
+    y: ArrayLike,
+    n_samples: int,
+    loss_spec: LossSpec,
+    n_outputs: int | None,
+    dtype: DTypeLike,
+    name: str = "y",
+) -> tuple[np.ndarray, int]:
     """(targets, loss code) ready for the backends.
 
     softmax_cross_entropy: int class indices (n_samples,) in [0, n_outputs), or
@@ -92,6 +109,7 @@ def as_targets(y, n_samples, loss_spec, n_outputs, dtype, name="y"):
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     if "labels" in loss_spec.codes and (arr.ndim == 1 or arr.shape[1] == 1):
+        assert n_outputs is not None  # a built model has an output width
         return _class_labels(arr.reshape(-1), n_outputs, name), loss_spec.codes["labels"]
     if arr.ndim == 1:
         arr = arr.reshape(-1, 1)
@@ -120,7 +138,7 @@ def as_targets(y, n_samples, loss_spec, n_outputs, dtype, name="y"):
     return arr, loss_spec.codes["values"]
 
 
-def _class_labels(arr, n_classes, name):
+def _class_labels(arr: np.ndarray, n_classes: int, name: str) -> NDArray[np.int64]:
     if np.issubdtype(arr.dtype, np.floating) and not np.all(arr == np.round(arr)):
         raise ValueError(
             f"{name} holds non-integer class labels (e.g. {arr[arr != np.round(arr)][0]}); "
@@ -137,7 +155,7 @@ def _class_labels(arr, n_classes, name):
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-def as_parameter(name, value, live):
+def as_parameter(name: str, value: ArrayLike, live: np.ndarray) -> np.ndarray:
     """value as a new parameter array for the live array `live`: same shape, a real
     number type, finite in live's dtype. Returns the converted copy."""
     arr = np.asarray(value)
@@ -152,7 +170,7 @@ def as_parameter(name, value, live):
 # numbers.Real / numbers.Integral admit NumPy scalars; bool is never a number here.
 
 
-def _interval(low, high, low_open, high_open):
+def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
     """The wanted range in words: "> 0", ">= 1", "in [0, 1)", "<= 5"."""
     if high is None:
         return f"{'>' if low_open else '>='} {low:g}" if low is not None else ""
@@ -161,19 +179,49 @@ def _interval(low, high, low_open, high_open):
     return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
-def _in_interval(value, low, high, low_open, high_open):
+def _in_interval(
+    value: Any, low: float | None, high: float | None, low_open: bool, high_open: bool
+) -> bool:
     above = low is None or (value > low if low_open else value >= low)
     below = high is None or (value < high if high_open else value <= high)
     return above and below
 
 
-def _shown(value, limit=80):
+def _shown(value: object, limit: int = 80) -> str:
     """repr(value), shortened: errors quote what they were given, not all of it."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def check_real(name, value, low=None, high=None, low_open=False, high_open=False, allow_none=False):
+@overload
+def check_real(
+    name: str,
+    value: Any,
+    low: float | None = ...,
+    high: float | None = ...,
+    low_open: bool = ...,
+    high_open: bool = ...,
+    allow_none: Literal[False] = ...,
+) -> float: ...
+@overload
+def check_real(
+    name: str,
+    value: Any,
+    low: float | None = ...,
+    high: float | None = ...,
+    low_open: bool = ...,
+    high_open: bool = ...,
+    allow_none: bool = ...,
+) -> float | None: ...
+def check_real(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = False,
+) -> float | None:
     """value as a finite float in the interval, or ValueError naming it.
 
     low/high : bounds (None: unbounded); *_open : whether the bound is excluded.
@@ -190,7 +238,21 @@ def check_real(name, value, low=None, high=None, low_open=False, high_open=False
     return float(value)
 
 
-def check_int(name, value, low=None, high=None, allow_none=False):
+@overload
+def check_int(
+    name: str,
+    value: Any,
+    low: int | None = ...,
+    high: int | None = ...,
+    allow_none: Literal[False] = ...,
+) -> int: ...
+@overload
+def check_int(
+    name: str, value: Any, low: int | None = ..., high: int | None = ..., allow_none: bool = ...
+) -> int | None: ...
+def check_int(
+    name: str, value: Any, low: int | None = None, high: int | None = None, allow_none: bool = False
+) -> int | None:
     """value as an int in [low, high], or ValueError naming it."""
     if value is None and allow_none:
         return None
@@ -203,7 +265,7 @@ def check_int(name, value, low=None, high=None, allow_none=False):
     return int(value)
 
 
-def check_option(name, value, options):
+def check_option(name: str, value: object, options: Iterable[str]) -> str:
     """value if it is one of options (strings), or ValueError listing them."""
     if not isinstance(value, str) or value not in options:
         listed = ", ".join(repr(option) for option in options)
@@ -211,7 +273,7 @@ def check_option(name, value, options):
     return value
 
 
-def check_bool(name, value):
+def check_bool(name: str, value: object) -> bool:
     """value as a bool (True/False, NumPy bools, or the integers 0 and 1)."""
     if isinstance(value, (bool, np.bool_)) or (
         isinstance(value, numbers.Integral) and value in (0, 1)
@@ -220,17 +282,27 @@ def check_bool(name, value):
     raise ValueError(f"{name} must be True or False; got {_shown(value)}")
 
 
-def positive_int(name, value, allow_none=False):
+@overload
+def positive_int(name: str, value: Any, allow_none: Literal[False] = ...) -> int: ...
+@overload
+def positive_int(name: str, value: Any, allow_none: bool = ...) -> int | None: ...
+def positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
     return check_int(name, value, low=1, allow_none=allow_none)
 
 
-def non_negative_int(name, value):
+def non_negative_int(name: str, value: Any) -> int:
     return check_int(name, value, low=0)
 
 
 def as_sample_weight(
-    sample_weight, class_weight, y, loss_spec, loss_code, dtype, name="sample_weight"
-):
+    sample_weight: ArrayLike | None,
+    class_weight: Mapping[int, float] | None,
+    y: np.ndarray,
+    loss_spec: LossSpec,
+    loss_code: int,
+    dtype: DTypeLike,
+    name: str = "sample_weight",
+) -> np.ndarray | None:
     """Per-row loss weights (n_samples,) of dtype, or None when neither is given.
 
     sample_weight : array-like (n_samples,) of finite numbers >= 0.

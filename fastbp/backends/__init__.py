@@ -7,9 +7,15 @@ batch_rows * batch_loss, n_correct, n_seen); predict(X) -> outputs;
 loss_sum(X, y, loss) -> (summed loss, n_correct).
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import cast
+
 from fastbp import activations, losses, optimizers, plan
 from fastbp._kernels import source_hash
 from fastbp.backends.numpy_backend import NumpyBackend
+from fastbp.backends.protocol import BackendFactory
 
 BUILD_HINT = (
     "build them from the source tree with `pip install -e .` (or "
@@ -19,7 +25,7 @@ HEADER = "csrc/fbp_kernels.h"
 
 # group of codes -> (the file that keeps them, a function returning Python's {name: code}),
 # read at each call so that the registries are compared as they are now.
-PYTHON_CODES = {
+PYTHON_CODES: dict[str, tuple[str, Callable[[], Mapping[str, int]]]] = {
     "activation": (
         "fastbp/activations.py",
         lambda: {name: spec.code for name, spec in activations.ACTIVATIONS.items()},
@@ -31,7 +37,7 @@ PYTHON_CODES = {
 
 # C struct the engine fills from dicts by field name -> a function returning
 # {what Python passes: its keys}
-PYTHON_FIELDS = {
+PYTHON_FIELDS: dict[str, Callable[[], dict[str, list[str]]]] = {
     "fbp_hyper": lambda: {
         f"{cls.__name__}.hyper() in fastbp/optimizers.py": list(cls().hyper())
         for cls in optimizers.OPTIMIZERS.values()
@@ -40,7 +46,9 @@ PYTHON_FIELDS = {
 }
 
 
-def _group_mismatches(group, where, python, c, prefix):
+def _group_mismatches(
+    group: str, where: str, python: Mapping[str, int], c: Mapping[str, int], prefix: str
+) -> list[str]:
     """Messages for the names of one group whose codes differ, or that only one side has."""
     problems = []
     for name in sorted(set(python) | set(c)):
@@ -61,7 +69,9 @@ def _group_mismatches(group, where, python, c, prefix):
     return problems
 
 
-def code_mismatches(c_codes, prefixes):
+def code_mismatches(
+    c_codes: Mapping[str, Mapping[str, int]], prefixes: Mapping[str, str]
+) -> list[str]:
     """Every disagreement between the compiled codes and the Python registries, as
     messages ([] when they agree). c_codes: {group: {name: code}} and prefixes:
     {group: C prefix}, as fastbp._kernels.engine exports them (CODES, PREFIXES)."""
@@ -77,7 +87,7 @@ def code_mismatches(c_codes, prefixes):
     return problems
 
 
-def field_mismatches(c_fields):
+def field_mismatches(c_fields: Mapping[str, Sequence[str]]) -> list[str]:
     """Every dict Python hands the engine whose keys are not exactly the fields of
     the C struct it fills, as messages ([] when all agree). c_fields: {struct: field
     names}, as fastbp._kernels.engine exports them (STRUCT_FIELDS)."""
@@ -98,7 +108,7 @@ def field_mismatches(c_fields):
     return problems
 
 
-def _load_cython():
+def _load_cython() -> tuple[BackendFactory, None] | tuple[None, str]:
     """The CythonBackend class, or the reason it cannot be used."""
     try:
         from fastbp._kernels import engine
@@ -126,18 +136,18 @@ def _load_cython():
 
 CythonBackend, CYTHON_UNAVAILABLE = _load_cython()
 
-BACKENDS = {"numpy": NumpyBackend, "cython": CythonBackend}
+BACKENDS: dict[str, BackendFactory | None] = {"numpy": NumpyBackend, "cython": CythonBackend}
 
 
-def get(name):
+def get(name: str) -> BackendFactory:
     """The backend class for a name; a clear error if unknown or not built."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; expected one of {sorted(BACKENDS)}")
     if BACKENDS[name] is None:
         raise RuntimeError(f"backend {name!r} is unavailable: {CYTHON_UNAVAILABLE}")
-    return BACKENDS[name]
+    return cast(BackendFactory, BACKENDS[name])  # not None: checked above
 
 
-def available():
+def available() -> list[str]:
     """Names of the backends usable in this installation."""
     return [name for name, cls in BACKENDS.items() if cls is not None]
