@@ -28,18 +28,24 @@ model go through them:
   fresh ones on first use.
 """
 
+from __future__ import annotations
+
 import copy
 import json
 import math
 import os
 import tempfile
 import zipfile
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fastbp import layers as layer_types
 from fastbp import optimizers
 from fastbp import validation as check
+
+if TYPE_CHECKING:
+    from fastbp.model import Sequential
 
 FORMAT = "fastbp-model"
 VERSION = 1
@@ -50,7 +56,7 @@ PICKLED_DTYPES = {order + kind for order in "<>" for kind in ("f4", "f8", "i8", 
 # --- the two halves ---------------------------------------------------------------------
 
 
-def to_record(model):
+def to_record(model: Sequential) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(record, arrays): the model as plain data, independent of it.
 
     record : JSON-ready dict (see the module docstring); arrays : dict of ndarray
@@ -65,7 +71,13 @@ def to_record(model):
     return record, {name: a.copy() for name, a in arrays.items()}
 
 
-def from_record(record, arrays, backend=None, *, source="the record"):
+def from_record(
+    record: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    backend: str | None = None,
+    *,
+    source: str = "the record",
+) -> Sequential:
     """A model from to_record's two halves; backend overrides the recorded one.
 
     record : dict as to_record gives (or parsed from a file); arrays : dict of
@@ -304,7 +316,7 @@ def _restore_counters(model, record):
 # --- pickle -----------------------------------------------------------------------------
 
 
-def pickled(model):
+def pickled(model: Sequential) -> tuple[Any, ...]:
     """What Sequential.__reduce__ returns: (rebuild_pickled, (architecture, arrays)),
     architecture the record's JSON text, arrays {name: (dtype.str, shape, bytes)}."""
     record, arrays = _live_record(model)
@@ -312,7 +324,9 @@ def pickled(model):
     return rebuild_pickled, (json.dumps(record), packed)
 
 
-def rebuild_pickled(architecture, arrays):
+def rebuild_pickled(
+    architecture: str, arrays: dict[str, tuple[str, tuple[int, ...], bytes]]
+) -> Sequential:
     """The model pickled() described (pickle calls this: keep its name and
     arguments stable). Checks the payload, then goes through from_record."""
     source = "the pickled data"
@@ -353,7 +367,7 @@ def _unpack(name, entry):
 # --- files ------------------------------------------------------------------------------
 
 
-def save(model, path):
+def save(model: Sequential, path: str | os.PathLike[str]) -> None:
     """Write model to path (a .npz file), replacing any file there only once the
     new one is complete. Builds the model first if its layers declare the input
     width; raises RuntimeError if it cannot be built yet."""
@@ -376,7 +390,7 @@ def save(model, path):
         raise
 
 
-def load(path, backend=None):
+def load(path: str | os.PathLike[str], backend: str | None = None) -> Sequential:
     """Read a model written by Sequential.save (fastbp.load).
 
     The file is opened with allow_pickle=False (nothing in it is ever run), and
