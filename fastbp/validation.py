@@ -31,7 +31,7 @@ def _finite_as(arr, dtype, name, fix):
             largest = float(np.abs(arr).max())
             raise ValueError(
                 f"{name} has values that overflow {np.dtype(dtype).name} (largest magnitude "
-                f"{largest:.3g}); scale them or use dtype='float64'"
+                f"{largest:.3g}); scale the data or use dtype='float64'"
             )
         raise ValueError(f"{name} contains NaN or infinite values{fix}")
     return out
@@ -218,6 +218,32 @@ def check_bool(name, value):
     ):
         return bool(value)
     raise ValueError(f"{name} must be True or False; got {_shown(value)}")
+
+
+def check_seed(name, value):
+    """value as a seed for np.random.default_rng: None, an integer >= 0 (as an int) or a
+    np.random.SeedSequence (as it is), or ValueError naming it."""
+    if isinstance(value, np.random.SeedSequence):
+        return value
+    if value is None or (
+        isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    ):
+        return check_int(name, value, low=0, allow_none=True)
+    raise ValueError(
+        f"{name} must be an integer >= 0, a np.random.SeedSequence or None; got {_shown(value)}"
+    )
+
+
+def setting(checker, **bounds):
+    """A check for a registry of settings, check(obj, name, value) -> the value to
+    store, that runs checker(name, value, **bounds): e.g. the optimisers' SETTINGS
+    use setting(check_real, low=0, low_open=True) for "a number > 0"."""
+
+    def check(obj, name, value):
+        return checker(name, value, **bounds)
+
+    check.__qualname__ = f"setting({checker.__name__}, {bounds})"
+    return check
 
 
 def positive_int(name, value, allow_none=False):

@@ -10,6 +10,7 @@ loss_sum(X, y, loss) -> (summed loss, n_correct).
 from fastbp import activations, losses, optimizers, plan
 from fastbp._kernels import source_hash
 from fastbp.backends.numpy_backend import NumpyBackend
+from fastbp.validation import check_option
 
 BUILD_HINT = (
     "build them from the source tree with `pip install -e .` (or "
@@ -131,8 +132,7 @@ BACKENDS = {"numpy": NumpyBackend, "cython": CythonBackend}
 
 def get(name):
     """The backend class for a name; a clear error if unknown or not built."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; expected one of {sorted(BACKENDS)}")
+    check_option("backend", name, tuple(BACKENDS))
     if BACKENDS[name] is None:
         raise RuntimeError(f"backend {name!r} is unavailable: {CYTHON_UNAVAILABLE}")
     return BACKENDS[name]
