@@ -111,12 +111,10 @@ def get(spec: InitializerSpec) -> InitializerFn:
         return spec
     if isinstance(spec, dict) and spec.get("name") == "constant":
         return Constant(spec.get("value", 0.0))
-    if not isinstance(spec, str) or spec not in INITIALIZERS:
-        try:
-            check_option("initializer", spec, tuple(INITIALIZERS))
-        except ValueError as exc:
-            raise ValueError(f"{exc}; or pass fastbp.initializers.Constant(value)") from None
-    return INITIALIZERS[spec]
+    try:
+        return INITIALIZERS[check_option("initializer", spec, tuple(INITIALIZERS))]
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or pass fastbp.initializers.Constant(value)") from None
 
 
 def to_config(spec: InitializerSpec) -> str | dict[str, Any]:
