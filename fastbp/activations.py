@@ -19,7 +19,7 @@ Maxout is a layer, not an activation: it needs weights of its own (fastbp.Maxout
 from dataclasses import dataclass
 from typing import Any
 
-from fastbp.validation import check_real
+from fastbp.validation import check_option, check_real
 
 # Kernel codes of the activations that are not one expression per element.
 SOFTMAX = 11  # row-wise (csrc/fbp_layers_impl.h)
@@ -139,10 +139,10 @@ def get(activation, **params):
     if name in LAYER_NOT_ACTIVATION:
         raise ValueError(f"{name} is a layer, not an activation; use {LAYER_NOT_ACTIVATION[name]}")
     if not isinstance(name, str) or name not in ACTIVATIONS:
-        raise ValueError(
-            f"unknown activation {activation!r}; expected one of "
-            f"{sorted(ACTIVATIONS)} (or None for identity)"
-        )
+        try:
+            check_option("activation", activation, tuple(ACTIVATIONS))
+        except ValueError as exc:
+            raise ValueError(f"{exc}; None means identity") from None
     spec = ACTIVATIONS[name]
     unknown = set(params) - ({spec.param_name} if spec.param_name else set())
     if unknown:

@@ -19,7 +19,7 @@ from importlib import resources
 
 import numpy as np
 
-from fastbp.validation import check_int, check_real
+from fastbp.validation import check_int, check_real, check_seed
 
 __all__ = [
     "Standardizer",
@@ -106,10 +106,10 @@ def spiral(n_per_class=100, n_classes=3, noise=0.2, seed=0):
     y : ndarray of shape (n_per_class * n_classes,), int64
         Class `k` for the `k`-th block of `n_per_class` rows.
     """
-    _check_count("n_per_class", n_per_class, minimum=1)
-    _check_count("n_classes", n_classes, minimum=1)
-    _check_noise(noise)
-    rng = np.random.default_rng(seed)
+    n_per_class = check_int("n_per_class", n_per_class, low=1)
+    n_classes = check_int("n_classes", n_classes, low=1)
+    noise = check_real("noise", noise, low=0)  # a standard deviation
+    rng = np.random.default_rng(check_seed("seed", seed))
     radius = np.tile(np.linspace(0.05, 1.0, n_per_class), n_classes)
     y = np.repeat(np.arange(n_classes, dtype=np.int64), n_per_class)
     angle = 4.0 * radius + y * (2.0 * np.pi / n_classes) + rng.normal(0.0, noise, radius.size)
@@ -130,9 +130,9 @@ def moons(n_samples=200, noise=0.1, seed=0):
     y : ndarray of shape (n_samples,), int64
         The first `n_samples // 2` rows are class 0, the rest class 1.
     """
-    _check_count("n_samples", n_samples, minimum=2)
-    _check_noise(noise)
-    rng = np.random.default_rng(seed)
+    n_samples = check_int("n_samples", n_samples, low=2)
+    noise = check_real("noise", noise, low=0)  # a standard deviation
+    rng = np.random.default_rng(check_seed("seed", seed))
     upper_angle, lower_angle = _split_angles(n_samples, np.pi, endpoint=True)
     upper = np.column_stack([np.cos(upper_angle), np.sin(upper_angle)])
     lower = np.column_stack([1.0 - np.cos(lower_angle), 0.5 - np.sin(lower_angle)])
@@ -147,11 +147,11 @@ def circles(n_samples=200, noise=0.05, factor=0.5, seed=0):
     both coordinates. Returns (X, y) laid out as moons returns them: X of shape
     (n_samples, 2), y of shape (n_samples,), class 0 in the first n_samples // 2 rows.
     """
-    _check_count("n_samples", n_samples, minimum=2)
-    _check_noise(noise)
+    n_samples = check_int("n_samples", n_samples, low=2)
+    noise = check_real("noise", noise, low=0)  # a standard deviation
     # the inner circle's radius relative to the outer one
     factor = check_real("factor", factor, low=0, high=1, low_open=True, high_open=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed("seed", seed))
     outer_angle, inner_angle = _split_angles(n_samples, 2.0 * np.pi, endpoint=False)
     outer = np.column_stack([np.cos(outer_angle), np.sin(outer_angle)])
     inner = factor * np.column_stack([np.cos(inner_angle), np.sin(inner_angle)])
@@ -172,14 +172,6 @@ def _two_classes(first, second, noise, rng):
     X += rng.normal(0.0, noise, X.shape)
     y = np.repeat(np.array([0, 1], dtype=np.int64), [len(first), len(second)])
     return X, y
-
-
-def _check_count(name, value, minimum):
-    check_int(name, value, low=minimum)
-
-
-def _check_noise(noise):
-    check_real("noise", noise, low=0)  # a standard deviation
 
 
 # ---------------------------------------------------------------------------- split
@@ -230,7 +222,7 @@ def train_test_split(X, y, test_size=0.25, seed=0, stratify=True):
     if n_samples < 2:
         raise ValueError(f"splitting needs at least 2 samples (one for each set); got {n_samples}")
     n_test = _test_count(test_size, n_samples)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed("seed", seed))
     if stratify:
         test_mask = _stratified_test_mask(_class_labels(y), n_test, rng)
         train_index = rng.permutation(np.flatnonzero(~test_mask))
@@ -243,30 +235,16 @@ def train_test_split(X, y, test_size=0.25, seed=0, stratify=True):
 
 def _test_count(test_size, n_samples):
     """The number of test samples asked for by `test_size`, checked."""
-    if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real):
-        raise ValueError(
-            f"test_size must be a fraction in (0, 1) or a number of samples; got {test_size!r}"
-        )
-    if isinstance(test_size, numbers.Integral):
-        n_test = int(test_size)
-        if not 1 <= n_test <= n_samples - 1:
-            raise ValueError(
-                f"test_size={n_test} samples leaves an empty set: with "
-                f"{n_samples} samples it must lie between 1 and "
-                f"{n_samples - 1}"
-            )
-        return n_test
-    if not 0.0 < test_size < 1.0:
-        raise ValueError(
-            f"test_size as a fraction must lie strictly between 0 and 1; got "
-            f"{test_size!r} (pass an int for a number of samples)"
-        )
+    if isinstance(test_size, numbers.Integral) and not isinstance(test_size, (bool, np.bool_)):
+        # a number of samples; both sets must be non-empty
+        return check_int("test_size", test_size, low=1, high=n_samples - 1)
+    test_size = check_real("test_size", test_size, low=0, high=1, low_open=True, high_open=True)
     # round() first, so that 0.3 * 10 = 3.0000000000000004 counts as 3, not 4
     n_test = math.ceil(round(test_size * n_samples, 9))
     if n_test >= n_samples:
         raise ValueError(
-            f"test_size={test_size!r} of {n_samples} samples leaves no training "
-            f"samples; use a smaller fraction"
+            f"test_size must be a number in (0, {(n_samples - 1) / n_samples:g}] for "
+            f"{n_samples} samples (one must be left to train on); got {test_size!r}"
         )
     return n_test
 

@@ -13,7 +13,7 @@ from typing import Any, Union, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from fastbp.validation import check_real
+from fastbp.validation import check_option, check_real
 
 # what an initialiser is: fn(rng, fan_in, fan_out) -> float64 (fan_in, fan_out)
 InitializerFn = Callable[[np.random.Generator, int, int], NDArray[np.float64]]
@@ -111,12 +111,10 @@ def get(spec: InitializerSpec) -> InitializerFn:
         return spec
     if isinstance(spec, dict) and spec.get("name") == "constant":
         return Constant(spec.get("value", 0.0))
-    if not isinstance(spec, str) or spec not in INITIALIZERS:
-        raise ValueError(
-            f"unknown initializer {spec!r}; expected one of {sorted(INITIALIZERS)} "
-            "or fastbp.initializers.Constant(value)"
-        )
-    return INITIALIZERS[spec]
+    try:
+        return INITIALIZERS[check_option("initializer", spec, tuple(INITIALIZERS))]
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or pass fastbp.initializers.Constant(value)") from None
 
 
 def to_config(spec: InitializerSpec) -> str | dict[str, Any]:

@@ -17,6 +17,8 @@ layer's pre-activation Z and give dL/dZ directly:
 
 from dataclasses import dataclass
 
+from fastbp.validation import check_option
+
 # Kernel codes, one per loss and target kind: the FBP_LOSS_* enum of
 # csrc/fbp_kernels.h, checked against CODES when the compiled backend loads.
 MSE = 0
@@ -95,5 +97,5 @@ def get(name):
     """Resolve a loss name to its LossSpec, or say which names exist."""
     key = ALIASES.get(name, name)
     if not isinstance(key, str) or key not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}")
+        check_option("loss", name, tuple(LOSSES))
     return LOSSES[key]

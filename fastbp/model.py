@@ -157,7 +157,7 @@ class Sequential:
         self._backend_name = backend
         self.n_threads = n_threads
         self._backend_class = backends.get(backend)
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(check.check_seed("seed", seed))
         self._backend = None  # type: ignore[assignment]
         self._forward_context = None  # (thread, rows) of the last forward(), for backward()
         self.metadata = {}  # JSON-ready notes saved with the model

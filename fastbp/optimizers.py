@@ -37,21 +37,10 @@ KINDS = {"sgd": SGD_KIND, "adam": ADAM_KIND, "rmsprop": RMSPROP_KIND, "adagrad":
 
 
 # The SETTINGS checks: (optimiser, name, value) -> the value to store.
-def _positive(obj: Optimizer, name: str, value: Any) -> float:
-    return check.check_real(name, value, low=0, low_open=True)
-
-
-def _non_negative(obj: Optimizer, name: str, value: Any) -> float:
-    return check.check_real(name, value, low=0)
-
-
-def _fraction(obj: Optimizer, name: str, value: Any) -> float:
-    """In [0, 1): momentum, betas, rho."""
-    return check.check_real(name, value, low=0, high=1, high_open=True)
-
-
-def _clipnorm(obj: Optimizer, name: str, value: Any) -> float | None:
-    return check.check_real(name, value, low=0, low_open=True, allow_none=True)
+_positive = check.setting(check.check_real, low=0, low_open=True)
+_non_negative = check.setting(check.check_real, low=0)
+_fraction = check.setting(check.check_real, low=0, high=1, high_open=True)  # momentum, betas, rho
+_clipnorm = check.setting(check.check_real, low=0, low_open=True, allow_none=True)
 
 
 def _schedule(obj: Optimizer, name: str, value: Any) -> Schedule | None:
@@ -309,8 +298,7 @@ def from_config(config: dict[str, Any]) -> Optimizer:
     """The optimiser get_config() described."""
     config = dict(config)
     name = config.pop("name", None)
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
+    check.check_option("optimizer", name, tuple(OPTIMIZERS))
     if config.get("schedule") is not None:
         config["schedule"] = lr_schedules.from_config(config["schedule"])
     return OPTIMIZERS[name](**config)
@@ -321,12 +309,7 @@ def get(optimizer: Optimizer | str | None) -> Optimizer:
     if optimizer is None:
         return SGD()
     if isinstance(optimizer, str):
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"unknown optimizer {optimizer!r}; expected one of "
-                f"{sorted(OPTIMIZERS)} or an instance such as fb.SGD(lr=0.1)"
-            )
-        return OPTIMIZERS[optimizer]()
+        return OPTIMIZERS[check.check_option("optimizer", optimizer, tuple(OPTIMIZERS))]()
     if isinstance(optimizer, Optimizer):
         return optimizer
     raise TypeError(

@@ -26,18 +26,12 @@ class Schedule(Protocol):
     def get_config(self) -> dict[str, Any]: ...
 
 
-def _positive(name: str, value: Any, integer: bool = False) -> Any:
-    if integer:
-        return check.check_int(name, value, low=1)
-    return check.check_real(name, value, low=0, low_open=True)
-
-
 class StepDecay:
     name = "step"
 
     def __init__(self, step_size: int, gamma: float = 0.1) -> None:
-        self.step_size = _positive("step_size", step_size, integer=True)
-        self.gamma = _positive("gamma", gamma)
+        self.step_size = check.check_int("step_size", step_size, low=1)
+        self.gamma = check.check_real("gamma", gamma, low=0, low_open=True)
 
     def __call__(self, lr: float, epoch: int) -> float:
         return lr * self.gamma ** (epoch // self.step_size)
@@ -50,7 +44,7 @@ class ExponentialDecay:
     name = "exponential"
 
     def __init__(self, gamma: float) -> None:
-        self.gamma = _positive("gamma", gamma)
+        self.gamma = check.check_real("gamma", gamma, low=0, low_open=True)
 
     def __call__(self, lr: float, epoch: int) -> float:
         return lr * self.gamma**epoch
@@ -63,7 +57,7 @@ class CosineDecay:
     name = "cosine"
 
     def __init__(self, epochs: int, min_lr: float = 0.0) -> None:
-        self.epochs = _positive("epochs", epochs, integer=True)
+        self.epochs = check.check_int("epochs", epochs, low=1)
         self.min_lr = check.check_real("min_lr", min_lr, low=0)
 
     def __call__(self, lr: float, epoch: int) -> float:
@@ -80,9 +74,7 @@ SCHEDULES = {cls.name: cls for cls in (StepDecay, ExponentialDecay, CosineDecay)
 def from_config(config: dict[str, Any]) -> Schedule:
     config = dict(config)
     name = config.pop("name", None)
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; expected one of {sorted(SCHEDULES)}")
-    return SCHEDULES[name](**config)
+    return SCHEDULES[check.check_option("schedule", name, tuple(SCHEDULES))](**config)
 
 
 def get(schedule: Schedule | None) -> Schedule | None:

@@ -50,7 +50,7 @@ import numpy as np
 from fastbp.layers import Dense
 from fastbp.model import Sequential
 from fastbp.optimizers import SGD
-from fastbp.validation import as_features
+from fastbp.validation import as_features, check_int, check_real, check_seed
 
 __all__ = ["MLPClassifier", "MLPRegressor", "NotFittedError"]  # noqa: F822 (module __getattr__)
 
@@ -94,7 +94,7 @@ def _seed(random_state):
     if random_state is None:
         return None
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        return int(random_state)
+        return check_seed("random_state", random_state)
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(np.iinfo(np.int32).max))
     if isinstance(random_state, np.random.Generator):
@@ -107,13 +107,28 @@ def _seed(random_state):
 
 def _hidden_sizes(sizes):
     if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-        return (int(sizes),)
+        return (check_int("hidden_layer_sizes", sizes, low=1),)
     try:
-        return tuple(sizes)
+        if isinstance(sizes, str):
+            raise TypeError
+        sizes = tuple(sizes)
     except TypeError:
         raise ValueError(
             f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}"
         ) from None
+    return tuple(check_int(f"hidden_layer_sizes[{i}]", n, low=1) for i, n in enumerate(sizes))
+
+
+def _checked_params(estimator):
+    """The constructor parameters checked (scikit-learn checks them at fit, not in
+    __init__), each error naming the estimator's parameter."""
+    return {
+        "units": _hidden_sizes(estimator.hidden_layer_sizes),
+        "learning_rate": check_real("learning_rate", estimator.learning_rate, low=0, low_open=True),
+        "weight_decay": check_real("weight_decay", estimator.weight_decay, low=0),
+        "batch_size": check_int("batch_size", estimator.batch_size, low=1, allow_none=True),
+        "epochs": check_int("epochs", estimator.epochs, low=0),
+    }
 
 
 class _MLPBase:
@@ -256,19 +271,24 @@ class _MLPBase:
 
     def _fit_model(self, X, y, n_outputs):
         """A fresh fastbp.Sequential trained on (X, y); sets model_ and history_."""
-        units = _hidden_sizes(self.hidden_layer_sizes)
-        layers = [Dense(n, activation=self.activation) for n in units] + [Dense(n_outputs)]
+        params = _checked_params(self)
+        layers = [Dense(n, activation=self.activation) for n in params["units"]]
+        layers.append(Dense(n_outputs))
         model = Sequential(
             layers,
             loss=self._loss,
-            optimizer=SGD(lr=self.learning_rate, weight_decay=self.weight_decay),
+            optimizer=SGD(lr=params["learning_rate"], weight_decay=params["weight_decay"]),
             dtype=self.dtype,
             seed=_seed(self.random_state),
             backend=self.backend,
         )
         model.build(X.shape[1])
         history = model.fit(
-            X, y, epochs=self.epochs, batch_size=self.batch_size, verbose=self.verbose
+            X,
+            y,
+            epochs=params["epochs"],
+            batch_size=params["batch_size"],
+            verbose=self.verbose,
         )
         self.model_ = model
         self.history_ = history

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
@@ -39,7 +39,7 @@ def _finite_as(arr: np.ndarray, dtype: DTypeLike, name: str, fix: str) -> np.nda
             largest = float(np.abs(arr).max())
             raise ValueError(
                 f"{name} has values that overflow {np.dtype(dtype).name} (largest magnitude "
-                f"{largest:.3g}); scale them or use dtype='float64'"
+                f"{largest:.3g}); scale the data or use dtype='float64'"
             )
         raise ValueError(f"{name} contains NaN or infinite values{fix}")
     return out
@@ -280,6 +280,32 @@ def check_bool(name: str, value: object) -> bool:
     ):
         return bool(value)
     raise ValueError(f"{name} must be True or False; got {_shown(value)}")
+
+
+def check_seed(name: str, value: Any) -> Any:
+    """value as a seed for np.random.default_rng: None, an integer >= 0 (as an int) or a
+    np.random.SeedSequence (as it is), or ValueError naming it."""
+    if isinstance(value, np.random.SeedSequence):
+        return value
+    if value is None or (
+        isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    ):
+        return check_int(name, value, low=0, allow_none=True)
+    raise ValueError(
+        f"{name} must be an integer >= 0, a np.random.SeedSequence or None; got {_shown(value)}"
+    )
+
+
+def setting(checker: Callable[..., Any], **bounds: Any) -> Callable[[Any, str, Any], Any]:
+    """A check for a registry of settings, check(obj, name, value) -> the value to
+    store, that runs checker(name, value, **bounds): e.g. the optimisers' SETTINGS
+    use setting(check_real, low=0, low_open=True) for "a number > 0"."""
+
+    def check(obj: Any, name: str, value: Any) -> Any:
+        return checker(name, value, **bounds)
+
+    check.__qualname__ = f"setting({checker.__name__}, {bounds})"
+    return check
 
 
 @overload

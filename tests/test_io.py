@@ -122,7 +122,10 @@ def edit_record(key, value):
         (lambda p: p.write_bytes(b"not a zip file at all"), "truncated or corrupted"),
         (lambda p: rewrite(p, edit_record("version", 99)), "format version 99"),
         (lambda p: rewrite(p, edit_record("format", "other")), "not a fastbp model file"),
-        (lambda p: rewrite(p, edit_record("loss", "hinge")), "unknown loss 'hinge'"),
+        (
+            lambda p: rewrite(p, edit_record("loss", "hinge")),
+            "loss must be one of 'mse', .*; got 'hinge'",
+        ),
         (lambda p: rewrite(p, lambda a: a.pop("param_3")), "expected"),
         (lambda p: rewrite(p, lambda a: a.update(param_0=a["param_0"][:2])), r"shape \(2, 16\)"),
         (

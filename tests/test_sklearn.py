@@ -73,9 +73,9 @@ def test_constructor_does_not_validate_fit_does():
     est = MLPClassifier(learning_rate=-1.0, hidden_layer_sizes="wide", epochs=-3)
     assert est.learning_rate == -1.0
     X, y = datasets.xor()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="hidden_layer_sizes must be an int or a sequence"):
         est.fit(X, y)
-    with pytest.raises(ValueError, match="lr must be"):
+    with pytest.raises(ValueError, match=r"learning_rate must be a number > 0; got -1\.0"):
         MLPClassifier(learning_rate=-1.0, hidden_layer_sizes=(2,)).fit(X, y)
 
 

@@ -10,6 +10,19 @@ import fastbp as fb
 from fastbp import callbacks, initializers, schedules
 from fastbp import validation as check
 
+
+def fit(**kwargs):
+    m = fb.Sequential([fb.Dense(1, input_dim=2)], seed=0)
+    return m.fit(np.ones((6, 2)), np.ones(6), verbose=0, **kwargs)
+
+
+def sk_fit(**params):
+    from fastbp.sklearn import MLPRegressor
+
+    params = {"hidden_layer_sizes": (2,), "epochs": 1, **params}
+    return MLPRegressor(**params).fit(np.ones((6, 2)), np.ones(6))
+
+
 # (constructor taking one value, a good value given as a NumPy scalar, a bad value,
 #  the start of the message the bad value must give)
 CONSTRUCTORS = [
@@ -59,6 +72,61 @@ CONSTRUCTORS = [
         "n_samples must be an integer >= 2",
     ),
     (lambda v: fb.datasets.moons(noise=v), np.float32(0.1), -0.1, "noise must be a number >= 0"),
+    (lambda v: fb.Adagrad(eps=v), np.float32(1e-6), -1e-6, "eps must be a number > 0"),
+    (
+        lambda v: schedules.ExponentialDecay(gamma=v),
+        np.float64(0.9),
+        0,
+        "gamma must be a number > 0",
+    ),
+    (
+        lambda v: callbacks.ReduceLROnPlateau(patience=v),
+        np.int8(2),
+        0,
+        "patience must be an integer >= 1",
+    ),
+    (
+        lambda v: callbacks.ReduceLROnPlateau(min_lr=v),
+        np.float16(0),
+        -1.0,
+        "min_lr must be a number >= 0",
+    ),
+    (
+        lambda v: fb.datasets.spiral(n_per_class=v),
+        np.int64(5),
+        0,
+        "n_per_class must be an integer >= 1",
+    ),
+    (
+        lambda v: fb.datasets.circles(factor=v),
+        np.float32(0.5),
+        1,
+        "factor must be a number in (0, 1); got 1",
+    ),
+    (
+        lambda v: fb.Sequential(n_threads=v),
+        np.int64(2),
+        0,
+        "n_threads must be an integer >= 1; got 0",
+    ),
+    (lambda v: fb.Sequential(seed=v), np.int64(3), -1, "seed must be an integer >= 0; got -1"),
+    (lambda v: fit(epochs=v), np.int64(2), -1, "epochs must be an integer >= 0; got -1"),
+    (lambda v: fit(batch_size=v), np.int32(4), 0, "batch_size must be an integer >= 1; got 0"),
+    (
+        lambda v: fb.SGD().__setattr__("lr", v),
+        np.float32(0.5),
+        np.inf,
+        "lr must be a number > 0; got inf",
+    ),
+    (
+        lambda v: fb.datasets.train_test_split(np.zeros((10, 1)), np.arange(10) % 2, test_size=v),
+        np.float32(0.5),
+        1.5,
+        "test_size must be a number in (0, 1); got 1.5",
+    ),
+    (lambda v: sk_fit(learning_rate=v), np.float32(0.1), 0, "learning_rate must be a number > 0"),
+    (lambda v: sk_fit(epochs=v), np.int64(1), 2.5, "epochs must be an integer >= 0; got 2.5"),
+    (lambda v: sk_fit(hidden_layer_sizes=(v,)), np.int64(3), 0, "hidden_layer_sizes[0] must be"),
 ]
 IDS = [message.split(" must")[0] for *_, message in CONSTRUCTORS]
 
@@ -216,3 +284,80 @@ def test_unsigned_labels_in_range_train_like_signed_ones():
     b.fit(X, y.astype(np.int64), epochs=2)
     for u, v in zip(a.get_weights(), b.get_weights()):
         assert np.array_equal(u, v)
+
+
+def test_a_refused_setting_keeps_the_old_value():
+    sgd = fb.SGD(lr=0.5, momentum=0.9)
+    for name, bad in [("lr", -1), ("momentum", np.float32(1.0)), ("lr", True), ("lr", "0.1")]:
+        with pytest.raises(ValueError, match=f"{name} must be a number"):
+            setattr(sgd, name, bad)
+    assert (sgd.lr, sgd.momentum) == (0.5, 0.9)
+    sgd.lr = np.float16(0.25)
+    assert type(sgd.lr) is float and sgd.lr == 0.25
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: fb.Dense(3, activation="rleu"), "activation must be one of 'identity', "),
+        (lambda: fb.Sequential(loss="hinge"), "loss must be one of 'mse', "),
+        (lambda: fb.Sequential(optimizer="lbfgs"), "optimizer must be one of 'sgd', 'adam', "),
+        (
+            lambda: fb.Sequential(backend="gpu"),
+            "backend must be one of 'numpy', 'cython'; got 'gpu'",
+        ),
+        (lambda: fb.Dense(3, kernel_initializer="ones"), "initializer must be one of 'zeros', "),
+        (lambda: fit(on_divergence="ignore"), "on_divergence must be one of 'raise', 'stop'"),
+    ],
+)
+def test_every_option_lists_its_choices_and_quotes_the_value(make, message):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert str(info.value).startswith(message), str(info.value)
+    assert "; got '" in str(info.value)
+
+
+def test_seeds_take_numpy_integers_and_seed_sequences_but_not_floats_or_bools():
+    a = fb.Sequential([fb.Dense(2, input_dim=3)], seed=np.int64(7))
+    b = fb.Sequential([fb.Dense(2, input_dim=3)], seed=np.random.SeedSequence(7))
+    c = fb.Sequential([fb.Dense(2, input_dim=3)], seed=7)
+    for u, v in zip(a.get_weights(), c.get_weights()):
+        assert np.array_equal(u, v)
+    assert len(b.get_weights()) == 2
+    for bad in (1.5, True, "7", -1):
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+            fb.Sequential(seed=bad)
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+            fb.datasets.moons(seed=bad)
+
+
+def test_fit_takes_numpy_scalars_and_refuses_a_bad_argument_before_training():
+    m = fb.Sequential([fb.Dense(1, input_dim=2)], seed=0)
+    X, y = np.ones((6, 2)), np.ones(6)
+    m.fit(X, y, epochs=np.int64(2), batch_size=np.int32(3), verbose=0)
+    assert m.epochs_done == 2
+    for kwargs in ({"epochs": 1.0}, {"batch_size": 0}, {"shuffle": "no"}):
+        refused_unchanged(m, lambda k=kwargs: m.fit(X, y, verbose=0, **k), ValueError, "must be")
+    assert m.epochs_done == 2
+
+
+def test_overflow_message_names_the_dtype_and_the_fix():
+    m = model()
+    X, y = data()
+    X[0, 0] = -1e39
+    refused_unchanged(
+        m,
+        lambda: m.fit(X, y, epochs=1),
+        ValueError,
+        r"X has values that overflow float32 \(largest magnitude 1e\+39\); scale the data "
+        r"or use dtype='float64'",
+    )
+
+
+def test_check_seed_and_setting():
+    assert check.check_seed("s", np.uint32(5)) == 5 and type(check.check_seed("s", 5)) is int
+    assert check.check_seed("s", None) is None
+    positive = check.setting(check.check_real, low=0, low_open=True)
+    assert positive(None, "lr", np.float32(0.5)) == 0.5
+    with pytest.raises(ValueError, match="lr must be a number > 0; got 0"):
+        positive(None, "lr", 0)

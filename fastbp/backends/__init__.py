@@ -16,6 +16,7 @@ from fastbp import activations, losses, optimizers, plan
 from fastbp._kernels import source_hash
 from fastbp.backends.numpy_backend import NumpyBackend
 from fastbp.backends.protocol import BackendFactory
+from fastbp.validation import check_option
 
 BUILD_HINT = (
     "build them from the source tree with `pip install -e .` (or "
@@ -141,8 +142,7 @@ BACKENDS: dict[str, BackendFactory | None] = {"numpy": NumpyBackend, "cython": C
 
 def get(name: str) -> BackendFactory:
     """The backend class for a name; a clear error if unknown or not built."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; expected one of {sorted(BACKENDS)}")
+    check_option("backend", name, tuple(BACKENDS))
     if BACKENDS[name] is None:
         raise RuntimeError(f"backend {name!r} is unavailable: {CYTHON_UNAVAILABLE}")
     return cast(BackendFactory, BACKENDS[name])  # not None: checked above
