@@ -249,44 +249,6 @@ def test_unstratified_split_accepts_regression_targets():
         (np.zeros((10, 2)), np.zeros(9), {}, "10 samples but y has 9"),
         (np.zeros((1, 2)), np.zeros(1), {}, "at least 2 samples"),
         (np.zeros((0, 2)), np.zeros(0), {}, "at least 2 samples"),
-        (
-            np.zeros((10, 2)),
-            np.zeros(10),
-            dict(test_size=0.0),
-            r"test_size must be a number in \(0, 1\); got 0.0",
-        ),
-        (
-            np.zeros((10, 2)),
-            np.zeros(10),
-            dict(test_size=1.0),
-            r"test_size must be a number in \(0, 1\); got 1.0",
-        ),
-        (
-            np.zeros((10, 2)),
-            np.zeros(10),
-            dict(test_size=-0.2),
-            r"test_size must be a number in \(0, 1\)",
-        ),
-        (
-            np.zeros((10, 2)),
-            np.zeros(10),
-            dict(test_size=0.99),
-            r"test_size must be a number in \(0, 0.9\] for 10",
-        ),
-        (
-            np.zeros((10, 2)),
-            np.zeros(10),
-            dict(test_size=0),
-            r"test_size must be an integer in \[1, 9\]; got 0",
-        ),
-        (
-            np.zeros((10, 2)),
-            np.zeros(10),
-            dict(test_size=10),
-            r"test_size must be an integer in \[1, 9\]; got 10",
-        ),
-        (np.zeros((10, 2)), np.zeros(10), dict(test_size=True), "test_size"),
-        (np.zeros((10, 2)), np.zeros(10), dict(test_size="half"), "test_size"),
         (np.zeros((10, 2)), np.zeros((10, 2)), {}, "stratify=False"),
         (np.zeros((10, 2)), np.linspace(0, 1, 10), {}, "stratify=False"),
     ],
@@ -294,6 +256,25 @@ def test_unstratified_split_accepts_regression_targets():
 def test_split_rejects_bad_arguments(X, y, kwargs, message):
     with pytest.raises(ValueError, match=message):
         train_test_split(X, y, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "test_size, message",
+    [
+        (0.0, r"test_size must be a number in \(0, 1\); got 0.0"),
+        (1.0, r"test_size must be a number in \(0, 1\); got 1.0"),
+        (-0.2, r"test_size must be a number in \(0, 1\)"),
+        (0.99, r"test_size must be a number in \(0, 0.9\] for 10"),
+        (0, r"test_size must be an integer in \[1, 9\]; got 0"),
+        (10, r"test_size must be an integer in \[1, 9\]; got 10"),
+        (True, "test_size"),
+        ("half", "test_size"),
+    ],
+)
+def test_split_rejects_a_bad_test_size(test_size, message):
+    """A fraction in (0, 1) that leaves both sides a sample, or a count in [1, n - 1]."""
+    with pytest.raises(ValueError, match=message):
+        train_test_split(np.zeros((10, 2)), np.zeros(10), test_size=test_size)
 
 
 # -------------------------------------------------------------------- standardising
