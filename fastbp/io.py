@@ -34,8 +34,13 @@ import copy
 import json
 import math
 import os
-import tempfile
+import re
+import secrets
+import stat
+import struct
+import sys
 import zipfile
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +56,7 @@ FORMAT = "fastbp-model"
 VERSION = 1
 # Array dtypes a pickle may carry (numpy's dtype.str: byte order, kind, size).
 PICKLED_DTYPES = {order + kind for order in "<>" for kind in ("f4", "f8", "i8", "u8")}
+STEP_DTYPE, SEED_DTYPE = np.dtype(np.int64), np.dtype(np.uint64)  # the last two state arrays
 
 
 # --- the two halves ---------------------------------------------------------------------
@@ -94,10 +100,10 @@ def from_record(
     try:
         return _model_from(record, arrays, backend)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{source} does not hold a valid fastbp model: {exc}") from None
+        raise ValueError(f"{source} does not hold a valid fastbp model: {_said(exc)}") from None
     except KeyError as exc:
         raise ValueError(
-            f"{source} does not hold a valid fastbp model: its record has no {exc} entry"
+            f"{source} does not hold a valid fastbp model: its record has no {_said(exc)} entry"
         ) from None
 
 
@@ -124,11 +130,7 @@ def _live_record(model):
     _check_plain(record)
     _check_rebuildable(record)
     record = json.loads(json.dumps(record))  # a deep copy sharing nothing with the model
-    arrays: dict[str, np.ndarray] = {}
-    if model.built:
-        arrays.update((f"param_{i}", p) for i, p in enumerate(model._plan.weights()))
-        arrays.update((f"state_{i}", s) for i, s in enumerate(model._plan.optimizer_state()))
-    return record, arrays
+    return record, _arrays_of(model)
 
 
 def _check_model(model):
@@ -203,57 +205,151 @@ def _check_rebuildable(record):
 
 # --- rebuilding -------------------------------------------------------------------------
 
+# The training counters are int64 arrays in the plan; a record's are refused above this.
+COUNT_LIMIT = 2**63 - 1
+# The generator states a record may hold, by bit generator: the fields numpy reports,
+# each integer as its inclusive range. default_rng (what a model uses) makes a PCG64.
+RNG_STATES: dict[str, dict[str, Any]] = {
+    "PCG64": {
+        "bit_generator": "PCG64",
+        "state": {"state": (0, 2**128 - 1), "inc": (0, 2**128 - 1)},
+        "has_uint32": (0, 1),
+        "uinteger": (0, 2**32 - 1),
+    }
+}
+
 
 def _model_from(record, arrays, backend):
     """from_record without the wrapping of its errors."""
-    from fastbp.model import Sequential
-
-    _check_header(record)
     if not isinstance(arrays, dict):
         raise TypeError(f"the arrays must be a dict of numpy arrays, got {type(arrays).__name__}")
     for name, value in arrays.items():
         if not isinstance(value, np.ndarray):
-            raise TypeError(f"array {name!r} is a {type(value).__name__}, not a numpy array")
+            raise TypeError(
+                f"array {check._shown(name)} is a {type(value).__name__}, not a numpy array"
+            )
+    specs = {name: (value.dtype, value.shape) for name, value in arrays.items()}
+    model = _model_for(record, specs, backend)
+    _restore(model, record, arrays)
+    return model
+
+
+def _model_for(record, specs, backend, *, built=False):
+    """A new model as record describes it, freshly initialised, once the record is
+    checked in full and the arrays' names, dtypes and shapes fit it.
+
+    specs : dict {array name: (dtype, shape)}, the arrays that come with the record
+    (their values are not needed yet); built : whether the record must describe a
+    built model (a file always holds one).
+
+    The model allocates nothing before the parameter arrays are known to hold
+    exactly the numbers its layers need, so a record cannot make it larger than
+    the arrays that come with it.
+    """
+    from fastbp.model import Sequential
+
+    _check_header(record)
     # The model starts without layers so that nothing is built (nor drawn from
     # the generator) before the arrays are known to fit the record.
     model = Sequential.from_config({**record, "layers": [], "input_dim": None}, backend=backend)
-    layers = [layer_types.from_config(config) for config in record["layers"]]
-    input_dim = check.positive_int("input_dim", record["input_dim"], allow_none=True)
-    _check_total_size(layers, input_dim, arrays)
+    layers = _layers(record["layers"])
+    input_dim = check.positive_int("input_dim", record["input_dim"], allow_none=not built)
+    _check_counters(record)
+    _check_specs(layers, input_dim, model, specs)
     for layer in layers:
         model.add(layer)
     if input_dim is not None:
         model.build(input_dim)
-    _restore_arrays(model, arrays)
-    _restore_counters(model, record)
+    for name, live in _arrays_of(model).items():
+        shape = tuple(specs[name][1])
+        if shape != live.shape:
+            raise ValueError(f"{name} has shape {shape}, expected {live.shape}")
     return model
 
 
 def _check_header(record):
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         got = record.get("format") if isinstance(record, dict) else type(record).__name__
-        raise ValueError(f"it is not a fastbp model file (format {got!r}, expected {FORMAT!r})")
+        raise ValueError(
+            f"it is not a fastbp model file (format {check._shown(got)}, expected {FORMAT!r})"
+        )
     if record.get("version") != VERSION:
         raise ValueError(
-            f"it is format version {record.get('version')!r}; this fastbp reads version {VERSION}"
+            f"it is format version {check._shown(record.get('version'))}; "
+            f"this fastbp reads version {VERSION}"
         )
 
 
-def _check_total_size(layers, input_dim, arrays):
-    """The parameter arrays must hold at least as many numbers as the layers
-    need, so that a record cannot make the model allocate more than its arrays
-    honestly carry (the exact names and shapes are checked after building)."""
+def _layers(configs):
+    """The unbuilt layers of the record's "layers" list."""
+    if not isinstance(configs, list):
+        raise ValueError(f"its layers must be a list of layer records; got {check._shown(configs)}")
+    layers = []
+    for number, config in enumerate(configs, start=1):
+        if not isinstance(config, dict):
+            raise ValueError(f"layer {number}'s record must be a dict; got {check._shown(config)}")
+        check.check_option(f"layer {number}'s class", config.get("class"), layer_types.LAYERS)
+        layers.append(layer_types.from_config(config))
+    return layers
+
+
+def _check_counters(record):
+    """epochs_done, optimizer_origin, the generator state and the metadata: their
+    types and ranges (the origin is compared with the step count once it is read)."""
+    check.check_int("epochs_done", record.get("epochs_done", 0), low=0, high=COUNT_LIMIT)
+    check.check_int("optimizer_origin", record.get("optimizer_origin", 0), low=0, high=COUNT_LIMIT)
+    state = record["rng_state"]
+    kind = state.get("bit_generator") if isinstance(state, dict) else None
+    check.check_option("rng_state['bit_generator']", kind, RNG_STATES)
+    _check_fields("rng_state", state, RNG_STATES[kind])
+    metadata = record.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"its metadata is a {type(metadata).__name__}, expected a dict")
+
+
+def _check_fields(where, value, template):
+    """value laid out as template: dicts with the same keys, the same strings, and an
+    integer in each (low, high) range."""
+    if isinstance(template, dict):
+        if not isinstance(value, dict) or set(value) != set(template):
+            got = list(value) if isinstance(value, dict) else value
+            raise ValueError(
+                f"{where} must have the keys {sorted(template)}; got {check._shown(got)}"
+            )
+        for key, inner in template.items():
+            _check_fields(f"{where}[{key!r}]", value[key], inner)
+    elif isinstance(template, tuple):
+        check.check_int(where, value, low=template[0], high=template[1])
+    elif value != template:
+        raise ValueError(f"{where} must be {template!r}; got {check._shown(value)}")
+
+
+def _check_specs(layers, input_dim, model, specs):
+    """The arrays' names and dtypes, and that the parameter arrays hold exactly the
+    numbers the layers need (their exact shapes are checked once the model is built)."""
+    n_params = sum(len(layer.parameter_names) for layer in layers) if input_dim else 0
+    n_states = n_params * model.optimizer.layout[1] + 2 if input_dim else 0
+    dtypes = {f"param_{i}": model.dtype for i in range(n_params)}
+    dtypes.update((f"state_{i}", model.dtype) for i in range(n_states - 2))
+    if n_states:
+        dtypes.update({f"state_{n_states - 2}": STEP_DTYPE, f"state_{n_states - 1}": SEED_DTYPE})
+    if set(specs) != set(dtypes):
+        raise ValueError(
+            f"it holds arrays {check._shown(_in_order(specs), 200)}, "
+            f"expected {check._shown(_in_order(dtypes), 200)}"
+        )
+    for name, wanted in dtypes.items():
+        dtype = specs[name][0]
+        if dtype.newbyteorder("=") != wanted:
+            raise ValueError(f"{name} has dtype {dtype}, the record says {wanted}")
     needed, d_in = 0, input_dim
-    if input_dim is not None:
-        for layer in layers:
-            needed += layer.count_params(d_in)
-            d_in = layer.output_dim(d_in)
-    params = sorted(
-        (name for name in arrays if name.startswith("param_")), key=lambda name: (len(name), name)
-    )
-    held = sum(arrays[name].size for name in params)
-    if needed > held:
-        shapes = ", ".join(f"{name} has shape {arrays[name].shape}" for name in params[:12])
+    for layer in layers if input_dim else ():
+        needed += layer.count_params(d_in)
+        d_in = layer.output_dim(d_in)
+    params = [f"param_{i}" for i in range(n_params)]
+    held = sum(math.prod(specs[name][1]) for name in params)
+    if held != needed:
+        shapes = ", ".join(f"{name} has shape {tuple(specs[name][1])}" for name in params[:12])
         more = ", ..." if len(params) > 12 else ""
         raise ValueError(
             f"its parameter arrays hold {held:,} numbers, expected {needed:,} for "
@@ -261,56 +357,50 @@ def _check_total_size(layers, input_dim, arrays):
         )
 
 
-def _restore_arrays(model, arrays):
-    """Check every array against the freshly built model, then copy them in."""
-    live_params = model._plan.weights() if model.built else []
-    live_state = model._plan.optimizer_state() if model.built else []
-    expected = {f"param_{i}" for i in range(len(live_params))} | {
-        f"state_{i}" for i in range(len(live_state))
-    }
-    if set(arrays) != expected:
-        raise ValueError(f"it holds arrays {sorted(arrays)}, expected {sorted(expected)}")
-    weights = [arrays[f"param_{i}"] for i in range(len(live_params))]
-    for i, (saved, live) in enumerate(zip(weights, live_params)):
-        if saved.dtype != live.dtype:
-            raise ValueError(f"param_{i} has dtype {saved.dtype}, the record says {live.dtype}")
-    state = [arrays[f"state_{i}"] for i in range(len(live_state))]
-    for i, (saved, live) in enumerate(zip(state, live_state)):
-        _check_state(f"state_{i}", saved, live)
-    if live_params:
-        model.set_weights(weights)  # checks shapes and finiteness
-    for saved, live in zip(state, live_state):
-        live[...] = saved
+def _in_order(names):
+    """Array names (strings) sorted as numbered: param_2 before param_10."""
+    return sorted(names, key=lambda name: (name.rstrip("0123456789"), len(name), name))
 
 
-def _check_state(name, saved, live):
-    if saved.shape != live.shape or saved.dtype != live.dtype:
-        raise ValueError(
-            f"{name} has shape {saved.shape} and dtype {saved.dtype}, "
-            f"expected {live.shape} and {live.dtype}"
-        )
-    if saved.dtype.kind == "f" and not np.isfinite(saved).all():
-        raise ValueError(f"{name} holds NaN or infinite values")
-    if saved.dtype.kind == "i" and (saved < 0).any():
-        raise ValueError(f"{name} holds negative counts")
+def _arrays_of(model):
+    """{"param_<i>": array, "state_<i>": array}: the model's live arrays (none unbuilt)."""
+    if not model.built:
+        return {}
+    arrays = {f"param_{i}": p for i, p in enumerate(model._plan.weights())}
+    arrays.update((f"state_{i}", s) for i, s in enumerate(model._plan.optimizer_state()))
+    return arrays
 
 
-def _restore_counters(model, record):
-    """epochs_done, the optimiser's origin, the generator's state and the metadata."""
-    model.epochs_done = check.non_negative_int("epochs_done", record.get("epochs_done", 0))
+def _restore(model, record, arrays):
+    """Check the arrays' values, copy them into the freshly built model, then set
+    its counters, generator and metadata from the record."""
+    live = _arrays_of(model)
+    states = [name for name in live if name.startswith("state_")]
+    for name in states:
+        saved = arrays[name]
+        if saved.dtype.kind == "f" and not np.isfinite(saved).all():
+            raise ValueError(f"{name} holds NaN or infinite values")
+        if saved.dtype.kind == "i" and (saved < 0).any():
+            raise ValueError(f"{name} holds negative counts")
+    weights = [arrays[name] for name in live if name.startswith("param_")]
+    if weights:
+        model.set_weights(weights)  # checks finiteness
+    for name in states:
+        live[name][...] = arrays[name]
+    model.epochs_done = record.get("epochs_done", 0)
     if model.built:
-        origin = check.non_negative_int("optimizer_origin", record.get("optimizer_origin", 0))
+        origin = record.get("optimizer_origin", 0)
         if origin > model._plan.step_count[0]:
             raise ValueError(
                 f"its optimizer_origin {origin} lies after its step count "
                 f"{model._plan.step_count[0]}"
             )
         model._plan.optimizer_origin[0] = origin
-    model._rng.bit_generator.state = record["rng_state"]
-    metadata = record.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise TypeError(f"its metadata is a {type(metadata).__name__}, expected a dict")
-    model.metadata = copy.deepcopy(metadata)
+    try:
+        model._rng.bit_generator.state = record["rng_state"]
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"its rng_state is refused by numpy ({_said(exc)})") from None
+    model.metadata = copy.deepcopy(record.get("metadata") or {})
 
 
 # --- pickle -----------------------------------------------------------------------------
@@ -366,41 +456,151 @@ def _unpack(name, entry):
 
 # --- files ------------------------------------------------------------------------------
 
+# Limits on what load reads before it knows the model: far above what save writes, low
+# enough that a hostile record or header costs a few MiB at most.
+RECORD_CHARS = 2**20  # the record's JSON text (save refuses a longer one)
+RECORD_DEPTH = 64  # lists and dicts inside one another in the record, metadata included
+HEADER_BYTES = 2**16  # one npy header, magic string included (numpy writes 128 bytes)
+CHUNK_BYTES = 2**20  # array data is read this much at a time
+COMPRESSIONS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+MEMBER_STEM = re.compile(r"architecture|(?:param|state)_(?:0|[1-9][0-9]{0,8})")
+# What a damaged archive may raise from zipfile, zlib and numpy's header reader, besides
+# ValueError (a warning counts when warnings are errors).
+ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    SyntaxError,
+    struct.error,
+    Warning,
+)
 
-def save(model: Sequential, path: str | os.PathLike[str]) -> None:
-    """Write model to path (a .npz file), replacing any file there only once the
-    new one is complete. Builds the model first if its layers declare the input
-    width; raises RuntimeError if it cannot be built yet."""
+
+def save(model: Sequential, path: str | bytes | os.PathLike[Any]) -> None:
+    """Write model to path (a .npz file) as open(path, "wb") would, but atomically.
+
+    path : str, bytes or os.PathLike. A symlink is followed: the file it points to
+    is written and the link stays. The new file is written beside that file (a
+    temporary file in its folder, fsync, then a rename onto it), so a file
+    already there is replaced only once the new one is complete. A new file gets
+    0o666 less the umask as its permissions, a replaced one keeps its own.
+    Builds the model first if its layers declare the input width.
+
+    Raises RuntimeError if the model cannot be built yet, PermissionError if the
+    file there (or its folder) may not be written, IsADirectoryError for a
+    folder, ValueError if the record is too large or deep for load to accept
+    (RECORD_CHARS, RECORD_DEPTH: model.metadata is too big).
+    """
     _check_model(model)
+    name = _path_text(path)
     model._require_built()
+    target = _save_target(name)
     record, arrays = _live_record(model)
-    arrays = {**arrays, "architecture": np.array(json.dumps(record))}
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=folder)
+    text = json.dumps(record)
+    depth = _nesting(record)
+    if len(text) > RECORD_CHARS or depth > RECORD_DEPTH:
+        raise ValueError(
+            f"the model's record (configuration and metadata) is {len(text):,} characters "
+            f"of JSON nested {depth} deep; a file holds at most {RECORD_CHARS:,} nested "
+            f"{RECORD_DEPTH} deep, so make model.metadata smaller before saving"
+        )
+    arrays = {**arrays, "architecture": np.array(text)}
+    fd, tmp = _file_beside(target)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
 
 
-def load(path: str | os.PathLike[str], backend: str | None = None) -> Sequential:
+def _path_text(path):
+    """path (str, bytes or os.PathLike) as a str."""
+    try:
+        return os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise TypeError(
+            f"path must be a str, bytes or os.PathLike; got {type(path).__name__}"
+        ) from None
+
+
+def _save_target(path):
+    """The file save writes for path, symlinks followed; PermissionError when a file
+    there may not be written, IsADirectoryError for a folder."""
+    target = os.path.realpath(path)
+    if os.path.isdir(target):
+        raise IsADirectoryError(
+            f"{path!r} is a folder; pass a file path such as {os.path.join(path, 'model.npz')!r}"
+        )
+    if os.path.isfile(target):
+        try:  # what open(path, "wb") would ask, without truncating the file
+            os.close(os.open(target, os.O_WRONLY))
+        except PermissionError:
+            raise PermissionError(
+                f"{path!r} may not be written (it is read-only for this user); "
+                "make it writable (chmod u+w) or save elsewhere"
+            ) from None
+    return target
+
+
+def _file_beside(target):
+    """(descriptor, path) of a new empty file in target's folder with the permissions
+    open(target, "wb") would leave: those of the file at target, or 0o666 less the
+    umask (the system applies it) when there is none."""
+    tmp = os.path.join(os.path.dirname(target), f".fastbp-{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)
+    try:
+        if os.path.exists(target):
+            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+    except BaseException:
+        os.close(fd)
+        os.remove(tmp)
+        raise
+    return fd, tmp
+
+
+def _nesting(value):
+    """How deeply lists, tuples and dicts nest in value (0 for a number or a string);
+    counting stops just past RECORD_DEPTH."""
+    deepest, todo = 0, [(value, 0)]
+    while todo and deepest <= RECORD_DEPTH:
+        item, depth = todo.pop()
+        if isinstance(item, (list, tuple, dict)):
+            deepest = max(deepest, depth + 1)
+            todo.extend(
+                (inner, depth + 1) for inner in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
+
+
+def load(path: str | bytes | os.PathLike[Any], backend: str | None = None) -> Sequential:
     """Read a model written by Sequential.save (fastbp.load).
 
-    The file is opened with allow_pickle=False (nothing in it is ever run), and
-    its record and every array are checked before the model uses them. The model
-    comes back as it was saved: weights, optimiser state, step count, random
+    Nothing in the file is run or unpickled, and nothing is allocated for it
+    before it is known to fit its record: the record is read and checked in
+    full first, then every member's npy header and size, and only then the
+    array data, in bounded reads (docs/design.md §5.3). So a hostile file costs
+    no more memory than the model it describes, plus a few MiB. The model comes
+    back as it was saved: weights, optimiser state, step count, random
     generator, epochs_done and metadata, so that training resumes exactly.
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, bytes or os.PathLike
         A .npz file written by save.
     backend : str or None
         "cython" or "numpy" to override the saved backend name.
@@ -411,11 +611,12 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Sequential
 
     Raises
     ------
-    FileNotFoundError
-        For a missing file.
+    FileNotFoundError, IsADirectoryError, PermissionError
+        For a missing file, a folder, a file this user may not read.
     ValueError
-        Naming the problem, for a file that is truncated, corrupted, of another
-        format or version, or whose arrays do not fit its record.
+        Naming the problem in one line, for anything else: a file that is
+        truncated, corrupted, of another format or version, whose record is
+        invalid or whose arrays do not fit it (and an unknown backend).
 
     Examples
     --------
@@ -436,28 +637,193 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Sequential
     >>> bool(np.allclose(again.predict_proba(X), model.predict_proba(X), atol=1e-6))
     True
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no model file at {path!r}")
+    name = _path_text(path)
+    with _open_model_file(name) as handle:
+        try:
+            return _read_model(handle, backend)
+        except ARCHIVE_ERRORS as exc:
+            raise ValueError(
+                f"{name!r} is not a readable fastbp model file ({_said(exc)}); it may be "
+                "truncated or corrupted"
+            ) from None
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{name!r} does not hold a valid fastbp model: {_said(exc)}") from None
+        except KeyError as exc:
+            raise ValueError(
+                f"{name!r} does not hold a valid fastbp model: its record has no {_said(exc)} entry"
+            ) from None
+
+
+def _open_model_file(path):
+    """path opened for binary reading. A missing file, a folder and a file this
+    user may not read raise FileNotFoundError, IsADirectoryError and
+    PermissionError; anything else that is not a regular file raises ValueError."""
     try:
-        # the file is opened here, not by np.load, so that it is closed however
-        # reading it fails (np.load leaves it open when the zip is damaged)
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        mode = os.stat(path).st_mode
+        handle = open(path, "rb") if stat.S_ISREG(mode) else None  # noqa: SIM115 (returned)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no model file at {path!r}") from None
+    except PermissionError:
+        raise PermissionError(f"{path!r} may not be read by this user") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path!r} cannot be opened ({_said(exc)})") from None
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path!r} is a folder; pass the .npz file that save wrote")
+    if handle is None:
+        raise ValueError(f"{path!r} is not a regular file; pass the .npz file that save wrote")
+    return handle
+
+
+def _read_model(handle, backend):
+    """load's model from its open file, in the order the checks need: the zip
+    directory, the record, every npy header, the model, then the array data."""
+    size = os.fstat(handle.fileno()).st_size
+    with zipfile.ZipFile(handle) as archive:
+        members = _members(archive, size)
+        record = _read_record(archive, members.pop("architecture"))
+        headers = {stem: _npy_header(archive, info) for stem, info in members.items()}
+        for stem, (dtype, _, _) in headers.items():
+            if dtype.str not in PICKLED_DTYPES:
+                raise ValueError(
+                    f"{stem} has dtype {dtype}; fastbp files hold only "
+                    f"{sorted(PICKLED_DTYPES)} arrays (and never anything a pickle would hold)"
+                )
+        specs = {stem: (dtype, shape) for stem, (dtype, shape, _) in headers.items()}
+        model = _model_for(record, specs, backend, built=True)
+        arrays = {stem: _read_data(archive, members[stem], *headers[stem]) for stem in members}
+    _restore(model, record, arrays)
+    return model
+
+
+def _members(archive, size):
+    """{name without ".npy": ZipInfo} for the archive's members, once each is one a
+    fastbp file has, listed once, unencrypted, stored or deflated, within the file."""
+    members = {}
+    for info in archive.infolist():
+        stem = info.filename.removesuffix(".npy")
+        if stem == info.filename or not MEMBER_STEM.fullmatch(stem):
+            raise ValueError(
+                f"it holds a member {check._shown(info.filename)}; fastbp files hold only "
+                "architecture.npy, param_<i>.npy and state_<i>.npy"
+            )
+        if stem in members:
+            raise ValueError(f"it lists the member {info.filename} twice")
+        if info.flag_bits & 0x1:
+            raise ValueError(f"its member {info.filename} is encrypted; fastbp never encrypts")
+        if info.compress_type not in COMPRESSIONS:
+            raise ValueError(
+                f"its member {info.filename} uses zip compression method "
+                f"{info.compress_type}; fastbp files are stored or deflated"
+            )
+        stored = info.compress_type == zipfile.ZIP_STORED
+        if info.header_offset + info.compress_size > size or (
+            stored and info.compress_size != info.file_size
+        ):
+            raise ValueError(
+                f"its zip directory gives the member {info.filename} {info.compress_size:,} "
+                f"bytes ({info.file_size:,} uncompressed), which the file's {size:,} "
+                "bytes cannot hold"
+            )
+        members[stem] = info
+    if "architecture" not in members:
+        raise ValueError("it is not a fastbp model file: it has no architecture record")
+    return members
+
+
+def _read_record(archive, info):
+    """The record, from the member holding its JSON text as a 0-d unicode array: at
+    most RECORD_CHARS characters, RECORD_DEPTH deep."""
+    if info.file_size > HEADER_BYTES + 4 * RECORD_CHARS:
         raise ValueError(
-            f"{path!r} is not a readable fastbp model file ({exc}); it may be "
-            "truncated or corrupted"
-        ) from None
-    record = _architecture(arrays.pop("architecture", None), path)
-    return from_record(record, arrays, backend, source=repr(path))
-
-
-def _architecture(text, path):
-    """The record parsed from the file's "architecture" member."""
-    if text is None:
-        raise ValueError(f"{path!r} is not a fastbp model file: it has no architecture record")
+            f"its architecture record is {info.file_size:,} bytes; fastbp records are "
+            f"at most {RECORD_CHARS:,} characters"
+        )
+    dtype, shape, offset = _npy_header(archive, info)
+    if dtype.kind != "U" or shape != ():
+        raise ValueError(
+            f"its architecture record is an array of {dtype} and shape {shape}, "
+            "expected one unicode string"
+        )
+    data = _read_data(archive, info, dtype, shape, offset).tobytes()
     try:
-        return json.loads(str(text))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path!r} has a damaged architecture record ({exc})") from None
+        text = data.decode(f"utf-32-{sys.byteorder[0]}e").rstrip("\0")
+        record = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"its architecture record is nested over {RECORD_DEPTH} deep") from None
+    except ValueError as exc:  # UnicodeDecodeError, json.JSONDecodeError, too many digits
+        raise ValueError(f"it has a damaged architecture record ({_said(exc)})") from None
+    if _nesting(record) > RECORD_DEPTH:
+        raise ValueError(f"its architecture record is nested over {RECORD_DEPTH} deep")
+    return record
+
+
+class _Bounded:
+    """A zip member read through, refusing to read past its first `limit` bytes."""
+
+    def __init__(self, raw, limit, name):
+        self.raw, self.limit, self.name, self.consumed = raw, limit, name, 0
+
+    def read(self, size):
+        if self.consumed + size > self.limit:
+            raise ValueError(f"{self.name} has an npy header longer than {self.limit:,} bytes")
+        data = self.raw.read(size)
+        self.consumed += len(data)
+        return data
+
+
+def _npy_header(archive, info):
+    """(dtype, shape, header length) of a member's npy header, read in at most
+    HEADER_BYTES. The zip directory's uncompressed size for the member must be that
+    header plus exactly the data its dtype and shape need (at most two dimensions,
+    C order, no Python objects)."""
+    with archive.open(info) as raw:
+        header = _Bounded(raw, min(HEADER_BYTES, info.file_size), info.filename)
+        version = np.lib.format.read_magic(header)
+        if version not in HEADER_READERS:
+            raise ValueError(
+                f"{info.filename} is npy format version {version}; fastbp reads "
+                f"{sorted(HEADER_READERS)}"
+            )
+        shape, fortran_order, dtype = HEADER_READERS[version](header)
+    if dtype.hasobject or fortran_order or len(shape) > 2 or min(shape, default=0) < 0:
+        raise ValueError(
+            f"{info.filename} holds {'Fortran-ordered ' if fortran_order else ''}{dtype} "
+            f"of shape {check._shown(shape)}; fastbp files hold C-ordered numbers "
+            "of at most two dimensions (never anything a pickle would hold)"
+        )
+    data = math.prod(shape) * dtype.itemsize
+    if info.file_size != header.consumed + data:
+        raise ValueError(
+            f"{info.filename}'s npy header gives {shape} {dtype} ({data:,} bytes of data), "
+            f"but its zip directory gives it {info.file_size - header.consumed:,} bytes"
+        )
+    return dtype, shape, header.consumed
+
+
+def _read_data(archive, info, dtype, shape, offset):
+    """The member's array (native byte order), its data read CHUNK_BYTES at a time
+    into an array of the dtype and shape its header gave; short data is refused,
+    and the member's CRC is checked by zipfile on the last read."""
+    array = np.empty(shape, dtype)
+    buffer = memoryview(array.reshape(-1).view(np.uint8))
+    with archive.open(info) as raw:
+        _Bounded(raw, offset, info.filename).read(offset)  # the header, checked already
+        done = 0
+        while done < array.nbytes:
+            chunk = raw.read(min(CHUNK_BYTES, array.nbytes - done))
+            if not chunk:
+                raise ValueError(
+                    f"{info.filename} ends after {done:,} of its {array.nbytes:,} bytes of data"
+                )
+            buffer[done : done + len(chunk)] = chunk
+            done += len(chunk)
+        if raw.read(1):
+            raise ValueError(f"{info.filename} holds more data than its header gives")
+    return array.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _said(exc, limit=600):
+    """An exception's message on one line, shortened: errors quote what they were
+    given, not all of it."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
