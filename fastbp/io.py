@@ -334,10 +334,7 @@ def _check_specs(layers, input_dim, model, specs):
     if n_states:
         dtypes.update({f"state_{n_states - 2}": STEP_DTYPE, f"state_{n_states - 1}": SEED_DTYPE})
     if set(specs) != set(dtypes):
-        raise ValueError(
-            f"it holds arrays {check._shown(_in_order(specs), 200)}, "
-            f"expected {check._shown(_in_order(dtypes), 200)}"
-        )
+        raise ValueError(f"it holds arrays {_listed(specs)}, expected {_listed(dtypes)}")
     for name, wanted in dtypes.items():
         dtype = specs[name][0]
         if dtype.newbyteorder("=") != wanted:
@@ -357,9 +354,23 @@ def _check_specs(layers, input_dim, model, specs):
         )
 
 
-def _in_order(names):
-    """Array names (strings) sorted as numbered: param_2 before param_10."""
-    return sorted(names, key=lambda name: (name.rstrip("0123456789"), len(name), name))
+def _listed(names, limit=200):
+    """Array names in numbered order with runs joined, shortened: "['param_0' ..
+    'param_9', 'state_0' .. 'state_21']"."""
+    runs: list[list[Any]] = []  # [first name, last name, prefix, last number]
+    for name in sorted(map(str, names), key=lambda n: (n.rstrip("0123456789"), len(n), n)):
+        prefix = name.rstrip("0123456789")
+        number = int(name[len(prefix) :]) if name != prefix else None
+        last = runs[-1] if runs else None
+        if last and number is not None and last[2:] == [prefix, number - 1]:
+            last[1], last[3] = name, number
+        else:
+            runs.append([name, name, prefix, number])
+    text = ", ".join(
+        check._shown(a, 40) if a == b else f"{check._shown(a, 40)} .. {check._shown(b, 40)}"
+        for a, b, _, _ in runs
+    )
+    return f"[{text if len(text) <= limit else text[: limit - 3] + '...'}]"
 
 
 def _arrays_of(model):
