@@ -521,8 +521,9 @@ def save(model: Sequential, path: str | bytes | os.PathLike[Any]) -> None:
     if len(text) > RECORD_CHARS or depth > RECORD_DEPTH:
         raise ValueError(
             f"the model's record (configuration and metadata) is {len(text):,} characters "
-            f"of JSON nested {depth} deep; a file holds at most {RECORD_CHARS:,} nested "
-            f"{RECORD_DEPTH} deep, so make model.metadata smaller before saving"
+            f"of JSON nested {'over ' if depth > RECORD_DEPTH else ''}"
+            f"{min(depth, RECORD_DEPTH)} deep; a file holds at most {RECORD_CHARS:,} "
+            f"characters nested {RECORD_DEPTH} deep, so make model.metadata smaller"
         )
     arrays = {**arrays, "architecture": np.array(text)}
     fd, tmp = _file_beside(target)
