@@ -246,6 +246,15 @@ def _model_for(record, specs, backend, *, built=False):
     exactly the numbers its layers need, so a record cannot make it larger than
     the arrays that come with it.
     """
+    return _built(*_checked_record(record, backend, built), specs)
+
+
+def _checked_record(
+    record: Any, backend: str | None, built: bool
+) -> tuple[Sequential, list[layer_types.Layer], int | None]:
+    """(model without layers, its layers unbuilt, input_dim) once the whole record is
+    checked: header, configuration, layers, input width, counters, generator state
+    and metadata. Allocates nothing for the model's arrays."""
     from fastbp.model import Sequential
 
     _check_header(record)
@@ -255,6 +264,17 @@ def _model_for(record, specs, backend, *, built=False):
     layers = _layers(record["layers"])
     input_dim = check.positive_int("input_dim", record["input_dim"], allow_none=not built)
     _check_counters(record)
+    return model, layers, input_dim
+
+
+def _built(
+    model: Sequential,
+    layers: list[layer_types.Layer],
+    input_dim: int | None,
+    specs: dict[str, tuple[np.dtype, tuple[int, ...]]],
+) -> Sequential:
+    """model with its layers, built, once specs fit them (_check_specs); then every
+    array's shape is compared with the built model's."""
     _check_specs(layers, input_dim, model, specs)
     for layer in layers:
         model.add(layer)
@@ -300,7 +320,7 @@ def _check_counters(record):
     check.check_int("optimizer_origin", record.get("optimizer_origin", 0), low=0, high=COUNT_LIMIT)
     state = record["rng_state"]
     kind = state.get("bit_generator") if isinstance(state, dict) else None
-    check.check_option("rng_state['bit_generator']", kind, RNG_STATES)
+    kind = check.check_option("rng_state['bit_generator']", kind, RNG_STATES)
     _check_fields("rng_state", state, RNG_STATES[kind])
     metadata = record.get("metadata") or {}
     if not isinstance(metadata, dict):
@@ -693,6 +713,7 @@ def _read_model(handle, backend):
     with zipfile.ZipFile(handle) as archive:
         members = _members(archive, size)
         record = _read_record(archive, members.pop("architecture"))
+        checked = _checked_record(record, backend, built=True)
         headers = {stem: _npy_header(archive, info) for stem, info in members.items()}
         for stem, (dtype, _, _) in headers.items():
             if dtype.str not in PICKLED_DTYPES:
@@ -701,7 +722,7 @@ def _read_model(handle, backend):
                     f"{sorted(PICKLED_DTYPES)} arrays (and never anything a pickle would hold)"
                 )
         specs = {stem: (dtype, shape) for stem, (dtype, shape, _) in headers.items()}
-        model = _model_for(record, specs, backend, built=True)
+        model = _built(*checked, specs)
         arrays = {stem: _read_data(archive, members[stem], *headers[stem]) for stem in members}
     _restore(model, record, arrays)
     return model
@@ -775,8 +796,8 @@ class _Bounded:
     def __init__(self, raw, limit, name):
         self.raw, self.limit, self.name, self.consumed = raw, limit, name, 0
 
-    def read(self, size):
-        if self.consumed + size > self.limit:
+    def read(self, size: int = -1, /) -> bytes:
+        if size < 0 or self.consumed + size > self.limit:
             raise ValueError(f"{self.name} has an npy header longer than {self.limit:,} bytes")
         data = self.raw.read(size)
         self.consumed += len(data)
@@ -817,7 +838,7 @@ def _read_data(archive, info, dtype, shape, offset):
     into an array of the dtype and shape its header gave; short data is refused,
     and the member's CRC is checked by zipfile on the last read."""
     array = np.empty(shape, dtype)
-    buffer = memoryview(array.reshape(-1).view(np.uint8))
+    buffer = array.reshape(-1).view(np.uint8).data
     with archive.open(info) as raw:
         _Bounded(raw, offset, info.filename).read(offset)  # the header, checked already
         done = 0
