@@ -1009,25 +1009,29 @@ class Sequential:
             model.build(config["input_dim"])
         return model
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | bytes | os.PathLike[Any]) -> None:
         """Write the model to one .npz file; fastbp.load reads it back.
 
         The file holds the architecture record (JSON) and every array: weights,
         optimiser state, step count, dropout seed, with the random generator's
         state and epochs_done, so that training resumes exactly (see fastbp.io
-        and docs/design.md §5.3). It is written atomically: a file already at
-        path is replaced only once the new one is complete. Training from other
-        threads waits while it is written.
+        and docs/design.md §5.3). It is written as open(path, "wb") would (a
+        symlink is written through to its target, a new file gets the umask's
+        permissions, a replaced one keeps its own) but atomically: a temporary
+        file in the target's folder is renamed onto it once complete. Training
+        from other threads waits while it is written.
 
         Parameters
         ----------
-        path : str or os.PathLike
+        path : str, bytes or os.PathLike
             Where to write, conventionally ending in ".npz".
 
         Raises
         ------
         RuntimeError
             If the model is not built yet (its input width is unknown).
+        PermissionError
+            If the file there (or its folder) may not be written.
 
         Examples
         --------

@@ -458,7 +458,22 @@ def test_bombs_cost_no_memory(saved, tmp_path):
     big = with_record(members, lambda r: set_layers(r, [dense(8000, 8000), dense(3)]))
     write(tmp_path / "record.npz", {"architecture.npy": big["architecture.npy"]})
     assert (tmp_path / "record.npz").stat().st_size < 10_000
-    for name, match in (("zip.npz", "extra.npy"), ("record.npz", "it holds arrays [], expected")):
+    # the same record with every array it needs, as headers of the right shapes and
+    # 16 bytes of data each (numpy's own reader allocates each whole array first)
+    shapes = [(8000, 8000), (8000,), (8000, 3), (3,)]
+    arrays = {f"param_{i}.npy": npy_header(np.float32, s) + bytes(16) for i, s in enumerate(shapes)}
+    arrays.update(
+        (f"state_{i}.npy", npy_header(np.float32, s) + bytes(16))
+        for i, s in enumerate(s for s in shapes for _ in range(2))  # Adam: two per parameter
+    )
+    arrays["state_8.npy"] = npy(np.zeros(1, np.int64))
+    arrays["state_9.npy"] = npy(np.zeros(1, np.uint64))
+    write(tmp_path / "headers.npz", {**arrays, "architecture.npy": big["architecture.npy"]})
+    for name, match in (
+        ("zip.npz", "extra.npy"),
+        ("record.npz", "it holds arrays [], expected"),
+        ("headers.npz", "but its zip directory gives it 16 bytes"),
+    ):
         growth, outcome = peak_growth(tmp_path / name)
         assert outcome.startswith("ValueError") and match in outcome, outcome
         assert growth < 50 * MiB, (name, growth)
