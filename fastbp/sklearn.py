@@ -50,7 +50,7 @@ import numpy as np
 from fastbp.layers import Dense
 from fastbp.model import Sequential
 from fastbp.optimizers import SGD
-from fastbp.validation import as_features, check_int, check_real, check_seed
+from fastbp.validation import as_features, check_int, check_real, check_seed, optional
 
 __all__ = ["MLPClassifier", "MLPRegressor", "NotFittedError"]  # noqa: F822 (module __getattr__)
 
@@ -126,7 +126,7 @@ def _checked_params(estimator):
         "units": _hidden_sizes(estimator.hidden_layer_sizes),
         "learning_rate": check_real("learning_rate", estimator.learning_rate, low=0, low_open=True),
         "weight_decay": check_real("weight_decay", estimator.weight_decay, low=0),
-        "batch_size": check_int("batch_size", estimator.batch_size, low=1, allow_none=True),
+        "batch_size": optional(check_int, "batch_size", estimator.batch_size, low=1),
         "epochs": check_int("epochs", estimator.epochs, low=0),
     }
 
