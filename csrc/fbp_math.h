@@ -34,68 +34,6 @@
 #define FBP_SIMD_CLONES
 #endif
 
-/* exp, expm1, tanh and log1p(exp(-a)) are written once for both types: T, with the
- * type's helpers (range reduction, 2^k, bit patterns), polynomial and constants as
- * arguments; each type's section below defines its functions from them. */
-
-/* x clamped to [lo, hi]; a NaN stays NaN (it fails both comparisons) */
-#define FBP_CLAMP(x, lo, hi) ((x) < (lo) ? (lo) : (x) > (hi) ? (hi) : (x))
-
-/* exp(x) = 2^k (1 + q), q = expm1(r) from REDUCE (k of type K), with 2^k built as
- * 2^k1 2^(k - k1), k1 = HALF(k), so that both factors are normal numbers; x clamped
- * to [LO, HI] first (as for expm1). */
-#define FBP_DEFINE_EXP(NAME, T, K, REDUCE, POW2, HALF, LO, HI)                        \
-    static inline T NAME(T x)                                                         \
-    {                                                                                 \
-        T q;                                                                          \
-        K k = REDUCE(FBP_CLAMP(x, LO, HI), &q);                                       \
-        K k1 = HALF(k);                                                               \
-        return (((T)1 + q) * POW2(k1)) * POW2(k - k1);                                \
-    }
-
-/* expm1(x): 2^k expm1(r) + 2^k - 1 evaluated as 2 (t q + (t - 1/2)) with
- * t = 2^(k-1), so that the largest k still has a representable t. */
-#define FBP_DEFINE_EXPM1(NAME, T, K, REDUCE, POW2, LO, HI)                            \
-    static inline T NAME(T x)                                                         \
-    {                                                                                 \
-        T q;                                                                          \
-        K k = REDUCE(FBP_CLAMP(x, LO, HI), &q);                                       \
-        T t = POW2(k - 1);                                                            \
-        return (T)2 * (t * q + (t - (T)0.5));                                         \
-    }
-
-/* tanh(x) = sign(x) (-m / (2 + m)) with m = expm1(-2|x|): no cancellation anywhere,
- * saturates to +-1 for large |x|. SIGN: the sign bit in the type's bit pattern.
- * Max error: 2.5 ulp (float), 2.57 ulp (double). */
-#define FBP_DEFINE_TANH(NAME, T, EXPM1, BITS, FROM_BITS, SIGN)                        \
-    static inline T NAME(T x)                                                         \
-    {                                                                                 \
-        T a = x < 0 ? -x : x;                                                         \
-        T m = EXPM1((T)-2 * a);                                                       \
-        T t = -m / ((T)2 + m);                                                        \
-        return FROM_BITS((BITS(t) & ~(SIGN)) | (BITS(x) & (SIGN)));                   \
-    }
-
-/* log1p(exp(-a)) for a >= 0 (softplus and the BCE loss); max error 3.3 ulp (float),
- * 3.26 ulp (double), most of it exp's error carried into a result about half the size.
- * With u = 1 + e rounded and c = e - (u - 1) its rounding error (exact),
- * log1p(e) = log(u) + c/u. log(u) = j ln2 + 2 atanh(s), s = (u - 2^j) / (u + 2^j),
- * j = [u > sqrt 2], so |s| <= 0.172, and 2 atanh(s) = 2s + s^3 R(s^2), R the type's
- * polynomial ATANH_R. */
-#define FBP_DEFINE_LOG1P_EXPNEG(NAME, T, EXP, ATANH_R, SQRT2, LN2)                     \
-    static inline T NAME(T a)                                                         \
-    {                                                                                 \
-        T e = EXP(-a);                                                                \
-        T u = (T)1 + e;                                                               \
-        T c = e - (u - (T)1);                                                         \
-        int big = u > (SQRT2);                                                        \
-        T base = big ? (T)2 : (T)1;                                                   \
-        T s = (u - base) / (u + base);                                                \
-        T w = s * s;                                                                  \
-        T l = (T)2 * s + (s * w) * ATANH_R(w);                                        \
-        return (big ? (LN2) : (T)0) + (l + c / u);                                    \
-    }
-
 static inline uint32_t fbp_bits_f(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
 static inline float fbp_from_bits_f(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
 
@@ -122,31 +60,63 @@ static inline int32_t fbp_exp_reduce_f(float x, float *q)
     return k;
 }
 
-/* 2^k as 2^k1 2^(k - k1), k1 = k >> 1: both halves normal for k in [-159, 129] */
-static inline int32_t fbp_half_f(int32_t k) { return k >> 1; }
-
 /* exp(x) on the whole float range, denormal results included; max error 1.05 ulp
- * (all 2^32 floats against double exp). exp(-110) rounds to 0, exp(89) to inf. */
-FBP_DEFINE_EXP(fbp_expf, float, int32_t, fbp_exp_reduce_f, fbp_pow2i_f, fbp_half_f,
-               -110.0f, 89.0f)
+ * (all 2^32 floats against double exp). */
+static inline float fbp_expf(float x)
+{
+    x = x < -110.0f ? -110.0f : x;   /* exp(-110) rounds to 0 */
+    x = x > 89.0f ? 89.0f : x;       /* exp(89) rounds to inf */
+    float q;
+    int32_t k = fbp_exp_reduce_f(x, &q);
+    /* 2^k as 2^k1 2^k2 with both halves normal, for k in [-159, 129] */
+    int32_t k1 = k >> 1, k2 = k - k1;
+    return ((1.0f + q) * fbp_pow2i_f(k1)) * fbp_pow2i_f(k2);
+}
 
 /* expm1(x) = exp(x) - 1 with relative accuracy near 0; max error 1.75 ulp.
- * expm1(-30) rounds to -1. */
-FBP_DEFINE_EXPM1(fbp_expm1f, float, int32_t, fbp_exp_reduce_f, fbp_pow2i_f, -30.0f, 89.0f)
-
-FBP_DEFINE_TANH(fbp_tanhf, float, fbp_expm1f, fbp_bits_f, fbp_from_bits_f, 0x80000000u)
-
-/* R for float, degree 2: relative error of 2 atanh(s) < 3e-9 */
-static inline float fbp_atanh_r_f(float w)
+ * 2^k expm1(r) + 2^k - 1 is evaluated as 2 (t q + (t - 1/2)) with t = 2^(k-1), so
+ * that k = 128 (x up to 89) still has a representable t. */
+static inline float fbp_expm1f(float x)
 {
+    x = x < -30.0f ? -30.0f : x;     /* expm1(-30) rounds to -1 */
+    x = x > 89.0f ? 89.0f : x;
+    float q;
+    int32_t k = fbp_exp_reduce_f(x, &q);
+    float t = fbp_pow2i_f(k - 1);
+    return 2.0f * (t * q + (t - 0.5f));
+}
+
+/* tanh(x) = sign(x) (-m / (2 + m)) with m = expm1(-2|x|): no cancellation anywhere,
+ * saturates to +-1 for large |x|; max error 2.5 ulp. */
+static inline float fbp_tanhf(float x)
+{
+    float a = x < 0 ? -x : x;
+    float m = fbp_expm1f(-2.0f * a);
+    float t = -m / (2.0f + m);
+    return fbp_from_bits_f((fbp_bits_f(t) & 0x7FFFFFFFu) | (fbp_bits_f(x) & 0x80000000u));
+}
+
+/* log1p(exp(-a)) for a >= 0 (softplus and the BCE loss); max error 3.3 ulp, most of it
+ * exp's error carried into a result about half the size.
+ * With u = 1 + e rounded and c = e - (u - 1) its rounding error (exact),
+ * log1p(e) = log(u) + c/u. log(u) = j ln2 + 2 atanh(s), s = (u - 2^j) / (u + 2^j),
+ * j = [u > sqrt 2], so |s| <= 0.172. */
+static inline float fbp_log1p_expneg_f(float a)
+{
+    float e = fbp_expf(-a);
+    float u = 1.0f + e;
+    float c = e - (u - 1.0f);
+    int big = u > 1.41421356f;
+    float base = big ? 2.0f : 1.0f;
+    float s = (u - base) / (u + base);
+    float w = s * s;
+    /* 2 atanh(s) = 2s + s^3 R(s^2), R degree 2: relative error < 3e-9 */
     float rp = 0.295801567f;
     rp = rp * w + 0.399887760f;
     rp = rp * w + 0.666666851f;
-    return rp;
+    float l = 2.0f * s + (s * w) * rp;
+    return (big ? 0.693147181f : 0.0f) + (l + c / u);
 }
-
-FBP_DEFINE_LOG1P_EXPNEG(fbp_log1p_expneg_f, float, fbp_expf, fbp_atanh_r_f, 1.41421356f,
-                        0.693147181f)
 
 /* ---- double: the same methods with 64-bit fields and longer polynomials ---- */
 
@@ -183,24 +153,51 @@ static inline double fbp_exp_reduce_d(double x, double *q)
     return kf;
 }
 
-/* about half of k, an integer-valued double */
-static inline double fbp_half_d(double kf) { return (kf * 0.5 + 0x1.8p52) - 0x1.8p52; }
-
 /* exp(x), whole double range; 2^k split in two halves as for float. Max errors of the
  * double functions (2e7 random x against long double libm): exp 1.03, expm1 2.35,
- * tanh 2.57, log1p(exp(-a)) 3.26 ulp. exp(-760) rounds to 0, exp(720) to inf. */
-FBP_DEFINE_EXP(fbp_exp, double, double, fbp_exp_reduce_d, fbp_pow2_d, fbp_half_d, -760.0,
-               720.0)
-
-/* expm1(x): expm1(-60) rounds to -1, expm1(710) to inf; k - 1 <= 1023. */
-FBP_DEFINE_EXPM1(fbp_expm1, double, double, fbp_exp_reduce_d, fbp_pow2_d, -60.0, 710.0)
-
-FBP_DEFINE_TANH(fbp_tanh, double, fbp_expm1, fbp_bits_d, fbp_from_bits_d,
-                0x8000000000000000ull)
-
-/* R for double, degree 6: relative error of 2 atanh(s) < 1e-17 */
-static inline double fbp_atanh_r_d(double w)
+ * tanh 2.57, log1p(exp(-a)) 3.26 ulp. */
+static inline double fbp_exp(double x)
 {
+    x = x < -760.0 ? -760.0 : x;     /* exp(-760) rounds to 0 */
+    x = x > 720.0 ? 720.0 : x;       /* exp(720) rounds to inf */
+    double q;
+    double kf = fbp_exp_reduce_d(x, &q);
+    double k1 = (kf * 0.5 + 0x1.8p52) - 0x1.8p52;   /* about half of k */
+    return ((1.0 + q) * fbp_pow2_d(k1)) * fbp_pow2_d(kf - k1);
+}
+
+/* expm1(x), as fbp_expm1f: 2 (t q + (t - 1/2)), t = 2^(k-1). */
+static inline double fbp_expm1(double x)
+{
+    x = x < -60.0 ? -60.0 : x;       /* expm1(-60) rounds to -1 */
+    x = x > 710.0 ? 710.0 : x;       /* expm1(710) rounds to inf; k - 1 <= 1023 */
+    double q;
+    double kf = fbp_exp_reduce_d(x, &q);
+    double t = fbp_pow2_d(kf - 1.0);
+    return 2.0 * (t * q + (t - 0.5));
+}
+
+/* tanh(x) = sign(x) (-m / (2 + m)), m = expm1(-2|x|). */
+static inline double fbp_tanh(double x)
+{
+    double a = x < 0 ? -x : x;
+    double m = fbp_expm1(-2.0 * a);
+    double t = -m / (2.0 + m);
+    return fbp_from_bits_d((fbp_bits_d(t) & 0x7FFFFFFFFFFFFFFFull)
+                           | (fbp_bits_d(x) & 0x8000000000000000ull));
+}
+
+/* log1p(exp(-a)) for a >= 0, as fbp_log1p_expneg_f; R of degree 6. */
+static inline double fbp_log1p_expneg(double a)
+{
+    double e = fbp_exp(-a);
+    double u = 1.0 + e;
+    double c = e - (u - 1.0);
+    int big = u > 1.4142135623730951;
+    double base = big ? 2.0 : 1.0;
+    double s = (u - base) / (u + base);
+    double w = s * s;
+    /* 2 atanh(s) = 2s + s^3 R(s^2), R degree 6: relative error < 1e-17 */
     double rp = 0.1461672117986181575;
     rp = rp * w + 0.1533169963354385872;
     rp = rp * w + 0.1818288978619104248;
@@ -208,10 +205,8 @@ static inline double fbp_atanh_r_d(double w)
     rp = rp * w + 0.2857142862603106677;
     rp = rp * w + 0.3999999999989938194;
     rp = rp * w + 0.6666666666666669690;
-    return rp;
+    double l = 2.0 * s + (s * w) * rp;
+    return (big ? 0.6931471805599453 : 0.0) + (l + c / u);
 }
-
-FBP_DEFINE_LOG1P_EXPNEG(fbp_log1p_expneg, double, fbp_exp, fbp_atanh_r_d,
-                        1.4142135623730951, 0.6931471805599453)
 
 #endif
