@@ -194,28 +194,48 @@ static inline T FN(softmax_row)(int64_t n, const T *z, T *e, int64_t *best, T *m
     return FN(shifted_exp_row)(n, z, *m, e);
 }
 
-FBP_SIMD_CLONES
-double FN(fbp_softmax_xent_int)(int64_t n_rows, int64_t n_cols, const T *Z,
-                                const int64_t *y, const T *w, T scale, T *dZ,
-                                int64_t *n_correct)
+/* The fused softmax cross-entropy of both target kinds: class labels y (Y NULL) or
+ * probability rows Y (y NULL). Per row, with s the sum of the shifted numerators and
+ * m the row's maximum: -sum_j t_j log softmax(z)_j = sum_j t_j (log s - (z_j - m)),
+ * and dZ = w scale (softmax(z) - t), t the target row (one-hot for a label). */
+static inline double FN(softmax_xent)(int64_t n_rows, int64_t n_cols, const T *Z,
+                                      const int64_t *y, const T *Y, const T *w, T scale,
+                                      T *dZ, int64_t *n_correct)
 {
     double loss = 0.0;
     int64_t correct = 0;
     for (int64_t i = 0; i < n_rows; ++i) {
         const T *z = Z + i * n_cols;
+        const T *yr = Y ? Y + i * n_cols : NULL;
         T *dz = dZ + i * n_cols;
-        int64_t label = y[i], best;
+        int64_t best, label = yr ? FN(argmax_row)(n_cols, yr) : y[i];
         T m, s = FN(softmax_row)(n_cols, z, dz, &best, &m);
         correct += best == label;
         T wi = w ? w[i] : (T)1;
-        /* -log softmax(z)[label] = log s - (z[label] - m) */
-        loss += (double)wi * ((double)LOG(s) - (double)(z[label] - m));
-        T k = wi * scale / s;
-        for (int64_t j = 0; j < n_cols; ++j) dz[j] *= k;
-        dz[label] -= wi * scale;
+        T k = wi * scale / s, ws = wi * scale;
+        if (yr) {
+            T log_s = LOG(s);
+            double row = 0.0;
+            for (int64_t j = 0; j < n_cols; ++j)
+                row += (double)yr[j] * (double)(log_s - (z[j] - m));
+            loss += (double)wi * row;
+            for (int64_t j = 0; j < n_cols; ++j) dz[j] = dz[j] * k - yr[j] * ws;
+        } else {
+            loss += (double)wi * ((double)LOG(s) - (double)(z[label] - m));
+            for (int64_t j = 0; j < n_cols; ++j) dz[j] *= k;
+            dz[label] -= ws;
+        }
     }
     *n_correct = correct;
     return loss;
+}
+
+FBP_SIMD_CLONES
+double FN(fbp_softmax_xent_int)(int64_t n_rows, int64_t n_cols, const T *Z,
+                                const int64_t *y, const T *w, T scale, T *dZ,
+                                int64_t *n_correct)
+{
+    return FN(softmax_xent)(n_rows, n_cols, Z, y, NULL, w, scale, dZ, n_correct);
 }
 
 FBP_SIMD_CLONES
@@ -223,26 +243,7 @@ double FN(fbp_softmax_xent_prob)(int64_t n_rows, int64_t n_cols, const T *Z,
                                  const T *Y, const T *w, T scale, T *dZ,
                                  int64_t *n_correct)
 {
-    double loss = 0.0;
-    int64_t correct = 0;
-    for (int64_t i = 0; i < n_rows; ++i) {
-        const T *z = Z + i * n_cols;
-        const T *yr = Y + i * n_cols;
-        T *dz = dZ + i * n_cols;
-        int64_t best;
-        T m, s = FN(softmax_row)(n_cols, z, dz, &best, &m);
-        correct += best == FN(argmax_row)(n_cols, yr);
-        T log_s = LOG(s);
-        /* -sum_j y_j log softmax(z)_j = sum_j y_j (log s - (z_j - m)) */
-        T wi = w ? w[i] : (T)1;
-        double row = 0.0;
-        for (int64_t j = 0; j < n_cols; ++j) row += (double)yr[j] * (double)(log_s - (z[j] - m));
-        loss += (double)wi * row;
-        T k = wi * scale / s, ws = wi * scale;
-        for (int64_t j = 0; j < n_cols; ++j) dz[j] = dz[j] * k - yr[j] * ws;
-    }
-    *n_correct = correct;
-    return loss;
+    return FN(softmax_xent)(n_rows, n_cols, Z, NULL, Y, w, scale, dZ, n_correct);
 }
 
 double FN(fbp_softmax_kl)(int64_t n_rows, int64_t n_cols, const T *Z, const T *Y,
@@ -334,11 +335,15 @@ static inline void FN(decay_weights)(const fbp_optim *opt, int64_t n, T *w)
     for (int64_t i = 0; i < n; ++i) w[i] *= keep;
 }
 
+/* The optimiser steps, one signature for all (s1, s2: the state arrays a rule keeps;
+ * those it does not keep are not touched). */
+
 /* v = momentum v + g; w -= lr (nesterov ? g + momentum v : v); plain w -= lr g
- * without momentum (v unused then). */
-static inline void FN(sgd_step)(const fbp_optim *opt, int64_t n, T grad_scale, const T *g,
-                                T *w, T *v)
+ * without momentum (v = s1, unused then). */
+static void FN(sgd_step)(const fbp_optim *opt, int64_t n, T grad_scale, const T *g, T *w,
+                         T *v, T *unused)
 {
+    (void)unused;
     const T lr = (T)opt->lr, mu = (T)opt->hyper.momentum;
     if (mu == 0) {
         for (int64_t i = 0; i < n; ++i) w[i] -= lr * (g[i] * grad_scale);
@@ -359,8 +364,8 @@ static inline void FN(sgd_step)(const fbp_optim *opt, int64_t n, T grad_scale, c
 }
 
 /* m, v: the first and second moments; corrections 1 - beta^t set by the engine. */
-static inline void FN(adam_step)(const fbp_optim *opt, int64_t n, T grad_scale, const T *g,
-                                 T *w, T *m, T *v)
+static void FN(adam_step)(const fbp_optim *opt, int64_t n, T grad_scale, const T *g, T *w,
+                          T *m, T *v)
 {
     const T lr = (T)opt->lr, eps = (T)opt->hyper.eps;
     const T b1 = (T)opt->hyper.beta1, b2 = (T)opt->hyper.beta2;
@@ -376,9 +381,10 @@ static inline void FN(adam_step)(const fbp_optim *opt, int64_t n, T grad_scale, 
 }
 
 /* s = rho s + (1 - rho) g^2; w -= lr g / (sqrt(s) + eps). */
-static inline void FN(rmsprop_step)(const fbp_optim *opt, int64_t n, T grad_scale,
-                                    const T *g, T *w, T *s)
+static void FN(rmsprop_step)(const fbp_optim *opt, int64_t n, T grad_scale, const T *g,
+                             T *w, T *s, T *unused)
 {
+    (void)unused;
     const T lr = (T)opt->lr, eps = (T)opt->hyper.eps, rho = (T)opt->hyper.rho;
     for (int64_t i = 0; i < n; ++i) {
         T gi = g[i] * grad_scale;
@@ -389,9 +395,10 @@ static inline void FN(rmsprop_step)(const fbp_optim *opt, int64_t n, T grad_scal
 }
 
 /* s += g^2; w -= lr g / (sqrt(s) + eps). */
-static inline void FN(adagrad_step)(const fbp_optim *opt, int64_t n, T grad_scale,
-                                    const T *g, T *w, T *s)
+static void FN(adagrad_step)(const fbp_optim *opt, int64_t n, T grad_scale, const T *g,
+                             T *w, T *s, T *unused)
 {
+    (void)unused;
     const T lr = (T)opt->lr, eps = (T)opt->hyper.eps;
     for (int64_t i = 0; i < n; ++i) {
         T gi = g[i] * grad_scale;
@@ -404,26 +411,25 @@ static inline void FN(adagrad_step)(const fbp_optim *opt, int64_t n, T grad_scal
 int FN(fbp_optim_update)(const fbp_optim *opt, int64_t n, T grad_scale,
                          const T *g, T *w, T *s1, T *s2)
 {
+    void (*step)(const fbp_optim *, int64_t, T, const T *, T *, T *, T *);
     switch ((enum fbp_opt)opt->hyper.kind) {
     case FBP_OPT_SGD:
-        FN(decay_weights)(opt, n, w);
-        FN(sgd_step)(opt, n, grad_scale, g, w, s1);
+        step = FN(sgd_step);
         break;
     case FBP_OPT_ADAM:
-        FN(decay_weights)(opt, n, w);
-        FN(adam_step)(opt, n, grad_scale, g, w, s1, s2);
+        step = FN(adam_step);
         break;
     case FBP_OPT_RMSPROP:
-        FN(decay_weights)(opt, n, w);
-        FN(rmsprop_step)(opt, n, grad_scale, g, w, s1);
+        step = FN(rmsprop_step);
         break;
     case FBP_OPT_ADAGRAD:
-        FN(decay_weights)(opt, n, w);
-        FN(adagrad_step)(opt, n, grad_scale, g, w, s1);
+        step = FN(adagrad_step);
         break;
     default:
         return FBP_ERR_OPTIMIZER;
     }
+    FN(decay_weights)(opt, n, w);   /* every rule: decoupled decay first (none at 0) */
+    step(opt, n, grad_scale, g, w, s1, s2);
     return FBP_OK;
 }
 

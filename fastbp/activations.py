@@ -48,14 +48,14 @@ class BoundActivation:
     param: float
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self.spec.name
 
     @property
-    def code(self):
+    def code(self) -> int:
         return self.spec.code
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"name": self.spec.name}
         if self.spec.param_name is not None:
             config[self.spec.param_name] = self.param
@@ -123,7 +123,7 @@ ALIASES = {None: "identity", "linear": "identity"}
 LAYER_NOT_ACTIVATION = {"maxout": "fastbp.Maxout(units, pieces=k): it has weights of its own"}
 
 
-def get(activation, **params):
+def get(activation: str | BoundActivation | None, **params: float) -> BoundActivation:
     """Resolve a name (or a BoundActivation) to a BoundActivation.
 
     get("leaky_relu", slope=0.2) sets the parameter; get(None) is the identity.
@@ -140,7 +140,7 @@ def get(activation, **params):
         raise ValueError(f"{name} is a layer, not an activation; use {LAYER_NOT_ACTIVATION[name]}")
     if not isinstance(name, str) or name not in ACTIVATIONS:
         try:
-            check_option("activation", activation, tuple(ACTIVATIONS))
+            name = check_option("activation", activation, tuple(ACTIVATIONS))
         except ValueError as exc:
             raise ValueError(f"{exc}; None means identity") from None
     spec = ACTIVATIONS[name]

@@ -12,12 +12,15 @@ class indices of shape `(n_samples,)`. Generated points come grouped by class; s
 them (for example with `train_test_split`) before mini-batch training.
 """
 
+from __future__ import annotations
+
 import gzip
 import math
 import numbers
 from importlib import resources
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from fastbp.validation import check_int, check_real, check_seed
 
@@ -35,11 +38,14 @@ __all__ = [
 _DIGITS_FILE = "digits.csv.gz"
 _DIGITS_SHAPE = (1797, 65)
 
+# (X, y): X float64 of shape (n_samples, n_features), y int64 labels of shape (n_samples,)
+Dataset = tuple[NDArray[np.float64], NDArray[np.int64]]
+
 
 # --------------------------------------------------------------------------- digits
 
 
-def load_digits():
+def load_digits() -> Dataset:
     """The UCI optical-recognition handwritten digits: 1797 images of 8x8 pixels.
 
     Each pixel counts the inked pixels of a 4x4 block of a 32x32 bitmap, so it is an
@@ -77,7 +83,7 @@ def load_digits():
 # ----------------------------------------------------------------------- generators
 
 
-def xor():
+def xor() -> Dataset:
     """The four XOR points: the smallest problem a network without a hidden layer
     cannot solve.
 
@@ -93,7 +99,9 @@ def xor():
     return X, y
 
 
-def spiral(n_per_class=100, n_classes=3, noise=0.2, seed=0):
+def spiral(
+    n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2, seed: int | None = 0
+) -> Dataset:
     """Interleaved spiral arms in the plane, one arm per class.
 
     Arm `k` starts near the origin and winds outwards to radius 1; along it the angle
@@ -117,7 +125,7 @@ def spiral(n_per_class=100, n_classes=3, noise=0.2, seed=0):
     return X, y
 
 
-def moons(n_samples=200, noise=0.1, seed=0):
+def moons(n_samples: int = 200, noise: float = 0.1, seed: int | None = 0) -> Dataset:
     """Two interleaving half circles of radius 1.
 
     Class 0 is the upper half circle centred at (0, 0); class 1 the lower half circle
@@ -139,7 +147,9 @@ def moons(n_samples=200, noise=0.1, seed=0):
     return _two_classes(upper, lower, noise, rng)
 
 
-def circles(n_samples=200, noise=0.05, factor=0.5, seed=0):
+def circles(
+    n_samples: int = 200, noise: float = 0.05, factor: float = 0.5, seed: int | None = 0
+) -> Dataset:
     """A small circle inside a large one, both centred at the origin.
 
     Class 0 is the outer circle of radius 1, class 1 the inner circle of radius
@@ -158,14 +168,16 @@ def circles(n_samples=200, noise=0.05, factor=0.5, seed=0):
     return _two_classes(outer, inner, noise, rng)
 
 
-def _split_angles(n_samples, stop, endpoint):
+def _split_angles(n_samples: int, stop: float, endpoint: bool) -> list[NDArray[np.float64]]:
     """Evenly spaced angles from 0 to stop for class 0 (n_samples // 2 of them) and
     class 1 (the rest)."""
     n_first = n_samples // 2
     return [np.linspace(0.0, stop, n, endpoint=endpoint) for n in (n_first, n_samples - n_first)]
 
 
-def _two_classes(first, second, noise, rng):
+def _two_classes(
+    first: np.ndarray, second: np.ndarray, noise: float, rng: np.random.Generator
+) -> Dataset:
     """X : the rows of first (class 0) then second (class 1), plus Gaussian noise of
     standard deviation noise drawn from rng; y : their labels, int64."""
     X = np.vstack([first, second])
@@ -177,7 +189,13 @@ def _two_classes(first, second, noise, rng):
 # ---------------------------------------------------------------------------- split
 
 
-def train_test_split(X, y, test_size=0.25, seed=0, stratify=True):
+def train_test_split(
+    X: ArrayLike,
+    y: ArrayLike,
+    test_size: float = 0.25,
+    seed: int | None = 0,
+    stratify: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split samples into a training and a test set, shuffled deterministically by seed.
 
     Parameters
@@ -233,7 +251,7 @@ def train_test_split(X, y, test_size=0.25, seed=0, stratify=True):
     return X[train_index], X[test_index], y[train_index], y[test_index]
 
 
-def _test_count(test_size, n_samples):
+def _test_count(test_size: float, n_samples: int) -> int:
     """The number of test samples asked for by `test_size`, checked."""
     if isinstance(test_size, numbers.Integral) and not isinstance(test_size, (bool, np.bool_)):
         # a number of samples; both sets must be non-empty
@@ -249,7 +267,7 @@ def _test_count(test_size, n_samples):
     return n_test
 
 
-def _class_labels(y):
+def _class_labels(y: np.ndarray) -> np.ndarray:
     """y checked as class labels for stratification."""
     if y.ndim != 1:
         raise ValueError(
@@ -264,7 +282,9 @@ def _class_labels(y):
     return y
 
 
-def _stratified_test_mask(y, n_test, rng):
+def _stratified_test_mask(
+    y: np.ndarray, n_test: int, rng: np.random.Generator
+) -> NDArray[np.bool_]:
     """Boolean mask of shape (n_samples,) choosing n_test samples, class by class."""
     classes, class_of_sample, class_sizes = np.unique(y, return_inverse=True, return_counts=True)
     share = class_sizes * n_test / y.shape[0]
@@ -308,12 +328,12 @@ class Standardizer:
     `scaler.transform(X_train)`, `scaler.transform(X_test)`.
     """
 
-    def __init__(self):
-        self.mean_ = None
-        self.scale_ = None
-        self.n_features_in_ = None
+    # set by fit, absent before (as in scikit-learn)
+    mean_: NDArray[np.float64]
+    scale_: NDArray[np.float64]
+    n_features_in_: int
 
-    def fit(self, X):
+    def fit(self, X: ArrayLike) -> Standardizer:
         """Learn `mean_` and `scale_` from X : array-like of shape (n_samples, n_features).
         Returns self."""
         X = _as_matrix(X, "X")
@@ -329,7 +349,7 @@ class Standardizer:
         self.mean_, self.scale_, self.n_features_in_ = mean, scale, X.shape[1]
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """`(X - mean_) / scale_`.
 
         X : array-like of shape (n_samples, n_features). Returns an ndarray of the same
@@ -338,17 +358,21 @@ class Standardizer:
         X = self._checked(X)
         return ((X - self.mean_) / self.scale_).astype(_float_dtype(X), copy=False)
 
-    def fit_transform(self, X):
+    def fit_transform(self, X: ArrayLike) -> np.ndarray:
         """`fit(X)` then `transform(X)`."""
         return self.fit(X).transform(X)
 
-    def inverse_transform(self, X_standardized):
+    def inverse_transform(self, X_standardized: ArrayLike) -> np.ndarray:
         """`X_standardized * scale_ + mean_`: undo `transform`. Same shapes and dtypes."""
         X = self._checked(X_standardized)
         return (X * self.scale_ + self.mean_).astype(_float_dtype(X), copy=False)
 
-    def _checked(self, X):
-        if self.mean_ is None:
+    def _fitted(self) -> bool:
+        return "mean_" in self.__dict__
+
+    def _checked(self, X: ArrayLike) -> np.ndarray:
+        """X as a matrix of the fitted width, or ValueError."""
+        if not self._fitted():
             raise ValueError("this Standardizer is not fitted yet; call fit(X_train) first")
         X = _as_matrix(X, "X")
         if X.shape[1] != self.n_features_in_:
@@ -359,12 +383,12 @@ class Standardizer:
             )
         return X
 
-    def __repr__(self):
-        fitted = "unfitted" if self.mean_ is None else f"n_features_in_={self.n_features_in_}"
+    def __repr__(self) -> str:
+        fitted = f"n_features_in_={self.n_features_in_}" if self._fitted() else "unfitted"
         return f"Standardizer({fitted})"
 
 
-def standardize(X_train, *others):
+def standardize(X_train: ArrayLike, *others: ArrayLike) -> np.ndarray | tuple[np.ndarray, ...]:
     """Standardise X_train, and any further arrays, with X_train's mean and std.
 
     X_train : array-like of shape (n_train, n_features)
@@ -381,7 +405,7 @@ def standardize(X_train, *others):
     return (scaler.transform(X_train),) + tuple(scaler.transform(X) for X in others)
 
 
-def _as_matrix(X, name):
+def _as_matrix(X: ArrayLike, name: str) -> np.ndarray:
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(
@@ -393,5 +417,5 @@ def _as_matrix(X, name):
     return X
 
 
-def _float_dtype(X):
+def _float_dtype(X: np.ndarray) -> DTypeLike:
     return np.float32 if X.dtype == np.float32 else np.float64

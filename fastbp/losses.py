@@ -16,6 +16,7 @@ layer's pre-activation Z and give dL/dZ directly:
 """
 
 from dataclasses import dataclass
+from typing import cast
 
 from fastbp.validation import check_option
 
@@ -93,9 +94,9 @@ ALIASES = {
 }
 
 
-def get(name):
+def get(name: object) -> LossSpec:
     """Resolve a loss name to its LossSpec, or say which names exist."""
-    key = ALIASES.get(name, name)
+    key = ALIASES.get(name, name) if isinstance(name, str) else name
     if not isinstance(key, str) or key not in LOSSES:
-        check_option("loss", name, tuple(LOSSES))
-    return LOSSES[key]
+        check_option("loss", name, tuple(LOSSES))  # raises: name is no loss's name
+    return LOSSES[cast(str, key)]

@@ -19,16 +19,26 @@ exceeds it. schedule maps the epoch to the learning rate (fastbp.schedules).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from fastbp import schedules as lr_schedules
 from fastbp import validation as check
 from fastbp.schedules import Schedule
 
-# SETTINGS' checks: check(optimizer, name, value) -> the value to store
+# A setting's check: check(optimizer, name, value) -> the value to store
 Check = Callable[["Optimizer", str, Any], Any]
+Value = TypeVar("Value")
+
+if TYPE_CHECKING:  # tells mypy that subclasses are dataclasses (__init_subclass__ below)
+    from typing_extensions import dataclass_transform
+else:
+
+    def dataclass_transform(**kwargs: Any) -> Callable[[type], type]:
+        return lambda cls: cls
+
 
 # Update rules: the FBP_OPT_* enum of csrc/fbp_kernels.h, checked against KINDS when
 # the compiled backend loads. AdamW is Adam's rule with decoupled decay.
@@ -36,60 +46,67 @@ SGD_KIND, ADAM_KIND, RMSPROP_KIND, ADAGRAD_KIND = 0, 1, 2, 3
 KINDS = {"sgd": SGD_KIND, "adam": ADAM_KIND, "rmsprop": RMSPROP_KIND, "adagrad": ADAGRAD_KIND}
 
 
-# The SETTINGS checks: (optimiser, name, value) -> the value to store.
+def setting(default: Value, check: Check) -> Value:
+    """A constructor parameter and attribute of an optimiser: its default, and the
+    check(optimizer, name, value) -> value to store that runs whenever it is set."""
+    return dataclasses.field(default=default, metadata={"check": check})
+
+
 _positive = check.setting(check.check_real, low=0, low_open=True)
 _non_negative = check.setting(check.check_real, low=0)
 _fraction = check.setting(check.check_real, low=0, high=1, high_open=True)  # momentum, betas, rho
-_clipnorm = check.setting(check.check_real, low=0, low_open=True, allow_none=True)
+
+
+def _clipnorm(obj: Optimizer, name: str, value: Any) -> float | None:
+    return check.optional(check.check_real, name, value, low=0, low_open=True)
 
 
 def _schedule(obj: Optimizer, name: str, value: Any) -> Schedule | None:
     return lr_schedules.get(value)
 
 
+@dataclass_transform(kw_only_default=False)
+@dataclasses.dataclass(eq=False, repr=False)
 class Optimizer:
     """Shared configuration: lr > 0, weight_decay >= 0, clipnorm (None or > 0),
-    schedule (None or a schedule object from fastbp.schedules).
+    schedule (None or a schedule object from fastbp.schedules); after lr and the
+    optimiser's own settings, these three are keyword-only.
 
     Every hyper-parameter may be changed between calls (opt.lr = 0.01); it is
-    checked when set (SETTINGS: name -> check(optimizer, name, value), returning
-    the value to store; a bad value raises and leaves the old one) and read by the
-    model at its next call. A change that alters what state the optimiser keeps
-    (SGD's momentum to or from 0) gives that state a fresh start at the next
-    training call. Reads are plain attributes: the engine reads them every step."""
+    checked when set (each field's setting(default, check), check(optimizer, name,
+    value) returning the value to store; a bad value raises and leaves the old one)
+    and read by the model at its next call. A change that alters what state the
+    optimiser keeps (SGD's momentum to or from 0) gives that state a fresh start at
+    the next training call. Reads are plain attributes: the engine reads them every
+    step.
 
-    name: str | None = None
-    kind: int | None = None
-    decoupled = False
-    lr: float
-    weight_decay: float
-    clipnorm: float | None
-    schedule: Schedule | None
-    SETTINGS: ClassVar[dict[str, Check]] = {
-        "lr": _positive,
-        "weight_decay": _non_negative,
-        "clipnorm": _clipnorm,
-        "schedule": _schedule,
-    }
+    A subclass declares its settings, lr with its default included, as fields;
+    it is made a dataclass, named after itself in lower case, and runs the rule
+    KINDS gives that name (or its parent's rule, as AdamW runs Adam's)."""
+
+    name: ClassVar[str] = ""  # set for each subclass
+    kind: ClassVar[int | None] = None
+    decoupled: ClassVar[bool] = False
+    lr: float = setting(0.01, _positive)
+    _: dataclasses.KW_ONLY
+    weight_decay: float = setting(0.0, _non_negative)
+    clipnorm: float | None = setting(None, _clipnorm)
+    schedule: Schedule | None = setting(None, _schedule)  # noqa: RUF009 (a field)
     # the hyper-parameters of every kind, 0 unless this optimiser sets its own
+    # (plain class attributes, not fields: a subclass declares its own as fields)
     nesterov = False
     momentum = beta1 = beta2 = rho = eps = 0.0
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        check = self.SETTINGS.get(name)
-        object.__setattr__(self, name, value if check is None else check(self, name, value))
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = cls.__name__.lower()
+        cls.kind = KINDS.get(cls.name, cls.kind)
+        dataclasses.dataclass(eq=False, repr=False)(cls)
 
-    def __init__(
-        self,
-        lr: float,
-        weight_decay: float = 0.0,
-        clipnorm: float | None = None,
-        schedule: Schedule | None = None,
-    ) -> None:
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.clipnorm = clipnorm
-        self.schedule = schedule
+    def __setattr__(self, name: str, value: Any) -> None:
+        field = self.__dataclass_fields__.get(name)
+        check = None if field is None else field.metadata.get("check")
+        object.__setattr__(self, name, value if check is None else check(self, name, value))
 
     @property
     def n_state(self) -> int:
@@ -136,11 +153,12 @@ class Optimizer:
         return hyper
 
     def get_config(self) -> dict[str, Any]:
-        config = {"name": self.name}
-        for key in inspect.signature(type(self).__init__).parameters:
-            if key != "self":
-                value = getattr(self, key)
-                config[key] = value.get_config() if hasattr(value, "get_config") else value
+        """name, then the constructor's parameters in its order (schedules as their
+        own config)."""
+        config: dict[str, Any] = {"name": self.name}
+        for key in inspect.signature(type(self)).parameters:
+            value = getattr(self, key)
+            config[key] = value.get_config() if hasattr(value, "get_config") else value
         return config
 
     def __repr__(self) -> str:
@@ -165,26 +183,9 @@ def _nesterov(obj: Optimizer, name: str, value: Any) -> bool:
 class SGD(Optimizer):
     """Gradient descent, with optional (Nesterov) momentum."""
 
-    name = "sgd"
-    kind = SGD_KIND
-    SETTINGS: ClassVar[dict[str, Check]] = {
-        **Optimizer.SETTINGS,
-        "momentum": _momentum,
-        "nesterov": _nesterov,
-    }
-
-    def __init__(
-        self,
-        lr: float = 0.01,
-        momentum: float = 0.0,
-        nesterov: bool = False,
-        weight_decay: float = 0.0,
-        clipnorm: float | None = None,
-        schedule: Schedule | None = None,
-    ) -> None:
-        super().__init__(lr, weight_decay, clipnorm, schedule)
-        self.momentum = momentum
-        self.nesterov = nesterov
+    lr: float = setting(0.01, _positive)
+    momentum: float = setting(0.0, _momentum)
+    nesterov: bool = setting(False, _nesterov)
 
     @property
     def n_state(self) -> int:
@@ -197,98 +198,36 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam with bias correction."""
 
-    name = "adam"
-    kind = ADAM_KIND
     n_state = 2  # state arrays per parameter
-    SETTINGS: ClassVar[dict[str, Check]] = {
-        **Optimizer.SETTINGS,
-        "beta1": _fraction,
-        "beta2": _fraction,
-        "eps": _positive,
-    }
-
-    def __init__(
-        self,
-        lr: float = 0.001,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        clipnorm: float | None = None,
-        schedule: Schedule | None = None,
-    ) -> None:
-        super().__init__(lr, weight_decay, clipnorm, schedule)
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.eps = eps
+    lr: float = setting(0.001, _positive)
+    beta1: float = setting(0.9, _fraction)
+    beta2: float = setting(0.999, _fraction)
+    eps: float = setting(1e-8, _positive)
 
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (default 0.01): W -= lr weight_decay W."""
 
-    name = "adamw"
     decoupled = True
-
-    def __init__(
-        self,
-        lr: float = 0.001,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        eps: float = 1e-8,
-        weight_decay: float = 0.01,
-        clipnorm: float | None = None,
-        schedule: Schedule | None = None,
-    ) -> None:
-        super().__init__(lr, beta1, beta2, eps, weight_decay, clipnorm, schedule)
+    _: dataclasses.KW_ONLY
+    weight_decay: float = setting(0.01, _non_negative)
 
 
 class RMSProp(Optimizer):
     """RMSProp: steps scaled by a running root mean square of the gradients."""
 
-    name = "rmsprop"
-    kind = RMSPROP_KIND
     n_state = 1  # state arrays per parameter
-    SETTINGS: ClassVar[dict[str, Check]] = {
-        **Optimizer.SETTINGS,
-        "rho": _fraction,
-        "eps": _positive,
-    }
-
-    def __init__(
-        self,
-        lr: float = 0.001,
-        rho: float = 0.9,
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        clipnorm: float | None = None,
-        schedule: Schedule | None = None,
-    ) -> None:
-        super().__init__(lr, weight_decay, clipnorm, schedule)
-        self.rho = rho
-        self.eps = eps
+    lr: float = setting(0.001, _positive)
+    rho: float = setting(0.9, _fraction)
+    eps: float = setting(1e-8, _positive)
 
 
 class Adagrad(Optimizer):
     """Adagrad: steps scaled by the root of the summed squared gradients."""
 
-    name = "adagrad"
-    kind = ADAGRAD_KIND
     n_state = 1  # state arrays per parameter
-    SETTINGS: ClassVar[dict[str, Check]] = {
-        **Optimizer.SETTINGS,
-        "eps": _positive,
-    }
-
-    def __init__(
-        self,
-        lr: float = 0.01,
-        eps: float = 1e-10,
-        weight_decay: float = 0.0,
-        clipnorm: float | None = None,
-        schedule: Schedule | None = None,
-    ) -> None:
-        super().__init__(lr, weight_decay, clipnorm, schedule)
-        self.eps = eps
+    lr: float = setting(0.01, _positive)
+    eps: float = setting(1e-10, _positive)
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSProp, Adagrad)}

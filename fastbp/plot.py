@@ -15,10 +15,27 @@ and a display is never needed.
 it, to restyle it or save it in another format.
 """
 
+from __future__ import annotations
+
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from fastbp.validation import check_int
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from fastbp.callbacks import History
+    from fastbp.model import Sequential
+
+# where a PNG goes: a file name or a binary file object
+Destination = str | os.PathLike[str] | IO[bytes]
 
 __all__ = ["decision_boundary", "decision_boundary_figure", "history", "history_figure"]
 
@@ -30,7 +47,7 @@ _SHADE = 0.35  # weight of a class colour in its (opaque) region shade; the rest
 _MARGIN = 0.1  # the grid extends past X by this fraction of X's span on each side
 
 
-def _matplotlib():
+def _matplotlib() -> tuple[Any, Any, ModuleType]:
     """(Figure, FigureCanvasAgg, matplotlib) or an ImportError that says how to install."""
     try:
         import matplotlib
@@ -43,7 +60,7 @@ def _matplotlib():
     return Figure, FigureCanvasAgg, matplotlib
 
 
-def _save(fig, path):
+def _save(fig: Figure, path: Destination) -> Destination:
     """Write fig as a PNG to path (whatever its suffix) and return path unchanged."""
     _, FigureCanvasAgg, _ = _matplotlib()
     FigureCanvasAgg(fig)
@@ -54,7 +71,7 @@ def _save(fig, path):
 # --------------------------------------------------------------------------- history
 
 
-def history_figure(hist):
+def history_figure(hist: History | Mapping[str, Sequence[float]]) -> Figure:
     """The figure `history` writes.
 
     hist : a fastbp.History (from `model.fit`) or its `.history` dict, which maps
@@ -119,13 +136,13 @@ def history_figure(hist):
     return fig
 
 
-def history(hist, path):
+def history(hist: History | Mapping[str, Sequence[float]], path: Destination) -> Destination:
     """Write the training curves of `hist` (see `history_figure`) as a PNG to path
     (str, os.PathLike or a binary file object); returns path."""
     return _save(history_figure(hist), path)
 
 
-def _epoch_axis(ax, n_epochs, MaxNLocator):
+def _epoch_axis(ax: Axes, n_epochs: int, MaxNLocator: Any) -> None:
     """x from just before epoch 1 to just after the last; integer ticks that start at 1."""
     pad = min(0.9, max(0.3, 0.02 * (n_epochs - 1)))  # below 1, so no tick at epoch 0
     ax.set_xlim(1 - pad, n_epochs + pad)
@@ -135,7 +152,7 @@ def _epoch_axis(ax, n_epochs, MaxNLocator):
     ax.set_xticks(ticks)
 
 
-def _history_curves(hist):
+def _history_curves(hist: Any) -> dict[str, NDArray[np.float64]]:
     """{metric: float64 array (n_epochs,)} for the plotted metrics present in hist."""
     if hasattr(hist, "history") and isinstance(hist.history, Mapping):
         record = hist.history
@@ -167,7 +184,9 @@ def _history_curves(hist):
 # --------------------------------------------------------------- decision boundary
 
 
-def decision_boundary_figure(model, X, y, resolution=200):
+def decision_boundary_figure(
+    model: Sequential, X: ArrayLike, y: ArrayLike, resolution: int = 200
+) -> Figure:
     """The figure `decision_boundary` writes.
 
     model : a fitted fastbp.Sequential with a classification loss and 2 inputs.
@@ -183,7 +202,7 @@ def decision_boundary_figure(model, X, y, resolution=200):
     from matplotlib.colors import ListedColormap
 
     X, y, n_classes = _check_boundary_inputs(model, X, y)
-    resolution = _check_resolution(resolution)
+    resolution = check_int("resolution", resolution, low=2, high=2000)  # per axis
     (x_lo, x_hi), (y_lo, y_hi) = (_padded_range(X[:, j]) for j in (0, 1))
     gx = np.linspace(x_lo, x_hi, resolution)
     gy = np.linspace(y_lo, y_hi, resolution)
@@ -233,7 +252,9 @@ def decision_boundary_figure(model, X, y, resolution=200):
     return fig
 
 
-def decision_boundary(model, X, y, path, resolution=200):
+def decision_boundary(
+    model: Sequential, X: ArrayLike, y: ArrayLike, path: Destination, resolution: int = 200
+) -> Destination:
     """Write the decision regions of `model` around X with the points X coloured by
     their class y (see `decision_boundary_figure`) to the PNG file path; returns path.
 
@@ -243,7 +264,9 @@ def decision_boundary(model, X, y, path, resolution=200):
     return _save(decision_boundary_figure(model, X, y, resolution), path)
 
 
-def _check_boundary_inputs(model, X, y):
+def _check_boundary_inputs(
+    model: Any, X: ArrayLike, y: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.int64], int]:
     """X as float64 (n, 2), y as int64 (n,), and the number of classes the model predicts."""
     loss = getattr(model, "loss", None)
     if loss is None or not hasattr(model, "predict"):
@@ -298,27 +321,14 @@ def _check_boundary_inputs(model, X, y):
     return X, labels, n_classes
 
 
-def _check_resolution(resolution):
-    if (
-        isinstance(resolution, bool)
-        or not isinstance(resolution, (int, np.integer))
-        or not 2 <= resolution <= 2000
-    ):
-        raise ValueError(
-            f"resolution must be an integer from 2 to 2000 (grid points per "
-            f"axis), got {resolution!r}"
-        )
-    return int(resolution)
-
-
-def _padded_range(values):
+def _padded_range(values: np.ndarray) -> tuple[float, float]:
     """(low, high) covering values plus _MARGIN of their span (or 1 when they are all equal)."""
     lo, hi = float(values.min()), float(values.max())
     pad = _MARGIN * (hi - lo) if hi > lo else 1.0
     return lo - pad, hi + pad
 
 
-def _class_colors(matplotlib, n_classes):
+def _class_colors(matplotlib: ModuleType, n_classes: int) -> NDArray[np.float64]:
     """RGB rows (n_classes, 3): tab10 up to 10 classes, evenly spaced turbo beyond."""
     if n_classes <= 10:
         rgba = matplotlib.colormaps["tab10"](np.arange(n_classes))

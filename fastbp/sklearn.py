@@ -41,16 +41,24 @@ verbose : int, default 0
     Nonzero prints fastbp's progress line per epoch.
 """
 
+from __future__ import annotations
+
 import inspect
 import numbers
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from fastbp.layers import Dense
 from fastbp.model import Sequential
 from fastbp.optimizers import SGD
-from fastbp.validation import as_features, check_int, check_real, check_seed
+from fastbp.validation import as_features, check_int, check_real, check_seed, optional
+
+if TYPE_CHECKING:
+    from fastbp.callbacks import History
 
 __all__ = ["MLPClassifier", "MLPRegressor", "NotFittedError"]  # noqa: F822 (module __getattr__)
 
@@ -60,7 +68,7 @@ class _FallbackNotFittedError(ValueError, AttributeError):
     like scikit-learn's NotFittedError it is both a ValueError and an AttributeError."""
 
 
-def _not_fitted_error_class():
+def _not_fitted_error_class() -> type[Exception]:
     try:
         from sklearn.exceptions import NotFittedError
     except ImportError:
@@ -68,7 +76,7 @@ def _not_fitted_error_class():
     return NotFittedError
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # fastbp.sklearn.NotFittedError is scikit-learn's class when it is installed, so
     # that the name catches what the estimators raise either way.
     if name == "NotFittedError":
@@ -76,11 +84,14 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _column_vector_warning(n_samples):
+def _column_vector_warning(n_samples: int) -> None:
+    category: type[Warning] = UserWarning
     try:
-        from sklearn.exceptions import DataConversionWarning as category
+        from sklearn.exceptions import DataConversionWarning
+
+        category = DataConversionWarning
     except ImportError:
-        category = UserWarning
+        pass
     warnings.warn(
         "A column-vector y was passed when a 1d array was expected; y was "
         f"reshaped to ({n_samples},)",
@@ -89,7 +100,7 @@ def _column_vector_warning(n_samples):
     )
 
 
-def _seed(random_state):
+def _seed(random_state: Any) -> int | None:
     """An int seed (or None) for fastbp.Sequential from a random_state parameter."""
     if random_state is None:
         return None
@@ -105,7 +116,7 @@ def _seed(random_state):
     )
 
 
-def _hidden_sizes(sizes):
+def _hidden_sizes(sizes: Any) -> tuple[int, ...]:
     if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
         return (check_int("hidden_layer_sizes", sizes, low=1),)
     try:
@@ -119,14 +130,14 @@ def _hidden_sizes(sizes):
     return tuple(check_int(f"hidden_layer_sizes[{i}]", n, low=1) for i, n in enumerate(sizes))
 
 
-def _checked_params(estimator):
+def _checked_params(estimator: _MLPBase) -> dict[str, Any]:
     """The constructor parameters checked (scikit-learn checks them at fit, not in
     __init__), each error naming the estimator's parameter."""
     return {
         "units": _hidden_sizes(estimator.hidden_layer_sizes),
         "learning_rate": check_real("learning_rate", estimator.learning_rate, low=0, low_open=True),
         "weight_decay": check_real("weight_decay", estimator.weight_decay, low=0),
-        "batch_size": check_int("batch_size", estimator.batch_size, low=1, allow_none=True),
+        "batch_size": optional(check_int, "batch_size", estimator.batch_size, low=1),
         "epochs": check_int("epochs", estimator.epochs, low=0),
     }
 
@@ -138,20 +149,22 @@ class _MLPBase:
     _loss: str  # the loss of each estimator (set by the subclasses)
     _estimator_type: str
     n_features_in_: int
+    model_: Sequential
+    history_: History
 
     def __init__(
         self,
-        hidden_layer_sizes=(100,),
-        activation="relu",
-        learning_rate=0.01,
-        weight_decay=0.0,
-        batch_size=32,
-        epochs=50,
-        dtype="float32",
-        backend="cython",
-        random_state=None,
-        verbose=0,
-    ):
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "relu",
+        learning_rate: float = 0.01,
+        weight_decay: float = 0.0,
+        batch_size: int | None = 32,
+        epochs: int = 50,
+        dtype: str = "float32",
+        backend: str = "cython",
+        random_state: int | np.random.RandomState | np.random.Generator | None = None,
+        verbose: int = 0,
+    ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.learning_rate = learning_rate
@@ -166,16 +179,16 @@ class _MLPBase:
     # --- scikit-learn's parameter protocol --------------------------------------------
 
     @classmethod
-    def _param_names(cls):
+    def _param_names(cls) -> list[str]:
         params = inspect.signature(cls.__init__).parameters.values()
         return sorted(p.name for p in params if p.name != "self")
 
-    def get_params(self, deep=True):
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor parameters as a dict (deep is accepted for scikit-learn;
         no parameter is itself an estimator)."""
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params):
+    def set_params(self, **params: Any) -> _MLPBase:
         """Set constructor parameters by name; returns self. Takes effect at the next fit."""
         valid = self._param_names()
         for name, value in params.items():
@@ -187,7 +200,7 @@ class _MLPBase:
             setattr(self, name, value)
         return self
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         defaults = {
             p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
         }
@@ -199,7 +212,7 @@ class _MLPBase:
                 changed.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(changed)})"
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         # Called by scikit-learn >= 1.6 only, so scikit-learn is importable here.
         from sklearn.utils import InputTags, Tags, TargetTags
 
@@ -209,19 +222,19 @@ class _MLPBase:
             input_tags=InputTags(two_d_array=True, allow_nan=False, sparse=False),
         )
 
-    def __sklearn_is_fitted__(self):
+    def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "model_")
 
     # --- data and model --------------------------------------------------------------
 
-    def _check_fitted(self):
+    def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise _not_fitted_error_class()(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator."
             )
 
-    def _features(self, X, reset):
+    def _features(self, X: ArrayLike, reset: bool) -> np.ndarray:
         """X as a (n_samples, n_features) array of the estimator's dtype; on fit (reset)
         records n_features_in_, afterwards checks X against it."""
         if hasattr(X, "toarray") or hasattr(X, "tocsr"):
@@ -256,7 +269,7 @@ class _MLPBase:
             self.n_features_in_ = arr.shape[1]
         return arr
 
-    def _samples(self, y, n_samples):
+    def _samples(self, y: ArrayLike | None, n_samples: int) -> np.ndarray:
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
@@ -269,7 +282,7 @@ class _MLPBase:
             )
         return arr
 
-    def _fit_model(self, X, y, n_outputs):
+    def _fit_model(self, X: np.ndarray, y: np.ndarray, n_outputs: int) -> None:
         """A fresh fastbp.Sequential trained on (X, y); sets model_ and history_."""
         params = _checked_params(self)
         layers = [Dense(n, activation=self.activation) for n in params["units"]]
@@ -316,14 +329,14 @@ class MLPClassifier(_MLPBase):
     _estimator_type = "classifier"  # what scikit-learn < 1.6 looks for
     _loss = "softmax_cross_entropy"
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         from sklearn.utils import ClassifierTags
 
         tags = super().__sklearn_tags__()
         tags.classifier_tags = ClassifierTags(multi_class=True, multi_label=False)
         return tags
 
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike) -> MLPClassifier:
         """Train a new network on X (n_samples, n_features) and labels y (n_samples,);
         returns self."""
         X = self._features(X, reset=True)
@@ -353,7 +366,7 @@ class MLPClassifier(_MLPBase):
         self._fit_model(X, indices.astype(np.int64), len(self.classes_))
         return self
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Class probabilities, float64 of shape (n_samples, n_classes), columns in
         the order of classes_; each row sums to 1."""
         self._check_fitted()
@@ -361,16 +374,17 @@ class MLPClassifier(_MLPBase):
         proba /= proba.sum(axis=1, keepdims=True)
         return proba
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The most probable label per row, shape (n_samples,), values from classes_."""
         self._check_fitted()
         return self.classes_[self.model_.predict(self._features(X, reset=False))]
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """Accuracy of predict(X) against y (n_samples,), weighted by sample_weight."""
         y = np.asarray(y)
         correct = self.predict(X) == (y.ravel() if y.ndim == 2 and y.shape[1] == 1 else y)
-        return float(np.average(correct, weights=sample_weight))
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        return float(np.average(correct, weights=weights))
 
 
 class MLPRegressor(_MLPBase):
@@ -392,7 +406,7 @@ class MLPRegressor(_MLPBase):
     _estimator_type = "regressor"  # what scikit-learn < 1.6 looks for
     _loss = "mse"
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         from sklearn.utils import RegressorTags
 
         tags = super().__sklearn_tags__()
@@ -400,7 +414,7 @@ class MLPRegressor(_MLPBase):
         tags.target_tags.multi_output = True
         return tags
 
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike) -> MLPRegressor:
         """Train a new network on X (n_samples, n_features) and targets y of shape
         (n_samples,) or (n_samples, n_targets); returns self."""
         X = self._features(X, reset=True)
@@ -415,14 +429,14 @@ class MLPRegressor(_MLPBase):
         self._fit_model(X, y, self.n_outputs_)
         return self
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> NDArray[np.float64]:
         """Predicted targets, float64 of shape (n_samples,) if y was 1-D in fit, else
         (n_samples, n_targets)."""
         self._check_fitted()
         out = self.model_.predict(self._features(X, reset=False)).astype(np.float64)
         return out[:, 0] if self._y_is_1d else out
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """R^2 of predict(X) against y, averaged over the targets with equal weight
         (1.0 is perfect, 0.0 is predicting the mean)."""
         y_true = np.asarray(y, dtype=np.float64)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 if TYPE_CHECKING:
     from fastbp.losses import LossSpec
+
+Checked = TypeVar("Checked")
 
 
 def _real_array(arr: np.ndarray, name: str, hint: str = "") -> None:
@@ -193,26 +195,28 @@ def _shown(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-@overload
-def check_real(
+def _check_number(
     name: str,
     value: Any,
-    low: float | None = ...,
-    high: float | None = ...,
-    low_open: bool = ...,
-    high_open: bool = ...,
-    allow_none: Literal[False] = ...,
-) -> float: ...
-@overload
-def check_real(
-    name: str,
-    value: Any,
-    low: float | None = ...,
-    high: float | None = ...,
-    low_open: bool = ...,
-    high_open: bool = ...,
-    allow_none: bool = ...,
-) -> float | None: ...
+    kind: type,
+    what: str,
+    low: float | None,
+    high: float | None,
+    low_open: bool,
+    high_open: bool,
+) -> Any:
+    """value if it is a `kind` (numbers.Real or numbers.Integral, never a bool), finite
+    and in the interval, or ValueError "<name> must be <what> <interval>; got ..."."""
+    ok = isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
+    ok = ok and (kind is numbers.Integral or math.isfinite(value))
+    if not (ok and _in_interval(value, low, high, low_open, high_open)):
+        wanted = _interval(low, high, low_open, high_open)
+        raise ValueError(
+            f"{name} must be {what}{' ' + wanted if wanted else ''}; got {_shown(value)}"
+        )
+    return value
+
+
 def check_real(
     name: str,
     value: Any,
@@ -220,49 +224,29 @@ def check_real(
     high: float | None = None,
     low_open: bool = False,
     high_open: bool = False,
-    allow_none: bool = False,
-) -> float | None:
+) -> float:
     """value as a finite float in the interval, or ValueError naming it.
 
     low/high : bounds (None: unbounded); *_open : whether the bound is excluded.
+    None is refused; optional(check_real, ...) admits it.
     """
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-    ok = ok and math.isfinite(value) and _in_interval(value, low, high, low_open, high_open)
-    if not ok:
-        wanted = _interval(low, high, low_open, high_open)
-        raise ValueError(
-            f"{name} must be a number{' ' + wanted if wanted else ''}; got {_shown(value)}"
-        )
-    return float(value)
+    return float(
+        _check_number(name, value, numbers.Real, "a number", low, high, low_open, high_open)
+    )
 
 
-@overload
-def check_int(
-    name: str,
-    value: Any,
-    low: int | None = ...,
-    high: int | None = ...,
-    allow_none: Literal[False] = ...,
-) -> int: ...
-@overload
-def check_int(
-    name: str, value: Any, low: int | None = ..., high: int | None = ..., allow_none: bool = ...
-) -> int | None: ...
-def check_int(
-    name: str, value: Any, low: int | None = None, high: int | None = None, allow_none: bool = False
-) -> int | None:
-    """value as an int in [low, high], or ValueError naming it."""
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-    if not (ok and _in_interval(value, low, high, False, False)):
-        wanted = _interval(low, high, False, False)
-        raise ValueError(
-            f"{name} must be an integer{' ' + wanted if wanted else ''}; got {_shown(value)}"
-        )
-    return int(value)
+def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """value as an int in [low, high], or ValueError naming it. None is refused;
+    optional(check_int, ...) admits it."""
+    return int(_check_number(name, value, numbers.Integral, "an integer", low, high, False, False))
+
+
+def optional(
+    checker: Callable[..., Checked], name: str, value: Any, **bounds: Any
+) -> Checked | None:
+    """None if value is None, else checker(name, value, **bounds): the one way a check
+    admits None (e.g. optional(check_real, "clipnorm", value, low=0, low_open=True))."""
+    return None if value is None else checker(name, value, **bounds)
 
 
 def check_option(name: str, value: object, options: Iterable[str]) -> str:
@@ -290,7 +274,7 @@ def check_seed(name: str, value: Any) -> Any:
     if value is None or (
         isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
     ):
-        return check_int(name, value, low=0, allow_none=True)
+        return optional(check_int, name, value, low=0)
     raise ValueError(
         f"{name} must be an integer >= 0, a np.random.SeedSequence or None; got {_shown(value)}"
     )
@@ -313,7 +297,7 @@ def positive_int(name: str, value: Any, allow_none: Literal[False] = ...) -> int
 @overload
 def positive_int(name: str, value: Any, allow_none: bool = ...) -> int | None: ...
 def positive_int(name: str, value: Any, allow_none: bool = False) -> int | None:
-    return check_int(name, value, low=1, allow_none=allow_none)
+    return optional(check_int, name, value, low=1) if allow_none else check_int(name, value, low=1)
 
 
 def non_negative_int(name: str, value: Any) -> int:

@@ -1,6 +1,7 @@
 """Optimisers against their closed forms, the two backends against each other,
 clipping, schedules, and optimiser state through save/load."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -179,3 +180,36 @@ def test_every_optimiser_has_a_shared_test_case():
     covered = {type(make()) for make in OPTIMIZER_CASES.values()}
     missing = set(fb.optimizers.OPTIMIZERS.values()) - covered
     assert not missing, f"add a case to tests/helpers.py OPTIMIZER_CASES for {missing}"
+
+
+@pytest.mark.parametrize("cls", list(fb.optimizers.OPTIMIZERS.values()))
+def test_every_setting_is_checked_when_set_and_a_refusal_keeps_the_old_value(cls):
+    """Picks up every field of every registered optimiser: each one has a check, and
+    a string (never a valid setting) is refused without changing anything."""
+    opt = cls()
+    before = opt.get_config()
+    for field in dataclasses.fields(cls):
+        assert "check" in field.metadata, f"{cls.__name__}.{field.name} has no check"
+        with pytest.raises((ValueError, TypeError), match=f"^{field.name} must be"):
+            setattr(opt, field.name, "bad")
+    assert opt.get_config() == before
+
+
+@pytest.mark.parametrize("cls", list(fb.optimizers.OPTIMIZERS.values()))
+def test_names_kinds_and_keyword_only_shared_settings(cls):
+    """Each class is named after itself and runs a known rule; lr and its own
+    settings come first, weight_decay/clipnorm/schedule only by keyword."""
+    assert cls.name == cls.__name__.lower() and cls.kind in fb.optimizers.KINDS.values()
+    params = inspect_parameters(cls)
+    assert next(iter(params)) == "lr"
+    shared = ["weight_decay", "clipnorm", "schedule"]
+    assert [k for k, p in params.items() if p.kind is p.KEYWORD_ONLY] == shared
+    with pytest.raises(TypeError):
+        cls(*[p.default for p in params.values()])
+    assert repr(cls(**{k: p.default for k, p in params.items()})) == repr(cls())
+
+
+def inspect_parameters(cls):
+    import inspect
+
+    return dict(inspect.signature(cls).parameters)

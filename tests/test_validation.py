@@ -176,7 +176,13 @@ def test_the_checks_themselves(call, message):
 
 
 def test_allow_none_and_accepted_values():
-    assert check.check_real("x", None, allow_none=True) is None
+    assert check.optional(check.check_real, "x", None) is None
+    assert check.optional(check.check_int, "n", 3, low=1) == 3
+    with pytest.raises(ValueError, match="n must be an integer >= 1; got 0"):
+        check.optional(check.check_int, "n", 0, low=1)
+    with pytest.raises(ValueError, match="x must be a number; got None"):
+        check.check_real("x", None)
+    assert check.check_int("n", 10**400) == 10**400  # no float conversion of integers
     assert check.check_int("n", np.uint8(7), low=1) == 7
     assert check.check_option("mode", "min", ("min", "max")) == "min"
     assert check.check_bool("flag", np.bool_(True)) is True
