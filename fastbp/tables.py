@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
@@ -74,6 +75,11 @@ def read_table(
 
 def _read_npz(path: str, target: str | None, need_target: bool, delimiter: str | None) -> Table:
     """Arrays X (2-D, numbers) and y (one per row of X) from an .npz archive."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"cannot read {path!r}: it is not an .npz archive (a zip of .npy arrays); "
+            "write it with np.savez(path, X=X, y=y)"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             members = list(archive.files)
@@ -145,7 +151,7 @@ def _read_csv(path: str, target: str | None, need_target: bool, delimiter: str |
             f"{_delimiter_hint(header, delimiter)}; add feature columns"
         )
     if len(first_row) != len(header):
-        _raise_first_problem(path, delimiter, header, column)
+        _raise_first_problem(path, delimiter, header, column, need_target)
     labels: dict[str, int] = {}
     converters: dict[int | str, Callable[[str], Any]] | None = (
         None if column is None else {column: _coder(labels)}
@@ -162,19 +168,19 @@ def _read_csv(path: str, target: str | None, need_target: bool, delimiter: str |
             ndmin=2,
         )
     except ValueError:
-        _raise_first_problem(path, delimiter, header, column)
+        _raise_first_problem(path, delimiter, header, column, need_target)
     y = None
     if column is not None:
         codes = table[:, column].astype(np.intp)
         names = [name.strip() for name in labels]
-        if any(name.lower() in MISSING for name in names):
-            _raise_first_problem(path, delimiter, header, column)
+        if need_target and any(name.lower() in MISSING for name in names):
+            _raise_first_problem(path, delimiter, header, column, need_target)
         y = _target_values(names)[codes] if need_target else None
         # the features in place: shift the columns after the target left by one
         table[:, column:-1] = table[:, column + 1 :]
         table = table[:, :-1]
     if not np.isfinite(table).all():
-        _raise_first_problem(path, delimiter, header, column)
+        _raise_first_problem(path, delimiter, header, column, need_target)
     return table, y, features, target
 
 
@@ -238,9 +244,10 @@ def _delimiter_hint(header: list[str], delimiter: str) -> str:
 
 
 def _raise_first_problem(
-    path: str, delimiter: str, header: list[str], column: int | None
+    path: str, delimiter: str, header: list[str], column: int | None, need_target: bool
 ) -> NoReturn:
-    """Scans the table in Python and raises ValueError for its first bad line."""
+    """Scans the table in Python and raises ValueError for its first bad line (the
+    target column, at index column, is checked for values only when need_target)."""
     with open(path, encoding=ENCODING, newline="") as f:
         rows = _rows(f, delimiter)
         next(rows)  # the header
@@ -252,7 +259,7 @@ def _raise_first_problem(
                 )
             for index, cell in enumerate(row):
                 if index == column:
-                    if cell.strip().lower() in MISSING:
+                    if need_target and cell.strip().lower() in MISSING:
                         raise ValueError(
                             f"{path!r}: the target {header[index]!r} has no value on line "
                             f"{line} (got {cell!r}); fill it or drop that row"
