@@ -15,7 +15,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -82,17 +81,17 @@ def test_read_csv(benchmark, table, reader):
 
 
 def peak_growth_mb(reader, path):
-    """Peak RSS growth (MB) of one read in a fresh process, and the data's size (MB)."""
+    """Peak RSS growth (MB) of one read in a fresh process, and the data's size (MB).
+
+    The peak is VmHWM (this process's own high-water mark; ru_maxrss would carry
+    the parent's from before exec)."""
     preload = "import pandas\n" if reader == "pandas" else ""
     code = (
-        "import json, resource\nfrom benchmarks.test_tables import READERS\n"
-        + preload
-        + "def rss():\n"
+        "import json\nfrom benchmarks.test_tables import READERS\n" + preload + "def status(key):\n"
         "    for line in open('/proc/self/status'):\n"
-        "        if line.startswith('VmRSS'): return int(line.split()[1]) / 1024\n"
-        f"base = rss(); X, y = READERS[{reader!r}]({str(path)!r})\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-        "print(json.dumps([peak - base, (X.nbytes + y.nbytes) / 2**20]))\n"
+        "        if line.startswith(key): return int(line.split()[1]) / 1024\n"
+        f"base = status('VmRSS'); X, y = READERS[{reader!r}]({str(path)!r})\n"
+        "print(json.dumps([status('VmHWM') - base, (X.nbytes + y.nbytes) / 2**20]))\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run(
@@ -128,7 +127,6 @@ def report(n_rows, rounds):
         if "pandas" in times:
             ratios = [f / p for f, p in zip(times["fastbp"], times["pandas"], strict=True)]
             print(f"fastbp / pandas read time: {statistics.median(ratios):.2f} (median per round)")
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 if __name__ == "__main__":
