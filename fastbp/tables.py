@@ -67,7 +67,13 @@ def read_table(
         )
     if delimiter is not None:
         check_option("delimiter", delimiter, DELIMITERS)
-    return READERS[extension](path, target, need_target, delimiter)
+    try:
+        return READERS[extension](path, target, need_target, delimiter)
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as "
+            "UTF-8 (in Excel: CSV UTF-8)"
+        ) from None
 
 
 # --- .npz ---------------------------------------------------------------------------

@@ -144,6 +144,13 @@ def test_missing_files_other_extensions_and_delimiters(tmp_path):
         read_table(path, delimiter=" ")
 
 
+def test_a_file_that_is_not_utf8_is_refused(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("a,classe\n1,élève\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"is not UTF-8 text .* at byte 11"):
+        read_table(path)
+
+
 # --- .npz -----------------------------------------------------------------------------
 
 
