@@ -12,13 +12,12 @@ transform (and reports predictions in the target's own units).
 
 import argparse
 import csv
-import os
 import sys
 
 import numpy as np
 
 import fastbp as fb
-from fastbp import activations, datasets, losses, optimizers
+from fastbp import activations, datasets, losses, optimizers, tables
 
 
 class CliError(Exception):
@@ -28,60 +27,13 @@ class CliError(Exception):
 # --- data -----------------------------------------------------------------------------
 
 
-def read_data(path, target=None, need_target=True):
-    """(X, y or None, feature_names, target_name) from a .csv or .npz file."""
-    if not os.path.isfile(path):
-        raise CliError(f"no data file at {path!r}")
-    if path.endswith(".npz"):
-        return _read_npz(path, need_target)
-    if path.endswith(".csv"):
-        return _read_csv(path, target, need_target)
-    raise CliError(
-        f"{path!r}: expected a .csv file (with a header row) or an .npz file (with arrays X and y)"
-    )
-
-
-def _read_npz(path, need_target):
+def read_data(path, target=None, need_target=True, delimiter=None):
+    """(X, y or None, feature_names, target_name) from a .csv, .tsv or .npz file
+    (fastbp.tables.read_table); its refusals become CliErrors."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "X" not in data.files or (need_target and "y" not in data.files):
-                raise CliError(f"{path!r} must hold arrays named X and y; it has {data.files}")
-            X = data["X"]
-            y = data["y"] if "y" in data.files else None
-    except (ValueError, OSError) as exc:
-        raise CliError(f"cannot read {path!r} as .npz ({exc})") from None
-    names = [f"x{i}" for i in range(X.shape[1])] if X.ndim == 2 else []
-    return X, y, names, "y"
-
-
-def _read_csv(path, target, need_target):
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 2:
-        raise CliError(f"{path!r} needs a header row and at least one data row")
-    header, body = rows[0], rows[1:]
-    widths = {len(r) for r in body}
-    if widths != {len(header)}:
-        raise CliError(f"{path!r}: every row must have {len(header)} fields like the header")
-    if target is None:
-        target = header[-1] if need_target else None
-    if target is not None and target not in header:
-        if need_target:
-            raise CliError(f"{path!r} has no column {target!r}; its columns are {header}")
-        target = None
-    features = [i for i, name in enumerate(header) if name != target]
-    try:
-        X = np.array([[float(r[i]) for i in features] for r in body])
+        return tables.read_table(path, target=target, need_target=need_target, delimiter=delimiter)
     except ValueError as exc:
-        raise CliError(f"{path!r}: feature columns must be numbers ({exc})") from None
-    y = None
-    if target is not None:
-        column = [r[header.index(target)] for r in body]
-        try:
-            y = np.array([float(v) for v in column])
-        except ValueError:
-            y = np.array(column)  # class names
-    return X, y, [header[i] for i in features], target
+        raise CliError(str(exc)) from None
 
 
 def encode_classes(y):

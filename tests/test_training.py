@@ -167,37 +167,6 @@ def test_verbose_fit_prints_one_line_per_epoch(backend, capsys):
     assert capsys.readouterr().out == ""
 
 
-class FakeTerminal:
-    """A stream that says it is a terminal and keeps what is written."""
-
-    def __init__(self):
-        self.text = ""
-
-    def isatty(self):
-        return True
-
-    def write(self, text):
-        self.text += text
-
-    def flush(self):
-        pass
-
-
-def test_progress_redraws_in_place_on_a_terminal(monkeypatch):
-    from fastbp import progress
-
-    terminal = FakeTerminal()
-    monkeypatch.setattr(progress.sys, "stdout", terminal)
-    monkeypatch.setattr(progress, "REDRAW_SECONDS", 0.0)
-    X, y = blobs(n_per_class=300, n_features=10)
-    model = dense_model([(10, None), (8, "relu"), (3, None)])
-    model.fit(X, y, epochs=2, batch_size=8, verbose=1)
-    lines = terminal.text.split("\n")
-    assert len(lines) == 3 and lines[-1] == ""  # one finished line per epoch
-    assert lines[0].count("\r") >= 2  # redrawn while the epoch ran
-    assert "113/113" in lines[1] and "left" in lines[0] and "samples/s" in lines[1]
-
-
 def test_progress_does_not_change_training(backend):
     X, y = blobs(n_per_class=100, n_features=10)
     weights = []

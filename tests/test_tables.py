@@ -1,0 +1,214 @@
+"""fastbp.tables.read_table: what a clean file gives, and a one-line refusal (naming
+the line and column) for each way a hostile file can be wrong."""
+
+import numpy as np
+import pytest
+
+from fastbp import cli, tables
+from fastbp.tables import read_table
+
+
+def write(tmp_path, text, name="data.csv", encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+# --- what clean tables give -----------------------------------------------------------
+
+
+def test_class_names_in_the_last_column(tmp_path):
+    path = write(tmp_path, "a,b,label\n1,2.5,yes\n-3,4e2,no\n5,6,yes\n")
+    X, y, names, target = read_table(path)
+    assert X.dtype == np.float64 and X.shape == (3, 2)
+    assert np.array_equal(X, [[1, 2.5], [-3, 400], [5, 6]])
+    assert y.tolist() == ["yes", "no", "yes"]
+    assert names == ["a", "b"] and target == "label"
+
+
+def test_numeric_target_in_the_middle_leaves_the_other_columns_in_order(tmp_path):
+    path = write(tmp_path, "a,y,b,c\n1,10,2,3\n4,20,5,6\n")
+    X, y, names, target = read_table(path, target="y")
+    assert np.array_equal(X, [[1, 2, 3], [4, 5, 6]]) and names == ["a", "b", "c"]
+    assert y.dtype == np.float64 and y.tolist() == [10.0, 20.0] and target == "y"
+
+
+def test_values_round_trip_exactly(tmp_path):
+    values = np.random.default_rng(0).standard_normal((50, 3)) * 10.0 ** np.arange(-150, 150, 100)
+    lines = ["a,b,c,y"] + [",".join(repr(float(v)) for v in row) + ",1" for row in values]
+    X, _, _, _ = read_table(write(tmp_path, "\n".join(lines) + "\n"))
+    assert np.array_equal(X, values)
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_the_delimiter_is_detected_on_the_header(tmp_path, delimiter):
+    rows = [["a", "b", "label"], ["1.5", "2", "x"], ["3", "4", "y"]]
+    path = write(tmp_path, "\n".join(delimiter.join(r) for r in rows) + "\n")
+    X, y, names, _ = read_table(path)
+    assert np.array_equal(X, [[1.5, 2], [3, 4]]) and names == ["a", "b"]
+    assert y.tolist() == ["x", "y"]
+    assert np.array_equal(read_table(path, delimiter=delimiter)[0], X)
+
+
+def test_a_given_delimiter_wins_over_detection(tmp_path):
+    # the header has more commas than semicolons, but the file is ;-separated
+    path = write(tmp_path, "a,1;b,2;label\n1;2;x\n3;4;y\n")
+    X, _, names, _ = read_table(path, delimiter=";")
+    assert names == ["a,1", "b,2"] and np.array_equal(X, [[1, 2], [3, 4]])
+
+
+def test_excel_bom_crlf_quotes_and_blank_lines(tmp_path):
+    text = 'label,"f 1",f2\r\n"yes, sir",1,2\r\n\r\nno,"3",4\r\n'
+    X, y, names, target = read_table(write(tmp_path, text, encoding="utf-8-sig"), target="label")
+    assert target == "label" and names == ["f 1", "f2"]
+    assert y.tolist() == ["yes, sir", "no"] and np.array_equal(X, [[1, 2], [3, 4]])
+
+
+def test_unicode_class_names_and_tsv(tmp_path):
+    path = write(tmp_path, "a\tclasse\n1\télève\n2\tprofesseur\n", name="data.tsv")
+    _, y, _, _ = read_table(path)
+    assert y.tolist() == ["élève", "professeur"]
+
+
+def test_prediction_drops_the_target_column_without_checking_it(tmp_path):
+    path = write(tmp_path, "a,label,b\n1,,2\n3,,4\n")
+    X, y, names, _ = read_table(path, target="label", need_target=False)
+    assert y is None and names == ["a", "b"] and np.array_equal(X, [[1, 2], [3, 4]])
+    with pytest.raises(ValueError, match="feature 'label' must hold finite numbers"):
+        read_table(path, target="absent", need_target=False)  # then label is a feature
+
+
+def test_prediction_without_target_reads_every_column_as_a_feature(tmp_path):
+    path = write(tmp_path, "a,b\n1,2\n3,4\n")
+    X, y, names, _ = read_table(path, need_target=False)
+    assert y is None and names == ["a", "b"] and np.array_equal(X, [[1, 2], [3, 4]])
+
+
+def test_a_single_data_row_is_still_two_dimensional(tmp_path):
+    X, y, _, _ = read_table(write(tmp_path, "a,b,y\n1,2,3\n"))
+    assert X.shape == (1, 2) and y.shape == (1,)
+
+
+# --- hostile tables -------------------------------------------------------------------
+
+
+HOSTILE = [
+    ("dup", "label,f1,label\n0,1,0\n", "['label'] appear more than once"),
+    ("only-target", "label\n0\n1\n", "no feature columns"),
+    ("semicolons-as-one-column", "label\n0;1\n", "no feature columns"),
+    ("header-only", "a,b,y\n", "only a header"),
+    ("empty", "", "no rows"),
+    ("empty-target", "a,y\n1,0\n2,\n", "no value on line 3 (got '')"),
+    ("nan-target", "a,y\n1,0\n\n2,nan\n", "no value on line 4 (got 'nan')"),
+    ("NA-class", "a,y\n1,cat\n2,NA\n", "no value on line 3 (got 'NA')"),
+    (
+        "text-feature",
+        "a,b,y\n1,2,0\n3,four,1\n",
+        "feature 'b' must hold finite numbers; line 3 has 'four'",
+    ),
+    ("empty-feature", "a,b,y\n1,,0\n", "feature 'b' must hold finite numbers; line 2 has ''"),
+    (
+        "nan-feature",
+        "a,b,y\n1,2,0\n3,4,1\ninf,1,0\n",
+        "feature 'a' must hold finite numbers; line 4 has 'inf'",
+    ),
+    ("decimal-comma", 'a;b;y\n1;"2,5";0\n', "decimal commas"),
+    ("short-row", "a,b,y\n1,2,0\n3,4\n", "line 3 has 2 fields but the header has 3"),
+    ("long-row", "a,b,y\n1,2,0\n3,4,1,9\n", "line 3 has 4 fields but the header has 3"),
+    ("all-rows-long", "a,b,y\n1,2,0,9\n3,4,1,9\n", "line 2 has 4 fields but the header has 3"),
+]
+
+
+@pytest.mark.parametrize("text, message", [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+def test_hostile_tables_are_refused_in_one_line(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ValueError) as info:
+        read_table(path)
+    text = str(info.value)
+    assert message in text and "\n" not in text and str(path) in text
+
+
+def test_a_missing_target_column_lists_the_columns(tmp_path):
+    path = write(tmp_path, "a,b,y\n1,2,0\n")
+    with pytest.raises(ValueError, match=r"has no column 'z'; its columns are \['a', 'b', 'y'\]"):
+        read_table(path, target="z")
+
+
+def test_missing_files_other_extensions_and_delimiters(tmp_path):
+    with pytest.raises(ValueError, match="no data file at"):
+        read_table(tmp_path / "absent.csv")
+    with pytest.raises(ValueError, match=r"expected a \.csv file.*got a '\.txt' file"):
+        read_table(write(tmp_path, "a,b\n1,2\n", name="data.txt"))
+    path = write(tmp_path, "a,b\n1,2\n")
+    with pytest.raises(ValueError, match="delimiter must be one of"):
+        read_table(path, delimiter=" ")
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("a,classe\n1,élève\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"is not UTF-8 text .* at byte 11"):
+        read_table(path)
+
+
+# --- .npz -----------------------------------------------------------------------------
+
+
+def test_npz_gives_float_features_and_the_targets_as_saved(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.arange(6, dtype=np.int32).reshape(3, 2), y=np.array(["a", "b", "a"]))
+    X, y, names, target = read_table(path)
+    assert X.dtype == np.float64 and np.array_equal(X, [[0, 1], [2, 3], [4, 5]])
+    assert y.tolist() == ["a", "b", "a"] and names == ["x0", "x1"] and target == "y"
+    np.savez(path, X=np.ones((2, 2)))
+    assert read_table(path, need_target=False)[1] is None
+
+
+NPZ_HOSTILE = [
+    ("no-y", {"X": np.ones((2, 2))}, "must hold arrays named X and y; it has ['X']"),
+    ("1-d", {"X": np.ones(3), "y": np.ones(3)}, "X must be a 2-D array of numbers"),
+    ("text-X", {"X": np.array([["a", "b"]]), "y": np.ones(1)}, "X must be a 2-D array of numbers"),
+    ("no-columns", {"X": np.ones((2, 0)), "y": np.ones(2)}, "X has no feature columns"),
+    ("short-y", {"X": np.ones((3, 2)), "y": np.ones(2)}, "one target per row of X (3 rows)"),
+    ("nan-y", {"X": np.ones((3, 2)), "y": np.array([0, np.nan, 1])}, "the first in row 1"),
+    ("pickle", {"X": np.ones((2, 2)), "y": np.array([{}, {}], dtype=object)}, "pickles"),
+]
+
+
+@pytest.mark.parametrize(
+    "arrays, message", [h[1:] for h in NPZ_HOSTILE], ids=[h[0] for h in NPZ_HOSTILE]
+)
+def test_hostile_npz_files_are_refused_in_one_line(tmp_path, arrays, message):
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError) as info:
+        read_table(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_corrupt_npz_file_is_refused(tmp_path):
+    path = write(tmp_path, "not a zip", name="d.npz")
+    with pytest.raises(ValueError, match=r"cannot read .*: it is not an \.npz archive"):
+        read_table(path)
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+def test_cli_read_data_passes_the_delimiter_and_reports_cli_errors(tmp_path):
+    path = write(tmp_path, "a;b;y\n1;2;0\n")
+    _, y, names, _ = cli.read_data(str(path), delimiter=";")
+    assert names == ["a", "b"] and y.tolist() == [0.0]
+    with pytest.raises(cli.CliError, match=r"no feature columns.*split on commas"):
+        cli.read_data(str(path), delimiter=",")
+
+
+def test_cli_refuses_a_nan_class_instead_of_training_on_it(tmp_path, capsys):
+    rows = "\n".join(f"{i % 3},{i},{i % 2}" for i in range(30))
+    path = write(tmp_path, "f1,f2,label\n" + rows + "\n5,5,nan\n")
+    assert cli.main(["train", "--data", str(path), "--epochs", "1", "--quiet"]) == 2
+    assert "no value on line 32" in capsys.readouterr().err
+
+
+def test_the_missing_markers_are_lower_case():
+    assert all(marker == marker.lower().strip() for marker in tables.MISSING)
