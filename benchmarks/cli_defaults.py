@@ -109,7 +109,13 @@ def compare(name: str) -> dict[str, object]:
         predicted_indices = np.searchsorted(classes, predicted.astype(np.float64))
         scores = float(np.mean(predicted_indices == y_test)), float(np.mean(linear == y_test))
         metric = "test accuracy (higher is better)"
-    return {"dataset": name, "metric": metric, "fastbp": scores[0], "linear": scores[1], "line": line}
+    return {
+        "dataset": name,
+        "metric": metric,
+        "fastbp": scores[0],
+        "linear": scores[1],
+        "line": line,
+    }
 
 
 def main(argv: Sequence[str] = ()) -> None:
