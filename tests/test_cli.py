@@ -356,6 +356,7 @@ def test_a_closed_pipe_ends_quietly_with_141(tmp_path):
     child.stdout.readline()
     child.stdout.close()  # as `| head -1` does
     err = child.stderr.read()
+    child.stderr.close()
     assert child.wait(timeout=60) == 141
     assert err == ""
 
