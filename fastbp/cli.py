@@ -23,12 +23,14 @@ import csv
 import os
 import sys
 import tempfile
+from typing import Any
 
 import numpy as np
 
 import fastbp as fb
 from fastbp import activations, datasets, losses, optimizers
 from fastbp import validation as check
+from fastbp.layers import Layer
 
 
 class CliError(Exception):
@@ -241,7 +243,7 @@ DEFAULT_WEIGHT_DECAY = {False: 0.05, True: 0.0}
 def make_optimizer(args, loss):
     """The optimiser the options ask for (checked before any data is read)."""
     decay = args.weight_decay
-    settings = {
+    settings: dict[str, Any] = {
         "weight_decay": DEFAULT_WEIGHT_DECAY[loss.classification] if decay is None else decay
     }
     if args.lr is not None:
@@ -262,7 +264,7 @@ def make_optimizer(args, loss):
 def build_model(args, optimizer, n_features, n_outputs):
     """Dense hidden layers (each followed by Dropout with --dropout) and the output."""
     loss = losses.get(args.loss)
-    layers = []
+    layers: list[Layer] = []
     for width in args.layers:
         layers.append(
             fb.Dense(width, activation=args.activation, input_dim=None if layers else n_features)
@@ -404,12 +406,12 @@ def train(args):
     history = fit_or_save_on_interrupt(model, args, train_set, validation, callbacks)
     result = model.evaluate(X_test, y_test)
     figures = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "accuracy")
-    stopped = f" after {len(history.epoch)} epochs" + (
+    stopped = f" after {len(history.epoch)} epoch{'' if len(history.epoch) == 1 else 's'}" + (
         f" (best: epoch {history.epoch[int(np.argmin(history.history['val_loss']))] + 1})"
         if callbacks
         else ""
     )
-    if "accuracy" in result:
+    if target_scaler is None:
         print(f"test accuracy {result['accuracy']:.2%} ({figures}){stopped}")
     else:
         error = (model.predict(X_test) - y_test) * target_scaler.scale_

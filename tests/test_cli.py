@@ -220,7 +220,7 @@ def last_error(capsys):
 @pytest.mark.parametrize("width", [1, 5])
 def test_predict_checks_the_npz_width_before_any_transform(tmp_path, capsys, width):
     """On main, 1 column broadcast against the 3 means and gave predictions."""
-    model, _, X = train_small(tmp_path)
+    model, _, _ = train_small(tmp_path)
     np.savez(tmp_path / "new.npz", X=np.ones((5, width)))
     capsys.readouterr()
     assert cli.main(["predict", str(model), "--data", str(tmp_path / "new.npz")]) == 2
@@ -245,7 +245,7 @@ def test_predict_picks_csv_columns_by_name_and_names_the_missing(tmp_path, capsy
 
 
 def test_features_keeps_the_named_columns(tmp_path, capsys):
-    model, data, _ = train_small(tmp_path, "--features", "b,a")
+    model, _, _ = train_small(tmp_path, "--features", "b,a")
     assert fb.load(model).metadata["features"] == ["b", "a"]
     assert fb.load(model).input_dim == 2
 
@@ -332,7 +332,7 @@ def test_ctrl_c_saves_the_epochs_done_and_exits_130(tmp_path):
         if line.startswith("epoch 1/"):
             break
     child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=60)
+    _, err = child.communicate(timeout=60)
     assert child.returncode == 130
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "saved the model trained so far" in lines[0], err
