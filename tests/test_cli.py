@@ -366,3 +366,16 @@ def test_breast_cancer_defaults_match_logistic_regression():
 
     row = compare("breast_cancer")
     assert row["fastbp"] >= row["linear"] - 0.02, row
+
+
+@pytest.mark.parametrize("save", [False, True])
+def test_ctrl_c_in_fit_is_one_line_and_says_what_was_saved(tmp_path, capsys, monkeypatch, save):
+    def interrupted_fit(model, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fb.Sequential, "fit", interrupted_fit)
+    model = tmp_path / "m.npz"
+    assert cli.main(["train", "--quiet", *(["--save", str(model)] if save else [])]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fastbp: interrupted after 0 complete epochs")
+    assert ("saved the model trained so far" in err[0]) == save == model.exists()
