@@ -1,12 +1,16 @@
-"""The command line: the main job, data files, save/predict, and one-line errors."""
+"""The command line: the main job, data files, save/predict, checks made before any
+work, one-line errors, Ctrl-C, broken pipes and the defaults on real tables."""
 
 import csv
+import os
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+import fastbp as fb
 from fastbp import cli
 
 
@@ -22,7 +26,8 @@ def test_train_with_defaults_reaches_95_percent_on_digits():
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("test accuracy")
     assert float(last.split()[2].rstrip("%")) >= 95.0
-    assert "epoch 30/30" in result.stdout and "total parameters" in result.stdout
+    assert "epoch 1/200" in result.stdout and "288 validation and 360 test" in result.stdout
+    assert "total parameters" in result.stdout
 
 
 def write_csv(path, rows, header):
@@ -115,7 +120,19 @@ def test_npz_regression_in_the_targets_own_units(tmp_path, capsys):
         (["train", "--data", "DATA.csv", "--target", "nope"], "has no column 'nope'"),
         (["train", "--activation", "swish"], "invalid choice"),
         (["train", "--epochs", "0"], "must be an integer >= 1"),
-        (["train", "--layers", "12,x"], "invalid literal"),
+        (["train", "--layers", "12,x"], "argument --layers: expected hidden layer widths"),
+        (["train", "--layers", "12,0"], "argument --layers"),
+        (["train", "--dropout", "1"], "argument --dropout: value must be a number in [0, 1)"),
+        (["train", "--weight-decay", "-1"], "argument --weight-decay"),
+        (["train", "--threads", "0"], "argument --threads"),
+        (["train", "--features", "a,,b"], "argument --features"),
+        (["train", "--momentum", "0.9"], "--momentum is a setting of --optimizer sgd"),
+        (["train", "--validation-split", "0", "--early-stopping", "3"], "--early-stopping"),
+        (["train", "--data", "DATA.csv", "--features", "a,zz"], "no feature column named 'zz'"),
+        (["train", "--data", "DATA.csv", "--features", "a", "--drop", "b"], "not both"),
+        (["train", "--data", "DATA.csv", "--drop", "a,b"], "leave no feature column"),
+        (["train", "--save", "NODIR/m.npz"], "there is no folder"),
+        (["predict", "DATA.csv", "--data", "DATA.csv", "--output", "NODIR/p.csv"], "no folder"),
         (["predict", "missing.npz", "--data", "DATA.csv"], "no model file"),
         (["predict", "DATA.csv", "--data", "DATA.csv"], "not a readable fastbp model file"),
         (["train", "--data", "DATA.txt"], "expected a .csv file"),
@@ -126,12 +143,18 @@ def test_bad_arguments_end_in_one_line_errors(tmp_path, args, message):
     write_csv(data, [[1, 2, 0], [3, 4, 1]], ["a", "b", "y"])
     (tmp_path / "d.txt").write_text("1 2 3\n")
     args = [
-        a.replace("DATA.csv", str(data)).replace("DATA.txt", str(tmp_path / "d.txt")) for a in args
+        a.replace("DATA.csv", str(data))
+        .replace("DATA.txt", str(tmp_path / "d.txt"))
+        .replace("NODIR", str(tmp_path / "nodir"))
+        for a in args
     ]
     result = run(*args)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert message in result.stderr.strip().splitlines()[-1]
+    last = result.stderr.strip().splitlines()[-1]  # argparse prints its usage above
+    assert last.startswith(("fastbp: error: ", "fastbp train: error: ", "fastbp predict: error"))
+    assert message in last
+    assert "epoch" not in result.stdout  # refused before any training
 
 
 def test_help_lists_every_option():
@@ -152,6 +175,207 @@ def test_help_lists_every_option():
         "--dtype",
         "--save",
         "--plot",
+        "--validation-split",
+        "--weight-decay",
+        "--dropout",
+        "--momentum",
+        "--early-stopping",
+        "--threads",
+        "--features",
+        "--drop",
+        "--delimiter",
     ):
         assert option in text
-    assert "predict" in run("--help").stdout
+    assert "predict" in run("--help").stdout and "130 interrupted" in run("--help").stdout
+    assert "--proba" in run("predict", "--help").stdout
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert (
+        exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"fastbp {fb.__version__}"
+    )
+
+
+def train_small(tmp_path, *extra):
+    """A small 3-class model on 3 named columns, saved to tmp_path/m.npz."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((150, 3))
+    y = np.digitize(X[:, 0] + X[:, 1], [-0.5, 0.5])
+    data = tmp_path / "data.csv"
+    write_csv(data, [[*x, t] for x, t in zip(X, y)], ["a", "b", "c", "label"])
+    model = tmp_path / "m.npz"
+    args = ["train", "--data", str(data), "--layers", "8", "--epochs", "5", "--quiet"]
+    assert cli.main([*args, "--save", str(model), *extra]) == 0
+    return model, data, X
+
+
+def last_error(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fastbp: error: ")
+    return err[0]
+
+
+@pytest.mark.parametrize("width", [1, 5])
+def test_predict_checks_the_npz_width_before_any_transform(tmp_path, capsys, width):
+    """On main, 1 column broadcast against the 3 means and gave predictions."""
+    model, _, _ = train_small(tmp_path)
+    np.savez(tmp_path / "new.npz", X=np.ones((5, width)))
+    capsys.readouterr()
+    assert cli.main(["predict", str(model), "--data", str(tmp_path / "new.npz")]) == 2
+    assert f"has {width} feature columns, but the model was trained on 3" in last_error(capsys)
+
+
+def test_predict_picks_csv_columns_by_name_and_names_the_missing(tmp_path, capsys):
+    model, data, X = train_small(tmp_path, "--drop", "c")
+    capsys.readouterr()
+    # the training file itself, with the dropped column and the target
+    assert cli.main(["predict", str(model), "--data", str(data)]) == 0
+    from_training_file = capsys.readouterr().out.splitlines()
+    assert len(from_training_file) == 151
+    reordered = tmp_path / "reordered.csv"
+    write_csv(reordered, [[x[1], x[0]] for x in X], ["b", "a"])
+    assert cli.main(["predict", str(model), "--data", str(reordered)]) == 0
+    assert capsys.readouterr().out.splitlines() == from_training_file
+    partial = tmp_path / "partial.csv"
+    write_csv(partial, [[x[0]] for x in X], ["a"])
+    assert cli.main(["predict", str(model), "--data", str(partial)]) == 2
+    assert "has no column 'b'" in last_error(capsys)
+
+
+def test_features_keeps_the_named_columns(tmp_path, capsys):
+    model, _, _ = train_small(tmp_path, "--features", "b,a")
+    assert fb.load(model).metadata["features"] == ["b", "a"]
+    assert fb.load(model).input_dim == 2
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda meta: meta.update(classes=[0, 1]), "lists 2 classes, but the model has 3 outputs"),
+        (lambda meta: meta.update(features=["a"]), "should name 3 features"),
+        (lambda meta: meta["standardize"].update(scale=[1, 0, 1]), "positive scales"),
+    ],
+)
+def test_predict_refuses_metadata_that_does_not_fit_the_model(tmp_path, capsys, change, message):
+    model, data, _ = train_small(tmp_path)
+    saved = fb.load(model)
+    change(saved.metadata)
+    saved.save(model)
+    capsys.readouterr()
+    assert cli.main(["predict", str(model), "--data", str(data)]) == 2
+    assert message in last_error(capsys)
+
+
+def test_predict_proba_writes_one_probability_per_class(tmp_path, capsys):
+    model, data, _ = train_small(tmp_path)
+    capsys.readouterr()
+    assert cli.main(["predict", str(model), "--data", str(data), "--proba"]) == 0
+    rows = list(csv.reader(capsys.readouterr().out.splitlines()))
+    assert rows[0] == ["proba_0", "proba_1", "proba_2"]
+    table = np.array(rows[1:], dtype=float)
+    assert table.shape == (150, 3) and np.allclose(table.sum(axis=1), 1, atol=1e-5)
+
+
+def test_predict_proba_refuses_a_regression(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.standard_normal((60, 2)), y=rng.standard_normal(60))
+    model = tmp_path / "m.npz"
+    args = ["train", "--data", str(tmp_path / "d.npz"), "--loss", "mse", "--epochs", "2"]
+    assert cli.main([*args, "--quiet", "--save", str(model)]) == 0
+    capsys.readouterr()
+    assert cli.main(["predict", str(model), "--data", str(tmp_path / "d.npz"), "--proba"]) == 2
+    assert "--proba needs a classification model" in last_error(capsys)
+
+
+def test_plot_without_matplotlib_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    status = cli.main(["train", "--plot", str(tmp_path / "c.png"), "--save", str(tmp_path / "m")])
+    assert status == 2 and "--plot needs matplotlib" in last_error(capsys)
+    assert not os.listdir(tmp_path)
+
+
+def test_validation_split_is_taken_from_the_training_split(capsys):
+    assert cli.main(["train", "--epochs", "1", "--validation-split", "0.25"]) == 0
+    out = capsys.readouterr().out
+    assert "1077 training, 360 validation and 360 test samples" in out
+    assert "val_loss" in out
+    assert (
+        cli.main(["train", "--epochs", "1", "--validation-split", "0", "--early-stopping", "0"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "1437 training, 0 validation and 360 test samples" in out and "val_loss" not in out
+
+
+def test_ctrl_c_saves_the_epochs_done_and_exits_130(tmp_path):
+    model = tmp_path / "m.npz"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fastbp",
+            "train",
+            "--epochs",
+            "100000",
+            "--early-stopping",
+            "0",
+            "--save",
+            str(model),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in child.stdout:
+        if line.startswith("epoch 1/"):
+            break
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "saved the model trained so far" in lines[0], err
+    assert fb.load(model).epochs_done >= 1
+
+
+def test_a_closed_pipe_ends_quietly_with_141(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.standard_normal((200000, 2)), y=rng.integers(0, 2, 200000))
+    model = tmp_path / "m.npz"
+    trained = run(
+        "train", "--data", str(tmp_path / "d.npz"), "--epochs", "1", "--quiet", "--save", str(model)
+    )
+    assert trained.returncode == 0, trained.stderr
+    child = subprocess.Popen(
+        [sys.executable, "-m", "fastbp", "predict", str(model), "--data", str(tmp_path / "d.npz")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    child.stdout.readline()
+    child.stdout.close()  # as `| head -1` does
+    err = child.stderr.read()
+    child.stderr.close()
+    assert child.wait(timeout=60) == 141
+    assert err == ""
+
+
+def test_breast_cancer_defaults_match_logistic_regression():
+    from benchmarks.cli_defaults import compare
+
+    row = compare("breast_cancer")
+    assert row["fastbp"] >= row["linear"] - 0.02, row
+
+
+@pytest.mark.parametrize("save", [False, True])
+def test_ctrl_c_in_fit_is_one_line_and_says_what_was_saved(tmp_path, capsys, monkeypatch, save):
+    def interrupted_fit(model, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fb.Sequential, "fit", interrupted_fit)
+    model = tmp_path / "m.npz"
+    assert cli.main(["train", "--quiet", *(["--save", str(model)] if save else [])]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fastbp: interrupted after 0 complete epochs")
+    assert ("saved the model trained so far" in err[0]) == save == model.exists()
