@@ -455,6 +455,10 @@ class Sequential:
         Parameters
         ----------
         X : array of shape (n_samples, n_features)
+            Used in place when it is C-ordered in the model's dtype, as a
+            np.memmap may be: fit then holds no copy of it, only batches (the
+            finiteness check reads it in blocks of rows). Another dtype or
+            order is converted first, which makes one copy of X.
         y : targets (see the loss)
             Class indices or probability rows for softmax losses, 0/1 (or
             probability) rows for binary_cross_entropy, values for mse.
@@ -627,7 +631,9 @@ class Sequential:
             self._sync_optimizer()
         checkpoint = self._checkpoint()
         try:
-            order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(np.int64)
+            order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(
+                np.int64, copy=False
+            )
             if progress:
                 progress.start_epoch(epoch)
             total, n_correct, n_seen = self._run_epoch(
