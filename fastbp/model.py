@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from fastbp import backends, losses, optimizers, threads
+from fastbp import backends, distributed, losses, optimizers, threads
 from fastbp import diagnostics as health
 from fastbp import layers as layer_types
 from fastbp import validation as check
@@ -449,6 +449,7 @@ class Sequential:
         callbacks: Iterable[Callback] = (),
         sample_weight: ArrayLike | None = None,
         class_weight: Mapping[Any, float] | None = None,
+        comm: Any = None,
     ) -> History:
         """Train with mini-batch gradient descent.
 
@@ -492,6 +493,15 @@ class Sequential:
         class_weight : dict or None
             Class -> weight, for classification losses. It multiplies
             sample_weight when both are given.
+        comm : mpi4py communicator or None
+            Data-parallel training over the communicator's ranks (fastbp.distributed):
+            every rank calls fit with the same model, X and y; rank 0's state is
+            broadcast; batch_size is the global batch, split among the ranks, with
+            one Allreduce of the gradients per step. History, callbacks and
+            divergence see the global figures on every rank; progress shows on
+            rank 0. An error on one rank during training prints and aborts the job.
+            Not yet with Dropout layers on more than one rank. None (default): one
+            process.
 
         Returns
         -------
@@ -528,36 +538,62 @@ class Sequential:
         >>> bool(model.evaluate(X, y)["accuracy"] > 0.9)
         True
         """
-        X = self._features(X)
-        y, loss_code = self._targets(y, len(X))
-        weights = check.as_sample_weight(
-            sample_weight, class_weight, y, self.loss, loss_code, self.dtype
-        )
-        epochs = check.non_negative_int("epochs", epochs)
-        check.check_option("on_divergence", on_divergence, ("raise", "stop"))
-        shuffle = check.check_bool("shuffle", shuffle)
-        callbacks = list(callbacks)
-        for callback in callbacks:
-            if not isinstance(callback, Callback):
-                raise TypeError(
-                    f"callbacks must be fastbp.callbacks.Callback objects, got "
-                    f"{type(callback).__name__}"
-                )
-        n = len(X)
-        batch_size = (
-            n if batch_size is None else min(check.positive_int("batch_size", batch_size), n)
-        )
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (X_val, y_val)")
-            X_val = check.as_features(validation_data[0], self.dtype, X.shape[1], name="X_val")
-            y_val, val_code = self._targets(validation_data[1], len(X_val), name="y_val")
+        comm = None if comm is None else distributed.check_comm(comm)
+        sharded = comm is not None and comm.Get_size() > 1
+        error: BaseException | None = None
         with self._train_lock:
-            self._ready(X)
-            self._check_finite()
-            recorded = self._recorded_metrics(validation_data is not None, diagnostics)
-            for callback in callbacks:
-                callback.check(recorded)
+            try:
+                X = self._features(X)
+                y, loss_code = self._targets(y, len(X))
+                weights = check.as_sample_weight(
+                    sample_weight, class_weight, y, self.loss, loss_code, self.dtype
+                )
+                epochs = check.non_negative_int("epochs", epochs)
+                check.check_option("on_divergence", on_divergence, ("raise", "stop"))
+                shuffle = check.check_bool("shuffle", shuffle)
+                callbacks = list(callbacks)
+                for callback in callbacks:
+                    if not isinstance(callback, Callback):
+                        raise TypeError(
+                            f"callbacks must be fastbp.callbacks.Callback objects, got "
+                            f"{type(callback).__name__}"
+                        )
+                n = len(X)
+                batch_size = (
+                    n
+                    if batch_size is None
+                    else min(check.positive_int("batch_size", batch_size), n)
+                )
+                if validation_data is not None:
+                    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                        raise ValueError("validation_data must be a pair (X_val, y_val)")
+                    X_val = check.as_features(
+                        validation_data[0], self.dtype, X.shape[1], name="X_val"
+                    )
+                    y_val, val_code = self._targets(validation_data[1], len(X_val), name="y_val")
+                self._ready(X)
+                self._check_finite()
+                recorded = self._recorded_metrics(validation_data is not None, diagnostics)
+                for callback in callbacks:
+                    callback.check(recorded)
+                if sharded and self._has(Dropout):
+                    raise ValueError(
+                        "dropout is not supported by a fit over more than one rank yet "
+                        "(its masks would differ from one process's); train without "
+                        "Dropout layers, or on one rank"
+                    )
+            except Exception as exc:
+                if comm is None:
+                    raise
+                error = exc
+            if comm is not None:
+                distributed.agree(comm, error)
+                distributed.broadcast_state(comm, self._plan, self._rng)
+                if comm.Get_rank() != 0:
+                    verbose = 0
+            trainer = (
+                distributed.ShardedTrainer(comm, self._plan, self._backend) if sharded else None
+            )
             self._forward_context = None
             history = History()
             progress = (
@@ -579,11 +615,12 @@ class Sequential:
                         loss_code,
                         progress,
                         on_divergence,
+                        trainer,
                     )
                     if logs is None:
                         break  # diverged, on_divergence="stop"
                     if validation_data is not None:
-                        val = self._evaluate(X_val, y_val, val_code)
+                        val = self._evaluate(X_val, y_val, val_code, comm=comm)
                         logs.update({"val_" + key: value for key, value in val.items()})
                     if alarms:
                         rows = slice(0, health.SAMPLE_ROWS)
@@ -598,6 +635,12 @@ class Sequential:
                         progress.end_epoch(logs)
                     if self.stop_training:
                         break
+            except FloatingPointError:
+                raise  # divergence: decided on the reduced loss, raised on every rank
+            except BaseException as exc:
+                if comm is not None:
+                    distributed.abort(comm, exc)
+                raise
             finally:
                 for callback in callbacks:
                     callback.on_train_end(self)
@@ -623,6 +666,7 @@ class Sequential:
         loss_code: int,
         progress: EpochProgress | None,
         on_divergence: str,
+        trainer: distributed.ShardedTrainer | None = None,
     ) -> dict[str, float] | None:
         """One epoch, all or nothing: its logs ({"loss", "accuracy"}), or None when
         it diverged and on_divergence is "stop"; epochs_done counts it."""
@@ -637,7 +681,7 @@ class Sequential:
             if progress:
                 progress.start_epoch(epoch)
             total, n_correct, n_seen = self._run_epoch(
-                X, y, weights, order, batch_size, loss_code, progress
+                X, y, weights, order, batch_size, loss_code, progress, trainer
             )
             broken = "loss" if not np.isfinite(total) else self._plan.nonfinite()
             if broken is None:
@@ -671,6 +715,7 @@ class Sequential:
         batch_size: int,
         loss_code: int,
         progress: EpochProgress | None,
+        trainer: distributed.ShardedTrainer | None = None,
     ) -> tuple[float, int, int]:
         """One epoch of SGD in `order`: (sum of batch_rows * batch_loss, n_correct, n_seen).
 
@@ -683,6 +728,14 @@ class Sequential:
         # need other state arrays) takes effect at the next epoch
         opt = copy.copy(self.optimizer)
         lr = opt.lr_at(self.epochs_done)
+        if trainer is not None:  # over MPI: the per-step path, one reduction a step
+            with self._memory.writing(), threads.limit(self.n_threads):
+                result = trainer.epoch(X, y, weights, order, batch_size, loss_code, opt, lr)
+            if progress:
+                progress.update(
+                    result[2], result[0], result[1], self._outputs_per_sample(loss_code)
+                )
+            return result
         total, n_correct, n_seen = 0.0, 0, 0
         batches_per_call = 1
         while n_seen < len(order):
@@ -864,10 +917,25 @@ class Sequential:
         y: np.ndarray,
         loss_code: int,
         weights: NDArray[np.floating] | None = None,
+        comm: Any = None,
     ) -> dict[str, float]:
+        """Loss and accuracy on (X, y); with a communicator of several ranks, each
+        rank evaluates its contiguous share of the rows and the sums are reduced."""
         with self._memory.reading():
-            with threads.limit(self.n_threads):
-                total, n_correct = self._backend.loss_sum(X, y, loss_code, weights)
+            if comm is not None and comm.Get_size() > 1:
+                rows = distributed.shard(len(X), comm)
+                part = (X[rows], y[rows], None if weights is None else weights[rows])
+                with threads.limit(self.n_threads):
+                    local = (
+                        self._backend.loss_sum(*part[:2], loss_code, part[2])
+                        if len(part[0])
+                        else (0.0, 0)
+                    )
+                total, n_correct = distributed.reduce_sums(comm, *local)
+                n_correct = int(n_correct)
+            else:
+                with threads.limit(self.n_threads):
+                    total, n_correct = self._backend.loss_sum(X, y, loss_code, weights)
             result = {"loss": float(total / len(X) + self._l2_term())}
         if self.loss.classification:
             result["accuracy"] = n_correct / (len(X) * self._outputs_per_sample(loss_code))
