@@ -591,6 +591,9 @@ class Sequential:
                 distributed.broadcast_state(comm, self._plan, self._rng)
                 if comm.Get_rank() != 0:
                     verbose = 0
+            # what the checks above made of the arguments (mypy loses it across the try)
+            assert isinstance(X, np.ndarray) and isinstance(y, np.ndarray)
+            assert isinstance(batch_size, int)
             trainer = (
                 distributed.ShardedTrainer(comm, self._plan, self._backend) if sharded else None
             )
