@@ -1086,7 +1086,7 @@ class Sequential:
             model.build(config["input_dim"])
         return model
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str], comm: Any = None) -> None:
         """Write the model to one .npz file; fastbp.load reads it back.
 
         The file holds the architecture record (JSON) and every array: weights,
@@ -1100,6 +1100,10 @@ class Sequential:
         ----------
         path : str or os.PathLike
             Where to write, conventionally ending in ".npz".
+        comm : mpi4py communicator or None
+            After a fit over comm, every rank holds the same model: rank 0
+            writes the file and the other ranks do nothing. The file resumes on
+            any number of ranks (fit(comm=...) broadcasts rank 0's state).
 
         Raises
         ------
@@ -1125,6 +1129,8 @@ class Sequential:
         from fastbp import io
 
         self._require_built()
+        if comm is not None and distributed.check_comm(comm).Get_rank() != 0:
+            return
         with self._train_lock:
             self._sync_layout()
             with self._memory.reading():

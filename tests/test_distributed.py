@@ -38,7 +38,7 @@ RANK_SCRIPT = textwrap.dedent(
         "adamw": lambda: fb.AdamW(lr=0.01, weight_decay=1e-2),
         "diverge": lambda: fb.SGD(lr=1e6),
         "boom": lambda: fb.SGD(lr=0.1),
-    }[case.split("-")[0]]
+    }[case.removeprefix("resume-").split("-")[0]]
     rng = np.random.default_rng(1)
     X = rng.standard_normal((203, 6))
     y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int)
@@ -61,6 +61,19 @@ RANK_SCRIPT = textwrap.dedent(
 
     fit = dict(epochs=4, batch_size=24, verbose=0, sample_weight=w,
                validation_data=(X[:50], y[:50]))
+    if case.startswith("resume"):  # 2 epochs on this many ranks, saved, 2 more on 1 rank
+        first = model()
+        first.fit(X, y, comm=comm, **{**fit, "epochs": 2})
+        first.save(out + ".model.npz", comm=comm)
+        if comm.rank == 0:
+            resumed = fb.load(out + ".model.npz")
+            resumed.fit(X, y, comm=MPI.COMM_SELF, **{**fit, "epochs": 2})
+            single = model()
+            single.fit(X, y, **fit)
+            saved = {f"dist{k}": w for k, w in enumerate(resumed.get_weights())}
+            saved.update({f"single{k}": w for k, w in enumerate(single.get_weights())})
+            np.savez(out, **saved)
+        sys.exit(0)
     if case.startswith("boom"):
         model().fit(X, y, comm=comm, callbacks=[Boom()], **fit)
     try:
@@ -139,6 +152,15 @@ def test_several_ranks_match_one_process_at_the_same_global_batch(tmp_path, rank
         np.testing.assert_allclose(
             data["hist_dist_" + key], data["hist_single_" + key], rtol=rtol * 10
         )
+
+
+def test_a_checkpoint_saved_on_four_ranks_resumes_on_one(tmp_path):
+    data = results(tmp_path, 4, "resume-momentum-weighted-f64")
+    dist, single = (np.concatenate([w.ravel() for w in ws]) for ws in zip(*pairs(data)))
+    assert np.abs(dist - single).max() <= 1e-12 * np.abs(single).max()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".model.npz")) == [
+        "resume-momentum-weighted-f64-4.npz.model.npz"
+    ]
 
 
 def test_divergence_is_raised_on_every_rank(tmp_path):
