@@ -215,3 +215,31 @@ def test_a_comm_that_is_not_a_communicator_is_refused():
         m.fit(np.ones((4, 2)), np.ones(4), comm="world", verbose=0)
     for a, b in zip(before, m.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_distributed_digits_example_learns_on_two_ranks(tmp_path):
+    saved = tmp_path / "digits.npz"
+    example = ROOT / "examples" / "distributed_digits.py"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-m", "mpi4py", str(example), str(saved)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    accuracy = float(result.stdout.split("2 ranks: test accuracy")[1])
+    assert accuracy > 0.9
+    import fastbp as fb
+
+    assert fb.load(saved).evaluate(*_digits_test())["accuracy"] == pytest.approx(accuracy)
+
+
+def _digits_test():
+    from fastbp.datasets import load_digits, standardize, train_test_split
+
+    X, y = load_digits()
+    X_train, X_test, _, y_test = train_test_split(X, y, seed=0)
+    return standardize(X_train, X_test)[1], y_test
