@@ -234,7 +234,9 @@ def test_the_distributed_digits_example_learns_on_two_ranks(tmp_path):
     assert accuracy > 0.9
     import fastbp as fb
 
-    assert fb.load(saved).evaluate(*_digits_test())["accuracy"] == pytest.approx(accuracy)
+    assert fb.load(saved).evaluate(*_digits_test())["accuracy"] == pytest.approx(
+        accuracy, abs=5e-4
+    )  # printed to 3 places
 
 
 def _digits_test():
