@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from fastbp import backends, losses, optimizers, threads
+from fastbp import backends, distributed, losses, optimizers, threads
 from fastbp import diagnostics as health
 from fastbp import layers as layer_types
 from fastbp import validation as check
@@ -449,12 +449,17 @@ class Sequential:
         callbacks: Iterable[Callback] = (),
         sample_weight: ArrayLike | None = None,
         class_weight: Mapping[Any, float] | None = None,
+        comm: Any = None,
     ) -> History:
         """Train with mini-batch gradient descent.
 
         Parameters
         ----------
         X : array of shape (n_samples, n_features)
+            Used in place when it is C-ordered in the model's dtype, as a
+            np.memmap may be: fit then holds no copy of it, only batches (the
+            finiteness check reads it in blocks of rows). Another dtype or
+            order is converted first, which makes one copy of X.
         y : targets (see the loss)
             Class indices or probability rows for softmax losses, 0/1 (or
             probability) rows for binary_cross_entropy, values for mse.
@@ -488,6 +493,15 @@ class Sequential:
         class_weight : dict or None
             Class -> weight, for classification losses. It multiplies
             sample_weight when both are given.
+        comm : mpi4py communicator or None
+            Data-parallel training over the communicator's ranks (fastbp.distributed):
+            every rank calls fit with the same model, X and y; rank 0's state is
+            broadcast; batch_size is the global batch, split among the ranks, with
+            one Allreduce of the gradients per step. History, callbacks and
+            divergence see the global figures on every rank; progress shows on
+            rank 0. An error on one rank during training prints and aborts the job.
+            Not yet with Dropout layers on more than one rank. None (default): one
+            process.
 
         Returns
         -------
@@ -524,36 +538,65 @@ class Sequential:
         >>> bool(model.evaluate(X, y)["accuracy"] > 0.9)
         True
         """
-        X = self._features(X)
-        y, loss_code = self._targets(y, len(X))
-        weights = check.as_sample_weight(
-            sample_weight, class_weight, y, self.loss, loss_code, self.dtype
-        )
-        epochs = check.non_negative_int("epochs", epochs)
-        check.check_option("on_divergence", on_divergence, ("raise", "stop"))
-        shuffle = check.check_bool("shuffle", shuffle)
-        callbacks = list(callbacks)
-        for callback in callbacks:
-            if not isinstance(callback, Callback):
-                raise TypeError(
-                    f"callbacks must be fastbp.callbacks.Callback objects, got "
-                    f"{type(callback).__name__}"
-                )
-        n = len(X)
-        batch_size = (
-            n if batch_size is None else min(check.positive_int("batch_size", batch_size), n)
-        )
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (X_val, y_val)")
-            X_val = check.as_features(validation_data[0], self.dtype, X.shape[1], name="X_val")
-            y_val, val_code = self._targets(validation_data[1], len(X_val), name="y_val")
+        comm = None if comm is None else distributed.check_comm(comm)
+        sharded = comm is not None and comm.Get_size() > 1
+        error: BaseException | None = None
         with self._train_lock:
-            self._ready(X)
-            self._check_finite()
-            recorded = self._recorded_metrics(validation_data is not None, diagnostics)
-            for callback in callbacks:
-                callback.check(recorded)
+            try:
+                X = self._features(X)
+                y, loss_code = self._targets(y, len(X))
+                weights = check.as_sample_weight(
+                    sample_weight, class_weight, y, self.loss, loss_code, self.dtype
+                )
+                epochs = check.non_negative_int("epochs", epochs)
+                check.check_option("on_divergence", on_divergence, ("raise", "stop"))
+                shuffle = check.check_bool("shuffle", shuffle)
+                callbacks = list(callbacks)
+                for callback in callbacks:
+                    if not isinstance(callback, Callback):
+                        raise TypeError(
+                            f"callbacks must be fastbp.callbacks.Callback objects, got "
+                            f"{type(callback).__name__}"
+                        )
+                n = len(X)
+                batch_size = (
+                    n
+                    if batch_size is None
+                    else min(check.positive_int("batch_size", batch_size), n)
+                )
+                if validation_data is not None:
+                    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                        raise ValueError("validation_data must be a pair (X_val, y_val)")
+                    X_val = check.as_features(
+                        validation_data[0], self.dtype, X.shape[1], name="X_val"
+                    )
+                    y_val, val_code = self._targets(validation_data[1], len(X_val), name="y_val")
+                self._ready(X)
+                self._check_finite()
+                recorded = self._recorded_metrics(validation_data is not None, diagnostics)
+                for callback in callbacks:
+                    callback.check(recorded)
+                if sharded and self._has(Dropout):
+                    raise ValueError(
+                        "dropout is not supported by a fit over more than one rank yet "
+                        "(its masks would differ from one process's); train without "
+                        "Dropout layers, or on one rank"
+                    )
+            except Exception as exc:
+                if comm is None:
+                    raise
+                error = exc
+            if comm is not None:
+                distributed.agree(comm, error)
+                distributed.broadcast_state(comm, self._plan, self._rng)
+                if comm.Get_rank() != 0:
+                    verbose = 0
+            # what the checks above made of the arguments (mypy loses it across the try)
+            assert isinstance(X, np.ndarray) and isinstance(y, np.ndarray)
+            assert isinstance(batch_size, int)
+            trainer = (
+                distributed.ShardedTrainer(comm, self._plan, self._backend) if sharded else None
+            )
             self._forward_context = None
             history = History()
             progress = (
@@ -575,11 +618,12 @@ class Sequential:
                         loss_code,
                         progress,
                         on_divergence,
+                        trainer,
                     )
                     if logs is None:
                         break  # diverged, on_divergence="stop"
                     if validation_data is not None:
-                        val = self._evaluate(X_val, y_val, val_code)
+                        val = self._evaluate(X_val, y_val, val_code, comm=comm)
                         logs.update({"val_" + key: value for key, value in val.items()})
                     if alarms:
                         rows = slice(0, health.SAMPLE_ROWS)
@@ -594,6 +638,12 @@ class Sequential:
                         progress.end_epoch(logs)
                     if self.stop_training:
                         break
+            except FloatingPointError:
+                raise  # divergence: decided on the reduced loss, raised on every rank
+            except BaseException as exc:
+                if comm is not None:
+                    distributed.abort(comm, exc)
+                raise
             finally:
                 for callback in callbacks:
                     callback.on_train_end(self)
@@ -619,6 +669,7 @@ class Sequential:
         loss_code: int,
         progress: EpochProgress | None,
         on_divergence: str,
+        trainer: distributed.ShardedTrainer | None = None,
     ) -> dict[str, float] | None:
         """One epoch, all or nothing: its logs ({"loss", "accuracy"}), or None when
         it diverged and on_divergence is "stop"; epochs_done counts it."""
@@ -627,11 +678,13 @@ class Sequential:
             self._sync_optimizer()
         checkpoint = self._checkpoint()
         try:
-            order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(np.int64)
+            order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(
+                np.int64, copy=False
+            )
             if progress:
                 progress.start_epoch(epoch)
             total, n_correct, n_seen = self._run_epoch(
-                X, y, weights, order, batch_size, loss_code, progress
+                X, y, weights, order, batch_size, loss_code, progress, trainer
             )
             broken = "loss" if not np.isfinite(total) else self._plan.nonfinite()
             if broken is None:
@@ -665,6 +718,7 @@ class Sequential:
         batch_size: int,
         loss_code: int,
         progress: EpochProgress | None,
+        trainer: distributed.ShardedTrainer | None = None,
     ) -> tuple[float, int, int]:
         """One epoch of SGD in `order`: (sum of batch_rows * batch_loss, n_correct, n_seen).
 
@@ -677,6 +731,14 @@ class Sequential:
         # need other state arrays) takes effect at the next epoch
         opt = copy.copy(self.optimizer)
         lr = opt.lr_at(self.epochs_done)
+        if trainer is not None:  # over MPI: the per-step path, one reduction a step
+            with self._memory.writing(), threads.limit(self.n_threads):
+                result = trainer.epoch(X, y, weights, order, batch_size, loss_code, opt, lr)
+            if progress:
+                progress.update(
+                    result[2], result[0], result[1], self._outputs_per_sample(loss_code)
+                )
+            return result
         total, n_correct, n_seen = 0.0, 0, 0
         batches_per_call = 1
         while n_seen < len(order):
@@ -858,10 +920,25 @@ class Sequential:
         y: np.ndarray,
         loss_code: int,
         weights: NDArray[np.floating] | None = None,
+        comm: Any = None,
     ) -> dict[str, float]:
+        """Loss and accuracy on (X, y); with a communicator of several ranks, each
+        rank evaluates its contiguous share of the rows and the sums are reduced."""
         with self._memory.reading():
-            with threads.limit(self.n_threads):
-                total, n_correct = self._backend.loss_sum(X, y, loss_code, weights)
+            if comm is not None and comm.Get_size() > 1:
+                rows = distributed.shard(len(X), comm)
+                part = (X[rows], y[rows], None if weights is None else weights[rows])
+                with threads.limit(self.n_threads):
+                    local = (
+                        self._backend.loss_sum(*part[:2], loss_code, part[2])
+                        if len(part[0])
+                        else (0.0, 0)
+                    )
+                total, n_correct = distributed.reduce_sums(comm, *local)
+                n_correct = int(n_correct)
+            else:
+                with threads.limit(self.n_threads):
+                    total, n_correct = self._backend.loss_sum(X, y, loss_code, weights)
             result = {"loss": float(total / len(X) + self._l2_term())}
         if self.loss.classification:
             result["accuracy"] = n_correct / (len(X) * self._outputs_per_sample(loss_code))
@@ -1009,7 +1086,7 @@ class Sequential:
             model.build(config["input_dim"])
         return model
 
-    def save(self, path: str | bytes | os.PathLike[Any]) -> None:
+    def save(self, path: str | bytes | os.PathLike[Any], comm: Any = None) -> None:
         """Write the model to one .npz file; fastbp.load reads it back.
 
         The file holds the architecture record (JSON) and every array: weights,
@@ -1025,6 +1102,10 @@ class Sequential:
         ----------
         path : str, bytes or os.PathLike
             Where to write, conventionally ending in ".npz".
+        comm : mpi4py communicator or None
+            After a fit over comm, every rank holds the same model: rank 0
+            writes the file and the other ranks do nothing. The file resumes on
+            any number of ranks (fit(comm=...) broadcasts rank 0's state).
 
         Raises
         ------
@@ -1052,6 +1133,8 @@ class Sequential:
         from fastbp import io
 
         self._require_built()
+        if comm is not None and distributed.check_comm(comm).Get_rank() != 0:
+            return
         with self._train_lock:
             self._sync_layout()
             with self._memory.reading():

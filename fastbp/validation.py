@@ -28,6 +28,18 @@ def _real_array(arr: np.ndarray, name: str, hint: str = "") -> None:
         raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}{hint}")
 
 
+FINITE_CHUNK_BYTES = 4 << 20
+
+
+def all_finite(arr: np.ndarray) -> bool:
+    """np.isfinite(arr).all() over blocks of rows of about FINITE_CHUNK_BYTES, so that
+    a large (memory-mapped) array needs no temporary of its size."""
+    rows = max(1, FINITE_CHUNK_BYTES // max(1, arr.itemsize * math.prod(arr.shape[1:])))
+    if arr.ndim == 0 or len(arr) <= rows:
+        return bool(np.isfinite(arr).all())
+    return all(np.isfinite(arr[k : k + rows]).all() for k in range(0, len(arr), rows))
+
+
 def _finite_as(arr: np.ndarray, dtype: DTypeLike, name: str, fix: str) -> np.ndarray:
     """arr as a C-contiguous array of dtype, every value finite in dtype.
 
@@ -36,7 +48,7 @@ def _finite_as(arr: np.ndarray, dtype: DTypeLike, name: str, fix: str) -> np.nda
     """
     with np.errstate(over="ignore", invalid="ignore"):  # reported below
         out = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(out).all():
+    if not all_finite(out):
         if np.isfinite(arr).all():
             largest = float(np.abs(arr).max())
             raise ValueError(
@@ -108,7 +120,7 @@ def as_targets(
         raise ValueError(
             f"{name} has {arr.shape[0]} rows but X has {n_samples}; pass one target per sample"
         )
-    if not np.isfinite(arr).all():
+    if not all_finite(arr):
         raise ValueError(f"{name} contains NaN or infinite values")
     if "labels" in loss_spec.codes and (arr.ndim == 1 or arr.shape[1] == 1):
         assert n_outputs is not None  # a built model has an output width
