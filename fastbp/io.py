@@ -30,6 +30,7 @@ model go through them:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -97,8 +98,16 @@ def from_record(
     epochs_done and metadata. Raises ValueError beginning "{source} does not
     hold a valid fastbp model: " and naming the problem.
     """
-    try:
+    with _refused_as_invalid(source):
         return _model_from(record, arrays, backend)
+
+
+@contextlib.contextmanager
+def _refused_as_invalid(source):
+    """Turn the ValueError, TypeError or KeyError of a check inside into one
+    ValueError saying that source does not hold a valid fastbp model, and why."""
+    try:
+        yield
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{source} does not hold a valid fastbp model: {_said(exc)}") from None
     except KeyError as exc:
@@ -672,17 +681,12 @@ def load(path: str | bytes | os.PathLike[Any], backend: str | None = None) -> Se
     name = _path_text(path)
     with _open_model_file(name) as handle:
         try:
-            return _read_model(handle, backend)
+            with _refused_as_invalid(repr(name)):
+                return _read_model(handle, backend)
         except ARCHIVE_ERRORS as exc:
             raise ValueError(
                 f"{name!r} is not a readable fastbp model file ({_said(exc)}); it may be "
                 "truncated or corrupted"
-            ) from None
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{name!r} does not hold a valid fastbp model: {_said(exc)}") from None
-        except KeyError as exc:
-            raise ValueError(
-                f"{name!r} does not hold a valid fastbp model: its record has no {_said(exc)} entry"
             ) from None
 
 

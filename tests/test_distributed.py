@@ -98,14 +98,19 @@ RANK_SCRIPT = textwrap.dedent(
 )
 
 
+def mpirun(ranks, script, *args, timeout=60):
+    """The finished `mpiexec -n ranks python -m mpi4py script args...` (stdout, stderr
+    as text), run from the repository with one BLAS thread per rank."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [MPIEXEC, "-n", str(ranks), sys.executable, "-m", "mpi4py", str(script), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
 def run_ranks(tmp_path, ranks, case, timeout=60):
     script = tmp_path / "ranks.py"
     script.write_text(RANK_SCRIPT)
     out = tmp_path / f"{case}-{ranks}.npz"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [MPIEXEC, "-n", str(ranks), sys.executable, "-m", "mpi4py", str(script), case, str(out)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
-    return result, out
+    return mpirun(ranks, script, case, str(out), timeout=timeout), out
 
 
 def results(tmp_path, ranks, case):
@@ -193,15 +198,7 @@ def test_a_model_with_dropout_is_refused_on_every_rank_over_several(tmp_path):
             """
         )
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [MPIEXEC, "-n", "2", sys.executable, "-m", "mpi4py", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-        env=env,
-    )
+    result = mpirun(2, script, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("dropout is not supported") == 2
 
@@ -220,15 +217,7 @@ def test_a_comm_that_is_not_a_communicator_is_refused():
 def test_the_distributed_digits_example_learns_on_two_ranks(tmp_path):
     saved = tmp_path / "digits.npz"
     example = ROOT / "examples" / "distributed_digits.py"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [MPIEXEC, "-n", "2", sys.executable, "-m", "mpi4py", str(example), str(saved)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env=env,
-    )
+    result = mpirun(2, example, str(saved))
     assert result.returncode == 0, result.stderr
     accuracy = float(result.stdout.split("2 ranks: test accuracy")[1])
     assert accuracy > 0.9
