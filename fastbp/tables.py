@@ -4,15 +4,24 @@
 ``ValueError``, anything it would otherwise have to guess at: duplicate column names, a
 missing or incomplete target, a cell that is not a number, a ragged row.
 
-The numbers go through NumPy's C parser (`np.loadtxt`, one pass over the file; the
-target's cells reach a small Python converter that maps each distinct text to a code).
-When that fast pass fails, a second, slow pass with the `csv` module finds the first bad
-line so that the message can name it: errors cost time, clean files do not.
+A table's head (header, delimiter, names, target) is checked in Python; the cells go
+to the readers of `FAST_READERS`, then to NumPy's, until one accepts the file. The
+``FASTBP_CSV_READER`` environment variable picks them: ``auto`` (the default) and
+``pyarrow`` try pyarrow's multi-threaded CSV reader (the ``arrow`` extra), streamed
+into a preallocated array, ``numpy`` goes straight to `np.loadtxt`. The pyarrow reader
+declines whenever pyarrow fails or its result holds anything the strict reader might
+refuse or split otherwise (a null, a number that is not finite, a missing target, a
+quote or line break in a name). The strict reader is `np.loadtxt` (one pass; the
+target's cells reach a small converter that maps each distinct text to a code); when
+it fails, a slow pass with the `csv` module finds the first bad line so that the
+message can name it. Both give the same X, bit for bit, and the same y on every file
+they accept: errors cost time, clean files do not.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
 import os
 import zipfile
@@ -23,15 +32,25 @@ from typing import Any, NoReturn
 import numpy as np
 from numpy.typing import NDArray
 
-from fastbp.validation import check_option
+from fastbp.validation import all_finite, check_option
 
 Table = tuple[NDArray[np.float64], np.ndarray | None, list[str], str | None]
+#: a fast csv reader: (path, delimiter, header, target column, need_target) -> (X, y),
+#: or None when it declines the file and leaves it to the next reader (at last, loadtxt)
+FastReader = Callable[
+    [str, str, list[str], int | None, bool],
+    tuple[NDArray[np.float64], np.ndarray | None] | None,
+]
 
 #: delimiters recognised on the header line, in order of preference on a tie
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 #: target cells read as "no value" (compared stripped and lower-cased)
 MISSING = frozenset({"", "nan", "na", "n/a", "nan.0", "null", "none", "?", "-", "#n/a"})
 ENCODING = "utf-8-sig"  # a byte-order mark, as Excel writes it, is not part of the header
+#: the environment variable that picks the csv readers (a key of FAST_READERS)
+READER_VARIABLE = "FASTBP_CSV_READER"
+#: pyarrow's read block (bytes): big enough to keep both cores busy, small next to X
+ARROW_BLOCK_SIZE = 2 << 20
 
 
 def read_table(
@@ -132,7 +151,7 @@ def _read_npz(path: str, target: str | None, need_target: bool, delimiter: str |
 
 
 def _read_csv(path: str, target: str | None, need_target: bool, delimiter: str | None) -> Table:
-    """The table's columns: features through np.loadtxt, the target through a converter."""
+    """The table's columns: the head checked here, the cells by the readers in turn."""
     header, first_row, delimiter = _head(path, delimiter)
     duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicates:
@@ -158,6 +177,33 @@ def _read_csv(path: str, target: str | None, need_target: bool, delimiter: str |
         )
     if len(first_row) != len(header):
         _raise_first_problem(path, delimiter, header, column, need_target)
+    for parse in _fast_readers():
+        parsed = parse(path, delimiter, header, column, need_target)
+        if parsed is not None:
+            return *parsed, features, target
+    X, y = _parse_with_loadtxt(path, delimiter, header, column, need_target)
+    return X, y, features, target
+
+
+def _fast_readers() -> tuple[FastReader, ...]:
+    """The readers FASTBP_CSV_READER names, tried in turn before np.loadtxt."""
+    choice = check_option(READER_VARIABLE, os.environ.get(READER_VARIABLE, "auto"), FAST_READERS)
+    if choice == "pyarrow" and importlib.util.find_spec("pyarrow") is None:
+        raise ValueError(
+            f"{READER_VARIABLE}=pyarrow needs pyarrow, which is not installed; install it "
+            f"(pip install 'fastbp[arrow]') or set {READER_VARIABLE}=auto"
+        )
+    return FAST_READERS[choice]
+
+
+def _parse_with_loadtxt(
+    path: str, delimiter: str, header: list[str], column: int | None, need_target: bool
+) -> tuple[NDArray[np.float64], np.ndarray | None]:
+    """(X, y) through np.loadtxt, or ValueError naming the first bad line.
+
+    X : ndarray of shape (n_samples, len(header) - 1 or len(header)) (the target column,
+    at index column, removed); y : ndarray of shape (n_samples,), or None unless
+    need_target."""
     labels: dict[str, int] = {}
     converters: dict[int | str, Callable[[str], Any]] | None = (
         None if column is None else {column: _coder(labels)}
@@ -187,7 +233,81 @@ def _read_csv(path: str, target: str | None, need_target: bool, delimiter: str |
         table = table[:, :-1]
     if not np.isfinite(table).all():
         _raise_first_problem(path, delimiter, header, column, need_target)
-    return table, y, features, target
+    return table, y
+
+
+def _parse_with_arrow(
+    path: str, delimiter: str, header: list[str], column: int | None, need_target: bool
+) -> tuple[NDArray[np.float64], np.ndarray | None] | None:
+    """(X, y) as _parse_with_loadtxt gives them, through pyarrow's CSV reader; None
+    (the strict reader then decides) when pyarrow is absent or fails, or when the file
+    holds anything the strict reader might refuse or split otherwise.
+
+    The record batches are copied, column by column, into a C-order array that grows
+    by doubling (a realloc, which moves no data on Linux): the peak stays near X's size
+    and one batch, instead of X's and a whole pyarrow table's."""
+    try:
+        import pyarrow as pa
+        from pyarrow import csv as pa_csv
+    except ImportError:
+        return None
+    if any('"' in name or "\n" in name or "\r" in name for name in header):
+        return None  # a quoted header the readers could split in different places
+    columns = [f"c{index}" for index in range(len(header))]
+    features = [name for index, name in enumerate(columns) if index != column]
+    read_target = column is not None and need_target
+    types = {name: pa.float64() for name in features}
+    if read_target:
+        types[columns[column]] = pa.string()  # class names and numbers decided as loadtxt's
+    options = {
+        "read_options": pa_csv.ReadOptions(
+            column_names=columns, skip_rows=1, block_size=ARROW_BLOCK_SIZE
+        ),
+        "parse_options": pa_csv.ParseOptions(
+            delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False
+        ),
+        "convert_options": pa_csv.ConvertOptions(
+            column_types=types,
+            include_columns=list(types),
+            null_values=[],  # an empty or "NA" feature cell is an error, not a null
+            true_values=[],
+            false_values=[],
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    }
+    X = np.empty((1 << 14, len(features)))
+    n_rows = 0
+    targets = []
+    try:
+        with pa_csv.open_csv(path, **options) as batches:
+            for batch in batches:
+                stop = n_rows + batch.num_rows
+                if stop > len(X):
+                    X.resize((max(2 * len(X), stop), len(features)), refcheck=False)
+                for index, name in enumerate(features):
+                    numbers = batch.column(name)
+                    if numbers.null_count or numbers.type != pa.float64():
+                        return None
+                    X[n_rows:stop, index] = numbers.to_numpy()
+                if read_target:
+                    targets.append(batch.column(columns[column]))
+                n_rows = stop
+    except pa.ArrowException:
+        return None
+    X.resize((n_rows, len(features)), refcheck=False)
+    if n_rows == 0 or not all_finite(X):
+        return None
+    if not read_target:
+        return X, None
+    coded = pa.chunked_array(targets, pa.string()).dictionary_encode().combine_chunks()
+    cells = coded.dictionary.to_pylist()
+    if coded.null_count or any('"' in cell or "\n" in cell or "\r" in cell for cell in cells):
+        return None
+    names = [cell.strip() for cell in cells]
+    if any(name.lower() in MISSING for name in names):
+        return None
+    return X, _target_values(names)[coded.indices.to_numpy()]
 
 
 def _head(path: str, delimiter: str | None) -> tuple[list[str], list[str], str]:
@@ -280,3 +400,9 @@ def _raise_first_problem(
 
 
 READERS = {".csv": _read_csv, ".tsv": _read_csv, ".npz": _read_npz}
+#: the readers each FASTBP_CSV_READER setting tries, in turn, before np.loadtxt
+FAST_READERS: dict[str, tuple[FastReader, ...]] = {
+    "auto": (_parse_with_arrow,),
+    "pyarrow": (_parse_with_arrow,),
+    "numpy": (),
+}
