@@ -1,17 +1,20 @@
-"""Reading a data table: fastbp.tables.read_table against pandas.read_csv (when
-pandas is installed; it is never a dependency of fastbp) on a generated CSV of
-numeric feature columns and a text class column.
+"""Reading a data table: fastbp.tables.read_table, through each of its readers
+(pyarrow's, when installed, and np.loadtxt), against pandas.read_csv (when pandas is
+installed; it is never a dependency of fastbp) on a generated CSV of numeric feature
+columns and a text class column.
 
     python -m pytest benchmarks/test_tables.py               # small table, timed
     python -m benchmarks.test_tables --rows 1000000         # the report: times, ratio, memory
 
 The report times both readers in one process, in alternating order, and gives
-medians and the ratio (docs/design.md §4); the peak memory growth of each is
-measured in a fresh process of its own (ru_maxrss never goes down), against the
-in-memory size of what was read (X and y).
+medians and the ratios (docs/design.md §4); the peak memory growth of each is
+measured in a fresh process of its own (ru_maxrss never goes down), with its parser
+library (pandas, pyarrow) imported first, against the in-memory size of what was read
+(X and y).
 """
 
 import argparse
+import importlib.util
 import io
 import json
 import os
@@ -24,6 +27,7 @@ import time
 import numpy as np
 import pytest
 
+from fastbp import tables
 from fastbp.tables import read_table
 
 pytestmark = pytest.mark.benchmark(max_time=0.5)
@@ -48,9 +52,22 @@ def write_table(path, n_rows, fmt="%.17g", seed=0):
     return X, labels
 
 
-def read_fastbp(path):
-    X, y, _, _ = read_table(path)
-    return X, y
+def fastbp_reader(name):
+    """read_table with FASTBP_CSV_READER=name (then restored)."""
+
+    def read(path):
+        before = os.environ.get(tables.READER_VARIABLE)
+        os.environ[tables.READER_VARIABLE] = name
+        try:
+            X, y, _, _ = read_table(path)
+        finally:
+            if before is None:
+                del os.environ[tables.READER_VARIABLE]
+            else:
+                os.environ[tables.READER_VARIABLE] = before
+        return X, y
+
+    return read
 
 
 def read_pandas(path):
@@ -60,7 +77,17 @@ def read_pandas(path):
     return frame.iloc[:, :N_FEATURES].to_numpy(np.float64), frame["label"].to_numpy()
 
 
-READERS = {"fastbp": read_fastbp, "pandas": read_pandas}
+READERS = {
+    "fastbp-pyarrow": fastbp_reader("pyarrow"),
+    "fastbp-numpy": fastbp_reader("numpy"),
+    "pandas": read_pandas,
+}
+#: the package each reader needs beyond fastbp (imported before the memory is measured)
+NEEDS = {"fastbp-pyarrow": "pyarrow", "pandas": "pandas"}
+
+
+def available(name):
+    return name not in NEEDS or importlib.util.find_spec(NEEDS[name]) is not None
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +98,8 @@ def table(tmp_path_factory):
 
 @pytest.mark.parametrize("reader", list(READERS))
 def test_read_csv(benchmark, table, reader):
-    if reader == "pandas":
-        pytest.importorskip("pandas")
+    if reader in NEEDS:
+        pytest.importorskip(NEEDS[reader])
     benchmark.group = f"read a {N_FEATURES + 1}-column CSV of 20,000 rows"
     path, X, labels = table
     got_X, got_y = benchmark(READERS[reader], path)
@@ -85,7 +112,7 @@ def peak_growth_mb(reader, path):
 
     The peak is VmHWM (this process's own high-water mark; ru_maxrss would carry
     the parent's from before exec)."""
-    preload = "import pandas\n" if reader == "pandas" else ""
+    preload = f"import {NEEDS[reader]}\n" if reader in NEEDS else ""
     code = (
         "import json\nfrom benchmarks.test_tables import READERS\n" + preload + "def status(key):\n"
         "    for line in open('/proc/self/status'):\n"
@@ -101,12 +128,7 @@ def peak_growth_mb(reader, path):
 
 
 def report(n_rows, rounds):
-    try:
-        import pandas  # noqa: F401
-
-        readers = list(READERS)
-    except ImportError:
-        readers = ["fastbp"]
+    readers = [name for name in READERS if available(name)]
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "table.csv")
         write_table(path, n_rows, fmt="%.6g")
@@ -121,12 +143,14 @@ def report(n_rows, rounds):
         for name in readers:
             growth, data = peak_growth_mb(name, path)
             print(
-                f"{name:8s} read {statistics.median(times[name]):6.2f} s (median of {rounds}), "
+                f"{name:14s} read {statistics.median(times[name]):6.2f} s (median of {rounds}), "
                 f"peak RSS growth {growth:5.0f} MB = {growth / data:.2f}x the data ({data:.0f} MB)"
             )
-        if "pandas" in times:
-            ratios = [f / p for f, p in zip(times["fastbp"], times["pandas"], strict=True)]
-            print(f"fastbp / pandas read time: {statistics.median(ratios):.2f} (median per round)")
+        for name in (
+            [name for name in times if name.startswith("fastbp")] if "pandas" in times else []
+        ):
+            ratios = [f / p for f, p in zip(times[name], times["pandas"], strict=True)]
+            print(f"{name} / pandas read time: {statistics.median(ratios):.2f} (median per round)")
 
 
 if __name__ == "__main__":

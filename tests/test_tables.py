@@ -1,5 +1,10 @@
 """fastbp.tables.read_table: what a clean file gives, and a one-line refusal (naming
-the line and column) for each way a hostile file can be wrong."""
+the line and column) for each way a hostile file can be wrong, through each csv reader
+(np.loadtxt, and pyarrow's when it is installed: it must accept every clean file here
+and give the same result or the same error)."""
+
+import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,78 +19,104 @@ def write(tmp_path, text, name="data.csv", encoding="utf-8"):
     return path
 
 
+@pytest.fixture(params=["numpy", "pyarrow"])
+def reader(request, monkeypatch):
+    """FASTBP_CSV_READER set to the param; fell_back records the np.loadtxt calls."""
+    if request.param == "pyarrow":
+        pytest.importorskip("pyarrow")
+    monkeypatch.setenv(tables.READER_VARIABLE, request.param)
+    fell_back = []
+    strict = tables._parse_with_loadtxt
+
+    def recorded(*args):
+        fell_back.append(args)
+        return strict(*args)
+
+    monkeypatch.setattr(tables, "_parse_with_loadtxt", recorded)
+    return SimpleNamespace(name=request.param, fell_back=fell_back)
+
+
+def read_clean(reader, path, **options):
+    """read_table(path), and a check that the chosen reader itself accepted the file."""
+    result = read_table(path, **options)
+    assert reader.name == "numpy" or not reader.fell_back, "pyarrow declined a clean file"
+    return result
+
+
 # --- what clean tables give -----------------------------------------------------------
 
 
-def test_class_names_in_the_last_column(tmp_path):
+def test_class_names_in_the_last_column(reader, tmp_path):
     path = write(tmp_path, "a,b,label\n1,2.5,yes\n-3,4e2,no\n5,6,yes\n")
-    X, y, names, target = read_table(path)
+    X, y, names, target = read_clean(reader, path)
     assert X.dtype == np.float64 and X.shape == (3, 2)
     assert np.array_equal(X, [[1, 2.5], [-3, 400], [5, 6]])
     assert y.tolist() == ["yes", "no", "yes"]
     assert names == ["a", "b"] and target == "label"
 
 
-def test_numeric_target_in_the_middle_leaves_the_other_columns_in_order(tmp_path):
+def test_numeric_target_in_the_middle_leaves_the_other_columns_in_order(reader, tmp_path):
     path = write(tmp_path, "a,y,b,c\n1,10,2,3\n4,20,5,6\n")
-    X, y, names, target = read_table(path, target="y")
+    X, y, names, target = read_clean(reader, path, target="y")
     assert np.array_equal(X, [[1, 2, 3], [4, 5, 6]]) and names == ["a", "b", "c"]
     assert y.dtype == np.float64 and y.tolist() == [10.0, 20.0] and target == "y"
 
 
-def test_values_round_trip_exactly(tmp_path):
+def test_values_round_trip_exactly(reader, tmp_path):
     values = np.random.default_rng(0).standard_normal((50, 3)) * 10.0 ** np.arange(-150, 150, 100)
     lines = ["a,b,c,y"] + [",".join(repr(float(v)) for v in row) + ",1" for row in values]
-    X, _, _, _ = read_table(write(tmp_path, "\n".join(lines) + "\n"))
+    X, _, _, _ = read_clean(reader, write(tmp_path, "\n".join(lines) + "\n"))
     assert np.array_equal(X, values)
 
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
-def test_the_delimiter_is_detected_on_the_header(tmp_path, delimiter):
+def test_the_delimiter_is_detected_on_the_header(reader, tmp_path, delimiter):
     rows = [["a", "b", "label"], ["1.5", "2", "x"], ["3", "4", "y"]]
     path = write(tmp_path, "\n".join(delimiter.join(r) for r in rows) + "\n")
-    X, y, names, _ = read_table(path)
+    X, y, names, _ = read_clean(reader, path)
     assert np.array_equal(X, [[1.5, 2], [3, 4]]) and names == ["a", "b"]
     assert y.tolist() == ["x", "y"]
-    assert np.array_equal(read_table(path, delimiter=delimiter)[0], X)
+    assert np.array_equal(read_clean(reader, path, delimiter=delimiter)[0], X)
 
 
-def test_a_given_delimiter_wins_over_detection(tmp_path):
+def test_a_given_delimiter_wins_over_detection(reader, tmp_path):
     # the header has more commas than semicolons, but the file is ;-separated
     path = write(tmp_path, "a,1;b,2;label\n1;2;x\n3;4;y\n")
-    X, _, names, _ = read_table(path, delimiter=";")
+    X, _, names, _ = read_clean(reader, path, delimiter=";")
     assert names == ["a,1", "b,2"] and np.array_equal(X, [[1, 2], [3, 4]])
 
 
-def test_excel_bom_crlf_quotes_and_blank_lines(tmp_path):
+def test_excel_bom_crlf_quotes_and_blank_lines(reader, tmp_path):
     text = 'label,"f 1",f2\r\n"yes, sir",1,2\r\n\r\nno,"3",4\r\n'
-    X, y, names, target = read_table(write(tmp_path, text, encoding="utf-8-sig"), target="label")
+    X, y, names, target = read_clean(
+        reader, write(tmp_path, text, encoding="utf-8-sig"), target="label"
+    )
     assert target == "label" and names == ["f 1", "f2"]
     assert y.tolist() == ["yes, sir", "no"] and np.array_equal(X, [[1, 2], [3, 4]])
 
 
-def test_unicode_class_names_and_tsv(tmp_path):
+def test_unicode_class_names_and_tsv(reader, tmp_path):
     path = write(tmp_path, "a\tclasse\n1\télève\n2\tprofesseur\n", name="data.tsv")
-    _, y, _, _ = read_table(path)
+    _, y, _, _ = read_clean(reader, path)
     assert y.tolist() == ["élève", "professeur"]
 
 
-def test_prediction_drops_the_target_column_without_checking_it(tmp_path):
+def test_prediction_drops_the_target_column_without_checking_it(reader, tmp_path):
     path = write(tmp_path, "a,label,b\n1,,2\n3,,4\n")
-    X, y, names, _ = read_table(path, target="label", need_target=False)
+    X, y, names, _ = read_clean(reader, path, target="label", need_target=False)
     assert y is None and names == ["a", "b"] and np.array_equal(X, [[1, 2], [3, 4]])
     with pytest.raises(ValueError, match="feature 'label' must hold finite numbers"):
         read_table(path, target="absent", need_target=False)  # then label is a feature
 
 
-def test_prediction_without_target_reads_every_column_as_a_feature(tmp_path):
+def test_prediction_without_target_reads_every_column_as_a_feature(reader, tmp_path):
     path = write(tmp_path, "a,b\n1,2\n3,4\n")
-    X, y, names, _ = read_table(path, need_target=False)
+    X, y, names, _ = read_clean(reader, path, need_target=False)
     assert y is None and names == ["a", "b"] and np.array_equal(X, [[1, 2], [3, 4]])
 
 
-def test_a_single_data_row_is_still_two_dimensional(tmp_path):
-    X, y, _, _ = read_table(write(tmp_path, "a,b,y\n1,2,3\n"))
+def test_a_single_data_row_is_still_two_dimensional(reader, tmp_path):
+    X, y, _, _ = read_clean(reader, write(tmp_path, "a,b,y\n1,2,3\n"))
     assert X.shape == (1, 2) and y.shape == (1,)
 
 
@@ -120,7 +151,7 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("text, message", [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
-def test_hostile_tables_are_refused_in_one_line(tmp_path, text, message):
+def test_hostile_tables_are_refused_in_one_line(reader, tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(ValueError) as info:
         read_table(path)
@@ -128,13 +159,13 @@ def test_hostile_tables_are_refused_in_one_line(tmp_path, text, message):
     assert message in text and "\n" not in text and str(path) in text
 
 
-def test_a_missing_target_column_lists_the_columns(tmp_path):
+def test_a_missing_target_column_lists_the_columns(reader, tmp_path):
     path = write(tmp_path, "a,b,y\n1,2,0\n")
     with pytest.raises(ValueError, match=r"has no column 'z'; its columns are \['a', 'b', 'y'\]"):
         read_table(path, target="z")
 
 
-def test_missing_files_other_extensions_and_delimiters(tmp_path):
+def test_missing_files_other_extensions_and_delimiters(reader, tmp_path):
     with pytest.raises(ValueError, match="no data file at"):
         read_table(tmp_path / "absent.csv")
     with pytest.raises(ValueError, match=r"expected a \.csv file.*got a '\.txt' file"):
@@ -144,7 +175,7 @@ def test_missing_files_other_extensions_and_delimiters(tmp_path):
         read_table(path, delimiter=" ")
 
 
-def test_a_file_that_is_not_utf8_is_refused(tmp_path):
+def test_a_file_that_is_not_utf8_is_refused(reader, tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("a,classe\n1,élève\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"is not UTF-8 text .* at byte 11"):
@@ -195,7 +226,7 @@ def test_a_corrupt_npz_file_is_refused(tmp_path):
 # --- the command line -----------------------------------------------------------------
 
 
-def test_cli_read_data_passes_the_delimiter_and_reports_cli_errors(tmp_path):
+def test_cli_read_data_passes_the_delimiter_and_reports_cli_errors(reader, tmp_path):
     path = write(tmp_path, "a;b;y\n1;2;0\n")
     _, y, names, _ = cli.read_data(str(path), delimiter=";")
     assert names == ["a", "b"] and y.tolist() == [0.0]
@@ -203,7 +234,7 @@ def test_cli_read_data_passes_the_delimiter_and_reports_cli_errors(tmp_path):
         cli.read_data(str(path), delimiter=",")
 
 
-def test_cli_refuses_a_nan_class_instead_of_training_on_it(tmp_path, capsys):
+def test_cli_refuses_a_nan_class_instead_of_training_on_it(reader, tmp_path, capsys):
     rows = "\n".join(f"{i % 3},{i},{i % 2}" for i in range(30))
     path = write(tmp_path, "f1,f2,label\n" + rows + "\n5,5,nan\n")
     assert cli.main(["train", "--data", str(path), "--epochs", "1", "--quiet"]) == 2
