@@ -11,7 +11,7 @@ to the readers of `FAST_READERS`, then to NumPy's, until one accepts the file. T
 into a preallocated array, ``numpy`` goes straight to `np.loadtxt`. The pyarrow reader
 declines whenever pyarrow fails or its result holds anything the strict reader might
 refuse or split otherwise (a null, a number that is not finite, a missing target, a
-quote or line break in a name). The strict reader is `np.loadtxt` (one pass; the
+quote or line break in a class name). The strict reader is `np.loadtxt` (one pass; the
 target's cells reach a small converter that maps each distinct text to a code); when
 it fails, a slow pass with the `csv` module finds the first bad line so that the
 message can name it. Both give the same X, bit for bit, and the same y on every file
@@ -252,8 +252,6 @@ def _parse_with_arrow(
         from pyarrow import csv as pa_csv
     except ImportError:
         return None
-    if any('"' in name or "\n" in name or "\r" in name for name in header):
-        return None  # a quoted header the readers could split in different places
     columns = [f"c{index}" for index in range(len(header))]
     features = [name for index, name in enumerate(columns) if index != column]
     target = columns[column] if column is not None and need_target else None

@@ -243,3 +243,129 @@ def test_cli_refuses_a_nan_class_instead_of_training_on_it(reader, tmp_path, cap
 
 def test_the_missing_markers_are_lower_case():
     assert all(marker == marker.lower().strip() for marker in tables.MISSING)
+
+
+# --- the readers agree ----------------------------------------------------------------
+
+
+def read_or_error(path, **options):
+    """read_table's result, or the text of its ValueError."""
+    try:
+        return read_table(path, **options)
+    except ValueError as exc:
+        return str(exc)
+
+
+def assert_same(first, second):
+    """Two read_or_error answers are the same error, or X bit for bit and an equal y."""
+    if isinstance(first, str) or isinstance(second, str):
+        assert first == second
+        return
+    (X1, y1, *rest1), (X2, y2, *rest2) = first, second
+    assert X1.dtype == X2.dtype == np.float64 and X1.shape == X2.shape
+    assert X1.tobytes() == X2.tobytes() and rest1 == rest2  # -0.0 and 0.0 differ here
+    assert (y1 is None and y2 is None) or (y1.dtype == y2.dtype and np.array_equal(y1, y2))
+
+
+#: cells that one parser or the other could read otherwise: odd numbers, spaces, quotes
+TRICKY_CELLS = [
+    "+1",
+    ".5",
+    "5.",
+    "1E+5",
+    "-0",
+    "00012",
+    " 1",
+    "1 ",
+    "1\t",
+    '"3"',
+    '"1"2',
+    '1"2"',
+    "1e",
+    "1_0",
+    "0x10",
+    "1d5",
+    "\u00a01",
+    "1e400",
+    "1e-400",
+    "2.2250738585072011e-308",
+    "nan",
+    "-Infinity",
+    "NA",
+    "",
+]
+#: whole files with something unusual about their lines, quotes or target
+TRICKY_FILES = [
+    "\na,b,y\n1,2,x\n",  # a blank line before the header
+    "a,b,y\r1,2,x\r3,4,z\r",  # old Mac line ends
+    "a,b,y\n1,2,x",  # no final line end
+    "a,b,y\n1,2,x\n \n",  # a line of one space
+    'a,b,y\n1,2,"x\ny"\n3,4,z\n',  # a line break inside a quoted class name
+    'a,b,y\n1,2,a"b\n3,4,z\n',  # a quote inside an unquoted class name
+    'a,b,y\n1,2,"a""b"\n3,4,z\n',  # a doubled quote
+    '"a\nb",c,y\n1,2,x\n',  # a line break inside a quoted header name
+    '"x\n1",2,y\n3,4,k\n',  # ... whose second line could pass for numbers
+    '"x\n1,2",y\n3,4,k\n',
+    'a"b,"c""d",y\n1,2,k\n',  # quotes inside header names
+    "a,b,y\n1,2, x\n3,4,x \n5,6,x\n",  # one class written three ways
+    "a,b,y\n1,2,1_0\n3,4, 7 \n",  # numeric targets Python's float reads
+    "a,b,y\n1,2,NaN\n",  # a missing class in another case
+    "a,b,y\n1,2,0\n1,2,1,3\n",  # a long row
+]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [f"a,b,y\n0,{cell},k\n1,2,j\n" for cell in TRICKY_CELLS] + TRICKY_FILES,
+    ids=[f"cell {cell!r}" for cell in TRICKY_CELLS] + [repr(t[:24]) for t in TRICKY_FILES],
+)
+@pytest.mark.parametrize("need_target", [True, False])
+def test_pyarrow_and_numpy_give_the_same_answer(tmp_path, monkeypatch, text, need_target):
+    pytest.importorskip("pyarrow")
+    path = write(tmp_path, text)
+    answers = []
+    for name in ("numpy", "pyarrow"):
+        monkeypatch.setenv(tables.READER_VARIABLE, name)
+        answers.append(read_or_error(path, target="y", need_target=need_target))
+    assert_same(*answers)
+
+
+def test_pyarrow_fills_x_across_many_batches_and_a_short_estimate(tmp_path, monkeypatch):
+    pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(1)
+    values = rng.standard_normal((3000, 4))
+    values[5, 1] = -0.0
+    labels = rng.choice(["cat", "dog", "bird"], 3000)
+    rows = [",".join([*map(repr, map(float, row)), label]) for row, label in zip(values, labels)]
+    path = write(tmp_path, "a,b,c,d,label\n" + "\n".join(rows) + "\n")
+    monkeypatch.setattr(tables, "ARROW_BLOCK_SIZE", 4096)  # about 50 rows a batch
+    monkeypatch.setattr(tables, "_rows_estimate", lambda path: 7)  # X must grow
+    monkeypatch.setenv(tables.READER_VARIABLE, "pyarrow")
+    monkeypatch.setattr(tables, "_parse_with_loadtxt", None)  # it must not be needed
+    X, y, _, _ = read_table(path)
+    assert X.flags.c_contiguous and X.tobytes() == values.tobytes()
+    assert y.tolist() == labels.tolist()
+
+
+def test_pyarrow_declines_what_it_might_read_otherwise(reader, tmp_path):
+    path = write(tmp_path, 'a,y\n1,"say ""hi"""\n2,x\n')
+    _, y, _, _ = read_table(path)
+    assert y.tolist() == ['say "hi"', "x"] and len(reader.fell_back) == 1
+
+
+def test_the_reader_setting_is_checked(tmp_path, monkeypatch):
+    path = write(tmp_path, "a,y\n1,0\n")
+    monkeypatch.setenv(tables.READER_VARIABLE, "pandas")
+    with pytest.raises(ValueError, match="FASTBP_CSV_READER must be one of 'auto', 'pyarrow'"):
+        read_table(path)
+    monkeypatch.setenv(tables.READER_VARIABLE, "pyarrow")
+    monkeypatch.setattr(tables.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match=r"needs pyarrow, .*pip install 'fastbp\[arrow\]'"):
+        read_table(path)
+
+
+def test_auto_reads_with_numpy_when_pyarrow_is_absent(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now fails
+    monkeypatch.delenv(tables.READER_VARIABLE, raising=False)
+    X, y, _, _ = read_table(write(tmp_path, "a,y\n1.5,x\n"))
+    assert X.tolist() == [[1.5]] and y.tolist() == ["x"]
