@@ -7,15 +7,15 @@ missing or incomplete target, a cell that is not a number, a ragged row.
 A table's head (header, delimiter, names, target) is checked in Python; the cells go
 to the readers of `FAST_READERS`, then to NumPy's, until one accepts the file. The
 ``FASTBP_CSV_READER`` environment variable picks them: ``auto`` (the default) and
-``pyarrow`` try pyarrow's multi-threaded CSV reader (the ``arrow`` extra), streamed
-into a preallocated array, ``numpy`` goes straight to `np.loadtxt`. The pyarrow reader
-declines whenever pyarrow fails or its result holds anything the strict reader might
-refuse or split otherwise (a null, a number that is not finite, a missing target, a
-quote or line break in a class name). The strict reader is `np.loadtxt` (one pass; the
-target's cells reach a small converter that maps each distinct text to a code); when
-it fails, a slow pass with the `csv` module finds the first bad line so that the
-message can name it. Both give the same X, bit for bit, and the same y on every file
-they accept: errors cost time, clean files do not.
+``pyarrow`` try pyarrow's multi-threaded CSV reader (the ``arrow`` extra), copied
+batch by batch into a preallocated array; ``numpy`` goes straight to `np.loadtxt`.
+The pyarrow reader declines whenever pyarrow fails or its result holds anything the
+strict reader might refuse or split otherwise (a null, a number that is not finite, a
+missing target, a quote or line break in a class name). The strict reader is
+`np.loadtxt` (one pass; the target's cells reach a small converter that maps each
+distinct text to a code); when it fails, a slow pass with the `csv` module finds the
+first bad line so that the message can name it. Both give the same X, bit for bit,
+and the same y on every file they accept: errors cost time, clean files do not.
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ MISSING = frozenset({"", "nan", "na", "n/a", "nan.0", "null", "none", "?", "-", 
 ENCODING = "utf-8-sig"  # a byte-order mark, as Excel writes it, is not part of the header
 #: the environment variable that picks the csv readers (a key of FAST_READERS)
 READER_VARIABLE = "FASTBP_CSV_READER"
-#: pyarrow's read block (bytes): big enough to keep both cores busy, small next to X
-ARROW_BLOCK_SIZE = 2 << 20
+#: pyarrow's read block (bytes), a record batch of the table it returns
+ARROW_BLOCK_SIZE = 1 << 20
+#: the copied batches after which their memory is handed back (fewer calls, a higher peak)
+ARROW_RELEASE_EVERY = 8
 
 
 def read_table(
@@ -243,10 +245,9 @@ def _parse_with_arrow(
     (the strict reader then decides) when pyarrow is absent or fails, or when the file
     holds anything the strict reader might refuse or split otherwise.
 
-    The record batches are copied, column by column, into a C-order array sized from
-    the file's first megabyte (pages never written cost no memory; a realloc trims it,
-    or grows it should the estimate fall short): the peak stays near X's size and a
-    few batches', instead of X's and a whole pyarrow table's."""
+    pyarrow parses the whole file on every core; its record batches are then copied,
+    oldest first, into a C-order X and each is freed and handed back to the system as
+    it goes, so that the peak stays near the table's size and X's, not twice that."""
     try:
         import pyarrow as pa
         from pyarrow import csv as pa_csv
@@ -275,31 +276,34 @@ def _parse_with_arrow(
             quoted_strings_can_be_null=False,
         ),
     }
-    X = np.empty((_rows_estimate(path), len(features)))
-    n_rows = 0
-    targets = []
+    pool = pa.default_memory_pool()
     try:
-        with pa_csv.open_csv(path, **options, memory_pool=pa.system_memory_pool()) as batches:
-            for batch in batches:
-                stop = n_rows + batch.num_rows
-                if stop > len(X):
-                    X.resize((max(3 * len(X) // 2, stop), len(features)), refcheck=False)
-                for index, name in enumerate(features):
-                    numbers = batch.column(name)
-                    if numbers.null_count or numbers.type != pa.float64():
-                        return None
-                    X[n_rows:stop, index] = numbers.to_numpy()
-                if target is not None:
-                    targets.append(batch.column(target))
-                n_rows = stop
+        table = pa_csv.read_csv(path, **options, memory_pool=pool)
     except pa.ArrowException:
         return None
-    X.resize((n_rows, len(features)), refcheck=False)
-    if n_rows == 0 or not all_finite(X):
+    numbers = table.select(features)
+    if table.num_rows == 0 or any(
+        cells.null_count or cells.type != pa.float64() for cells in numbers.columns
+    ):
+        return None
+    targets = table.column(target) if target is not None else None
+    batches = numbers.to_batches()[::-1]
+    del table, numbers
+    X = np.empty((sum(len(batch) for batch in batches), len(features)))
+    start = 0
+    while batches:
+        batch = batches.pop()
+        for index, cells in enumerate(batch.columns):
+            X[start : start + len(batch), index] = cells.to_numpy()
+        start += len(batch)
+        del batch
+        if len(batches) % ARROW_RELEASE_EVERY == 0:
+            pool.release_unused()  # the freed batches back to the system
+    if not all_finite(X):
         return None
     if target is None:
         return X, None
-    coded = pa.chunked_array(targets, pa.string()).dictionary_encode().combine_chunks()
+    coded = targets.dictionary_encode().combine_chunks()
     cells = coded.dictionary.to_pylist()
     if coded.null_count or any('"' in cell or "\n" in cell or "\r" in cell for cell in cells):
         return None
@@ -307,14 +311,6 @@ def _parse_with_arrow(
     if any(name.lower() in MISSING for name in names):
         return None
     return X, _target_values(names)[coded.indices.to_numpy()]
-
-
-def _rows_estimate(path: str) -> int:
-    """A generous estimate of a file's line count, from the lines of its first megabyte."""
-    with open(path, "rb") as f:
-        sample = f.read(1 << 20)
-    per_byte = (sample.count(b"\n") + 1) / max(1, len(sample))
-    return int(os.path.getsize(path) * per_byte * 1.1) + 16
 
 
 def _head(path: str, delimiter: str | None) -> tuple[list[str], list[str], str]:

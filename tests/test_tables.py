@@ -330,7 +330,7 @@ def test_pyarrow_and_numpy_give_the_same_answer(tmp_path, monkeypatch, text, nee
     assert_same(*answers)
 
 
-def test_pyarrow_fills_x_across_many_batches_and_a_short_estimate(tmp_path, monkeypatch):
+def test_pyarrow_fills_x_across_many_batches(tmp_path, monkeypatch):
     pytest.importorskip("pyarrow")
     rng = np.random.default_rng(1)
     values = rng.standard_normal((3000, 4))
@@ -339,7 +339,7 @@ def test_pyarrow_fills_x_across_many_batches_and_a_short_estimate(tmp_path, monk
     rows = [",".join([*map(repr, map(float, row)), label]) for row, label in zip(values, labels)]
     path = write(tmp_path, "a,b,c,d,label\n" + "\n".join(rows) + "\n")
     monkeypatch.setattr(tables, "ARROW_BLOCK_SIZE", 4096)  # about 50 rows a batch
-    monkeypatch.setattr(tables, "_rows_estimate", lambda path: 7)  # X must grow
+    monkeypatch.setattr(tables, "ARROW_RELEASE_EVERY", 3)
     monkeypatch.setenv(tables.READER_VARIABLE, "pyarrow")
     monkeypatch.setattr(tables, "_parse_with_loadtxt", None)  # it must not be needed
     X, y, _, _ = read_table(path)
