@@ -301,7 +301,7 @@ def _parse_with_arrow(
             pool.release_unused()  # the freed batches back to the system
     if not all_finite(X):
         return None
-    if target is None:
+    if targets is None:
         return X, None
     coded = targets.dictionary_encode().combine_chunks()
     cells = coded.dictionary.to_pylist()
