@@ -247,7 +247,8 @@ def _parse_with_arrow(
 
     pyarrow parses the whole file on every core; its record batches are then copied,
     oldest first, into a C-order X and each is freed and handed back to the system as
-    it goes, so that the peak stays near the table's size and X's, not twice that."""
+    it goes (by pyarrow's default pool, mimalloc in its wheels), so that the peak stays
+    near the table's size and X's, not twice that."""
     try:
         import pyarrow as pa
         from pyarrow import csv as pa_csv
@@ -304,10 +305,10 @@ def _parse_with_arrow(
     if targets is None:
         return X, None
     coded = targets.dictionary_encode().combine_chunks()
-    cells = coded.dictionary.to_pylist()
-    if coded.null_count or any('"' in cell or "\n" in cell or "\r" in cell for cell in cells):
+    texts = coded.dictionary.to_pylist()
+    if coded.null_count or any('"' in text or "\n" in text or "\r" in text for text in texts):
         return None
-    names = [cell.strip() for cell in cells]
+    names = [text.strip() for text in texts]
     if any(name.lower() in MISSING for name in names):
         return None
     return X, _target_values(names)[coded.indices.to_numpy()]

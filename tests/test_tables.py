@@ -336,6 +336,7 @@ def test_pyarrow_fills_x_across_many_batches(tmp_path, monkeypatch):
     values = rng.standard_normal((3000, 4))
     values[5, 1] = -0.0
     labels = rng.choice(["cat", "dog", "bird"], 3000)
+    labels[-3:] = "fish"  # a class first seen in the last batch
     rows = [",".join([*map(repr, map(float, row)), label]) for row, label in zip(values, labels)]
     path = write(tmp_path, "a,b,c,d,label\n" + "\n".join(rows) + "\n")
     monkeypatch.setattr(tables, "ARROW_BLOCK_SIZE", 4096)  # about 50 rows a batch
