@@ -1,6 +1,7 @@
 """Builds fastbp's compiled kernels.
 
-Flags: -O3, no -march=native unless FASTBP_NATIVE=1 is set. No OpenMP: the BLAS
+Flags: -O3, no -march=native unless FASTBP_NATIVE=1 is set (then one native copy of
+each kernel instead of the load-time AVX2/baseline clones). No OpenMP: the BLAS
 threads already occupy the cores, and the element-wise passes are a few per cent
 of a step (see the README's performance notes).
 """
@@ -42,6 +43,18 @@ def depends(name):
     return headers + [os.path.relpath(path, root) for path in source_hash().source_files()]
 
 
+def compile_flags(environ):
+    """The C compiler's flags, from the environment's FASTBP_NATIVE."""
+    # No errno or FP-exception side effects are relied on, which lets GCC vectorise
+    # the selects at activation kinks.
+    flags = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+    if environ.get("FASTBP_NATIVE") == "1":
+        # The load-time clones (FBP_SIMD_CLONES, csrc/fbp_math.h) would pick their
+        # AVX2 copy on any AVX2 CPU and never run the native code: compile one copy.
+        flags += ["-march=native", "-DFBP_NO_CLONES"]
+    return flags
+
+
 def extensions():
     import numpy
     from Cython.Build import cythonize
@@ -50,11 +63,7 @@ def extensions():
         pyx = f"fastbp/_kernels/{name}.pyx"
         return [pyx] if name in HEADER_MODULES else [pyx, "csrc/fbp_kernels.c"]
 
-    # No errno or FP-exception side effects are relied on, which lets GCC vectorise
-    # the selects at activation kinks.
-    compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
-    if os.environ.get("FASTBP_NATIVE") == "1":
-        compile_args.append("-march=native")
+    compile_args = compile_flags(os.environ)
     extra_compile = os.environ.get("FASTBP_EXTRA_CFLAGS", "").split()
     extra_link = os.environ.get("FASTBP_EXTRA_LDFLAGS", "").split()
     fingerprint = source_hash().fingerprint()
@@ -79,4 +88,5 @@ def extensions():
     return cythonize(exts, compiler_directives={"language_level": 3}, quiet=True)
 
 
-setup(ext_modules=extensions())
+if __name__ == "__main__":  # as pip and setuptools run it; tests import compile_flags
+    setup(ext_modules=extensions())
