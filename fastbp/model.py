@@ -576,12 +576,6 @@ class Sequential:
                 recorded = self._recorded_metrics(validation_data is not None, diagnostics)
                 for callback in callbacks:
                     callback.check(recorded)
-                if sharded and self._has(Dropout):
-                    raise ValueError(
-                        "dropout is not supported by a fit over more than one rank yet "
-                        "(its masks would differ from one process's); train without "
-                        "Dropout layers, or on one rank"
-                    )
             except Exception as exc:
                 if comm is None:
                     raise
