@@ -7,9 +7,9 @@ empty); each rank computes the gradient of its slice scaled by
 local_rows / global_rows, and one in-place Allreduce(SUM) of a flat buffer, which
 also carries the batch's loss and correct count, gives every rank the gradient of
 the global batch mean. A rank's dropout masks are its slice's rows of the masks of
-the whole batch (plan.row_offset), so they are one process's. L2 and clipping then apply, and the same optimiser step runs
-on every rank, so the ranks' weights stay identical. mpi4py is imported only here,
-and only when a communicator is given.
+the whole batch (plan.row_offset), so they are one process's. L2 and clipping then
+apply, and the same optimiser step runs on every rank, so the ranks' weights stay
+identical. mpi4py is imported only here, and only when a communicator is given.
 """
 
 from __future__ import annotations

@@ -500,8 +500,7 @@ class Sequential:
             one Allreduce of the gradients per step. History, callbacks and
             divergence see the global figures on every rank; progress shows on
             rank 0. An error on one rank during training prints and aborts the job.
-            Not yet with Dropout layers on more than one rank. None (default): one
-            process.
+            Dropout masks are those of one process. None (default): one process.
 
         Returns
         -------

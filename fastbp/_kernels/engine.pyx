@@ -110,7 +110,7 @@ cdef struct Update:
     fbp_optim opt     # kind, learning rate and hyper-parameters
     uint64_t seed     # the model's dropout seed
     int64_t *steps    # steps taken so far (dropout streams)
-    int64_t first_row # the batch's row 0 within the global batch (dropout mask indices)
+    int64_t first_row  # row 0's row in the global batch (dropout mask indices)
     int64_t origin    # the step count when the optimiser state began (Adam counts from it)
     int status        # the fbp_status bits of every kernel call so far (0: all known)
 
