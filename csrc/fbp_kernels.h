@@ -138,9 +138,10 @@ typedef struct {
     int fbp_optim_update_##S(const fbp_optim *opt, int64_t n, T grad_scale,         \
                              const T *g, T *w, T *s1, T *s2);                      \
     /* Inverted dropout: mask[i] = 1/keep if u_i < keep else 0, with u_i uniform in   \
-     * [0, 1): (fbp_hash(seed, stream, i) >> 11) 2^-53; D = A * mask. */             \
+     * [0, 1): (fbp_hash(seed, stream, first + i) >> 11) 2^-53; D = A * mask. first: \
+     * the index of element 0 in the whole batch's mask (a slice of its rows). */   \
     void fbp_dropout_##S(int64_t n, double keep, uint64_t seed, uint64_t stream,     \
-                         const T *A, T *mask, T *D);                               \
+                         int64_t first, const T *A, T *mask, T *D);                \
     /* Copy the rows of X listed in idx into out (a mini-batch gather). */         \
     void fbp_gather_rows_##S(int64_t n_idx, int64_t n_cols, const T *X,             \
                              const int64_t *idx, T *out);

@@ -435,7 +435,7 @@ int FN(fbp_optim_update)(const fbp_optim *opt, int64_t n, T grad_scale,
 
 FBP_SIMD_CLONES
 void FN(fbp_dropout)(int64_t n, double keep, uint64_t seed, uint64_t stream,
-                     const T *A, T *mask, T *D)
+                     int64_t first, const T *A, T *mask, T *D)
 {
     /* u = (x >> 11) 2^-53 is below keep exactly when the integer x >> 11 is below
      * ceil(keep 2^53): the test made in integers, so the loop needs no conversion
@@ -443,7 +443,7 @@ void FN(fbp_dropout)(int64_t n, double keep, uint64_t seed, uint64_t stream,
     const uint64_t below = (uint64_t)ceil(keep * 9007199254740992.0);
     const T scale = (T)(1.0 / keep);
     for (int64_t i = 0; i < n; ++i) {
-        T m = (fbp_hash(seed, stream, (uint64_t)i) >> 11) < below ? scale : (T)0;
+        T m = (fbp_hash(seed, stream, (uint64_t)(first + i)) >> 11) < below ? scale : (T)0;
         mask[i] = m;
         D[i] = A[i] * m;
     }

@@ -6,9 +6,10 @@ shared permutation is split into contiguous per-rank slices (a slice may be
 empty); each rank computes the gradient of its slice scaled by
 local_rows / global_rows, and one in-place Allreduce(SUM) of a flat buffer, which
 also carries the batch's loss and correct count, gives every rank the gradient of
-the global batch mean. L2 and clipping then apply, and the same optimiser step runs
-on every rank, so the ranks' weights stay identical. mpi4py is imported only here,
-and only when a communicator is given.
+the global batch mean. A rank's dropout masks are its slice's rows of the masks of
+the whole batch (plan.row_offset), so they are one process's. L2 and clipping then
+apply, and the same optimiser step runs on every rank, so the ranks' weights stay
+identical. mpi4py is imported only here, and only when a communicator is given.
 """
 
 from __future__ import annotations
@@ -106,7 +107,24 @@ class ShardedTrainer:
     ) -> tuple[float, int, int]:
         """Mini-batches in `order` (the same on every rank): (sum of global
         batch_rows * batch_loss, n_correct, n_seen), the same figures on every rank;
-        stops after a batch whose loss is not finite (no step taken for it)."""
+        stops after a batch whose loss is not finite (no step taken for it). The
+        plan's row_offset is its slice's start during each local step, 0 after."""
+        try:
+            return self._epoch(X, y, weights, order, batch_size, loss_code, opt, lr)
+        finally:
+            self.plan.row_offset[0] = 0
+
+    def _epoch(
+        self,
+        X: NDArray[np.floating],
+        y: np.ndarray,
+        weights: NDArray[np.floating] | None,
+        order: NDArray[np.int64],
+        batch_size: int,
+        loss_code: int,
+        opt: Any,
+        lr: float,
+    ) -> tuple[float, int, int]:
         from mpi4py import MPI
 
         gradient_opt = copy.copy(opt)
@@ -116,8 +134,10 @@ class ShardedTrainer:
         grads, buf, bounds = self.plan.gradients(), self.buffer, self.bounds
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            mine = batch[shard(len(batch), self.comm)]
+            part = shard(len(batch), self.comm)
+            mine = batch[part]
             self.plan.step_count[0] += 1  # this step's number (Adam's bias correction)
+            self.plan.row_offset[0] = part.start  # where its dropout masks begin
             if len(mine):
                 value, correct = self.backend.step(
                     X[mine],

@@ -500,8 +500,7 @@ class Sequential:
             one Allreduce of the gradients per step. History, callbacks and
             divergence see the global figures on every rank; progress shows on
             rank 0. An error on one rank during training prints and aborts the job.
-            Not yet with Dropout layers on more than one rank. None (default): one
-            process.
+            Dropout masks are those of one process. None (default): one process.
 
         Returns
         -------
@@ -576,12 +575,6 @@ class Sequential:
                 recorded = self._recorded_metrics(validation_data is not None, diagnostics)
                 for callback in callbacks:
                     callback.check(recorded)
-                if sharded and self._has(Dropout):
-                    raise ValueError(
-                        "dropout is not supported by a fit over more than one rank yet "
-                        "(its masks would differ from one process's); train without "
-                        "Dropout layers, or on one rank"
-                    )
             except Exception as exc:
                 if comm is None:
                     raise

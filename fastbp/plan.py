@@ -210,6 +210,11 @@ class Plan:
         self.optimizer_layout = optimizer_layout
         self.step_count = np.zeros(1, dtype=np.int64)  # training steps taken
         self.seed = np.array([seed], dtype=np.uint64)  # dropout seed
+        # the global batch row of the batch's row 0: a rank training on a slice of
+        # the batch draws that slice's rows of the one-process dropout masks
+        # (row r of node l's mask from elements (row_offset + r) * width..); 0 but
+        # in a distributed fit, and never saved
+        self.row_offset = np.zeros(1, dtype=np.int64)
         # the step count when the optimiser's state began: Adam's bias correction
         # counts the steps since then
         self.optimizer_origin = np.zeros(1, dtype=np.int64)

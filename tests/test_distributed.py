@@ -49,10 +49,10 @@ RANK_SCRIPT = textwrap.dedent(
         loss, y = "mse", np.eye(2)[y]
 
     def model():
-        return fb.Sequential(
-            [fb.Dense(16, activation="tanh", input_dim=6), fb.Dense(2)],
-            loss=loss, optimizer=opt(), dtype=dtype, seed=3,
-        )
+        layers = [fb.Dense(16, activation="tanh", input_dim=6), fb.Dense(2)]
+        if "dropout" in case:  # on the inputs (6 wide) and on the hidden layer (16)
+            layers = [fb.Dropout(0.2), layers[0], fb.Dropout(0.3), layers[1]]
+        return fb.Sequential(layers, loss=loss, optimizer=opt(), dtype=dtype, seed=3)
 
     class Boom(fb.callbacks.Callback):
         def on_epoch_end(self, epoch, logs, model):
@@ -144,6 +144,10 @@ def test_one_rank_is_bit_identical_to_no_comm(tmp_path, case):
         (4, "momentum-f64"),
         (2, "adam-weighted-f32"),
         (4, "sgd-weighted-f32"),
+        (2, "sgd-dropout-f64"),
+        (4, "adam-dropout-weighted-f64"),
+        (2, "adam-dropout-weighted-f32"),
+        (4, "sgd-dropout-weighted-f32"),
     ],
 )
 def test_several_ranks_match_one_process_at_the_same_global_batch(tmp_path, ranks, case):
@@ -182,25 +186,49 @@ def test_an_error_on_one_rank_ends_the_job(tmp_path):
     assert not out.exists()
 
 
-def test_a_model_with_dropout_is_refused_on_every_rank_over_several(tmp_path):
-    script = tmp_path / "dropout.py"
+def test_the_row_offset_is_back_to_zero_after_a_fit_on_every_rank(tmp_path):
+    """Each rank trains its slice at the slice's row offset (rank 1's is not 0); after
+    the fit, and after a fit that diverged, every rank's is 0 again."""
+    script = tmp_path / "offset.py"
     script.write_text(
         textwrap.dedent(
             """
             import numpy as np
             from mpi4py import MPI
             import fastbp as fb
-            m = fb.Sequential([fb.Dense(4, input_dim=3), fb.Dropout(0.5), fb.Dense(1)], seed=0)
+            comm = MPI.COMM_WORLD
+            X, y = np.ones((8, 3)), np.ones((8, 1))
+
+            def model(lr):
+                layers = [fb.Dense(4, input_dim=3), fb.Dropout(0.5), fb.Dense(1)]
+                return fb.Sequential(layers, optimizer=fb.SGD(lr=lr), seed=0)
+
+            m = model(0.1)
+            seen = []
+            step = m._backend.step
+
+            def recording_step(*args):
+                seen.append(int(m._plan.row_offset[0]))
+                return step(*args)
+
+            m._backend.step = recording_step
+            m.fit(X, y, comm=comm, epochs=2, batch_size=8, verbose=0)
+            after = int(m._plan.row_offset[0])
+            m = model(1e12)
             try:
-                m.fit(np.ones((8, 3)), np.ones(8), comm=MPI.COMM_WORLD, verbose=0)
-            except ValueError as exc:
-                print("refused", MPI.COMM_WORLD.rank, exc)
+                m.fit(X, y, comm=comm, epochs=20, batch_size=8, verbose=0)
+            except FloatingPointError:
+                diverged = int(m._plan.row_offset[0])
+            found = comm.gather((seen, after, diverged))
+            if comm.rank == 0:
+                print(found)
             """
         )
     )
     result = mpirun(2, script, timeout=30)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("dropout is not supported") == 2
+    # per rank: the offsets its two steps saw, then its offset after each fit
+    assert result.stdout.strip() == "[([0, 0], 0, 0), ([4, 4], 0, 0)]", result.stdout
 
 
 def test_a_comm_that_is_not_a_communicator_is_refused():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
+from fastbp.backends.numpy_backend import uniform_stream
 from tests.helpers import BACKEND_RTOL, rel_error
 
 
@@ -102,6 +103,47 @@ def test_masks_change_every_step_and_training_is_reproducible():
         runs.append(m.get_weights())
     for a, b in zip(*runs):
         assert np.array_equal(a, b)
+
+
+def masks(m, backend, n):
+    """The masks (n, width) of the model's two Dropout nodes (1 and 3) from its last
+    training forward pass."""
+    if backend == "cython":
+        return [m._plan.nodes[l].mask[:n].copy() for l in (1, 3)]
+    return [m._backend._Z[l].copy() for l in (1, 3)]
+
+
+@pytest.mark.parametrize("k", [1, 17, 39])
+def test_a_row_offset_draws_those_rows_of_the_whole_batch_mask(backend, k):
+    """With plan.row_offset = k, rows k.. of a batch get the masks that rows k.. of
+    the whole batch get at offset 0 (each node at its own width); at offset 0 they
+    do not."""
+    X, _ = data(40)
+    m = model(backend, rate=0.4)
+    m.forward(X, training=True)
+    whole = masks(m, backend, 40)
+    m.forward(X[k:], training=True)
+    unplaced = masks(m, backend, 40 - k)
+    m._plan.row_offset[0] = k
+    m.forward(X[k:], training=True)
+    placed = masks(m, backend, 40 - k)
+    for full, part, other in zip(whole, placed, unplaced):
+        np.testing.assert_array_equal(part, full[k:])
+        assert not np.array_equal(other, full[k:])
+
+
+def test_uniform_stream_from_an_offset_is_the_tail_of_the_stream():
+    whole = uniform_stream(7, 1025, 300)
+    np.testing.assert_array_equal(uniform_stream(7, 1025, 100, first=200), whole[200:])
+    assert not np.array_equal(uniform_stream(7, 1025, 100), whole[200:])
+
+
+def test_the_row_offset_is_not_saved(tmp_path):
+    m = model()
+    m.fit(*data(), epochs=1, batch_size=8, verbose=0)
+    m._plan.row_offset[0] = 5
+    m.save(tmp_path / "m.npz")
+    assert fb.load(tmp_path / "m.npz")._plan.row_offset[0] == 0
 
 
 def test_dropout_cannot_end_the_model():

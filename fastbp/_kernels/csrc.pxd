@@ -74,9 +74,9 @@ cdef extern from "fbp_kernels.h" nogil:
     void fbp_gather_rows_d(int64_t n_idx, int64_t n_cols, const double *X,
                            const int64_t *idx, double *out)
     void fbp_dropout_f(int64_t n, double keep, uint64_t seed, uint64_t stream,
-                       const float *A, float *mask, float *D)
+                       int64_t first, const float *A, float *mask, float *D)
     void fbp_dropout_d(int64_t n, double keep, uint64_t seed, uint64_t stream,
-                       const double *A, double *mask, double *D)
+                       int64_t first, const double *A, double *mask, double *D)
     void fbp_gather_labels(int64_t n_idx, const int64_t *y, const int64_t *idx,
                            int64_t *out)
     void fbp_prelu_forward_f(int64_t n_rows, int64_t n_cols, const float *alpha,
@@ -202,11 +202,12 @@ cdef inline int optim_update(const fbp_optim *opt, int64_t n, floating grad_scal
 
 
 cdef inline void dropout(int64_t n, double keep, uint64_t seed, uint64_t stream,
-                         const floating *A, floating *mask, floating *D) noexcept nogil:
+                         int64_t first, const floating *A, floating *mask,
+                         floating *D) noexcept nogil:
     if floating is float:
-        fbp_dropout_f(n, keep, seed, stream, A, mask, D)
+        fbp_dropout_f(n, keep, seed, stream, first, A, mask, D)
     else:
-        fbp_dropout_d(n, keep, seed, stream, A, mask, D)
+        fbp_dropout_d(n, keep, seed, stream, first, A, mask, D)
 
 
 cdef inline void gather_rows(int64_t n_idx, int64_t n_cols, const floating *X,

@@ -13,6 +13,7 @@ from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, sqrt, pow
 from cython cimport floating
 cimport numpy as cnp
+import numpy as np
 from fastbp._kernels.csrc cimport (loss_forward_backward, sumsq, add_decay, optim_update, dropout,
                                    bias_act, act_backward, prelu_forward, prelu_backward,
                                    maxout_forward, maxout_backward, mul, fbp_optim, fbp_hyper,
@@ -109,6 +110,7 @@ cdef struct Update:
     fbp_optim opt     # kind, learning rate and hyper-parameters
     uint64_t seed     # the model's dropout seed
     int64_t *steps    # steps taken so far (dropout streams)
+    int64_t first_row  # row 0's row in the global batch (dropout mask indices)
     int64_t origin    # the step count when the optimiser state began (Adam counts from it)
     int status        # the fbp_status bits of every kernel call so far (0: all known)
 
@@ -149,10 +151,11 @@ cdef inline bint _all_folded(Node *L, int n_nodes) noexcept nogil:
 
 cdef inline int _node_forward(const Node *node, int l, int n, const floating *inp,
                               floating *Z, floating *A, bint training, uint64_t seed,
-                              int64_t step) noexcept nogil:
+                              int64_t step, int64_t first_row) noexcept nogil:
     """Node l's forward rule on n rows: inp (n, d_in) -> A (n, d_out), through Z
     (n, width) for DENSE (Z may be A) and MAXOUT (Z must be a buffer of its own).
-    A dropout acts only in training, masked from stream step * 1024 + l under seed;
+    A dropout acts only in training, masked from stream step * 1024 + l under seed,
+    its row r drawing the mask elements of row first_row + r of the global batch;
     outside it the node writes nothing and its readers take its input (_input).
     Returns the fbp_status."""
     cdef int status
@@ -173,21 +176,22 @@ cdef inline int _node_forward(const Node *node, int l, int n, const floating *in
         return FBP_OK
     if node.kind == FBP_NODE_DROPOUT:
         if training:
-            dropout(<int64_t>n * node.d_out, node.keep, seed, <uint64_t>step * 1024 + l, inp,
-                    <floating *>node.mask, A)
+            dropout(<int64_t>n * node.d_out, node.keep, seed, <uint64_t>step * 1024 + l,
+                    first_row * node.d_out, inp, <floating *>node.mask, A)
         return FBP_OK
     return FBP_ERR_NODE
 
 
 cdef int _forward(Node *L, int n_nodes, int n, const floating *X, bint training,
-                  uint64_t seed, int64_t step) noexcept nogil:
+                  uint64_t seed, int64_t step, int64_t first_row) noexcept nogil:
     """Forward through every node, into its workspaces Z and A; in training,
-    dropout masks come from stream step * 1024 + node under seed. Returns the OR of
-    the kernels' fbp_status."""
+    dropout masks come from stream step * 1024 + node under seed, X's rows being
+    rows first_row.. of the global batch. Returns the OR of the kernels' fbp_status."""
     cdef int l, status = FBP_OK
     for l in range(n_nodes):
         status |= _node_forward(&L[l], l, n, <const floating *>_input(L, l, X, training),
-                                <floating *>L[l].Z, <floating *>L[l].A, training, seed, step)
+                                <floating *>L[l].Z, <floating *>L[l].A, training, seed, step,
+                                first_row)
     return status
 
 
@@ -316,7 +320,7 @@ cdef double _step(Node *L, int n_nodes, int n, const floating *X, const void *y,
         start, skip = head, head_skip
     if u.apply:
         u.steps[0] += 1
-    u.status |= _forward(L, n_nodes, n, X, True, u.seed, u.steps[0])
+    u.status |= _forward(L, n_nodes, n, X, True, u.seed, u.steps[0], u.first_row)
     value = loss_forward_backward(loss, n, last.d_out, _logits(L, start, skip, X, True),
                                   <floating *>last.A, y, w, <floating>(1.0 / n),
                                   <floating *>L[start].delta, n_correct, &u.status) / n
@@ -391,7 +395,7 @@ cdef int _predict(Node *L, int n_nodes, int64_t n, int chunk, const floating *X,
             k += 1
             # a Z wider than the output (maxout's pieces) goes to the scratch buffer
             status |= _node_forward(node, l, rows, inp, scratch if node.traits.wide_z else dst,
-                                    dst, False, 0, 0)
+                                    dst, False, 0, 0, 0)
             inp = dst
         start += rows
     return status
@@ -505,12 +509,14 @@ cdef class Engine:
     cdef object arrays
     cdef object step_count
     cdef int64_t *steps
+    cdef object row_offset
+    cdef int64_t *first_row
     cdef object origin
     cdef uint64_t seed
     cdef bint last_training
 
     def __cinit__(self, list nodes, tuple head, bint is_double, int capacity, step_count, seed,
-                  origin):
+                  origin, row_offset=None):
         """nodes: one dict per plan node with kind, traits (fastbp.plan.NodeTraits as
         a dict), d_in, d_out, width, act, act_param, pieces, keep, params (a list of at
         most two dicts with value, grad, s1, s2 (state arrays or None) and decay) and
@@ -518,8 +524,10 @@ cdef class Engine:
         has none); head: (node, skip_act), where a fused loss's gradient enters;
         step_count: int64 array of 1, the training steps taken; seed: the dropout
         seed; origin: int64 array of 1, the step count when the optimiser's state
-        began (read at every call). An unknown node kind, or an activation code the
-        element-wise kernels do not compute, is a ValueError."""
+        began (read at every call); row_offset: int64 array of 1 (read at every
+        call, zeros when None), the global batch row of a batch's row 0, which
+        places the dropout masks of a slice of that batch. An unknown node kind, or
+        an activation code the element-wise kernels do not compute, is a ValueError."""
         cdef Node *node
         cdef Param *p
         self.n_nodes = len(nodes)
@@ -530,6 +538,8 @@ cdef class Engine:
         self.step_count = step_count
         self.steps = <int64_t *>_ptr(step_count)
         self.origin = origin
+        self.row_offset = np.zeros(1, dtype=np.int64) if row_offset is None else row_offset
+        self.first_row = <int64_t *>_ptr(self.row_offset)
         self.seed = <uint64_t>seed
         self.last_training = False
         self.nodes = <Node *>malloc(self.n_nodes * sizeof(Node))
@@ -579,10 +589,10 @@ cdef class Engine:
         with nogil:
             if self.is_double:
                 status = _forward[double](self.nodes, self.n_nodes, n, <double *>x, training,
-                                          self.seed, self.steps[0])
+                                          self.seed, self.steps[0], self.first_row[0])
             else:
                 status = _forward[float](self.nodes, self.n_nodes, n, <float *>x, training,
-                                         self.seed, self.steps[0])
+                                         self.seed, self.steps[0], self.first_row[0])
         _checked(status, "Engine.forward")
 
     def backward(self, X, int n, dX):
@@ -610,6 +620,7 @@ cdef class Engine:
         u.l2 = l2
         u.clipnorm = clipnorm
         u.steps = self.steps
+        u.first_row = self.first_row[0]
         u.origin = self.origin[0]
         u.seed = self.seed
         u.opt.hyper = hyper
@@ -723,14 +734,14 @@ cdef class Engine:
             start, skip = self.head, self.head_skip
         with nogil:
             if self.is_double:
-                status = _forward[double](self.nodes, self.n_nodes, n, <double *>x, False, 0, 0)
+                status = _forward[double](self.nodes, self.n_nodes, n, <double *>x, False, 0, 0, 0)
                 total = loss_forward_backward[double](
                     loss, n, last.d_out,
                     _logits[double](self.nodes, start, skip, <double *>x, False),
                     <double *>last.A, targets, <double *>w, 1.0, <double *>self.nodes[start].delta,
                     &n_correct, &status)
             else:
-                status = _forward[float](self.nodes, self.n_nodes, n, <float *>x, False, 0, 0)
+                status = _forward[float](self.nodes, self.n_nodes, n, <float *>x, False, 0, 0, 0)
                 total = loss_forward_backward[float](
                     loss, n, last.d_out, _logits[float](self.nodes, start, skip, <float *>x, False),
                     <float *>last.A, targets, <float *>w, 1.0, <float *>self.nodes[start].delta,

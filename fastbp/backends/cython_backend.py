@@ -103,6 +103,7 @@ class CythonBackend:
             self.plan.step_count,
             int(self.plan.seed[0]),
             self.plan.optimizer_origin,
+            self.plan.row_offset,
         )
 
     def _engine_for(self, n_rows):

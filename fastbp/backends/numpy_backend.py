@@ -295,10 +295,11 @@ UPDATES = {
 }
 
 
-def uniform_stream(seed, stream, n):
-    """n uniform numbers in [0, 1): the splitmix64 finaliser of counters 0..n-1 of
-    stream under seed, as fbp_dropout draws them from fbp_hash in csrc/fbp_kernels.h."""
-    i = np.arange(n, dtype=np.uint64)
+def uniform_stream(seed, stream, n, first=0):
+    """n uniform numbers in [0, 1): the splitmix64 finaliser of counters
+    first..first+n-1 of stream under seed, as fbp_dropout draws them from fbp_hash
+    in csrc/fbp_kernels.h."""
+    i = np.arange(first, first + n, dtype=np.uint64)
     # arrays, not scalars: uint64 arrays wrap around silently, as C does
     key = np.full(1, seed, dtype=np.uint64) ^ (
         np.full(1, stream, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
@@ -353,10 +354,13 @@ class NumpyBackend:
         return NODES[node.kind][0](self, l, node, X, training)
 
     def dropout_mask(self, l, shape):
-        """1/keep where uniform_stream(seed, step * 1024 + l) < keep, else 0."""
+        """1/keep where uniform_stream(seed, step * 1024 + l) < keep, else 0, from
+        element row_offset * width on (shape: (n_rows, width))."""
         node = self.plan.nodes[l]
         stream = np.uint64(int(self.plan.step_count[0]) * 1024 + l)
-        u = uniform_stream(self.plan.seed[0], stream, shape[0] * shape[1]).reshape(shape)
+        first = int(self.plan.row_offset[0]) * shape[1]
+        u = uniform_stream(self.plan.seed[0], stream, shape[0] * shape[1], first)
+        u = u.reshape(shape)
         return np.where(u < node.keep, 1 / node.keep, 0).astype(self.plan.dtype)
 
     def activations(self):
