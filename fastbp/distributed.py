@@ -109,22 +109,6 @@ class ShardedTrainer:
         batch_rows * batch_loss, n_correct, n_seen), the same figures on every rank;
         stops after a batch whose loss is not finite (no step taken for it). The
         plan's row_offset is its slice's start during each local step, 0 after."""
-        try:
-            return self._epoch(X, y, weights, order, batch_size, loss_code, opt, lr)
-        finally:
-            self.plan.row_offset[0] = 0
-
-    def _epoch(
-        self,
-        X: NDArray[np.floating],
-        y: np.ndarray,
-        weights: NDArray[np.floating] | None,
-        order: NDArray[np.int64],
-        batch_size: int,
-        loss_code: int,
-        opt: Any,
-        lr: float,
-    ) -> tuple[float, int, int]:
         from mpi4py import MPI
 
         gradient_opt = copy.copy(opt)
@@ -132,43 +116,46 @@ class ShardedTrainer:
         gradient_opt.clipnorm = None
         total, n_correct, n_seen = 0.0, 0, 0
         grads, buf, bounds = self.plan.gradients(), self.buffer, self.bounds
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            part = shard(len(batch), self.comm)
-            mine = batch[part]
-            self.plan.step_count[0] += 1  # this step's number (Adam's bias correction)
-            self.plan.row_offset[0] = part.start  # where its dropout masks begin
-            if len(mine):
-                value, correct = self.backend.step(
-                    X[mine],
-                    y[mine],
-                    loss_code,
-                    gradient_opt,
-                    False,
-                    lr,
-                    None if weights is None else weights[mine],
-                )
-                share = len(mine) / len(batch)
+        try:
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                part = shard(len(batch), self.comm)
+                mine = batch[part]
+                self.plan.step_count[0] += 1  # this step's number (Adam's bias correction)
+                self.plan.row_offset[0] = part.start  # where its dropout masks begin
+                if len(mine):
+                    value, correct = self.backend.step(
+                        X[mine],
+                        y[mine],
+                        loss_code,
+                        gradient_opt,
+                        False,
+                        lr,
+                        None if weights is None else weights[mine],
+                    )
+                    share = len(mine) / len(batch)
+                    for g, lo, hi in zip(grads, bounds[:-1], bounds[1:]):
+                        buf[lo:hi] = g.ravel()
+                    buf[:-2] *= share
+                    buf[-2], buf[-1] = value * share, correct
+                else:
+                    buf[:] = 0.0
+                self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+                value = float(buf[-2])
+                if opt.l2:
+                    value += self.updater._l2_term(opt.l2)
+                total += value * len(batch)
+                n_correct += int(buf[-1])
+                n_seen += len(batch)
+                if not np.isfinite(self.plan.dtype.type(value)):
+                    break
                 for g, lo, hi in zip(grads, bounds[:-1], bounds[1:]):
-                    buf[lo:hi] = g.ravel()
-                buf[:-2] *= share
-                buf[-2], buf[-1] = value * share, correct
-            else:
-                buf[:] = 0.0
-            self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-            value = float(buf[-2])
-            if opt.l2:
-                value += self.updater._l2_term(opt.l2)
-            total += value * len(batch)
-            n_correct += int(buf[-1])
-            n_seen += len(batch)
-            if not np.isfinite(self.plan.dtype.type(value)):
-                break
-            for g, lo, hi in zip(grads, bounds[:-1], bounds[1:]):
-                g.ravel()[:] = buf[lo:hi]
-            if opt.l2:
-                for p in self.plan.params():
-                    if p.decay:
-                        p.grad += p.value.dtype.type(opt.l2) * p.value
-            self.updater._update(opt, lr)
+                    g.ravel()[:] = buf[lo:hi]
+                if opt.l2:
+                    for p in self.plan.params():
+                        if p.decay:
+                            p.grad += p.value.dtype.type(opt.l2) * p.value
+                self.updater._update(opt, lr)
+        finally:
+            self.plan.row_offset[0] = 0
         return total, n_correct, n_seen
