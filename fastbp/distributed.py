@@ -42,14 +42,24 @@ def check_comm(comm: Any) -> Any:
     return comm
 
 
-def agree(comm: Any, error: BaseException | None) -> None:
-    """A collective: raise on every rank if the local checks failed on any rank."""
-    failed = comm.allgather(None if error is None else f"{type(error).__name__}: {error}")
+def agree(comm: Any, error: BaseException | None, settings: tuple[Any, ...] = ()) -> None:
+    """A collective: raise on every rank if the local checks failed on any rank, or
+    if the ranks' settings (samples, features, batch_size, epochs, shuffle) differ,
+    which would give them different numbers of steps and leave one waiting."""
+    said = None if error is None else f"{type(error).__name__}: {error}"
+    found = comm.allgather((said, settings))
     if error is not None:
         raise error
-    for rank, message in enumerate(failed):
+    for rank, (message, _) in enumerate(found):
         if message is not None:
-            raise RuntimeError(f"fit failed on rank {rank} of {len(failed)}: {message}")
+            raise RuntimeError(f"fit failed on rank {rank} of {len(found)}: {message}")
+    for rank, (_, theirs) in enumerate(found):
+        if theirs != found[0][1]:
+            raise ValueError(
+                "every rank must call fit with the same data and settings; (samples, "
+                f"features, batch_size, epochs, shuffle) is {found[0][1]} on rank 0 but "
+                f"{theirs} on rank {rank}"
+            )
 
 
 def broadcast_state(comm: Any, plan: Plan, rng: np.random.Generator) -> None:
@@ -116,6 +126,11 @@ class ShardedTrainer:
         gradient_opt.clipnorm = None
         total, n_correct, n_seen = 0.0, 0, 0
         grads, buf, bounds = self.plan.gradients(), self.buffer, self.bounds
+        # this rank's rows of a batch are gathered into these, allocated once an epoch
+        most = min(batch_size, len(order))
+        X_part = np.empty((most, *X.shape[1:]), dtype=X.dtype)
+        y_part = np.empty((most, *y.shape[1:]), dtype=y.dtype)
+        w_part = None if weights is None else np.empty(most, dtype=weights.dtype)
         try:
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
@@ -124,14 +139,19 @@ class ShardedTrainer:
                 self.plan.step_count[0] += 1  # this step's number (Adam's bias correction)
                 self.plan.row_offset[0] = part.start  # where its dropout masks begin
                 if len(mine):
+                    k = len(mine)
+                    np.take(X, mine, axis=0, out=X_part[:k])
+                    np.take(y, mine, axis=0, out=y_part[:k])
+                    if weights is not None and w_part is not None:
+                        np.take(weights, mine, out=w_part[:k])
                     value, correct = self.backend.step(
-                        X[mine],
-                        y[mine],
+                        X_part[:k],
+                        y_part[:k],
                         loss_code,
                         gradient_opt,
                         False,
                         lr,
-                        None if weights is None else weights[mine],
+                        None if w_part is None else w_part[:k],
                     )
                     share = len(mine) / len(batch)
                     for g, lo, hi in zip(grads, bounds[:-1], bounds[1:]):

@@ -540,6 +540,7 @@ class Sequential:
         comm = None if comm is None else distributed.check_comm(comm)
         sharded = comm is not None and comm.Get_size() > 1
         error: BaseException | None = None
+        settings: tuple[Any, ...] = ()  # what every rank must agree on
         with self._train_lock:
             try:
                 X = self._features(X)
@@ -575,12 +576,13 @@ class Sequential:
                 recorded = self._recorded_metrics(validation_data is not None, diagnostics)
                 for callback in callbacks:
                     callback.check(recorded)
+                settings = (n, X.shape[1], batch_size, epochs, shuffle)
             except Exception as exc:
                 if comm is None:
                     raise
                 error = exc
             if comm is not None:
-                distributed.agree(comm, error)
+                distributed.agree(comm, error, settings)
                 distributed.broadcast_state(comm, self._plan, self._rng)
                 if comm.Get_rank() != 0:
                     verbose = 0
@@ -920,13 +922,12 @@ class Sequential:
         with self._memory.reading():
             if comm is not None and comm.Get_size() > 1:
                 rows = distributed.shard(len(X), comm)
-                part = (X[rows], y[rows], None if weights is None else weights[rows])
-                with threads.limit(self.n_threads):
-                    local = (
-                        self._backend.loss_sum(*part[:2], loss_code, part[2])
-                        if len(part[0])
-                        else (0.0, 0)
-                    )
+                local: tuple[float, int] = (0.0, 0)
+                if rows.stop > rows.start:
+                    with threads.limit(self.n_threads):
+                        local = self._backend.loss_sum(
+                            X[rows], y[rows], loss_code, None if weights is None else weights[rows]
+                        )
                 total, n_correct = distributed.reduce_sums(comm, *local)
                 n_correct = int(n_correct)
             else:

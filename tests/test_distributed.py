@@ -2,6 +2,7 @@
 one process at the same global batch, collective divergence, and an error on one
 rank ending the job instead of hanging it."""
 
+import ast
 import os
 import shutil
 import subprocess
@@ -179,6 +180,35 @@ def test_divergence_is_raised_on_every_rank(tmp_path):
     assert errors[0] == errors[1]
 
 
+def test_ranks_given_different_data_are_refused_on_every_rank_without_hanging(tmp_path):
+    script = tmp_path / "unequal.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            from mpi4py import MPI
+            import fastbp as fb
+            comm = MPI.COMM_WORLD
+            m = fb.Sequential([fb.Dense(1, input_dim=3)], seed=0)
+            before = m.get_weights()
+            rows = 8 + 2 * comm.rank  # rank 1 has more rows: it would take more steps
+            try:
+                m.fit(np.ones((rows, 3)), np.ones(rows), comm=comm, batch_size=4, verbose=0)
+            except ValueError as exc:
+                same = all(np.array_equal(a, b) for a, b in zip(before, m.get_weights()))
+                found = comm.gather((same, str(exc)))
+                if comm.rank == 0:
+                    print(repr(found))
+            """
+        )
+    )
+    result = mpirun(2, script, timeout=30)
+    assert result.returncode == 0, result.stderr
+    found = ast.literal_eval(result.stdout.strip())  # (weights unchanged, message) per rank
+    assert len(found) == 2, found
+    assert all(same and "same data and settings" in message for same, message in found), found
+
+
 def test_an_error_on_one_rank_ends_the_job(tmp_path):
     result, out = run_ranks(tmp_path, 2, "boom-f64", timeout=30)
     assert result.returncode != 0
@@ -240,6 +270,15 @@ def test_a_comm_that_is_not_a_communicator_is_refused():
         m.fit(np.ones((4, 2)), np.ones(4), comm="world", verbose=0)
     for a, b in zip(before, m.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_save_with_a_comm_that_is_not_a_communicator_writes_nothing(tmp_path):
+    import fastbp as fb
+
+    m = fb.Sequential([fb.Dense(1, input_dim=2)], seed=0)
+    with pytest.raises(TypeError, match="comm must be an mpi4py communicator"):
+        m.save(tmp_path / "m.npz", comm="world")
+    assert not (tmp_path / "m.npz").exists()
 
 
 def test_the_distributed_digits_example_learns_on_two_ranks(tmp_path):
