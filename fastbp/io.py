@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastbp import labels as class_labels
 from fastbp import layers as layer_types
 from fastbp import optimizers
 from fastbp import validation as check
@@ -136,6 +137,11 @@ def _live_record(model):
                 "a fresh optimiser) first"
             )
         record["optimizer_origin"] = int(model._plan.optimizer_origin[0])
+    if model._feature_names is not None:
+        record["feature_names_in"] = [str(name) for name in model._feature_names]
+    classes = class_labels.to_json(model._classes)  # TypeError for other label types
+    if classes is not None:
+        record["classes"] = classes
     _check_plain(record)
     _check_rebuildable(record)
     record = json.loads(json.dumps(record))  # a deep copy sharing nothing with the model
@@ -273,7 +279,43 @@ def _checked_record(
     layers = _layers(record["layers"])
     input_dim = check.positive_int("input_dim", record["input_dim"], allow_none=not built)
     _check_counters(record)
+    model._feature_names, model._classes = _names_and_classes(record, model, layers, input_dim)
     return model, layers, input_dim
+
+
+def _names_and_classes(record, model, layers, input_dim):
+    """(feature names, classes) of the record, each None when it has none: names a
+    list of input_dim distinct strings, classes a sorted list of distinct labels of
+    one JSON type, as many as the output layer has classes for."""
+    names = record.get("feature_names_in")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(
+                f"its feature_names_in must be a list of strings; got {check._shown(names)}"
+            )
+        if len(names) != input_dim:
+            raise ValueError(
+                f"its feature_names_in lists {len(names)} names, but the model takes "
+                f"{input_dim} features"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError(f"its feature_names_in repeats names: {check._shown(names)}")
+        names_array = np.empty(len(names), dtype=object)
+        names_array[:] = names
+        names = names_array
+    classes = record.get("classes")
+    if classes is not None:
+        n_outputs = None
+        for layer in layers:
+            n_outputs = layer.output_dim(n_outputs)
+        n_classes = class_labels.width(model.loss, n_outputs)
+        if n_classes is None:
+            raise ValueError(
+                f"it lists classes, but its loss {model.loss.name!r} with {n_outputs} "
+                "outputs takes no class labels"
+            )
+        classes = class_labels.from_json(classes, n_classes, "its classes")
+    return names, classes
 
 
 def _built(

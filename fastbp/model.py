@@ -21,6 +21,8 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from fastbp import backends, distributed, losses, optimizers, threads
 from fastbp import diagnostics as health
+from fastbp import frames
+from fastbp import labels as class_labels
 from fastbp import layers as layer_types
 from fastbp import validation as check
 from fastbp.backends.protocol import Backend, BackendFactory
@@ -42,6 +44,13 @@ def _dtype(dtype: Any) -> np.dtype[Any]:
     name = np.dtype(dtype).name if dtype in (np.float32, np.float64) else dtype
     check.check_option("dtype", name, tuple(DTYPES))
     return np.dtype(DTYPES[name])
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A view of array that cannot be written (nor made writable again)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 class LayerList(tuple[Layer, ...]):
@@ -161,6 +170,8 @@ class Sequential:
         self._backend = None  # type: ignore[assignment]
         self._forward_context = None  # (thread, rows) of the last forward(), for backward()
         self.metadata = {}  # JSON-ready notes saved with the model
+        self._feature_names: NDArray[np.object_] | None = None  # see feature_names_in_
+        self._classes: np.ndarray | None = None  # see classes_
         self.epochs_done = 0  # completed epochs: where learning-rate schedules are
         self.stop_training = False  # a callback sets it to end fit after this epoch
         try:
@@ -277,6 +288,35 @@ class Sequential:
     @epochs_done.setter
     def epochs_done(self, value: int) -> None:
         self._epochs_done = check.non_negative_int("epochs_done", value)
+
+    @property
+    def feature_names_in_(self) -> NDArray[np.object_] | None:
+        """The column names (ndarray of str, read-only) of the DataFrame the model was
+        first trained on, or None (trained on arrays, or not trained yet). Data given
+        later is checked against them (docs/design.md §1.1)."""
+        return None if self._feature_names is None else _read_only(self._feature_names)
+
+    @feature_names_in_.setter
+    def feature_names_in_(self, value: Any) -> NoReturn:
+        raise AttributeError(
+            "feature_names_in_ is set by the first fit on a DataFrame and cannot be "
+            "changed; rename the DataFrame's columns instead, or train a new model"
+        )
+
+    @property
+    def classes_(self) -> np.ndarray | None:
+        """The class labels (read-only ndarray, sorted as np.unique sorts them) of the
+        first training data given as labels (strings, objects, a Categorical), or
+        None: output k is class classes_[k], predict returns them (docs/design.md
+        §1.1)."""
+        return None if self._classes is None else _read_only(self._classes)
+
+    @classes_.setter
+    def classes_(self, value: Any) -> NoReturn:
+        raise AttributeError(
+            "classes_ is set by the first fit given class labels and cannot be "
+            "changed; train a new model for other classes"
+        )
 
     # --- construction ---------------------------------------------------------------
 
@@ -408,12 +448,80 @@ class Sequential:
     # --- data -----------------------------------------------------------------------
 
     def _features(self, X: ArrayLike, name: str = "X") -> NDArray[np.floating]:
-        return check.as_features(X, self.dtype, self.input_dim, name=name)
+        """X checked and converted, its feature names (if a DataFrame) checked against
+        the ones the model was trained with."""
+        return self._named_features(X, name, self._feature_names, fitted=self._names_fixed)[0]
+
+    def _named_features(
+        self,
+        X: ArrayLike,
+        name: str,
+        fitted_names: Any,
+        fitted: bool = True,
+        n_features: int | None = None,
+    ) -> tuple[NDArray[np.floating], NDArray[np.object_] | None]:
+        """(X converted, its names): names checked against fitted_names when fitted (the
+        model has been trained), else kept as they are for the training call to record.
+        n_features : the width X must have (default: the model's input width, if built)."""
+        width = self.input_dim if n_features is None else n_features
+        X, names = check.as_named_features(X, self.dtype, width, name=name)
+        if fitted:
+            frames.check_feature_names(fitted_names, names, name, stacklevel=4)
+        return X, names
+
+    @property
+    def _names_fixed(self) -> bool:
+        """Whether the feature names are settled: recorded by a training call, or the
+        model trained (a step taken) on data without names."""
+        return self._feature_names is not None or (
+            self.built and int(self._plan.step_count[0]) > 0
+        )
 
     def _targets(self, y: ArrayLike, n_samples: int, name: str = "y") -> tuple[np.ndarray, int]:
+        """(targets, loss code) for the backends, labels encoded with classes_."""
+        return self._encoded_targets(y, n_samples, name, self._classes, learn=False)[:2]
+
+    def _encoded_targets(
+        self, y: ArrayLike, n_samples: int, name: str, classes: Any, learn: bool
+    ) -> tuple[np.ndarray, int, np.ndarray | None]:
+        """(targets, loss code, classes). With classes (an ndarray), a classification
+        target of one label per sample is encoded as indices into them; without,
+        labels that cannot be class indices (strings, objects, categoricals) give
+        the classes when learn (a training call), and are refused otherwise.
+        Numeric targets without classes are class indices, as before."""
         if not self.layers:
             raise ValueError("the model has no layers")
-        return check.as_targets(y, n_samples, self.loss, self.output_dim, self.dtype, name=name)
+        categorical = frames.is_categorical(y) or (
+            frames.is_frame(y) and y.shape[1] == 1 and frames.is_categorical(y.iloc[:, 0])
+        )
+        values = frames.as_array_like(y, name, self.dtype)
+        is_array = isinstance(values, np.ndarray)
+        one_per_row = is_array and (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1))
+        wanted = class_labels.width(self.loss, self.output_dim)
+        if is_array and (categorical or class_labels.is_label_array(values)) and wanted is None:
+            class_labels.check_count(
+                class_labels.classes_of(values.reshape(-1), name),
+                self.loss,
+                self.output_dim,
+                name,
+            )
+        if is_array and one_per_row and wanted is not None and (
+            classes is not None or categorical or class_labels.is_label_array(values)
+        ):
+            labels = class_labels.normalised(values.reshape(-1), name)
+            if classes is None:
+                if not learn:
+                    raise ValueError(
+                        f"{name} holds class labels, but the model has no classes_ yet; "
+                        "fit it with labels first (or pass class indices)"
+                    )
+                classes = class_labels.classes_of(labels, name)
+                class_labels.check_count(classes, self.loss, self.output_dim, name)
+            values = class_labels.encode(labels, classes, name)
+        targets, code = check.as_targets(
+            values, n_samples, self.loss, self.output_dim, self.dtype, name=name
+        )
+        return targets, code, classes
 
     def _ready(self, X: np.ndarray) -> None:
         """Build from X's width on first use."""
@@ -543,10 +651,20 @@ class Sequential:
         settings: tuple[Any, ...] = ()  # what every rank must agree on
         with self._train_lock:
             try:
-                X = self._features(X)
-                y, loss_code = self._targets(y, len(X))
+                X, names = self._named_features(
+                    X, "X", self._feature_names, fitted=self._names_fixed
+                )
+                names = self._feature_names if self._names_fixed else names
+                y, loss_code, classes = self._encoded_targets(
+                    y, len(X), "y", self._classes, learn=True
+                )
                 weights = check.as_sample_weight(
-                    sample_weight, class_weight, y, self.loss, loss_code, self.dtype
+                    sample_weight,
+                    self._class_weight_indices(class_weight, classes),
+                    y,
+                    self.loss,
+                    loss_code,
+                    self.dtype,
                 )
                 epochs = check.non_negative_int("epochs", epochs)
                 check.check_option("on_divergence", on_divergence, ("raise", "stop"))
@@ -567,10 +685,12 @@ class Sequential:
                 if validation_data is not None:
                     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                         raise ValueError("validation_data must be a pair (X_val, y_val)")
-                    X_val = check.as_features(
-                        validation_data[0], self.dtype, X.shape[1], name="X_val"
+                    X_val = self._named_features(
+                        validation_data[0], "X_val", names, n_features=X.shape[1]
+                    )[0]
+                    y_val, val_code, _ = self._encoded_targets(
+                        validation_data[1], len(X_val), "y_val", classes, learn=False
                     )
-                    y_val, val_code = self._targets(validation_data[1], len(X_val), name="y_val")
                 self._ready(X)
                 self._check_finite()
                 recorded = self._recorded_metrics(validation_data is not None, diagnostics)
@@ -593,6 +713,8 @@ class Sequential:
                 distributed.ShardedTrainer(comm, self._plan, self._backend) if sharded else None
             )
             self._forward_context = None
+            undo = self._learn_names_and_classes(names, classes)
+            epochs_before = self.epochs_done
             history = History()
             progress = (
                 EpochProgress(epochs, n, batch_size, self.loss.classification) if verbose else None
@@ -634,8 +756,12 @@ class Sequential:
                     if self.stop_training:
                         break
             except FloatingPointError:
+                if self.epochs_done == epochs_before:
+                    undo()
                 raise  # divergence: decided on the reduced loss, raised on every rank
             except BaseException as exc:
+                if self.epochs_done == epochs_before:
+                    undo()
                 if comm is not None:
                     distributed.abort(comm, exc)
                 raise
@@ -643,6 +769,35 @@ class Sequential:
                 for callback in callbacks:
                     callback.on_train_end(self)
         return history
+
+    def _learn_names_and_classes(
+        self, names: NDArray[np.object_] | None, classes: np.ndarray | None
+    ) -> Callable[[], None]:
+        """Record the feature names and classes a training call settled (the caller
+        holds the training lock); returns the function that puts back the previous
+        ones, for a call that ends having trained nothing."""
+        previous = (self._feature_names, self._classes)
+
+        def undo() -> None:
+            with self._memory.writing():
+                self._feature_names, self._classes = previous
+
+        with self._memory.writing():
+            self._feature_names, self._classes = names, classes
+        return undo
+
+    def _class_weight_indices(
+        self, class_weight: Mapping[Any, float] | None, classes: np.ndarray | None
+    ) -> Mapping[Any, float] | None:
+        """class_weight keyed by class index: its keys are labels when the model has
+        classes (ValueError for a label not among them), indices otherwise."""
+        if class_weight is None or classes is None or not isinstance(class_weight, dict):
+            return class_weight
+        keys = np.empty(len(class_weight), dtype=object)
+        keys[:] = list(class_weight)
+        name = "class_weight's keys"
+        indices = class_labels.encode(class_labels.normalised(keys, name), classes, name)
+        return {int(k): weight for k, weight in zip(indices, class_weight.values())}
 
     def _recorded_metrics(self, validation: bool, diagnostics: bool) -> list[str]:
         """The names fit's logs will hold, for the callbacks' check."""
@@ -766,32 +921,39 @@ class Sequential:
         Each call validates X and y and keeps a copy of the training state to undo
         a step that diverges (or is interrupted); fit() runs whole epochs without
         either cost."""
-        X = self._features(X)
-        y, loss_code = self._targets(y, len(X))
-        weights = check.as_sample_weight(sample_weight, None, y, self.loss, loss_code, self.dtype)
-        with self._training():
-            self._ready(X)
-            self._check_finite()
-            self._sync_optimizer()
-            self._forward_context = None
-            opt = copy.copy(self.optimizer)  # in-place changes from now on: next call
-            checkpoint = self._checkpoint()
-            try:
-                with threads.limit(self.n_threads):
-                    loss, _ = self._backend.step(
-                        X, y, loss_code, opt, True, opt.lr_at(self.epochs_done), weights
+        with self._train_lock:  # names and classes read and settled by one caller
+            X, names = self._named_features(X, "X", self._feature_names, fitted=self._names_fixed)
+            names = self._feature_names if self._names_fixed else names
+            y, loss_code, classes = self._encoded_targets(y, len(X), "y", self._classes, learn=True)
+            weights = check.as_sample_weight(
+                sample_weight, None, y, self.loss, loss_code, self.dtype
+            )
+            with self._training():
+                self._ready(X)
+                self._check_finite()
+                self._sync_optimizer()
+                self._forward_context = None
+                opt = copy.copy(self.optimizer)  # in-place changes from now on: next call
+                checkpoint = self._checkpoint()
+                undo = self._learn_names_and_classes(names, classes)
+                try:
+                    with threads.limit(self.n_threads):
+                        loss, _ = self._backend.step(
+                            X, y, loss_code, opt, True, opt.lr_at(self.epochs_done), weights
+                        )
+                    broken = "loss" if not np.isfinite(loss) else self._plan.nonfinite()
+                except BaseException:
+                    self._restore(checkpoint)
+                    undo()
+                    raise
+                if broken is not None:
+                    self._restore(checkpoint)
+                    undo()
+                    raise FloatingPointError(
+                        f"the training step diverged: the {broken} stopped being finite, so the "
+                        f"step was not applied. Lower the learning rate (lr={opt.lr}) or "
+                        "standardise the inputs"
                     )
-                broken = "loss" if not np.isfinite(loss) else self._plan.nonfinite()
-            except BaseException:
-                self._restore(checkpoint)
-                raise
-            if broken is not None:
-                self._restore(checkpoint)
-                raise FloatingPointError(
-                    f"the training step diverged: the {broken} stopped being finite, so the "
-                    f"step was not applied. Lower the learning rate (lr={opt.lr}) or "
-                    "standardise the inputs"
-                )
         return float(loss)
 
     def _check_finite(self) -> None:
@@ -847,15 +1009,17 @@ class Sequential:
 
         Parameters
         ----------
-        X : array of shape (n_samples, n_features)
+        X : array or DataFrame of shape (n_samples, n_features)
+            A DataFrame's column names are checked against feature_names_in_.
 
         Returns
         -------
         ndarray
-            Class indices (n_samples,) for classification losses (0/1 of shape
+            For classification losses, the class labels (n_samples,) of classes_
+            when the model was trained on labels, else class indices (0/1 of shape
             (n_samples, n_outputs) for several sigmoid outputs); the outputs
             (n_samples, n_outputs), in the model's dtype, otherwise. For class
-            probabilities use predict_proba.
+            probabilities use predict_proba (its columns follow classes_).
 
         Examples
         --------
@@ -871,12 +1035,16 @@ class Sequential:
         >>> reg.predict(X).shape, reg.predict(X).dtype
         ((10, 2), dtype('float32'))
         """
+        classes = self._classes
         out = self._outputs(X)
         if self.loss.softmax:
-            return out.argmax(axis=1)
+            indices = out.argmax(axis=1)
+            return indices if classes is None else classes[indices]
         if self.loss.name == "binary_cross_entropy":
             labels = (out >= 0.5).astype(np.int64)
-            return labels[:, 0] if labels.shape[1] == 1 else labels
+            if labels.shape[1] != 1:
+                return labels
+            return labels[:, 0] if classes is None else classes[labels[:, 0]]
         return out
 
     def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:

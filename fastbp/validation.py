@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from fastbp import frames
+
 if TYPE_CHECKING:
     from fastbp.losses import LossSpec
 
@@ -64,8 +66,37 @@ def as_features(
 ) -> np.ndarray:
     """X as a C-contiguous (n_samples, n_features) array of dtype.
 
-    Accepts lists and other array-likes, booleans and integers; copies at most once.
+    Accepts lists and other array-likes, booleans and integers, and pandas
+    DataFrames of numbers (as_named_features); copies an array at most once.
     """
+    return as_named_features(X, dtype, n_features, name)[0]
+
+
+def as_named_features(
+    X: ArrayLike, dtype: DTypeLike, n_features: int | None = None, name: str = "X"
+) -> tuple[np.ndarray, NDArray[np.object_] | None]:
+    """(X as as_features gives it, X's feature names or None).
+
+    A pandas DataFrame gives its column names when they are all strings
+    (fastbp.frames.feature_names) and its values: numeric, bool and nullable
+    (Int64, Float64, boolean) columns, pd.NA counting as a missing value; other
+    columns (categorical, object, string) are refused with a TypeError naming
+    them, missing values with a ValueError naming their columns. A Series is
+    refused: X must be 2-D.
+    """
+    names = None
+    if frames.is_series(X):
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features), got a pandas Series of shape "
+            f"{X.shape}; for a single feature pass {name}.to_frame(), for a single "
+            f"sample {name}.to_frame().T"
+        )
+    if frames.is_frame(X):
+        X, names = frames.frame_values(X, dtype, name)
+    return _as_matrix(X, dtype, n_features, name), names
+
+
+def _as_matrix(X: ArrayLike, dtype: DTypeLike, n_features: int | None, name: str) -> np.ndarray:
     try:
         arr = np.asarray(X)
     except (TypeError, ValueError) as exc:
@@ -110,8 +141,10 @@ def as_targets(
     (n_samples,) when n_outputs == 1, or (n_samples, n_outputs).
     """
     try:
-        arr = np.asarray(y)
+        arr = np.asarray(frames.as_array_like(y, name, dtype))
     except (TypeError, ValueError) as exc:
+        if frames.is_frame(y):
+            raise
         raise TypeError(f"{name} must be an array of numbers ({exc})") from None
     _real_array(arr, name)
     if arr.ndim == 0 or arr.ndim > 2:
@@ -336,7 +369,7 @@ def as_sample_weight(
     n = len(y)
     weights = None
     if sample_weight is not None:
-        weights = np.asarray(sample_weight)
+        weights = np.asarray(frames.as_array_like(sample_weight, name))
         _real_array(weights, name)
         if weights.shape != (n,):
             raise ValueError(
