@@ -29,6 +29,7 @@ import numpy as np
 
 import fastbp as fb
 from fastbp import activations, datasets, losses, optimizers, tables
+from fastbp import labels as class_labels
 from fastbp import validation as check
 from fastbp.layers import Layer
 
@@ -288,9 +289,10 @@ def split(args, X, y, classification):
     return (X_train, y_train), validation, (X_test, y_test)
 
 
-def fit_or_save_on_interrupt(model, args, train_set, validation, callbacks):
-    """model.fit; on Ctrl-C, the model as of its last complete epoch (or the best
-    one, with early stopping) is saved with --save, and Interrupted is raised."""
+def fit_or_save_on_interrupt(model, args, train_set, validation, callbacks, classes=None):
+    """model.fit (classes: every class label, for classes_); on Ctrl-C, the model as
+    of its last complete epoch (or the best one, with early stopping) is saved with
+    --save, and Interrupted is raised."""
     try:
         return model.fit(
             *train_set,
@@ -299,6 +301,7 @@ def fit_or_save_on_interrupt(model, args, train_set, validation, callbacks):
             validation_data=validation,
             callbacks=callbacks,
             verbose=0 if args.quiet else 1,
+            classes=classes,
         )
     except KeyboardInterrupt:
         done = f"interrupted after {model.epochs_done} complete epochs"
@@ -325,14 +328,20 @@ def train(args):
         n_outputs = 1 if np.ndim(y) == 1 else y.shape[1]
         y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     sets = split(args, X, y, loss.classification)
-    if loss.softmax and "labels" not in loss.codes:  # a loss of probability rows
+    # the model keeps the classes (classes_) when its loss takes labels; the class
+    # names of a loss of probability rows stay in the metadata
+    labelled = loss.classification and class_labels.width(loss, n_outputs) is not None
+    if labelled:
+        names_of = np.array(classes, dtype=object)  # labels, even when they are integers
+        sets = [s and (s[0], names_of[s[1]]) for s in sets]
+    elif loss.softmax:  # a loss of probability rows
         sets = [s and (s[0], np.eye(n_outputs)[s[1]]) for s in sets]
     scaler = datasets.Standardizer().fit(sets[0][0])
     model = build_model(args, optimizer, X.shape[1], n_outputs)
     model.metadata = {
         "features": names,
         "target": target,
-        "classes": classes,
+        "classes": None if labelled else classes,
         "standardize": {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()},
     }
     target_scaler = None
@@ -356,7 +365,9 @@ def train(args):
         )
         model.summary()
     callbacks = [fb.EarlyStopping(patience=args.early_stopping)] if args.early_stopping else []
-    history = fit_or_save_on_interrupt(model, args, train_set, validation, callbacks)
+    history = fit_or_save_on_interrupt(
+        model, args, train_set, validation, callbacks, names_of if labelled else None
+    )
     result = model.evaluate(X_test, y_test)
     figures = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "accuracy")
     stopped = f" after {len(history.epoch)} epoch{'' if len(history.epoch) == 1 else 's'}" + (
@@ -388,7 +399,10 @@ def prediction_table(model, X, proba):
     n_features), already standardised: class names or values, or with proba the
     probability of each class."""
     meta = model.metadata
-    classes = meta.get("classes")
+    # classes_ for a model trained on labels; the metadata's list for a loss of
+    # probability rows, and for models saved by earlier versions of `train`
+    own = model.classes_
+    classes = own.tolist() if own is not None else meta.get("classes")
     if proba:
         if not model.loss.classification:
             raise CliError("--proba needs a classification model; this one is a regression")
@@ -403,7 +417,7 @@ def prediction_table(model, X, proba):
         predictions = predictions * np.array(stats["scale"]) + np.array(stats["mean"])
         if predictions.shape[1] == 1:
             predictions = predictions[:, 0]
-    if classes and predictions.ndim == 1:
+    if own is None and classes and predictions.ndim == 1:
         predictions = np.array(classes, dtype=object)[predictions]
     if predictions.ndim == 1:
         return ["prediction"], predictions[:, None]

@@ -558,6 +558,7 @@ class Sequential:
         sample_weight: ArrayLike | None = None,
         class_weight: Mapping[Any, float] | None = None,
         comm: Any = None,
+        classes: ArrayLike | None = None,
     ) -> History:
         """Train with mini-batch gradient descent.
 
@@ -567,10 +568,17 @@ class Sequential:
             Used in place when it is C-ordered in the model's dtype, as a
             np.memmap may be: fit then holds no copy of it, only batches (the
             finiteness check reads it in blocks of rows). Another dtype or
-            order is converted first, which makes one copy of X.
+            order is converted first, which makes one copy of X. A DataFrame's
+            columns must hold numbers or booleans (nullable Int64, Float64 and
+            boolean included); the first training call records its column names
+            as feature_names_in_, and later calls check theirs against them.
         y : targets (see the loss)
             Class indices or probability rows for softmax losses, 0/1 (or
-            probability) rows for binary_cross_entropy, values for mse.
+            probability) rows for binary_cross_entropy, values for mse. For a
+            classification loss, y may hold the class labels instead (strings,
+            objects, a pandas Categorical or Series): the first fit given labels
+            records their sorted set as classes_ (one per output; two for one
+            sigmoid output), and from then on y holds labels of those classes.
         epochs : int
             Passes over the data.
         batch_size : int or None
@@ -599,7 +607,8 @@ class Sequential:
         sample_weight : array of shape (n_samples,) or None
             Weights of each sample's loss (the loss is 1/N sum_i w_i loss_i).
         class_weight : dict or None
-            Class -> weight, for classification losses. It multiplies
+            Class -> weight, for classification losses (keyed by label when the
+            model has classes_, else by class index). It multiplies
             sample_weight when both are given.
         comm : mpi4py communicator or None
             Data-parallel training over the communicator's ranks (fastbp.distributed):
@@ -609,6 +618,12 @@ class Sequential:
             divergence see the global figures on every rank; progress shows on
             rank 0. An error on one rank during training prints and aborts the job.
             Dropout masks are those of one process. None (default): one process.
+        classes : array-like or None
+            The class labels the model is to know (as labels, even when they are
+            integers), when they are not all in y, or for integer labels that are
+            not class indices; every label of y must be among them. It must list
+            the model's classes_ again once it has them. None (default): the
+            labels of y.
 
         Returns
         -------
@@ -655,8 +670,9 @@ class Sequential:
                     X, "X", self._feature_names, fitted=self._names_fixed
                 )
                 names = self._feature_names if self._names_fixed else names
+                known = self._classes if classes is None else self._declared(classes)
                 y, loss_code, classes = self._encoded_targets(
-                    y, len(X), "y", self._classes, learn=True
+                    y, len(X), "y", known, learn=True
                 )
                 weights = check.as_sample_weight(
                     sample_weight,
@@ -785,6 +801,31 @@ class Sequential:
         with self._memory.writing():
             self._feature_names, self._classes = names, classes
         return undo
+
+    def _declared(self, classes: ArrayLike) -> np.ndarray:
+        """fit's classes= as the model's classes_ would hold them: distinct labels,
+        one per class the outputs predict, equal to classes_ when the model has them."""
+        values = frames.as_array_like(classes, "classes")
+        values = np.asarray(values) if isinstance(values, np.ndarray) else np.asarray(values, object)
+        if values.ndim != 1:
+            raise ValueError(f"classes must be a 1-D list of labels; got shape {values.shape}")
+        if values.dtype.kind != "O":
+            boxed = np.empty(len(values), dtype=object)
+            boxed[:] = values.tolist()
+            values = boxed
+        declared = class_labels.classes_of(class_labels.normalised(values, "classes"), "classes")
+        if len(declared) != len(values):
+            raise ValueError("classes lists a label more than once; list each class once")
+        class_labels.check_count(declared, self.loss, self.output_dim, "classes")
+        if self._classes is not None and not (
+            len(declared) == len(self._classes)
+            and bool(np.all(class_labels.encode(declared, self._classes, "classes") >= 0))
+        ):
+            raise ValueError(
+                f"classes lists other classes than the model's classes_ "
+                f"({self._classes.tolist()}); they are fixed by the first fit"
+            )
+        return declared
 
     def _class_weight_indices(
         self, class_weight: Mapping[Any, float] | None, classes: np.ndarray | None
