@@ -47,10 +47,10 @@ def _dtype(dtype: Any) -> np.dtype[Any]:
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
-    """A view of array that cannot be written (nor made writable again)."""
-    view = array.view()
-    view.flags.writeable = False
-    return view
+    """A view of array, which is the model's own, that cannot be written nor made
+    writable again (its base is read-only too)."""
+    array.flags.writeable = False
+    return array.view()
 
 
 class LayerList(tuple[Layer, ...]):
