@@ -495,6 +495,9 @@ class Sequential:
             frames.is_frame(y) and y.shape[1] == 1 and frames.is_categorical(y.iloc[:, 0])
         )
         values = frames.as_array_like(y, name, self.dtype)
+        if not isinstance(values, np.ndarray):
+            with contextlib.suppress(TypeError, ValueError):  # as_targets says what is wrong
+                values = np.asarray(values)
         is_array = isinstance(values, np.ndarray)
         one_per_row = is_array and (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1))
         wanted = class_labels.width(self.loss, self.output_dim)
@@ -817,14 +820,17 @@ class Sequential:
         if len(declared) != len(values):
             raise ValueError("classes lists a label more than once; list each class once")
         class_labels.check_count(declared, self.loss, self.output_dim, "classes")
-        if self._classes is not None and not (
-            len(declared) == len(self._classes)
-            and bool(np.all(class_labels.encode(declared, self._classes, "classes") >= 0))
-        ):
-            raise ValueError(
-                f"classes lists other classes than the model's classes_ "
-                f"({self._classes.tolist()}); they are fixed by the first fit"
-            )
+        if self._classes is not None:
+            try:
+                same = len(declared) == len(self._classes)
+                same = same and len(class_labels.encode(declared, self._classes, "classes")) > 0
+            except ValueError:
+                same = False
+            if not same:
+                raise ValueError(
+                    f"classes lists other classes ({declared.tolist()}) than the model's "
+                    f"classes_ ({self._classes.tolist()}); they are fixed by the first fit"
+                )
         return declared
 
     def _class_weight_indices(
