@@ -85,11 +85,13 @@ def feature_names(frame: Any, name: str = "X") -> NDArray[np.object_] | None:
             f"names are kept only when all are strings: rename the columns with "
             f"{name}.columns = {name}.columns.astype(str), or give them all non-string names"
         )
-    seen: set[str] = set()
-    twice = [column for column in columns if column in seen or seen.add(column)]
+    counts: dict[str, int] = {}
+    for column in columns:
+        counts[column] = counts.get(column, 0) + 1
+    twice = [column for column, count in counts.items() if count > 1]
     if twice:
         raise ValueError(
-            f"{name} has duplicate column names ({_listed(dict.fromkeys(twice))}); each "
+            f"{name} has duplicate column names ({_listed(twice)}); each "
             "feature needs its own name: rename or drop the duplicates"
         )
     names = np.empty(len(columns), dtype=object)
@@ -160,7 +162,7 @@ def check_feature_names(
 
 
 def _column_kind(dtype: Any) -> str:
-    """"number" for numeric and bool columns (NumPy or pandas nullable dtypes),
+    """ "number" for numeric and bool columns (NumPy or pandas nullable dtypes),
     "complex", or "other" (categorical, object, string, datetime, ...)."""
     if isinstance(dtype, np.dtype):
         if dtype.kind in "biuf":

@@ -19,9 +19,8 @@ from typing import Any, NoReturn
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from fastbp import backends, distributed, losses, optimizers, threads
+from fastbp import backends, distributed, frames, losses, optimizers, threads
 from fastbp import diagnostics as health
-from fastbp import frames
 from fastbp import labels as class_labels
 from fastbp import layers as layer_types
 from fastbp import validation as check
@@ -473,9 +472,7 @@ class Sequential:
     def _names_fixed(self) -> bool:
         """Whether the feature names are settled: recorded by a training call, or the
         model trained (a step taken) on data without names."""
-        return self._feature_names is not None or (
-            self.built and int(self._plan.step_count[0]) > 0
-        )
+        return self._feature_names is not None or (self.built and int(self._plan.step_count[0]) > 0)
 
     def _targets(self, y: ArrayLike, n_samples: int, name: str = "y") -> tuple[np.ndarray, int]:
         """(targets, loss code) for the backends, labels encoded with classes_."""
@@ -491,8 +488,11 @@ class Sequential:
         Numeric targets without classes are class indices, as before."""
         if not self.layers:
             raise ValueError("the model has no layers")
-        categorical = frames.is_categorical(y) or (
-            frames.is_frame(y) and y.shape[1] == 1 and frames.is_categorical(y.iloc[:, 0])
+        given: Any = y
+        categorical = frames.is_categorical(given) or (
+            frames.is_frame(given)
+            and given.shape[1] == 1
+            and frames.is_categorical(given.iloc[:, 0])
         )
         values = frames.as_array_like(y, name, self.dtype)
         if not isinstance(values, np.ndarray):
@@ -508,8 +508,11 @@ class Sequential:
                 self.output_dim,
                 name,
             )
-        if is_array and one_per_row and wanted is not None and (
-            classes is not None or categorical or class_labels.is_label_array(values)
+        if (
+            is_array
+            and one_per_row
+            and wanted is not None
+            and (classes is not None or categorical or class_labels.is_label_array(values))
         ):
             labels = class_labels.normalised(values.reshape(-1), name)
             if classes is None:
@@ -674,12 +677,10 @@ class Sequential:
                 )
                 names = self._feature_names if self._names_fixed else names
                 known = self._classes if classes is None else self._declared(classes)
-                y, loss_code, classes = self._encoded_targets(
-                    y, len(X), "y", known, learn=True
-                )
+                y, loss_code, learned = self._encoded_targets(y, len(X), "y", known, learn=True)
                 weights = check.as_sample_weight(
                     sample_weight,
-                    self._class_weight_indices(class_weight, classes),
+                    self._class_weight_indices(class_weight, learned),
                     y,
                     self.loss,
                     loss_code,
@@ -708,7 +709,7 @@ class Sequential:
                         validation_data[0], "X_val", names, n_features=X.shape[1]
                     )[0]
                     y_val, val_code, _ = self._encoded_targets(
-                        validation_data[1], len(X_val), "y_val", classes, learn=False
+                        validation_data[1], len(X_val), "y_val", learned, learn=False
                     )
                 self._ready(X)
                 self._check_finite()
@@ -732,7 +733,7 @@ class Sequential:
                 distributed.ShardedTrainer(comm, self._plan, self._backend) if sharded else None
             )
             self._forward_context = None
-            undo = self._learn_names_and_classes(names, classes)
+            undo = self._learn_names_and_classes(names, learned)
             epochs_before = self.epochs_done
             history = History()
             progress = (
@@ -809,7 +810,9 @@ class Sequential:
         """fit's classes= as the model's classes_ would hold them: distinct labels,
         one per class the outputs predict, equal to classes_ when the model has them."""
         values = frames.as_array_like(classes, "classes")
-        values = np.asarray(values) if isinstance(values, np.ndarray) else np.asarray(values, object)
+        values = (
+            np.asarray(values) if isinstance(values, np.ndarray) else np.asarray(values, object)
+        )
         if values.ndim != 1:
             raise ValueError(f"classes must be a 1-D list of labels; got shape {values.shape}")
         if values.dtype.kind != "O":

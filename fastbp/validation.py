@@ -88,8 +88,8 @@ def as_named_features(
     if frames.is_series(X):
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features), got a pandas Series of shape "
-            f"{X.shape}; for a single feature pass {name}.to_frame(), for a single "
-            f"sample {name}.to_frame().T"
+            f"{getattr(X, 'shape', None)}; for a single feature pass {name}.to_frame(), "
+            f"for a single sample {name}.to_frame().T"
         )
     if frames.is_frame(X):
         X, names = frames.frame_values(X, dtype, name)

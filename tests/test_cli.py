@@ -379,3 +379,41 @@ def test_ctrl_c_in_fit_is_one_line_and_says_what_was_saved(tmp_path, capsys, mon
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fastbp: interrupted after 0 complete epochs")
     assert ("saved the model trained so far" in err[0]) == save == model.exists()
+
+
+def test_train_keeps_the_classes_in_the_model(tmp_path, capsys):
+    model, data, _ = train_small(tmp_path)
+    saved = fb.load(model)
+    assert saved.classes_.tolist() == [0, 1, 2] and saved.classes_.dtype == np.int64
+    assert saved.metadata["classes"] is None
+    capsys.readouterr()
+    assert cli.main(["predict", str(model), "--data", str(data), "--proba"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "proba_0,proba_1,proba_2"
+
+
+def test_a_model_saved_with_its_classes_in_the_metadata_still_predicts(tmp_path, capsys):
+    """As `train` saved classifiers before models had classes_: class indices for the
+    model, the class names in metadata["classes"]."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((90, 2))
+    index = (X[:, 0] > 0).astype(int)
+    old = fb.Sequential([fb.Dense(2, input_dim=2)], loss="softmax_cross_entropy", seed=0)
+    old.fit(X, index, epochs=20, verbose=0)
+    old.metadata = {
+        "features": ["a", "b"],
+        "target": "label",
+        "classes": ["left", "right"],
+        "standardize": {"mean": [0.0, 0.0], "scale": [1.0, 1.0]},
+    }
+    path = tmp_path / "old.npz"
+    old.save(path)
+    assert fb.load(path).classes_ is None
+    data = tmp_path / "new.csv"
+    write_csv(data, X.tolist(), ["a", "b"])
+    capsys.readouterr()
+    assert cli.main(["predict", str(path), "--data", str(data)]) == 0
+    predicted = capsys.readouterr().out.splitlines()
+    assert predicted[0] == "prediction"
+    assert predicted[1:] == np.array(["left", "right"])[old.predict(X)].tolist()
+    assert cli.main(["predict", str(path), "--data", str(data), "--proba"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "proba_left,proba_right"

@@ -91,7 +91,7 @@ def test_nan_and_infinity_in_plain_columns_are_named():
     df.loc[0, "height"] = np.nan
     df["small"] = df["small"].astype(float)
     df.loc[1, "small"] = np.inf
-    with pytest.raises(ValueError, match="missing.*'height'.*infinite.*'small'"):
+    with pytest.raises(ValueError, match=r"missing.*'height'.*infinite.*'small'"):
         model().fit(df, np.zeros(len(df)), verbose=0)
 
 
@@ -123,12 +123,12 @@ def test_every_column_that_is_not_numbers_is_named():
     df = frame()
     df["colour"] = pd.Categorical(["a", "b"] * 20)
     df["name"] = ["n"] * 40
-    with pytest.raises(TypeError, match="columns 'colour' \\(category\\), 'name'"):
+    with pytest.raises(TypeError, match=r"columns 'colour' \(category\), 'name'"):
         model().predict(df)
 
 
 def test_a_series_as_X_must_be_2d():
-    with pytest.raises(ValueError, match="must be 2-D.*Series.*to_frame"):
+    with pytest.raises(ValueError, match=r"must be 2-D.*Series.*to_frame"):
         model().fit(frame()["height"], np.zeros(40), verbose=0)
 
 
@@ -180,7 +180,7 @@ def test_columns_in_another_order_are_refused_not_reordered(fitted):
     m, df = fitted
     shuffled = df[list(reversed(df.columns))]
     for call in (m.predict, lambda X: m.evaluate(X, target(df)), lambda X: m.fit(X, target(df))):
-        with pytest.raises(ValueError, match="another order.*feature_names_in_"):
+        with pytest.raises(ValueError, match=r"another order.*feature_names_in_"):
             call(shuffled)
     # and the fix the message gives works
     np.testing.assert_array_equal(m.predict(shuffled[m.feature_names_in_]), m.predict(df))
@@ -189,7 +189,9 @@ def test_columns_in_another_order_are_refused_not_reordered(fitted):
 def test_other_names_are_refused_listing_the_difference(fitted):
     m, df = fitted
     renamed = df.rename(columns={"height": "weight", "on": "off"})
-    with pytest.raises(ValueError, match="not seen at fit: 'weight', 'off'.*missing: 'height', 'on'"):
+    with pytest.raises(
+        ValueError, match=r"not seen at fit: 'weight', 'off'.*missing: 'height', 'on'"
+    ):
         m.predict(renamed)
 
 
@@ -259,7 +261,7 @@ def test_train_step_records_and_checks_names():
 
 def test_duplicate_column_names_are_refused():
     df = pd.DataFrame(np.ones((4, 3)), columns=["a", "b", "a"])
-    with pytest.raises(ValueError, match="duplicate column names \\('a'\\)"):
+    with pytest.raises(ValueError, match=r"duplicate column names \('a'\)"):
         model().fit(df, np.ones(4), verbose=0)
 
 
@@ -275,7 +277,7 @@ def test_integer_column_names_are_no_names():
 
 def test_string_and_integer_names_mixed_are_refused():
     df = pd.DataFrame(np.ones((4, 2)), columns=["a", 1])
-    with pytest.raises(TypeError, match="mix strings with int names.*astype\\(str\\)"):
+    with pytest.raises(TypeError, match=r"mix strings with int names.*astype\(str\)"):
         model().fit(df, np.ones(4), verbose=0)
 
 

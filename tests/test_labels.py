@@ -71,7 +71,7 @@ def test_integer_indices_work_as_before_without_classes():
     m.fit(X, index, epochs=2, verbose=0)
     assert m.classes_ is None
     assert m.predict(X).dtype == np.int64 and set(m.predict(X)) <= {0, 1, 2}
-    with pytest.raises(ValueError, match="labels must be in \\[0, 3\\)"):
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
         m.fit(X, index + 1, verbose=0)
 
 
@@ -85,7 +85,7 @@ def test_a_single_class_of_indices_still_trains_with_softmax():
 def test_a_single_class_of_labels_is_refused_with_softmax():
     X, _ = data()
     m = classifier(units=2)
-    with pytest.raises(ValueError, match="1 class \\('cat'\\).*2 outputs for 2 classes"):
+    with pytest.raises(ValueError, match=r"1 class \('cat'\).*2 outputs for 2 classes"):
         m.fit(X, np.full(len(X), "cat"), verbose=0)
     assert m.classes_ is None and not m.built
 
@@ -99,7 +99,7 @@ def test_classes_declared_at_fit_cover_labels_absent_from_y():
     ints.fit(X, index * 10 + 5, classes=[5, 15, 25], epochs=1, verbose=0)
     assert ints.classes_.tolist() == [5, 15, 25]
     assert set(ints.predict(X)) <= {5, 15, 25}
-    with pytest.raises(ValueError, match="other classes .* than the model.s classes_"):
+    with pytest.raises(ValueError, match=r"other classes .* than the model.s classes_"):
         ints.fit(X, index * 10 + 5, classes=[5, 15, 35], verbose=0)
     with pytest.raises(ValueError, match="more than once"):
         classifier().fit(X, NAMES[index], classes=["cat", "cat", "dog"], verbose=0)
@@ -175,10 +175,10 @@ def test_mixed_labels_are_refused():
     X, index = data()
     y = NAMES[index].astype(object)
     y[5] = 3
-    with pytest.raises(TypeError, match="mixes labels of several types: str \\(row 0\\), int"):
+    with pytest.raises(TypeError, match=r"mixes labels of several types: str \(row 0\), int"):
         classifier().fit(X, y, verbose=0)
     y[5] = True
-    with pytest.raises(TypeError, match="str.*bool"):
+    with pytest.raises(TypeError, match=r"str.*bool"):
         classifier().fit(X, y, verbose=0)
 
 
@@ -187,7 +187,7 @@ def test_missing_labels_are_refused(missing):
     X, index = data()
     y = NAMES[index].astype(object)
     y[7] = missing
-    with pytest.raises(ValueError, match="missing label .* at row 7"):
+    with pytest.raises(ValueError, match=r"missing label .* at row 7"):
         classifier().fit(X, y, verbose=0)
 
 
@@ -196,7 +196,7 @@ def test_pandas_missing_labels_are_refused():
     X, index = data()
     y = pd.Series(NAMES[index], dtype="string")
     y[4] = pd.NA
-    with pytest.raises(ValueError, match="missing label .* at row 4"):
+    with pytest.raises(ValueError, match=r"missing label .* at row 4"):
         classifier().fit(X, y, verbose=0)
 
 
@@ -255,7 +255,7 @@ def test_binary_cross_entropy_takes_two_labels():
 )
 def test_losses_without_labels_refuse_them(loss, activation):
     X, index = data()
-    with pytest.raises((ValueError, TypeError), match="labels|numbers"):
+    with pytest.raises((ValueError, TypeError), match=r"labels|numbers"):
         classifier(loss=loss, activation=activation).fit(X, NAMES[index], verbose=0)
 
 
@@ -330,7 +330,7 @@ def test_labels_a_file_cannot_hold_are_refused_at_save(tmp_path):
     m = classifier()
     m.fit(X, days[index], epochs=1, verbose=0)
     assert m.predict(X[:1])[0] in set(days)
-    with pytest.raises(TypeError, match="label of type date.*str, int, float or bool"):
+    with pytest.raises(TypeError, match=r"label of type date.*str, int, float or bool"):
         m.save(tmp_path / "m.npz")
     assert not (tmp_path / "m.npz").exists()
 
