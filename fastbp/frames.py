@@ -202,8 +202,7 @@ def frame_values(frame: Any, dtype: DTypeLike, name: str = "X") -> tuple[np.ndar
         for d in frame.dtypes
     )
     values = frame.to_numpy(dtype=np.float64 if wider else target, na_value=np.nan)
-    with np.errstate(invalid="ignore"):
-        finite = np.isfinite(values).all(axis=0) if values.size else np.ones(0, bool)
+    finite = _finite_columns(values)
     if not finite.all():
         bad = np.flatnonzero(~finite)
         missing = [labels[j] for j in bad if np.isnan(values[:, j]).any()]
@@ -218,6 +217,15 @@ def frame_values(frame: Any, dtype: DTypeLike, name: str = "X") -> tuple[np.ndar
             "impute them first"
         )
     return values, names
+
+
+def _finite_columns(values: np.ndarray, block_rows: int = 4096) -> NDArray[np.bool_]:
+    """Whether each column of values (2-D) is finite, over blocks of rows, so that no
+    temporary of values' size is made."""
+    finite = np.ones(values.shape[1], dtype=bool)
+    for start in range(0, len(values), block_rows):
+        finite &= np.isfinite(values[start : start + block_rows]).all(axis=0)
+    return finite
 
 
 def series_values(series: Any, name: str) -> np.ndarray:

@@ -56,6 +56,21 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _kind_of_type(kind: type) -> str:
+    """_kind for every value of one type ("float" may still hold NaN)."""
+    if issubclass(kind, (str, np.str_)):
+        return "str"
+    if issubclass(kind, (bool, np.bool_)):
+        return "bool"
+    if issubclass(kind, numbers.Integral):
+        return "int"
+    if issubclass(kind, numbers.Real):
+        return "float"
+    if kind is type(None) or kind.__name__ in ("NAType", "NaTType"):
+        return "missing"
+    return kind.__name__
+
+
 def is_label_array(values: np.ndarray) -> bool:
     """Whether an array holds labels that cannot be class indices: strings, bytes or
     Python objects (a categorical is converted to objects before it gets here)."""
@@ -87,17 +102,24 @@ def normalised(values: np.ndarray, name: str) -> np.ndarray:
             row = int(np.flatnonzero(np.isnan(values))[0])
             raise ValueError(f"{name} holds a missing label (NaN) at row {row}; drop or fill it")
         return values
+    items = values.tolist()
+    kind_of = {kind: _kind_of_type(kind) for kind in set(map(type, items))}
+    if "float" in kind_of.values() or "missing" in kind_of.values():
+        for row, value in enumerate(items):  # NaN is a float: look at the values
+            if _kind(value) == "missing":
+                raise ValueError(
+                    f"{name} holds a missing label ({value!r}) at row {row}; drop or fill it"
+                )
     kinds: dict[str, int] = {}
-    for row, value in enumerate(values):
-        kind = _kind(value)
-        if kind == "missing":
-            raise ValueError(
-                f"{name} holds a missing label ({value!r}) at row {row}; drop or fill it"
-            )
-        kinds.setdefault(kind, row)
+    for row, value in enumerate(items):
+        kind = kind_of[type(value)]
+        if kind not in kinds:
+            kinds[kind] = row
+            if len(kinds) == len(set(kind_of.values())):
+                break
     found = set(kinds)
     if found <= {"int", "float"} and found:
-        return np.array([_plain(v) for v in values], dtype=np.float64 if "float" in found else None)
+        return np.array(items, dtype=np.float64 if "float" in found else None)
     if len(found) > 1:
         listed = ", ".join(f"{kind} (row {row})" for kind, row in kinds.items())
         raise TypeError(
@@ -106,7 +128,7 @@ def normalised(values: np.ndarray, name: str) -> np.ndarray:
         )
     kind = next(iter(found), "str")
     if kind in JSON_KINDS:
-        return np.array([_plain(v) for v in values])
+        return np.array(items)
     for value in values[:1]:
         try:
             hash(value)

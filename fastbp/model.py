@@ -463,8 +463,13 @@ class Sequential:
         model has been trained), else kept as they are for the training call to record.
         n_features : the width X must have (default: the model's input width, if built)."""
         width = self.input_dim if n_features is None else n_features
+        checked = fitted and frames.is_frame(X)
+        if checked:  # the names first: they say more than a count of columns
+            frames.check_feature_names(
+                fitted_names, frames.feature_names(X, name), name, stacklevel=4
+            )
         X, names = check.as_named_features(X, self.dtype, width, name=name)
-        if fitted:
+        if fitted and not checked:
             frames.check_feature_names(fitted_names, names, name, stacklevel=4)
         return X, names
 

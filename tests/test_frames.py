@@ -195,6 +195,14 @@ def test_other_names_are_refused_listing_the_difference(fitted):
         m.predict(renamed)
 
 
+def test_an_extra_or_missing_column_is_named_not_just_counted(fitted):
+    m, df = fitted
+    with pytest.raises(ValueError, match="names not seen at fit: 'extra'"):
+        m.predict(df.assign(extra=1.0))
+    with pytest.raises(ValueError, match="names missing: 'flag'"):
+        m.evaluate(df.drop(columns="flag"), target(df))
+
+
 def test_a_later_fit_with_other_names_changes_nothing(fitted):
     m, df = fitted
     before = m.get_weights()
