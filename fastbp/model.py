@@ -829,9 +829,9 @@ class Sequential:
             raise ValueError("classes lists a label more than once; list each class once")
         class_labels.check_count(declared, self.loss, self.output_dim, "classes")
         if self._classes is not None:
-            try:
+            try:  # every declared label among classes_, and as many
+                class_labels.encode(declared, self._classes, "classes")
                 same = len(declared) == len(self._classes)
-                same = same and len(class_labels.encode(declared, self._classes, "classes")) > 0
             except ValueError:
                 same = False
             if not same:
