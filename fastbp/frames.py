@@ -72,38 +72,47 @@ def feature_names(frame: Any, name: str = "X") -> NDArray[np.object_] | None:
     Raises TypeError when strings are mixed with other names, ValueError when a
     name appears twice (which column would it mean?).
     """
-    columns = list(frame.columns)
-    if not columns:
+    index = frame.columns
+    if len(index) == 0:
         return None
-    text = [isinstance(column, str) for column in columns]
-    if not any(text):
-        return None
-    if not all(text):
-        others = sorted({type(c).__name__ for c, is_text in zip(columns, text) if not is_text})
+    columns = index.to_numpy(dtype=object, copy=True)  # never a view of the frame's index
+    if index.inferred_type != "string":  # pandas' own reading of the names (cached)
+        types = set(map(type, columns.tolist()))
+        if not any(issubclass(kind, str) for kind in types):
+            return None
+        others = sorted(kind.__name__ for kind in types if not issubclass(kind, str))
         raise TypeError(
             f"{name}'s column names mix strings with {', '.join(others)} names; feature "
             f"names are kept only when all are strings: rename the columns with "
             f"{name}.columns = {name}.columns.astype(str), or give them all non-string names"
         )
-    counts: dict[str, int] = {}
-    for column in columns:
-        counts[column] = counts.get(column, 0) + 1
-    twice = [column for column, count in counts.items() if count > 1]
-    if twice:
+    if not index.is_unique:
+        counts: dict[str, int] = {}
+        for column in columns.tolist():
+            counts[column] = counts.get(column, 0) + 1
+        twice = [column for column, count in counts.items() if count > 1]
         raise ValueError(
             f"{name} has duplicate column names ({_listed(twice)}); each "
             "feature needs its own name: rename or drop the duplicates"
         )
-    names = np.empty(len(columns), dtype=object)
-    names[:] = [str(column) for column in columns]
-    return names
+    if not all(type(column) is str for column in columns.tolist()):
+        columns[:] = [str(column) for column in columns.tolist()]  # str subclasses
+    return columns
+
+
+def _caller_level() -> int:
+    """The stacklevel of the first caller outside fastbp, for warnings.warn called
+    from the function that calls this one (so a warning points at the user's line)."""
+    level, frame = 2, sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("fastbp."):
+        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+    return level
 
 
 def check_feature_names(
     fitted: NDArray[np.object_] | None,
     given: NDArray[np.object_] | None,
     name: str = "X",
-    stacklevel: int = 2,
 ) -> None:
     """Compare the names a model was fitted with to those of the data it is given.
 
@@ -124,7 +133,7 @@ def check_feature_names(
             f"{name} has feature names, but the model was fitted on data without "
             "names; its columns are taken by position and the names are not checked",
             UserWarning,
-            stacklevel=stacklevel + 1,
+            stacklevel=_caller_level(),
         )
         return
     if given is None:
@@ -132,10 +141,10 @@ def check_feature_names(
             f"{name} has no feature names, but the model was fitted with names "
             f"({_listed(fitted)}); its columns are taken by position, in that order",
             UserWarning,
-            stacklevel=stacklevel + 1,
+            stacklevel=_caller_level(),
         )
         return
-    if len(fitted) == len(given) and all(a == b for a, b in zip(fitted, given)):
+    if len(fitted) == len(given) and bool((fitted == given).all()):
         return
     unseen = [n for n in given if n not in set(fitted)]
     missing = [n for n in fitted if n not in set(given)]
@@ -185,9 +194,10 @@ def frame_values(frame: Any, dtype: DTypeLike, name: str = "X") -> tuple[np.ndar
     columns that hold missing or infinite values.
     """
     names = feature_names(frame, name)
-    kinds = [_column_kind(column_dtype) for column_dtype in frame.dtypes]
-    labels = list(frame.columns)
-    wrong = [(label, str(d)) for label, d, k in zip(labels, frame.dtypes, kinds) if k != "number"]
+    dtypes = list(frame.dtypes)
+    kind_of = {d: _column_kind(d) for d in set(dtypes)}
+    labels = frame.columns.tolist()
+    wrong = [(label, str(d)) for label, d in zip(labels, dtypes) if kind_of[d] != "number"]
     if wrong:
         shown = ", ".join(f"{_plain(label)!r} ({d})" for label, d in wrong[:NAMES_SHOWN])
         more = f", ... ({len(wrong)} in all)" if len(wrong) > NAMES_SHOWN else ""
@@ -199,7 +209,7 @@ def frame_values(frame: Any, dtype: DTypeLike, name: str = "X") -> tuple[np.ndar
     target = np.dtype(dtype)
     wider = any(
         not isinstance(d, np.dtype) or (d.kind == "f" and d.itemsize > target.itemsize)
-        for d in frame.dtypes
+        for d in kind_of
     )
     values = frame.to_numpy(dtype=np.float64 if wider else target, na_value=np.nan)
     finite = _finite_columns(values)

@@ -465,12 +465,10 @@ class Sequential:
         width = self.input_dim if n_features is None else n_features
         checked = fitted and frames.is_frame(X)
         if checked:  # the names first: they say more than a count of columns
-            frames.check_feature_names(
-                fitted_names, frames.feature_names(X, name), name, stacklevel=4
-            )
+            frames.check_feature_names(fitted_names, frames.feature_names(X, name), name)
         X, names = check.as_named_features(X, self.dtype, width, name=name)
         if fitted and not checked:
-            frames.check_feature_names(fitted_names, names, name, stacklevel=4)
+            frames.check_feature_names(fitted_names, names, name)
         return X, names
 
     @property

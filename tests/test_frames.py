@@ -237,6 +237,14 @@ def test_an_array_after_a_fit_with_names_warns(fitted):
     np.testing.assert_array_equal(out, m.predict(df))
 
 
+def test_the_warning_points_at_the_callers_line(fitted):
+    m, df = fitted
+    for call in (m.predict, lambda X: m.fit(X, target(df), verbose=0)):
+        with pytest.warns(UserWarning, match="no feature names") as caught:
+            call(df.to_numpy(float))
+        assert caught[0].filename == __file__
+
+
 def test_names_after_a_fit_without_names_warn():
     df = frame()
     m = model()
