@@ -4,8 +4,9 @@ A model is written down as two halves of plain data:
 
 - the record, a JSON-ready dict: the format name and version, get_config()
   (layers, loss, optimiser, dtype, backend, thread setting, input width), the
-  random generator's state, the epochs completed and the model's metadata (a
-  JSON-ready dict, e.g. the CLI's preprocessing);
+  random generator's state, the epochs completed, the model's metadata (a
+  JSON-ready dict, e.g. the CLI's preprocessing) and, when the model has them, its
+  feature names ("feature_names_in") and class labels ("classes");
 - the arrays, a dict of ndarrays: the parameters ("param_0", "param_1", ... in
   get_weights order) and the training state ("state_0", ...: each parameter's
   optimiser state arrays, then the step count and the dropout seed). A model
@@ -96,7 +97,7 @@ def from_record(
     configuration, that the parameter arrays hold at least as many numbers as
     the layers need (before the model allocates any), every array's name, shape
     and dtype, finite values, non-negative counts, the generator state,
-    epochs_done and metadata. Raises ValueError beginning "{source} does not
+    epochs_done, metadata, feature names and classes. Raises ValueError beginning "{source} does not
     hold a valid fastbp model: " and naming the problem.
     """
     with _refused_as_invalid(source):

@@ -105,7 +105,9 @@ class Sequential:
     array copies into the live weights; set_weights replaces them all). Fixed once
     built, and refused with an error: dtype, the layers (model.layers is
     read-only, a layer's units, activation, rate, pieces cannot change) and
-    backend_name.
+    backend_name. Set by training and read-only: feature_names_in_ (the column
+    names of the first DataFrame trained on) and classes_ (the first class labels
+    trained on).
 
     Threads: predict, predict_proba and evaluate may be called from many threads at
     once; they give exactly the single-threaded results and run in parallel. Calls
@@ -306,8 +308,8 @@ class Sequential:
     def classes_(self) -> np.ndarray | None:
         """The class labels (read-only ndarray, sorted as np.unique sorts them) of the
         first training data given as labels (strings, objects, a Categorical), or
-        None: output k is class classes_[k], predict returns them (docs/design.md
-        §1.1)."""
+        None: output k is class classes_[k], and predict returns them
+        (docs/design.md §1.1)."""
         return None if self._classes is None else _read_only(self._classes)
 
     @classes_.setter
