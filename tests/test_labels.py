@@ -391,3 +391,32 @@ def test_a_file_without_classes_loads_as_before(tmp_path):
         text = str(np.load(stdlib_io.BytesIO(archive.read("architecture.npy"))))
     assert "classes" not in json.loads(text) and "feature_names_in" not in json.loads(text)
     assert fb.load(tmp_path / "m.npz").classes_ is None
+
+
+def test_two_threads_fitting_other_labels_never_mix_them():
+    """The classes are read and set under the training lock: of two first fits with
+    other label sets, one trains and sets classes_, the other is refused."""
+    import threading
+
+    X, index = data()
+    m = classifier(2)
+    outcomes = []
+
+    def fit(labels):
+        try:
+            m.fit(X, labels[(index > 0).astype(int)], epochs=3, verbose=0)
+            outcomes.append(("trained", labels.tolist()))
+        except ValueError as exc:
+            outcomes.append(("refused", str(exc)))
+
+    workers = [
+        threading.Thread(target=fit, args=(np.array(pair),)) for pair in (["a", "b"], ["x", "y"])
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    kinds = sorted(kind for kind, _ in outcomes)
+    assert kinds == ["refused", "trained"], outcomes
+    trained = next(value for kind, value in outcomes if kind == "trained")
+    assert m.classes_.tolist() == trained and m.epochs_done == 3
