@@ -615,7 +615,8 @@ class CSVLogger(Callback):
         self._file.write(self._line(self.columns) + "".join(self._rows[:-1]))
         warnings.warn(
             f"CSVLogger's file {self.path!r} was deleted during training; it was "
-            f"written again with the {len(self._rows) - 1} rows of this fit so far",
+            f"written again with the {len(self._rows)} rows of this fit (this epoch's "
+            "included)",
             RuntimeWarning,
             stacklevel=4,
         )
