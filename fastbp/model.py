@@ -485,9 +485,10 @@ class Sequential:
             began, and then "raise" (default) raises FloatingPointError, "stop"
             warns and returns the history of the epochs completed.
         callbacks : list of fastbp.callbacks.Callback
-            EarlyStopping, ReduceLROnPlateau or your own, called after each
-            epoch. What they monitor is checked against what this fit records
-            before any training.
+            EarlyStopping, ReduceLROnPlateau, LearningRateScheduler,
+            ModelCheckpoint, CSVLogger or your own, called before and after
+            each epoch (see fastbp.callbacks). What they monitor or write is
+            checked against what this fit records before any training.
         sample_weight : array of shape (n_samples,) or None
             Weights of each sample's loss (the loss is 1/N sum_i w_i loss_i).
         class_weight : dict or None
@@ -505,8 +506,8 @@ class Sequential:
         Returns
         -------
         History
-            history.history maps "loss" (and "accuracy", "val_loss", ...) to one
-            value per epoch run.
+            history.history maps "loss" (and "accuracy", "lr", the rate the
+            epoch used, "val_loss", ...) to one value per epoch run.
 
         Notes
         -----

@@ -5,8 +5,13 @@
 - CosineDecay(epochs, min_lr=0):    min_lr + (lr - min_lr) (1 + cos(pi t)) / 2,
                                     t = min(epoch, epochs) / epochs
 
+An optimiser's schedule= may also be a plain function (lr, epoch) -> rate
+(Function), but a model holding one cannot be saved. The rate is checked
+(finite, >= 0) before any step uses it (Optimizer.lr_at).
+
 Reduce-on-plateau depends on the validation loss, so it is a callback
-(fastbp.callbacks.ReduceLROnPlateau).
+(fastbp.callbacks.ReduceLROnPlateau); so is setting the rate from a function of
+the epoch in Keras's order (fastbp.callbacks.LearningRateScheduler).
 """
 
 from __future__ import annotations

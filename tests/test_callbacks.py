@@ -358,3 +358,19 @@ def test_callbacks_in_one_process_have_no_communicator():
 
     model.fit(X, y, verbose=0, callbacks=[Look()])
     assert seen == [None]
+
+
+def test_the_command_line_asks_early_stopping_for_the_best_weights(monkeypatch, capsys):
+    from fastbp import cli
+
+    made = []
+
+    class Spy(fb.EarlyStopping):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(fb, "EarlyStopping", Spy)
+    assert cli.main(["train", "--epochs", "2", "--early-stopping", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    assert len(made) == 1 and made[0].restore_best_weights is True
