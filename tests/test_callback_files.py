@@ -400,3 +400,71 @@ def test_a_reused_csv_logger_starts_afresh(tmp_path):
     header, *rows = read_rows(tmp_path / "log.csv")
     assert header == ["epoch", "accuracy", "loss", "lr"] and len(rows) == 1
     assert len(logger.rows) == 1
+
+
+# --- over MPI ranks ---------------------------------------------------------------------
+
+RANK_SCRIPT = """
+import json, os, sys
+import numpy as np
+from mpi4py import MPI
+import fastbp as fb
+
+comm, folder = MPI.COMM_WORLD, sys.argv[1]
+# rank 0 writes into folder/r0; the other ranks get folders that do not exist,
+# which they must neither check nor write into
+mine = os.path.join(folder, f"r{comm.rank}")
+rng = np.random.default_rng(0)
+X = rng.standard_normal((90, 4))
+y = (X[:, 0] > 0).astype(int)
+model = fb.Sequential(
+    [fb.Dense(8, activation="tanh", input_dim=4), fb.Dense(2)],
+    loss="softmax_cross_entropy", optimizer=fb.SGD(lr=0.2), seed=0,
+)
+checkpoint = fb.ModelCheckpoint(os.path.join(mine, "m{epoch}-{val_loss:.4f}.npz"))
+logger = fb.CSVLogger(os.path.join(mine, "log.csv"))
+scheduler = fb.LearningRateScheduler(lambda epoch: 0.2 / (1 + epoch))
+hist = model.fit(
+    X, y, epochs=3, batch_size=30, validation_data=(X, y), verbose=0, comm=comm,
+    callbacks=[checkpoint, logger, scheduler],
+)
+assert checkpoint.comm is comm and logger.comm is comm
+if comm.rank == 0:
+    with open(os.path.join(folder, "history.json"), "w") as f:
+        json.dump({"history": hist.history, "saved": checkpoint.saved_paths}, f)
+"""
+
+
+def test_over_mpi_ranks_only_rank_0_checks_and_writes(tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("mpi4py")
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("mpiexec not found (pip install 'fastbp[mpi]')")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = tmp_path / "ranks.py"
+    script.write_text(RANK_SCRIPT)
+    (tmp_path / "r0").mkdir()
+    env = {**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [mpiexec, "-n", "2", sys.executable, "-m", "mpi4py", str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert files(tmp_path) == ["history.json", "r0", "ranks.py"]
+    told = json.loads((tmp_path / "history.json").read_text())
+    history = told["history"]
+    assert history["lr"] == pytest.approx([0.2, 0.1, 0.2 / 3], rel=1e-15)
+    names = [f"m{k + 1}-{v:.4f}.npz" for k, v in enumerate(history["val_loss"])]
+    assert files(tmp_path / "r0") == sorted(["log.csv", *names])
+    assert told["saved"] == [str(tmp_path / "r0" / name) for name in names]
+    header, *rows = read_rows(tmp_path / "r0" / "log.csv")
+    assert [float(row[header.index("val_loss")]) for row in rows] == history["val_loss"]
