@@ -681,7 +681,7 @@ class Sequential:
         # a copy: a change made in place from another thread meanwhile (which may
         # need other state arrays) takes effect at the next epoch
         opt = copy.copy(self.optimizer)
-        lr = opt.lr_at(self.epochs_done)  # checked finite and > 0 before any step
+        lr = opt.lr_at(self.epochs_done)  # checked (finite, >= 0) before any step
         checkpoint = self._checkpoint()
         try:
             order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(

@@ -468,3 +468,15 @@ def test_over_mpi_ranks_only_rank_0_checks_and_writes(tmp_path):
     assert told["saved"] == [str(tmp_path / "r0" / name) for name in names]
     header, *rows = read_rows(tmp_path / "r0" / "log.csv")
     assert [float(row[header.index("val_loss")]) for row in rows] == history["val_loss"]
+
+
+def test_file_callbacks_check_their_settings_when_made(tmp_path):
+    with pytest.raises(ValueError, match="save_best_only must be True or False"):
+        fb.ModelCheckpoint(tmp_path / "m.npz", save_best_only="yes")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        fb.ModelCheckpoint(tmp_path / "m.npz", mode="best")
+    with pytest.raises(ValueError, match="append must be True or False"):
+        fb.CSVLogger(tmp_path / "log.csv", append="no")
+    with pytest.raises(TypeError, match="CSVLogger path must be a str"):
+        fb.CSVLogger(None)
+    assert not list(tmp_path.iterdir())
