@@ -2,7 +2,14 @@
 
 from fastbp import activations, datasets, diagnostics, initializers, losses, plot, schedules
 from fastbp.backends import available as available_backends
-from fastbp.callbacks import EarlyStopping, History, ReduceLROnPlateau
+from fastbp.callbacks import (
+    CSVLogger,
+    EarlyStopping,
+    History,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+)
 from fastbp.gradcheck import gradcheck
 from fastbp.io import load
 from fastbp.layers import Activation, Dense, Dropout, Maxout, PReLU
@@ -17,11 +24,14 @@ __all__ = [
     "Adagrad",
     "Adam",
     "AdamW",
+    "CSVLogger",
     "Dense",
     "Dropout",
     "EarlyStopping",
     "History",
+    "LearningRateScheduler",
     "Maxout",
+    "ModelCheckpoint",
     "PReLU",
     "RMSProp",
     "ReduceLROnPlateau",

@@ -364,7 +364,11 @@ def train(args):
             f"samples, {X.shape[1]} features" + (f", {len(classes)} classes" if classes else "")
         )
         model.summary()
-    callbacks = [fb.EarlyStopping(patience=args.early_stopping)] if args.early_stopping else []
+    callbacks = (
+        [fb.EarlyStopping(patience=args.early_stopping, restore_best_weights=True)]
+        if args.early_stopping
+        else []
+    )
     history = fit_or_save_on_interrupt(
         model, args, train_set, validation, callbacks, names_of if labelled else None
     )

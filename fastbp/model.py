@@ -612,9 +612,10 @@ class Sequential:
             began, and then "raise" (default) raises FloatingPointError, "stop"
             warns and returns the history of the epochs completed.
         callbacks : list of fastbp.callbacks.Callback
-            EarlyStopping, ReduceLROnPlateau or your own, called after each
-            epoch. What they monitor is checked against what this fit records
-            before any training.
+            EarlyStopping, ReduceLROnPlateau, LearningRateScheduler,
+            ModelCheckpoint, CSVLogger or your own, called before and after
+            each epoch (see fastbp.callbacks). What they monitor or write is
+            checked against what this fit records before any training.
         sample_weight : array of shape (n_samples,) or None
             Weights of each sample's loss (the loss is 1/N sum_i w_i loss_i).
         class_weight : dict or None
@@ -639,8 +640,8 @@ class Sequential:
         Returns
         -------
         History
-            history.history maps "loss" (and "accuracy", "val_loss", ...) to one
-            value per epoch run.
+            history.history maps "loss" (and "accuracy", "lr", the rate the
+            epoch used, "val_loss", ...) to one value per epoch run.
 
         Notes
         -----
@@ -720,6 +721,7 @@ class Sequential:
                 self._check_finite()
                 recorded = self._recorded_metrics(validation_data is not None, diagnostics)
                 for callback in callbacks:
+                    callback.comm = comm
                     callback.check(recorded)
                 settings = (n, X.shape[1], batch_size, epochs, shuffle)
             except Exception as exc:
@@ -746,10 +748,14 @@ class Sequential:
             )
             alarms = health.Alarms() if diagnostics else None
             self.stop_training = False
-            for callback in callbacks:
-                callback.on_train_begin(self)
+            begun: list[Callback] = []  # those whose on_train_begin ran: on_train_end runs
             try:
+                for callback in callbacks:
+                    callback.on_train_begin(self)
+                    begun.append(callback)
                 for epoch in range(epochs):
+                    for callback in callbacks:
+                        callback.on_epoch_begin(epoch, self)
                     logs = self._fit_epoch(
                         epoch,
                         X,
@@ -791,8 +797,7 @@ class Sequential:
                     distributed.abort(comm, exc)
                 raise
             finally:
-                for callback in callbacks:
-                    callback.on_train_end(self)
+                _end_all(begun, self)
         return history
 
     def _learn_names_and_classes(
@@ -856,9 +861,10 @@ class Sequential:
 
     def _recorded_metrics(self, validation: bool, diagnostics: bool) -> list[str]:
         """The names fit's logs will hold, for the callbacks' check."""
-        names = ["loss"] + (["accuracy"] if self.loss.classification else [])
+        measured = ["loss"] + (["accuracy"] if self.loss.classification else [])
+        names = measured + ["lr"]
         if validation:
-            names += ["val_" + name for name in names]
+            names += ["val_" + name for name in measured]
         if diagnostics:
             names += health.reading_names(self._plan)
         return names
@@ -876,11 +882,16 @@ class Sequential:
         on_divergence: str,
         trainer: distributed.ShardedTrainer | None = None,
     ) -> dict[str, float] | None:
-        """One epoch, all or nothing: its logs ({"loss", "accuracy"}), or None when
-        it diverged and on_divergence is "stop"; epochs_done counts it."""
+        """One epoch, all or nothing: its logs ({"loss", "accuracy", "lr"}, lr the
+        rate this epoch used), or None when it diverged and on_divergence is
+        "stop"; epochs_done counts it."""
         n = len(X)
         with self._memory.writing():
             self._sync_optimizer()
+        # a copy: a change made in place from another thread meanwhile (which may
+        # need other state arrays) takes effect at the next epoch
+        opt = copy.copy(self.optimizer)
+        lr = opt.lr_at(self.epochs_done)  # checked (finite, >= 0) before any step
         checkpoint = self._checkpoint()
         try:
             order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(
@@ -889,7 +900,7 @@ class Sequential:
             if progress:
                 progress.start_epoch(epoch)
             total, n_correct, n_seen = self._run_epoch(
-                X, y, weights, order, batch_size, loss_code, progress, trainer
+                X, y, weights, order, batch_size, loss_code, progress, opt, lr, trainer
             )
             broken = "loss" if not np.isfinite(total) else self._plan.nonfinite()
             if broken is None:
@@ -912,6 +923,7 @@ class Sequential:
         logs = {"loss": total / n}
         if self.loss.classification:
             logs["accuracy"] = n_correct / (n * self._outputs_per_sample(loss_code))
+        logs["lr"] = lr
         return logs
 
     def _run_epoch(
@@ -923,6 +935,8 @@ class Sequential:
         batch_size: int,
         loss_code: int,
         progress: EpochProgress | None,
+        opt: Optimizer,
+        lr: float,
         trainer: distributed.ShardedTrainer | None = None,
     ) -> tuple[float, int, int]:
         """One epoch of SGD in `order`: (sum of batch_rows * batch_loss, n_correct, n_seen).
@@ -930,12 +944,9 @@ class Sequential:
         It runs as several backend calls, each a whole number of batches lasting
         about CALL_SECONDS, so that Ctrl-C is seen between calls, predictions from
         other threads may go between them, and a progress line is updated; the
-        batches (and the weights) are the same as in one call.
+        batches (and the weights) are the same as in one call. opt is the
+        epoch's copy of the optimiser, lr its rate for this epoch.
         """
-        # a copy: a change made in place from another thread meanwhile (which may
-        # need other state arrays) takes effect at the next epoch
-        opt = copy.copy(self.optimizer)
-        lr = opt.lr_at(self.epochs_done)
         if trainer is not None:  # over MPI: the per-step path, one reduction a step
             with self._memory.writing(), threads.limit(self.n_threads):
                 result = trainer.epoch(X, y, weights, order, batch_size, loss_code, opt, lr)
@@ -1417,3 +1428,16 @@ class Sequential:
             self._sync_layout()
             with self._memory.reading():
                 return io.pickled(self)
+
+
+def _end_all(callbacks: Iterable[Callback], model: Sequential) -> None:
+    """Every callback's on_train_end, even when one of them raises (the first
+    error is raised once all have run)."""
+    first: BaseException | None = None
+    for callback in callbacks:
+        try:
+            callback.on_train_end(model)
+        except BaseException as exc:
+            first = first or exc
+    if first is not None:
+        raise first

@@ -69,8 +69,10 @@ def _schedule(obj: Optimizer, name: str, value: Any) -> Schedule | None:
 @dataclasses.dataclass(eq=False, repr=False)
 class Optimizer:
     """Shared configuration: lr > 0, weight_decay >= 0, clipnorm (None or > 0),
-    schedule (None or a schedule object from fastbp.schedules); after lr and the
-    optimiser's own settings, these three are keyword-only.
+    schedule (None, a schedule object from fastbp.schedules, or a function
+    (lr, epoch) -> rate, which a model cannot then be saved with: see
+    fastbp.schedules.Function); after lr and the optimiser's own settings, these
+    three are keyword-only.
 
     Every hyper-parameter may be changed between calls (opt.lr = 0.01); it is
     checked when set (each field's setting(default, check), check(optimizer, name,
@@ -125,8 +127,20 @@ class Optimizer:
         return 0.0 if self.decoupled else self.weight_decay
 
     def lr_at(self, epoch: int) -> float:
-        """The learning rate for epoch (0-based)."""
-        return self.lr if self.schedule is None else self.schedule(self.lr, epoch)
+        """The learning rate for epoch (0-based): lr, or what the schedule makes of
+        it; ValueError if a schedule gives anything but a finite number >= 0 (0:
+        CosineDecay's last epochs with min_lr=0)."""
+        if self.schedule is None:
+            return self.lr
+        value = self.schedule(self.lr, epoch)
+        try:
+            return check.check_real("rate", value, low=0)
+        except ValueError:
+            raise ValueError(
+                f"the optimiser's schedule {self.schedule!r} gave the rate {value!r} for "
+                f"epoch {epoch} (0-based, from lr={self.lr}); a rate must be a finite "
+                "number >= 0, so no step was taken with it"
+            ) from None
 
     def folds_into_gemm(self) -> bool:
         """True when the update is exactly W -= lr (dW + l2 W): the compiled engine
@@ -162,8 +176,13 @@ class Optimizer:
         return config
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
-        return f"{type(self).__name__}({args})"
+        shown = []
+        for key in inspect.signature(type(self)).parameters:
+            value = getattr(self, key)
+            if hasattr(value, "get_config") and not isinstance(value, lr_schedules.Function):
+                value = value.get_config()  # a function schedule has none: shown as itself
+            shown.append(f"{key}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
 def _momentum(obj: Optimizer, name: str, value: Any) -> float:

@@ -152,7 +152,10 @@ class EpochProgress:
             ("bar", " ", f"[{bar[:BAR_WIDTH]}]"),
             ("batches", " ", f"{batches}/{self.n_batches}"),
         ]
-        fields += [(key, " - ", f"{key} {value:.4f}") for key, value in figures.items()]
+        fields += [  # a rate may be tiny: significant digits, not decimals
+            (key, " - ", f"{key} {value:.3g}" if key == "lr" else f"{key} {value:.4f}")
+            for key, value in figures.items()
+        ]
         fields += [("rate", " - ", f"{rate:,.0f} samples/s"), ("time", " - ", tail)]
         if not self.live:
             return fit_fields(fields, sys.maxsize)

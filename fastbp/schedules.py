@@ -5,13 +5,19 @@
 - CosineDecay(epochs, min_lr=0):    min_lr + (lr - min_lr) (1 + cos(pi t)) / 2,
                                     t = min(epoch, epochs) / epochs
 
+An optimiser's schedule= may also be a plain function (lr, epoch) -> rate
+(Function), but a model holding one cannot be saved. The rate is checked
+(finite, >= 0) before any step uses it (Optimizer.lr_at).
+
 Reduce-on-plateau depends on the validation loss, so it is a callback
-(fastbp.callbacks.ReduceLROnPlateau).
+(fastbp.callbacks.ReduceLROnPlateau); so is setting the rate from a function of
+the epoch in Keras's order (fastbp.callbacks.LearningRateScheduler).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from fastbp import validation as check
@@ -68,6 +74,36 @@ class CosineDecay:
         return {"name": self.name, "epochs": self.epochs, "min_lr": self.min_lr}
 
 
+class Function:
+    """A plain function (lr, epoch) -> rate as a schedule: the arguments in the
+    order every fastbp schedule takes them (Keras's LearningRateScheduler takes
+    (epoch, lr): see fastbp.callbacks.LearningRateScheduler).
+
+    A function is code, not data, so a model whose optimiser has one cannot be
+    saved, pickled or copied: get_config raises TypeError saying so. Set
+    optimizer.schedule = None before saving and set it again after loading, or
+    use one of the schedules above."""
+
+    name = "function"
+
+    def __init__(self, function: Callable[[float, int], float]) -> None:
+        self.function = function
+
+    def __call__(self, lr: float, epoch: int) -> float:
+        return self.function(lr, epoch)
+
+    def get_config(self) -> dict[str, Any]:
+        raise TypeError(
+            f"the optimiser's schedule is the function {self.function!r}, which a file "
+            "or a pickle cannot hold (code, not data); set optimizer.schedule = None "
+            "before saving and set it again after loading, or use a schedule of "
+            "fastbp.schedules (StepDecay, ExponentialDecay, CosineDecay)"
+        )
+
+    def __repr__(self) -> str:
+        return f"Function({self.function!r})"
+
+
 SCHEDULES = {cls.name: cls for cls in (StepDecay, ExponentialDecay, CosineDecay)}
 
 
@@ -77,11 +113,14 @@ def from_config(config: dict[str, Any]) -> Schedule:
     return SCHEDULES[check.check_option("schedule", name, tuple(SCHEDULES))](**config)
 
 
-def get(schedule: Schedule | None) -> Schedule | None:
-    """None, or a schedule object (names need their parameters, so objects only)."""
+def get(schedule: Schedule | Callable[[float, int], float] | None) -> Schedule | None:
+    """None, a schedule object (names need their parameters, so objects only), or
+    a plain function (lr, epoch) -> rate, wrapped as a Function."""
     if schedule is None or (callable(schedule) and hasattr(schedule, "get_config")):
-        return schedule
+        return schedule  # type: ignore[return-value]
+    if callable(schedule):
+        return Function(schedule)
     raise TypeError(
-        f"schedule must be None or a schedule such as "
-        f"fb.schedules.CosineDecay(epochs=50), got {schedule!r}"
+        f"schedule must be None or a schedule such as fb.schedules.CosineDecay(epochs=50) "
+        f"(or a function (lr, epoch) -> rate), got {schedule!r}"
     )

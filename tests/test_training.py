@@ -40,7 +40,7 @@ def test_loss_decreases_on_blobs(backend, dtype):
     before = model.evaluate(X, y)["loss"]
     hist = model.fit(X, y, epochs=10, batch_size=32, validation_data=(X[:100], y[:100]), verbose=0)
     losses = hist.history["loss"]
-    assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(hist.history) == {"loss", "accuracy", "lr", "val_loss", "val_accuracy"}
     assert len(losses) == 10 and losses[-1] < 0.5 * losses[0] < before
     assert hist.history["accuracy"][-1] > 0.9
     assert model.get_weights()[0].dtype == dtype
