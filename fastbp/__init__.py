@@ -3,6 +3,7 @@
 from fastbp import activations, datasets, diagnostics, initializers, losses, plot, schedules
 from fastbp.backends import available as available_backends
 from fastbp.callbacks import EarlyStopping, History, ReduceLROnPlateau
+from fastbp.export.torch import from_torch
 from fastbp.gradcheck import gradcheck
 from fastbp.io import load
 from fastbp.layers import Activation, Dense, Dropout, Maxout, PReLU
@@ -30,6 +31,7 @@ __all__ = [
     "available_backends",
     "datasets",
     "diagnostics",
+    "from_torch",
     "gradcheck",
     "initializers",
     "load",
