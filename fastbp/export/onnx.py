@@ -20,9 +20,11 @@ activation written with the exact formula fastbp computes (docs/design.md §1): 
 instance hard_sigmoid is Clip(0.25 z + 0.5, 0, 1), gelu the tanh approximation, and
 elu and softplus are spelled out with Exp and Log so that the graph also runs in
 float64 on onnxruntime (whose Elu, Softplus and HardSigmoid kernels are float32
-only). Maxout's pieces are adjacent columns (unit j owns columns j*k .. j*k + k - 1),
-so a Reshape to (batch, units, k) and a ReduceMax over the last axis give it. Dropout
-is the identity at inference and adds no node.
+only), and leaky_relu is a PRelu of a constant slope in the graph's type (LeakyRelu's
+alpha is a float32 attribute, a rounded slope in a float64 graph). Maxout's pieces
+are adjacent columns (unit j owns columns j*k .. j*k + k - 1), so a Reshape to
+(batch, units, k) and a ReduceMax over the last axis give it. Dropout is the
+identity at inference and adds no node.
 """
 
 from __future__ import annotations
@@ -157,7 +159,9 @@ ACTIVATIONS: dict[str, Callable[[GraphBuilder, str, float], str]] = {
     "sigmoid": _unary("Sigmoid"),
     "tanh": _unary("Tanh"),
     "relu": _unary("Relu"),
-    "leaky_relu": lambda g, z, slope: g.node("LeakyRelu", [z], alpha=float(slope)),
+    # PRelu with a constant slope: LeakyRelu's alpha attribute is a float32 even in a
+    # float64 graph
+    "leaky_relu": lambda g, z, slope: g.node("PRelu", [z, g.constant("slope", [slope])], "leaky"),
     "elu": _elu,
     "softplus": _softplus,
     "hard_sigmoid": _hard_sigmoid,

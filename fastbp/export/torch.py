@@ -54,8 +54,9 @@ def require_torch(what: str) -> Any:
 # --- fastbp -> torch ----------------------------------------------------------------------
 
 
-def _activation_module(torch: Any, name: str, param: float) -> Any:
-    """The torch module computing fastbp's activation name (None for the identity)."""
+def _activation_module(torch: Any, name: str, param: float, where: str) -> Any:
+    """The torch module computing fastbp's activation name (None for the identity);
+    ValueError naming where for an activation with none."""
     from fastbp.export import torch_modules
 
     nn = torch.nn
@@ -74,7 +75,11 @@ def _activation_module(torch: Any, name: str, param: float) -> Any:
         "softmax": lambda: nn.Softmax(dim=-1),
     }
     if name not in makers:
-        raise ValueError(f"the activation {name!r} has no PyTorch translation")
+        raise ValueError(
+            f"{where} applies the activation {name!r}, which has no PyTorch translation "
+            f"(those with one: {', '.join(sorted(makers))}, and prelu); export a model "
+            "without it"
+        )
     return makers[name]()
 
 
@@ -120,7 +125,7 @@ def to_torch(model: Sequential) -> Any:
                 modules.append(_prelu(torch, params[2]))
             else:
                 modules.append(
-                    _activation_module(torch, layer.activation.name, layer.activation.param)
+                    _activation_module(torch, layer.activation.name, layer.activation.param, where)
                 )
         elif isinstance(layer, layers.Maxout):
             modules.append(_linear(torch, params[0], params[1]))
@@ -128,7 +133,9 @@ def to_torch(model: Sequential) -> Any:
         elif isinstance(layer, layers.PReLU):
             modules.append(_prelu(torch, params[0]))
         elif isinstance(layer, layers.Activation):
-            modules.append(_activation_module(torch, layer.activation.name, layer.activation.param))
+            modules.append(
+                _activation_module(torch, layer.activation.name, layer.activation.param, where)
+            )
         elif isinstance(layer, layers.Dropout):
             modules.append(torch.nn.Dropout(p=layer.rate))
         else:
