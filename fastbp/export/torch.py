@@ -207,7 +207,7 @@ def _activation_of(torch: Any, module: Any) -> tuple[str, dict[str, float]] | No
 
 def _flatten(module: Any, nn: Any, prefix: str = "") -> list[tuple[str, Any]]:
     """(path, module) of every module of nested nn.Sequential, in order."""
-    if not isinstance(module, nn.Sequential):
+    if type(module) is not nn.Sequential:  # a subclass may have its own forward
         return [(prefix or "0", module)]
     found: list[tuple[str, Any]] = []
     for name, child in module.named_children():
@@ -258,13 +258,13 @@ def from_torch(
     nn = torch.nn
     if not isinstance(module, nn.Module):
         raise TypeError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
-    modules = [(path, m) for path, m in _flatten(module, nn) if not isinstance(m, nn.Identity)]
+    modules = [(path, m) for path, m in _flatten(module, nn) if type(m) is not nn.Identity]
 
     def refuse(index: int, why: str) -> ValueError:
         path, m = modules[index]
         return ValueError(f"module {path} ({m!r}) cannot be converted: {why}")
 
-    linears = [m for _, m in modules if isinstance(m, nn.Linear)]
+    linears = [m for _, m in modules if type(m) is nn.Linear]
     if not linears:
         raise ValueError(
             "from_torch needs at least one nn.Linear (fastbp's layers with weights); "
@@ -282,7 +282,7 @@ def from_torch(
             activation = _activation_of(torch, m)
         except Refused as exc:
             raise refuse(i, str(exc)) from None
-        if isinstance(m, nn.Linear):
+        if type(m) is nn.Linear:  # a subclass may compute something else
             if m.in_features != width:
                 raise refuse(
                     i, f"it takes {m.in_features} inputs, but the module before it gives {width}"
@@ -290,7 +290,7 @@ def from_torch(
             W = _array(m.weight).T
             b = _array(m.bias) if m.bias is not None else np.zeros(m.out_features, dtype=dtype)
             input_dim = width
-            if isinstance(following, torch_modules.Maxout):
+            if type(following) is torch_modules.Maxout:
                 units, pieces = following.units, following.pieces
                 if units * pieces != m.out_features or pieces < 2:
                     raise refuse(
@@ -306,7 +306,7 @@ def from_torch(
                 next_activation = _activation_of(torch, following)
             except Refused as exc:
                 raise refuse(i + 1, str(exc)) from None
-            if isinstance(following, nn.PReLU):
+            if type(following) is nn.PReLU:
                 slopes = _slopes(following, m.out_features)
                 if slopes is None:
                     raise refuse(
@@ -327,7 +327,7 @@ def from_torch(
                 i += 1
             width = m.out_features
             continue
-        if isinstance(m, nn.PReLU):
+        if type(m) is nn.PReLU:
             slopes = _slopes(m, width)
             if slopes is None:
                 raise refuse(i, f"{m.num_parameters} slopes for {width} units")
@@ -336,7 +336,7 @@ def from_torch(
         elif activation is not None:
             name, params = activation
             built.append(layers.Activation(name, **params))
-        elif isinstance(m, nn.Dropout) and type(m) is nn.Dropout:
+        elif type(m) is nn.Dropout:
             if not 0 <= m.p < 1:
                 raise refuse(i, f"fastbp's Dropout needs 0 <= p < 1, got {m.p}")
             built.append(layers.Dropout(m.p))
