@@ -112,9 +112,9 @@ def to_torch(model: Sequential) -> Any:
     Raises ImportError without PyTorch, RuntimeError for an unbuilt model and
     ValueError for a layer with no PyTorch translation (naming it).
     """
+    torch = require_torch("to_torch")
     from fastbp.export import torch_modules
 
-    torch = require_torch("to_torch")
     require_built(model, "to_torch")
     modules: list[Any] = []
     for number, (layer, params) in enumerate(zip(model.layers, layer_parameters(model)), 1):
@@ -251,10 +251,11 @@ def from_torch(
     Raises ValueError naming the first module that cannot be converted (and why),
     widths that do not chain, or a loss that cannot be inferred.
     """
-    from fastbp.export import torch_modules
     from fastbp.model import Sequential
 
     torch = require_torch("from_torch")
+    from fastbp.export import torch_modules
+
     nn = torch.nn
     if not isinstance(module, nn.Module):
         raise TypeError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
