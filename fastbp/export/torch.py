@@ -230,6 +230,125 @@ def _dtype_of(modules: list[tuple[str, Any]], torch: Any) -> str:
     return names[kinds.pop()]
 
 
+class _TorchReader:
+    """The fastbp layers (and their arrays, in get_weights order) of a torch module:
+    its modules flattened, read left to right; an nn.Linear takes the activation,
+    PReLU or Maxout right after it into its layer."""
+
+    def __init__(self, torch: Any, module: Any) -> None:
+        from fastbp.export import torch_modules
+
+        self.torch, self.nn, self.torch_modules = torch, torch.nn, torch_modules
+        self.modules = [
+            (path, m) for path, m in _flatten(module, self.nn) if type(m) is not self.nn.Identity
+        ]
+        linears = [m for _, m in self.modules if type(m) is self.nn.Linear]
+        if not linears:
+            raise ValueError(
+                "from_torch needs at least one nn.Linear (fastbp's layers with weights); "
+                f"got {[type(m).__name__ for _, m in self.modules]}"
+            )
+        self.dtype = _dtype_of(self.modules, torch)
+        self.width = int(linears[0].in_features)  # of the data reaching the next module
+        self.layers: list[layers.Layer] = []
+        self.weights: list[np.ndarray] = []
+
+    def refuse(self, index: int, why: str) -> ValueError:
+        path, m = self.modules[index]
+        return ValueError(f"module {path} ({m!r}) cannot be converted: {why}")
+
+    def activation(self, index: int) -> tuple[str, dict[str, float]] | None:
+        """_activation_of the module at index (None past the end), refusals named."""
+        if index >= len(self.modules):
+            return None
+        try:
+            return _activation_of(self.torch, self.modules[index][1])
+        except Refused as exc:
+            raise self.refuse(index, str(exc)) from None
+
+    def slopes(self, index: int, width: int) -> np.ndarray:
+        prelu = self.modules[index][1]
+        alpha = _array(prelu.weight).reshape(-1)
+        if len(alpha) not in (1, width):
+            raise self.refuse(index, f"{len(alpha)} slopes for {width} units (give 1 or {width})")
+        return np.repeat(alpha, width) if len(alpha) == 1 else alpha
+
+    def read(self) -> tuple[list[layers.Layer], list[np.ndarray]]:
+        i = 0
+        while i < len(self.modules):
+            if type(self.modules[i][1]) is self.nn.Linear:  # a subclass may differ
+                i = self.linear(i)
+            else:
+                self.single(i)
+                i += 1
+        return self.layers, self.weights
+
+    def linear(self, i: int) -> int:
+        """Read the Linear at i and what it takes with it; returns the next index."""
+        m = self.modules[i][1]
+        if m.in_features != self.width:
+            raise self.refuse(
+                i, f"it takes {m.in_features} inputs, but the module before it gives {self.width}"
+            )
+        units = int(m.out_features)
+        W = _array(m.weight).T
+        b = _array(m.bias) if m.bias is not None else np.zeros(units, dtype=self.dtype)
+        following: Any = self.modules[i + 1][1] if i + 1 < len(self.modules) else None
+        activation = self.activation(i + 1)
+        layer: layers.Layer
+        if type(following) is self.torch_modules.Maxout:
+            if following.units * following.pieces != units or following.pieces < 2:
+                raise self.refuse(
+                    i + 1,
+                    f"it needs {following.units} * {following.pieces} inputs (at least 2 "
+                    f"pieces), the Linear before it gives {units}",
+                )
+            layer = layers.Maxout(following.units, following.pieces, input_dim=self.width)
+            self.weights += [W, b]
+            units = following.units
+        elif type(following) is self.nn.PReLU:
+            layer = layers.Dense(units, activation="prelu", input_dim=self.width)
+            self.weights += [W, b, self.slopes(i + 1, units)]
+        elif activation is not None:
+            name, params = activation
+            act = activations.get(name, **params)
+            layer = layers.Dense(units, activation=act, input_dim=self.width)
+            self.weights += [W, b]
+        else:
+            self.layers.append(layers.Dense(units, input_dim=self.width))
+            self.weights += [W, b]
+            self.width = units
+            return i + 1
+        self.layers.append(layer)
+        self.width = units
+        return i + 2
+
+    def single(self, i: int) -> None:
+        """Read the module at i, which no Linear took."""
+        m = self.modules[i][1]
+        activation = self.activation(i)
+        if type(m) is self.nn.PReLU:
+            self.weights.append(self.slopes(i, self.width))
+            self.layers.append(layers.PReLU())
+        elif activation is not None:
+            name, params = activation
+            self.layers.append(layers.Activation(name, **params))
+        elif type(m) is self.nn.Dropout:
+            if not 0 <= m.p < 1:
+                raise self.refuse(i, f"fastbp's Dropout needs 0 <= p < 1, got {m.p}")
+            self.layers.append(layers.Dropout(m.p))
+        elif type(m) is self.torch_modules.Maxout:
+            raise self.refuse(i, "a Maxout must follow the nn.Linear whose pieces it takes")
+        else:
+            raise self.refuse(
+                i,
+                f"fastbp has no {type(m).__name__}; it converts nn.Linear, nn.Dropout, "
+                "nn.PReLU, nn.Identity, activations (ReLU, LeakyReLU, ELU, Sigmoid, Tanh, "
+                "Softplus, Hardtanh, SiLU, GELU(approximate='tanh'), Softmax) and "
+                "fastbp.export.torch_modules' Maxout and HardSigmoid, in nn.Sequential",
+            )
+
+
 def from_torch(
     module: Any,
     loss: str | None = None,
@@ -254,125 +373,22 @@ def from_torch(
     from fastbp.model import Sequential
 
     torch = require_torch("from_torch")
-    from fastbp.export import torch_modules
-
-    nn = torch.nn
-    if not isinstance(module, nn.Module):
+    if not isinstance(module, torch.nn.Module):
         raise TypeError(f"from_torch needs a torch.nn.Module, got {type(module).__name__}")
-    modules = [(path, m) for path, m in _flatten(module, nn) if type(m) is not nn.Identity]
-
-    def refuse(index: int, why: str) -> ValueError:
-        path, m = modules[index]
-        return ValueError(f"module {path} ({m!r}) cannot be converted: {why}")
-
-    linears = [m for _, m in modules if type(m) is nn.Linear]
-    if not linears:
-        raise ValueError(
-            "from_torch needs at least one nn.Linear (fastbp's layers with weights); "
-            f"got {[type(m).__name__ for _, m in modules]}"
-        )
-    dtype = _dtype_of(modules, torch)
-    width = int(linears[0].in_features)
-    built: list[layers.Layer] = []
-    weights: list[np.ndarray] = []
-    i = 0
-    while i < len(modules):
-        m = modules[i][1]
-        following = modules[i + 1][1] if i + 1 < len(modules) else None
-        try:
-            activation = _activation_of(torch, m)
-        except Refused as exc:
-            raise refuse(i, str(exc)) from None
-        if type(m) is nn.Linear:  # a subclass may compute something else
-            if m.in_features != width:
-                raise refuse(
-                    i, f"it takes {m.in_features} inputs, but the module before it gives {width}"
-                )
-            W = _array(m.weight).T
-            b = _array(m.bias) if m.bias is not None else np.zeros(m.out_features, dtype=dtype)
-            input_dim = width
-            if type(following) is torch_modules.Maxout:
-                units, pieces = following.units, following.pieces
-                if units * pieces != m.out_features or pieces < 2:
-                    raise refuse(
-                        i + 1,
-                        f"it needs {units} * {pieces} inputs, the Linear before it gives "
-                        f"{m.out_features} (and at least 2 pieces)",
-                    )
-                built.append(layers.Maxout(units, pieces=pieces, input_dim=input_dim))
-                weights += [W, b]
-                width, i = units, i + 2
-                continue
-            try:
-                next_activation = _activation_of(torch, following)
-            except Refused as exc:
-                raise refuse(i + 1, str(exc)) from None
-            if type(following) is nn.PReLU:
-                slopes = _slopes(following, m.out_features)
-                if slopes is None:
-                    raise refuse(
-                        i + 1, f"{following.num_parameters} slopes for {m.out_features} units"
-                    )
-                built.append(layers.Dense(m.out_features, activation="prelu", input_dim=input_dim))
-                weights += [W, b, slopes]
-                i += 2
-            elif next_activation is not None:
-                name, params = next_activation
-                act = activations.get(name, **params)
-                built.append(layers.Dense(m.out_features, activation=act, input_dim=input_dim))
-                weights += [W, b]
-                i += 2
-            else:
-                built.append(layers.Dense(m.out_features, input_dim=input_dim))
-                weights += [W, b]
-                i += 1
-            width = m.out_features
-            continue
-        if type(m) is nn.PReLU:
-            slopes = _slopes(m, width)
-            if slopes is None:
-                raise refuse(i, f"{m.num_parameters} slopes for {width} units")
-            built.append(layers.PReLU())
-            weights.append(slopes)
-        elif activation is not None:
-            name, params = activation
-            built.append(layers.Activation(name, **params))
-        elif type(m) is nn.Dropout:
-            if not 0 <= m.p < 1:
-                raise refuse(i, f"fastbp's Dropout needs 0 <= p < 1, got {m.p}")
-            built.append(layers.Dropout(m.p))
-        elif isinstance(m, torch_modules.Maxout):
-            raise refuse(i, "a Maxout must follow the nn.Linear whose pieces it takes")
-        else:
-            raise refuse(
-                i,
-                f"fastbp has no {type(m).__name__}; it converts nn.Linear, nn.Dropout, "
-                "nn.PReLU, nn.Identity, activations (ReLU, LeakyReLU, ELU, Sigmoid, Tanh, "
-                "Softplus, Hardtanh, SiLU, GELU(approximate='tanh'), Softmax) and "
-                "fastbp.export.torch_modules' Maxout and HardSigmoid, in nn.Sequential",
-            )
-        i += 1
+    reader = _TorchReader(torch, module)
+    built, weights = reader.read()
     if loss is None:
         heads = {"softmax": "softmax_cross_entropy", "sigmoid": "binary_cross_entropy"}
         last = built[-1].output_activation
         if last not in heads:
             raise ValueError(
-                f"the module ends with {modules[-1][1]!r}, which does not say which loss to "
-                "train with; pass loss= (e.g. 'mse' for a regression, "
+                f"the module ends with {reader.modules[-1][1]!r}, which does not say "
+                "which loss to train with; pass loss= (e.g. 'mse' for a regression, "
                 "'softmax_cross_entropy' for class logits)"
             )
         loss = heads[str(last)]
     model = Sequential(
-        built, loss=loss, optimizer=optimizer, dtype=dtype, backend=backend, seed=seed
+        built, loss=loss, optimizer=optimizer, dtype=reader.dtype, backend=backend, seed=seed
     )
     model.set_weights(weights)
     return model
-
-
-def _slopes(prelu: Any, width: int) -> np.ndarray | None:
-    """A PReLU's slopes as one per unit (a single shared one repeated), or None when
-    their number fits neither."""
-    alpha = _array(prelu.weight).reshape(-1)
-    if len(alpha) == 1:
-        return np.repeat(alpha, width)
-    return alpha if len(alpha) == width else None
