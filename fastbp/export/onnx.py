@@ -77,6 +77,7 @@ class GraphBuilder:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self._count = 0
+        self._scalars: dict[float, str] = {}
 
     def _name(self, hint: str) -> str:
         self._count += 1
@@ -100,8 +101,11 @@ class GraphBuilder:
         return name
 
     def scalar(self, value: float) -> str:
-        """A 0-d constant of the graph's float type (it broadcasts against anything)."""
-        return self.constant("c", np.asarray(value, dtype=self.dtype))
+        """A 0-d constant of the graph's float type (it broadcasts against anything),
+        one per value."""
+        if value not in self._scalars:
+            self._scalars[value] = self.constant("c", np.asarray(value, dtype=self.dtype))
+        return self._scalars[value]
 
     def node(
         self, op: str, inputs: list[str], hint: str = "", output: str = "", **attrs: Any

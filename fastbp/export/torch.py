@@ -45,8 +45,8 @@ def require_torch(what: str) -> Any:
         import torch
     except ImportError as exc:
         raise ImportError(
-            f"{what} needs PyTorch, which cannot be imported ({exc}); install torch "
-            "(https://pytorch.org) to use it"
+            f"{what} needs PyTorch, which cannot be imported ({exc}); install it "
+            "(pip install torch) to use it"
         ) from None
     return torch
 
