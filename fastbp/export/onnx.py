@@ -268,6 +268,8 @@ def _classes(model: Sequential) -> np.ndarray | None:
         classes, source = model.metadata.get("classes"), "model.metadata['classes']"
     if classes is None:
         return None
+    if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
+        raise ValueError(f"{source} must be a list of class names; got {classes!r:.200}")
     values = list(classes)
     if values and all(isinstance(v, str) for v in values):
         return np.array(values, dtype=object)
