@@ -10,6 +10,7 @@ from fastbp.callbacks import (
     ModelCheckpoint,
     ReduceLROnPlateau,
 )
+from fastbp.export.torch import from_torch
 from fastbp.gradcheck import gradcheck
 from fastbp.io import load
 from fastbp.layers import Activation, Dense, Dropout, Maxout, PReLU
@@ -40,6 +41,7 @@ __all__ = [
     "available_backends",
     "datasets",
     "diagnostics",
+    "from_torch",
     "gradcheck",
     "initializers",
     "load",

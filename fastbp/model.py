@@ -1368,6 +1368,27 @@ class Sequential:
             with self._memory.reading():
                 io.save(self, path)
 
+    def to_onnx(
+        self,
+        path: str | bytes | os.PathLike[Any] | None = None,
+        *,
+        opset: int | None = None,
+        dtype: DTypeLike | None = None,
+    ) -> Any:
+        """The model as an onnx.ModelProto (input "X"; outputs "label" and
+        "probabilities", or "output" for a regression), written atomically to path if
+        given; see fastbp.export.onnx. Needs the onnx extra: pip install 'fastbp[onnx]'."""
+        from fastbp.export.onnx import to_onnx
+
+        return to_onnx(self, path, opset=opset, dtype=dtype)
+
+    def to_torch(self) -> Any:
+        """An equivalent torch.nn.Sequential (in eval mode, the model's dtype) computing
+        what forward computes; see fastbp.export.torch. Needs PyTorch."""
+        from fastbp.export.torch import to_torch
+
+        return to_torch(self)
+
     def summary(self, print_fn: Callable[[str], object] = print) -> None:
         """Print a table of the layers: output shape, parameter count, totals."""
         rows = [("layer", "output shape", "parameters")]
