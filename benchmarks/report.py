@@ -1,7 +1,7 @@
 """fastbp's backends compared in one process, printed as one report.
 
     python benchmarks/report.py [--dtype float32|float64] [--quick] [--repeats N]
-                                [--pause SECONDS] [--no-torch]
+                                [--pause SECONDS] [--no-torch] [--gemm auto|scipy|mkl]
 
 Four tables, then the performance targets with each marked met or not met:
 
@@ -70,6 +70,7 @@ class Settings:
     pause_seconds: float  # sleep before each block
     predict_rows: int
     use_torch: bool
+    gemm: str | None  # provider to use, None: as loaded
 
 
 def parse_settings(argv=None):
@@ -91,6 +92,12 @@ def parse_settings(argv=None):
         help="seconds to sleep before each timed block (default 0.15)",
     )
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument(
+        "--gemm",
+        choices=fastbp.gemm.CHOICES,
+        default=None,
+        help="the compiled engine's GEMM provider (default: FASTBP_GEMM, else auto)",
+    )
     args = parser.parse_args(argv)
     rounds = args.repeats if args.repeats is not None else (3 if args.quick else 11)
     if rounds < 1:
@@ -103,6 +110,7 @@ def parse_settings(argv=None):
         pause_seconds=max(0.0, args.pause),
         predict_rows=2_000 if args.quick else 10_000,
         use_torch=not args.no_torch,
+        gemm=args.gemm,
     )
 
 
@@ -148,12 +156,20 @@ class Timings:
         return statistics.median(a / b for a, b in pairs)
 
 
+def prepare(call):
+    """Run a contender's untimed set-up (workloads.with_gemm's provider switch)."""
+    before = getattr(call, "before", None)
+    if before is not None:
+        before()
+
+
 def interleaved(contenders, settings):
     """Time zero-argument callables against each other in rounds (see the module
     docstring) and return their Timings."""
     names = list(contenders)
     block = {}
     for name in names:
+        prepare(contenders[name])
         single = warm_up(contenders[name], settings.warmup_seconds)
         block[name] = max(1, round(settings.block_seconds / single))
     per_round = {name: [] for name in names}
@@ -162,6 +178,7 @@ def interleaved(contenders, settings):
         for name in names[shift:] + names[:shift]:
             call, k = contenders[name], block[name]
             time.sleep(settings.pause_seconds)
+            prepare(call)
             if k > 1:
                 call()  # wakes the BLAS workers up outside the timed block
             t0 = time.perf_counter()
@@ -298,7 +315,8 @@ def print_table(title, header, rows):
 
 
 def print_header(settings, torch):
-    cython_blas = "SciPy's BLAS (scipy.linalg.cython_blas)"
+    provider = fastbp.gemm.current()
+    cython_blas = f"{provider.name} ({provider.version})"
     print(
         f"fastbp {fastbp.__version__} benchmark report: dtype {settings.dtype}, "
         f"{settings.rounds} rounds, pause {settings.pause_seconds:g} s, "
@@ -565,6 +583,8 @@ def main(argv=None):
     reason = workloads.cython_unavailable_reason()
     if reason:
         sys.exit(f"cannot compare: {reason}")
+    if settings.gemm is not None:
+        fastbp.gemm.use(settings.gemm)
     torch = torch_module(settings)
     print_header(settings, torch)
     started = time.perf_counter()

@@ -1,8 +1,9 @@
 """fastbp: fast matrix backpropagation for multilayer perceptrons on the CPU."""
 
-from fastbp import activations, datasets, diagnostics, initializers, losses, plot, schedules
+from fastbp import activations, datasets, diagnostics, gemm, initializers, losses, plot, schedules
 from fastbp.backends import available as available_backends
 from fastbp.callbacks import EarlyStopping, History, ReduceLROnPlateau
+from fastbp.config import show_config
 from fastbp.gradcheck import gradcheck
 from fastbp.io import load
 from fastbp.layers import Activation, Dense, Dropout, Maxout, PReLU
@@ -30,10 +31,12 @@ __all__ = [
     "available_backends",
     "datasets",
     "diagnostics",
+    "gemm",
     "gradcheck",
     "initializers",
     "load",
     "losses",
     "plot",
     "schedules",
+    "show_config",
 ]
