@@ -16,10 +16,11 @@ a mix of the two libraries' rounding). ``current()`` says which one runs and
 
 The NumPy backend is not affected: it calls NumPy's own BLAS.
 
-MKL is loaded with the LP64 interface (32-bit integers, as the engine passes) and
-in conditional-numerical-reproducibility mode "auto, strict", so that a GEMM gives
-the same bits for the same inputs whatever their alignment in memory: a model and
-its copy, or a run and its resumption, stay bit-identical as with SciPy's BLAS.
+MKL is loaded with the LP64 interface (32-bit integers, as the engine passes), in
+conditional-numerical-reproducibility mode "auto, strict", so that a GEMM gives the
+same bits for the same inputs whatever their alignment in memory, and with Intel
+OpenMP's idle workers sleeping at once (KMP_BLOCKTIME=0 unless set): a model and its
+copy, or a run and its resumption, stay bit-identical as with SciPy's BLAS.
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ def _mkl() -> Provider:
             "MKL is not installed (no mkl_rt library found); install it with "
             "`pip install fastbp[mkl]` (or `pip install mkl`)"
         )
+    # Intel OpenMP's idle workers spin for 200 ms after each call by default, taking
+    # the cores from the other BLAS libraries in the process (SciPy's and NumPy's
+    # OpenBLAS threads): with that, repeated runs stopped giving identical bits.
+    # Idle workers that sleep at once cost nothing measurable here. Read when
+    # Intel OpenMP starts, so it is set before mkl_rt loads; a user's value stays.
+    os.environ.setdefault("KMP_BLOCKTIME", "0")
     try:
         lib = ctypes.CDLL(str(paths[0]))
     except OSError as exc:

@@ -215,3 +215,17 @@ def test_limits_reach_mkl_in_threads_already_running():
         go.set()
         thread.join(10)
     assert seen == [1, True]
+
+
+@needs_mkl
+@pytest.mark.parametrize("given, expected", [(None, "0"), ("50", "50")])
+def test_mkl_idle_workers_sleep_unless_the_user_says(given, expected):
+    env = {"FASTBP_GEMM": "mkl"}
+    code = "import os, fastbp; print(fastbp.gemm.current().name, os.environ['KMP_BLOCKTIME'])"
+    if given is not None:
+        env["KMP_BLOCKTIME"] = given
+    else:
+        code = "import os; os.environ.pop('KMP_BLOCKTIME', None); " + code
+    out = run(code, **env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["mkl", expected]
