@@ -32,6 +32,7 @@ def depends(name):
     """What a module is rebuilt after: the C headers, and for the engine, which
     carries the fingerprint, every file the fingerprint covers."""
     headers = [
+        "csrc/fbp_gemm.h",
         "csrc/fbp_kernels.h",
         "csrc/fbp_kernels_impl.h",
         "csrc/fbp_layers_impl.h",

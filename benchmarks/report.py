@@ -1,16 +1,22 @@
 """fastbp's backends compared in one process, printed as one report.
 
     python benchmarks/report.py [--dtype float32|float64] [--quick] [--repeats N]
-                                [--pause SECONDS] [--no-torch]
+                                [--pause SECONDS] [--no-torch] [--no-compile] [--no-jax]
+                                [--gemm auto|scipy|mkl]
 
 Four tables, then the performance targets with each marked met or not met:
 
 1. training step, µs per step, per config: the Cython backend, the NumPy
    backend, the GEMM floor (the step's GEMM calls alone, through the same BLAS)
-   and PyTorch on the CPU (when installed, with as many threads as the BLAS);
-   ratios NumPy/Cython, Cython/floor, PyTorch/Cython;
+   and the peers that are installed: PyTorch eager on the CPU (as many threads as
+   the BLAS), torch.compile of the same step (forward, loss, backward and SGD
+   update in one compiled function) and JAX (one jax.jit of the step with the
+   parameters donated); the share of the GEMM peak the step reaches (its GEMM
+   FLOPs over its time, against the provider's best rate on 1024^3); ratios
+   NumPy/Cython, Cython/floor and peer/Cython;
 2. predict throughput, rows/s, over 10 000 rows (2 000 with --quick);
-3. one epoch over 20 000 samples of the tiny config, batch 32;
+3. one epoch over 20 000 samples of the tiny config, batch 32 (JAX: one jit of
+   lax.scan over the batches);
 4. a training step of each layer type (Maxout, PReLU, Activation, Dropout, a
    softmax output) on the small config's shapes, Cython against NumPy.
 
@@ -70,6 +76,9 @@ class Settings:
     pause_seconds: float  # sleep before each block
     predict_rows: int
     use_torch: bool
+    use_compile: bool
+    use_jax: bool
+    gemm: str | None  # provider to use, None: as loaded
 
 
 def parse_settings(argv=None):
@@ -91,6 +100,18 @@ def parse_settings(argv=None):
         help="seconds to sleep before each timed block (default 0.15)",
     )
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="leave torch.compile out (its compiles take minutes)",
+    )
+    parser.add_argument("--no-jax", action="store_true", help="leave JAX out")
+    parser.add_argument(
+        "--gemm",
+        choices=fastbp.gemm.CHOICES,
+        default=None,
+        help="the compiled engine's GEMM provider (default: FASTBP_GEMM, else auto)",
+    )
     args = parser.parse_args(argv)
     rounds = args.repeats if args.repeats is not None else (3 if args.quick else 11)
     if rounds < 1:
@@ -103,6 +124,9 @@ def parse_settings(argv=None):
         pause_seconds=max(0.0, args.pause),
         predict_rows=2_000 if args.quick else 10_000,
         use_torch=not args.no_torch,
+        use_compile=not (args.no_torch or args.no_compile),
+        use_jax=not args.no_jax,
+        gemm=args.gemm,
     )
 
 
@@ -148,12 +172,20 @@ class Timings:
         return statistics.median(a / b for a, b in pairs)
 
 
+def prepare(call):
+    """Run a contender's untimed set-up (workloads.with_gemm's provider switch)."""
+    before = getattr(call, "before", None)
+    if before is not None:
+        before()
+
+
 def interleaved(contenders, settings):
     """Time zero-argument callables against each other in rounds (see the module
     docstring) and return their Timings."""
     names = list(contenders)
     block = {}
     for name in names:
+        prepare(contenders[name])
         single = warm_up(contenders[name], settings.warmup_seconds)
         block[name] = max(1, round(settings.block_seconds / single))
     per_round = {name: [] for name in names}
@@ -162,6 +194,7 @@ def interleaved(contenders, settings):
         for name in names[shift:] + names[:shift]:
             call, k = contenders[name], block[name]
             time.sleep(settings.pause_seconds)
+            prepare(call)
             if k > 1:
                 call()  # wakes the BLAS workers up outside the timed block
             t0 = time.perf_counter()
@@ -174,18 +207,27 @@ def interleaved(contenders, settings):
 # --- the three measurements ----------------------------------------------------------------
 
 
-def torch_module(settings):
-    """torch with its thread count set to the BLAS's, or None."""
-    if not settings.use_torch:
-        return None
-    torch = workloads.import_torch()
+def peer_classes(settings):
+    """{peer name: its workloads class} for the peers installed and not left out:
+    "torch" (eager), "torch.compile" and "jax", in that order. torch runs with as
+    many threads as the BLAS."""
+    peers = {}
+    torch = workloads.import_torch() if settings.use_torch else None
     if torch is not None:
         torch.set_num_threads(workloads.cpu_threads())
-    return torch
+        peers["torch"] = workloads.TorchMLP
+        if settings.use_compile:
+            peers["torch.compile"] = workloads.CompiledTorchMLP
+    if settings.use_jax and workloads.import_jax() is not None:
+        peers["jax"] = workloads.JaxMLP
+    return peers
 
 
-def measure_steps(settings, torch):
-    """{config name: Timings of cython, numpy, floor (and torch) steps}."""
+PEER_LABELS = {"torch": "PyTorch", "torch.compile": "torch.compile", "jax": "JAX"}
+
+
+def measure_steps(settings, peers):
+    """{config name: Timings of cython, numpy, floor (and each peer's) steps}."""
     results = {}
     for config in CONFIGS.values():
         batches = workloads.make_batches(config, settings.dtype)
@@ -196,8 +238,8 @@ def measure_steps(settings, torch):
             "numpy": workloads.fastbp_step(numpy_model, batches),
             "floor": workloads.gemm_floor(cython_model, batches),
         }
-        if torch is not None:
-            contenders["torch"] = workloads.TorchMLP(numpy_model).step(batches)
+        for name, cls in peers.items():
+            contenders[name] = cls(numpy_model).step(batches)
         check_same_loss(config, contenders)
         results[config.name] = interleaved(contenders, settings)
     return results
@@ -222,8 +264,8 @@ def check_same_loss(config, step_contenders):
             )
 
 
-def measure_predict(settings, torch):
-    """{config name: Timings of cython, numpy (and torch) over predict_rows rows}."""
+def measure_predict(settings, peers):
+    """{config name: Timings of cython, numpy (and each peer) over predict_rows rows}."""
     results = {}
     for config in CONFIGS.values():
         X = workloads.predict_data(config, settings.dtype, settings.predict_rows)
@@ -234,23 +276,23 @@ def measure_predict(settings, torch):
             ),
             "numpy": workloads.fastbp_predict(numpy_model, X),
         }
-        if torch is not None:
-            contenders["torch"] = workloads.TorchMLP(numpy_model).predict(X)
+        for name, cls in peers.items():
+            contenders[name] = cls(numpy_model).predict(X)
         results[config.name] = interleaved(contenders, settings)
     return results
 
 
-def measure_epoch(settings, torch):
-    """Timings of one epoch of the tiny config for cython, numpy (and torch)."""
+def measure_epoch(settings, peers):
+    """Timings of one epoch of the tiny config for cython, numpy (and each peer)."""
     config = CONFIGS[EPOCH_CONFIG]
     X, y, order = workloads.epoch_data(config, settings.dtype, EPOCH_SAMPLES)
     contenders = {}
     for backend in ("cython", "numpy"):
         model = workloads.make_model(config, backend, settings.dtype)
         contenders[backend] = workloads.fastbp_epoch(model, X, y, order, config.batch_size)
-    if torch is not None:
+    for name, cls in peers.items():
         model = workloads.make_model(config, "numpy", settings.dtype)
-        contenders["torch"] = workloads.TorchMLP(model).epoch(X, y, order, config.batch_size)
+        contenders[name] = cls(model).epoch(X, y, order, config.batch_size)
     return interleaved(contenders, settings)
 
 
@@ -297,8 +339,9 @@ def print_table(title, header, rows):
         print(line(row))
 
 
-def print_header(settings, torch):
-    cython_blas = "SciPy's BLAS (scipy.linalg.cython_blas)"
+def print_header(settings, peers, peak):
+    provider = fastbp.gemm.current()
+    cython_blas = f"{provider.name} ({provider.version})"
     print(
         f"fastbp {fastbp.__version__} benchmark report: dtype {settings.dtype}, "
         f"{settings.rounds} rounds, pause {settings.pause_seconds:g} s, "
@@ -308,10 +351,18 @@ def print_header(settings, torch):
         f"python {sys.version.split()[0]}, numpy {np.__version__}, "
         f"{workloads.cpu_threads()} BLAS threads; Cython GEMMs go through {cython_blas}"
     )
-    if torch is None:
-        print("torch: not measured" + ("" if settings.use_torch else " (--no-torch)"))
-    else:
+    if "torch" in peers:
+        torch = workloads.import_torch()
         print(f"torch {torch.__version__}: {torch.get_num_threads()} threads")
+    if "jax" in peers:
+        jax = workloads.import_jax()
+        print(f"jax {jax.__version__} on {jax.devices()[0].platform}")
+    missing = [PEER_LABELS[name] for name in PEER_LABELS if name not in peers]
+    if missing:
+        print("not measured (absent or left out): " + ", ".join(missing))
+    print(
+        f"GEMM peak ({settings.dtype}, 1024^3, the provider's best of 5): {peak / 1e9:.1f} GFLOP/s"
+    )
     if hasattr(os, "getloadavg"):
         print(
             f"load average before starting: {os.getloadavg()[0]:.2f} "
@@ -320,29 +371,31 @@ def print_header(settings, torch):
     print("figures: medians over rounds; ratios: medians of per-round ratios")
 
 
-def step_table(steps):
+def step_table(steps, peers, peak):
     """Title, header and rows of the training-step table."""
     rows = []
     for config in CONFIGS.values():
         t = steps[config.name]
-        us = [
-            fmt_number(t.seconds(name) * 1e6 if name in t else None)
-            for name in ("cython", "numpy", "floor", "torch")
-        ]
+        names = ("cython", "numpy", "floor", *peers)
+        us = [fmt_number(t.seconds(name) * 1e6) for name in names]
+        peak_share = workloads.step_flops(config) / t.seconds("cython") / peak
         rows.append(
             [
                 config.name,
                 config.shape_label,
                 config.batch_size,
                 *us,
+                f"{100 * peak_share:.0f} %",
                 fmt_ratio(t.ratio("numpy", "cython")),
                 fmt_ratio(t.ratio("cython", "floor")),
-                fmt_ratio(t.ratio("torch", "cython")),
+                *[fmt_ratio(t.ratio(name, "cython")) for name in peers],
             ]
         )
+    labels = [PEER_LABELS[name] for name in peers]
     return (
-        "Training step: µs per step (lower is faster); NumPy/Cython and PyTorch/Cython "
-        "above 1 mean Cython is faster; Cython/floor is the step over its GEMMs alone",
+        "Training step: µs per step (lower is faster); NumPy/Cython and peer/Cython "
+        "above 1 mean Cython is faster; Cython/floor is the step over its GEMMs alone; "
+        "% peak is the step's GEMM FLOPs over its time, against the GEMM peak",
         [
             "config",
             "layers",
@@ -350,10 +403,11 @@ def step_table(steps):
             "Cython",
             "NumPy",
             "floor",
-            "PyTorch",
+            *labels,
+            "% peak",
             "NumPy/Cython",
             "Cython/floor",
-            "PyTorch/Cython",
+            *[f"{label}/Cython" for label in labels],
         ],
         rows,
     )
@@ -379,14 +433,13 @@ def layers_table(layer_steps):
     )
 
 
-def predict_table(predictions, n_rows):
+def predict_table(predictions, n_rows, peers):
     """Title, header and rows of the predict table."""
     rows = []
     for config in CONFIGS.values():
         t = predictions[config.name]
         per_second = [
-            fmt_number(n_rows / t.seconds(name) if name in t else None, 0)
-            for name in ("cython", "numpy", "torch")
+            fmt_number(n_rows / t.seconds(name), 0) for name in ("cython", "numpy", *peers)
         ]
         rows.append(
             [
@@ -395,9 +448,10 @@ def predict_table(predictions, n_rows):
                 n_rows,
                 *per_second,
                 fmt_ratio(t.ratio("numpy", "cython")),
-                fmt_ratio(t.ratio("torch", "cython")),
+                *[fmt_ratio(t.ratio(name, "cython")) for name in peers],
             ]
         )
+    labels = [PEER_LABELS[name] for name in peers]
     return (
         f"Predict: rows/s over {n_rows:,} rows (higher is faster); ratios are time over "
         "Cython's time",
@@ -407,29 +461,27 @@ def predict_table(predictions, n_rows):
             "rows",
             "Cython",
             "NumPy",
-            "PyTorch",
+            *labels,
             "NumPy/Cython",
-            "PyTorch/Cython",
+            *[f"{label}/Cython" for label in labels],
         ],
         rows,
     )
 
 
-def epoch_table(epoch):
+def epoch_table(epoch, peers):
     """Title, header and the one row of the epoch table."""
     config = CONFIGS[EPOCH_CONFIG]
-    ms = [
-        fmt_number(epoch.seconds(name) * 1e3 if name in epoch else None, 2)
-        for name in ("cython", "numpy", "torch")
-    ]
+    ms = [fmt_number(epoch.seconds(name) * 1e3, 2) for name in ("cython", "numpy", *peers)]
     row = [
         config.name,
         config.shape_label,
         f"{EPOCH_SAMPLES} / {config.batch_size}",
         *ms,
         fmt_ratio(epoch.ratio("numpy", "cython")),
-        fmt_ratio(epoch.ratio("torch", "cython")),
+        *[fmt_ratio(epoch.ratio(name, "cython")) for name in peers],
     ]
+    labels = [PEER_LABELS[name] for name in peers]
     return (
         "One epoch: ms per epoch; ratios are time over Cython's time",
         [
@@ -438,9 +490,9 @@ def epoch_table(epoch):
             "samples / batch",
             "Cython",
             "NumPy",
-            "PyTorch",
+            *labels,
             "NumPy/Cython",
-            "PyTorch/Cython",
+            *[f"{label}/Cython" for label in labels],
         ],
         [row],
     )
@@ -462,6 +514,16 @@ class Target:
     bound: float
     at_least: bool
     gemm_only: float | None = None
+    unit: str = "x"  # how measured and bound print: "x" (a ratio), "%" or "µs"
+
+    def show(self, value):
+        if value is None:
+            return "-"
+        if self.unit == "%":
+            return f"{100 * value:.0f} %"
+        if self.unit == "µs":
+            return f"{value:.1f} µs"
+        return f"{value:.2f}x"
 
     @property
     def verdict(self):
@@ -473,13 +535,62 @@ class Target:
 
 STEP_SPEEDUP_TARGETS = {"tiny": 14.0, "small": 1.7, "medium": 1.27, "large": 1.06}
 FLOOR_OVERHEAD_TARGET = 1.10  # small, medium, large
-EPOCH_SPEEDUP_TARGET = 10.0
+EPOCH_SPEEDUP_TARGET = 12.0
 PREDICT_SPEEDUP_TARGET = 1.0  # never slower than NumPy
+PEER_TARGET = 1.1  # step, epoch and predict at least this much faster than every peer
+PEAK_SHARE_TARGETS = {"medium": 0.65, "large": 0.75}  # share of the GEMM peak a step reaches
+TINY_STEP_SECONDS = 4e-6
 
 
-def targets(steps, predictions, epoch):
+def peer_targets(steps, predictions, epoch, peers):
+    """peer time / Cython time >= PEER_TARGET for every peer and measure."""
+    found = []
+    for peer in peers:
+        label = PEER_LABELS[peer]
+        for name in CONFIGS:
+            found.append(
+                Target(
+                    f"step {name}: {label}/Cython",
+                    steps[name].ratio(peer, "cython"),
+                    PEER_TARGET,
+                    True,
+                )
+            )
+            found.append(
+                Target(
+                    f"predict {name}: {label}/Cython",
+                    predictions[name].ratio(peer, "cython"),
+                    PEER_TARGET,
+                    True,
+                )
+            )
+        found.append(
+            Target(
+                f"epoch {EPOCH_CONFIG}: {label}/Cython",
+                epoch.ratio(peer, "cython"),
+                PEER_TARGET,
+                True,
+            )
+        )
+    return found
+
+
+def targets(steps, predictions, epoch, peers, peak):
     """The performance targets as Targets, with what was measured."""
     found = []
+    for name, share in PEAK_SHARE_TARGETS.items():
+        config = CONFIGS[name]
+        measured = workloads.step_flops(config) / steps[name].seconds("cython") / peak
+        found.append(Target(f"step {name}: share of GEMM peak", measured, share, True, unit="%"))
+    found.append(
+        Target(
+            "step tiny: µs",
+            steps["tiny"].seconds("cython") * 1e6,
+            TINY_STEP_SECONDS * 1e6,
+            False,
+            unit="µs",
+        )
+    )
     for name, bound in STEP_SPEEDUP_TARGETS.items():
         found.append(
             Target(
@@ -516,7 +627,7 @@ def targets(steps, predictions, epoch):
                 True,
             )
         )
-    return found
+    return found + peer_targets(steps, predictions, epoch, peers)
 
 
 UNSTEADY_SPREAD = 1.5
@@ -545,8 +656,8 @@ def targets_table(found, dtype):
     rows = [
         [
             t.what,
-            (">= " if t.at_least else "<= ") + f"{t.bound:g}x",
-            fmt_ratio(t.measured),
+            (">= " if t.at_least else "<= ") + t.show(t.bound),
+            t.show(t.measured),
             t.verdict,
             fmt_ratio(t.gemm_only),
         ]
@@ -565,19 +676,22 @@ def main(argv=None):
     reason = workloads.cython_unavailable_reason()
     if reason:
         sys.exit(f"cannot compare: {reason}")
-    torch = torch_module(settings)
-    print_header(settings, torch)
+    if settings.gemm is not None:
+        fastbp.gemm.use(settings.gemm)
+    peers = peer_classes(settings)
+    peak = workloads.gemm_peak(np.dtype(settings.dtype))
+    print_header(settings, peers, peak)
     started = time.perf_counter()
 
-    steps = measure_steps(settings, torch)
-    print_table(*step_table(steps))
-    predictions = measure_predict(settings, torch)
-    print_table(*predict_table(predictions, settings.predict_rows))
-    epoch = measure_epoch(settings, torch)
-    print_table(*epoch_table(epoch))
+    steps = measure_steps(settings, peers)
+    print_table(*step_table(steps, peers, peak))
+    predictions = measure_predict(settings, peers)
+    print_table(*predict_table(predictions, settings.predict_rows, peers))
+    epoch = measure_epoch(settings, peers)
+    print_table(*epoch_table(epoch, peers))
     layer_steps = measure_layers(settings)
     print_table(*layers_table(layer_steps))
-    print_table(*targets_table(targets(steps, predictions, epoch), settings.dtype))
+    print_table(*targets_table(targets(steps, predictions, epoch, peers, peak), settings.dtype))
 
     print_unsteady(
         {

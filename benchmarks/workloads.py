@@ -335,3 +335,159 @@ class TorchMLP:
                 return self.net(X_t).numpy()
 
         return predict
+
+
+class CompiledTorchMLP(TorchMLP):
+    """TorchMLP with its training step (forward, loss, backward and the SGD update)
+    and its forward pass compiled by torch.compile (default mode, inductor). The
+    first calls compile; the benchmarks' warm-up absorbs them."""
+
+    def __init__(self, model, lr=LR):
+        super().__init__(model, lr)
+        torch = self.torch
+        self._compiled_step = torch.compile(self._train_tensor)
+        self._compiled_net = torch.compile(self.net)
+
+    def _train_tensor(self, X, y):
+        self.optimizer.zero_grad()
+        loss = self.torch.nn.functional.cross_entropy(self.net(X), y)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def _train_on(self, X, y):
+        return self._compiled_step(X, y).item()
+
+    def predict(self, X):
+        torch = self.torch
+        X_t = torch.from_numpy(X)
+
+        def predict():
+            with torch.inference_mode():
+                return self._compiled_net(X_t).numpy()
+
+        return predict
+
+
+def step_flops(config):
+    """Floating-point operations of one training step's GEMMs: per Dense layer of
+    d_in -> d_out on a batch of n, 2 n d_in d_out each for Z = X W, dW = X.T dZ
+    and (all but the first layer) dX = dZ W.T."""
+    n, sizes = config.batch_size, config.layer_sizes
+    pairs = list(itertools.pairwise(sizes))
+    return sum((3 if i else 2) * 2 * n * d_in * d_out for i, (d_in, d_out) in enumerate(pairs))
+
+
+def gemm_peak(dtype, size=1024, repeats=5):
+    """The best GEMM rate (FLOP/s) of the compiled engine's provider on square
+    (size, size) matrices, the roof the steps are measured against."""
+    import time
+
+    from fastbp._kernels import kernels
+
+    rng = np.random.default_rng(0)
+    A, B = (rng.standard_normal((size, size)).astype(dtype) for _ in range(2))
+    C = np.zeros((size, size), dtype)
+    kernels.gemm_rowmajor(A, B, C)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        kernels.gemm_rowmajor(A, B, C)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best
+
+
+def import_jax():
+    """The jax module (float64 enabled, for the float64 runs), or None."""
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+class JaxMLP:
+    """The fastbp model's network in JAX on the CPU, from its weights: the whole
+    SGD step is one jax.jit function (parameters donated, so XLA updates them in
+    place), the epoch one jit of lax.scan over the batches, predict one jit of
+    the forward pass. ReLU hidden layers, mean softmax cross-entropy."""
+
+    def __init__(self, model, lr=LR):
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+        for layer in model.layers:
+            if layer.activation.name not in ("relu", "identity"):
+                raise ValueError(f"JaxMLP supports relu and identity, not {layer.activation.name}")
+        # copies: the donated buffers must never be the fastbp model's own arrays
+        self.params = [
+            (jnp.array(layer.W, copy=True), jnp.array(layer.b, copy=True)) for layer in model.layers
+        ]
+        self.lr = lr
+
+        def logits(params, X):
+            for W, b in params[:-1]:
+                X = jax.nn.relu(X @ W + b)
+            W, b = params[-1]
+            return X @ W + b
+
+        def loss(params, X, y):
+            log_p = jax.nn.log_softmax(logits(params, X))
+            return -jnp.mean(jnp.take_along_axis(log_p, y[:, None], axis=1))
+
+        def update(params, X, y):
+            value, grads = jax.value_and_grad(loss)(params, X, y)
+            new = [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads)]
+            return new, value
+
+        self._logits = jax.jit(logits)
+        self._update = jax.jit(update, donate_argnums=0)
+
+        def epoch(params, X, y, order, batch_size):
+            n_batches = len(order) // batch_size
+            idx = order[: n_batches * batch_size].reshape(n_batches, batch_size)
+
+            def body(params, rows):
+                params, value = update(params, X[rows], y[rows])
+                return params, value
+
+            params, values = jax.lax.scan(body, params, idx)
+            return params, jnp.sum(values) * batch_size
+
+        self._epoch = jax.jit(epoch, static_argnums=4, donate_argnums=0)
+
+    def step(self, batches):
+        """Callable: one SGD step on the next of batches [(X, y), ...] -> mean loss."""
+        jnp = self.jnp
+        upcoming = itertools.cycle([(jnp.asarray(X), jnp.asarray(y)) for X, y in batches])
+
+        def step():
+            self.params, value = self._update(self.params, *next(upcoming))
+            return float(value)
+
+        return step
+
+    def epoch(self, X, y, order, batch_size):
+        """Callable: one epoch in `order` (whole batches only: len(order) must be a
+        multiple of batch_size) -> (sum of batch_rows * batch_loss, n_seen)."""
+        if len(order) % batch_size:
+            raise ValueError("JaxMLP.epoch needs len(order) to be a multiple of batch_size")
+        jnp = self.jnp
+        X_j, y_j, order_j = jnp.asarray(X), jnp.asarray(y), jnp.asarray(order)
+
+        def epoch():
+            self.params, total = self._epoch(self.params, X_j, y_j, order_j, batch_size)
+            return float(total), len(order)
+
+        return epoch
+
+    def predict(self, X):
+        """Callable: logits (n_rows, n_classes) as a NumPy array."""
+        X_j = self.jnp.asarray(X)
+
+        def predict():
+            return np.asarray(self._logits(self.params, X_j))
+
+        return predict

@@ -1,6 +1,6 @@
 """fastbp: fast matrix backpropagation for multilayer perceptrons on the CPU."""
 
-from fastbp import activations, datasets, diagnostics, initializers, losses, plot, schedules
+from fastbp import activations, datasets, diagnostics, gemm, initializers, losses, plot, schedules
 from fastbp.backends import available as available_backends
 from fastbp.callbacks import (
     CSVLogger,
@@ -10,6 +10,7 @@ from fastbp.callbacks import (
     ModelCheckpoint,
     ReduceLROnPlateau,
 )
+from fastbp.config import show_config
 from fastbp.export.torch import from_torch
 from fastbp.gradcheck import gradcheck
 from fastbp.io import load
@@ -42,10 +43,12 @@ __all__ = [
     "datasets",
     "diagnostics",
     "from_torch",
+    "gemm",
     "gradcheck",
     "initializers",
     "load",
     "losses",
     "plot",
     "schedules",
+    "show_config",
 ]

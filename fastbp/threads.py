@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 from fastbp.validation import positive_int
@@ -31,6 +31,7 @@ _lock = threading.Lock()
 _active: list[int] = []  # the requested counts of the limits now running, one entry per limit
 _saved: list[int] | None = None  # each controller's count before the first of them started
 _applied: int | None = None  # the count the active limits agreed on, as last set
+_stale = False  # a BLAS library was loaded since _controllers was listed
 
 
 def _forget_limits_in_child() -> None:
@@ -51,6 +52,29 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+# Libraries whose thread count is per calling thread (MKL's, under OpenMP): for each,
+# a function that sets the calling thread's count and returns what undoes it.
+_thread_local_limits: list[Callable[[int], Callable[[], object]]] = []
+
+
+def add_thread_local_limit(set_count: Callable[[int], Callable[[], object]]) -> None:
+    """Register a library whose thread count a process-wide setting does not reach
+    in threads that already run: limit() also calls set_count(n) in the calling
+    thread, and the function it returns when the limit ends."""
+    _thread_local_limits.append(set_count)
+
+
+def forget_libraries() -> None:
+    """List the loaded BLAS libraries again when the next limit starts (fastbp.gemm
+    calls this after loading one); limits running now keep the list they began with."""
+    global _controllers, _stale
+    with _lock:
+        if _active:
+            _stale = True
+        else:
+            _controllers = None
 
 
 def _blas_controllers() -> list[Any]:
@@ -114,9 +138,11 @@ def _agree() -> None:
 
 def _enter(n_threads: int) -> None:
     """Register a limit of n_threads (saving the counts if it is the first)."""
-    global _saved, _applied
+    global _saved, _applied, _controllers, _stale
     with _lock:
         if not _active:
+            if _stale:
+                _controllers, _stale = None, False
             _saved = [c.num_threads for c in _blas_controllers()]
         _active.append(n_threads)
         try:
@@ -146,9 +172,14 @@ def limit(n_threads: int | None) -> Iterator[None]:
         return
     n_threads = check(n_threads)
     _enter(n_threads)
+    undo: list[Callable[[], object]] = []
     try:
+        for set_count in _thread_local_limits:
+            undo.append(set_count(n_threads))
         yield
     finally:
+        for restore in reversed(undo):
+            restore()
         _leave(n_threads)
 
 

@@ -11,6 +11,7 @@ validates every array it passes in; the engine checks only the Python<->C contra
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, free
 from libc.math cimport isfinite, sqrt, pow
+from libc.stdint cimport uintptr_t
 from cython cimport floating
 cimport numpy as cnp
 import numpy as np
@@ -22,7 +23,7 @@ from fastbp._kernels.codes cimport (FBP_ACT_IDENTITY, FBP_LOSS_MSE, FBP_LOSS_SOF
                                     FBP_NODE_DENSE, FBP_NODE_ACTIVATION, FBP_NODE_PRELU,
                                     FBP_NODE_MAXOUT, FBP_NODE_DROPOUT, FBP_OK, FBP_ERR_NODE)
 from fastbp._kernels.dense cimport dense_forward, dense_backward, dense_backward_sgd
-from fastbp._kernels.blas cimport gemm
+from fastbp._kernels.blas cimport gemm, set_gemm
 
 cdef extern from *:
     """
@@ -748,3 +749,13 @@ cdef class Engine:
                     &n_correct, &status)
         _checked(status, "Engine.loss_sum")
         return total, n_correct
+
+
+# The GEMM provider (fastbp.gemm): SciPy's BLAS until fastbp.gemm.use() says otherwise.
+set_gemm(0, 0)
+
+
+def _set_gemm(uintptr_t sgemm_address, uintptr_t dgemm_address):
+    """Route this module's GEMMs to these Fortran-convention sgemm/dgemm addresses
+    (fastbp.gemm.use does it for every module); 0, 0 restores SciPy's."""
+    set_gemm(sgemm_address, dgemm_address)

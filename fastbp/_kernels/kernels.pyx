@@ -7,8 +7,9 @@ float64); outputs are written in place. An activation or loss code that is not
 one of csrc/fbp_kernels.h's is a ValueError, raised before anything is computed.
 """
 from libc.stdint cimport int64_t
+from libc.stdint cimport uintptr_t
 from cython cimport floating
-from fastbp._kernels.blas cimport gemm
+from fastbp._kernels.blas cimport gemm, set_gemm
 from fastbp._kernels.csrc cimport (bias_act, act_backward, loss_forward_backward, sgd,
                                    prelu_forward as c_prelu_forward,
                                    prelu_backward as c_prelu_backward,
@@ -222,3 +223,13 @@ def maxout_backward(floating[:, ::1] Z, floating[:, ::1] dA, floating[:, ::1] dZ
     _check_shape("dZ", (dZ.shape[0], dZ.shape[1]), (Z.shape[0], Z.shape[1]))
     with nogil:
         c_maxout_backward(dA.shape[0], dA.shape[1], pieces, &Z[0, 0], &dA[0, 0], &dZ[0, 0])
+
+
+# The GEMM provider (fastbp.gemm): SciPy's BLAS until fastbp.gemm.use() says otherwise.
+set_gemm(0, 0)
+
+
+def _set_gemm(uintptr_t sgemm_address, uintptr_t dgemm_address):
+    """Route this module's GEMMs to these Fortran-convention sgemm/dgemm addresses
+    (fastbp.gemm.use does it for every module); 0, 0 restores SciPy's."""
+    set_gemm(sgemm_address, dgemm_address)

@@ -130,6 +130,12 @@ def _load_cython() -> tuple[BackendFactory, None] | tuple[None, str]:
             + "; ".join(problems)
             + f"; make the two sides agree, then rebuild: {BUILD_HINT}"
         )
+    from fastbp import gemm
+
+    try:
+        gemm.use_environment()
+    except gemm.ProviderUnavailable as exc:
+        return None, str(exc)
     from fastbp.backends.cython_backend import CythonBackend
 
     return CythonBackend, None
