@@ -132,10 +132,11 @@ def _mkl() -> Provider:
             "`pip install fastbp[mkl]` (or `pip install mkl`)"
         )
     # Intel OpenMP's idle workers spin for 200 ms after each call by default, taking
-    # the cores from the other BLAS libraries in the process (SciPy's and NumPy's
-    # OpenBLAS threads): with that, repeated runs stopped giving identical bits.
-    # Idle workers that sleep at once cost nothing measurable here. Read when
-    # Intel OpenMP starts, so it is set before mkl_rt loads; a user's value stays.
+    # the cores from the OpenBLAS threads in the process (SciPy's and NumPy's); with
+    # them spinning, the suite's bit-identical resumption checks failed now and then.
+    # Sleeping at once costs small threaded GEMMs a wake-up per call (README,
+    # Performance). Read when Intel OpenMP starts, so set before mkl_rt loads; a
+    # value the user set stays.
     os.environ.setdefault("KMP_BLOCKTIME", "0")
     try:
         lib = ctypes.CDLL(str(paths[0]))
@@ -147,6 +148,9 @@ def _mkl() -> Provider:
             "integers; see MKL_INTERFACE_LAYER), and fastbp passes 32-bit ones"
         )
     lib.MKL_Set_Threading_Layer(_MKL_THREADING_INTEL)
+    # The same thread count for the same shapes, whatever the load: results then
+    # depend only on the inputs (with the reproducibility mode below).
+    lib.MKL_Set_Dynamic(0)
     # Fails (harmlessly) when another library in the process already called MKL.
     lib.MKL_CBWR_Set(_MKL_CBWR_AUTO | _MKL_CBWR_STRICT)
     text = ctypes.create_string_buffer(256)
