@@ -245,9 +245,9 @@ def _random_state(value: Any) -> Any:
     if value is None or isinstance(value, (np.random.RandomState, np.random.Generator)):
         return value
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return check_int("random_state", value, low=0, high=2**32 - 1)
+        return check_int("random_state", value, low=0)
     raise ValueError(
-        "random_state must be None, an int in [0, 2**32 - 1], a numpy RandomState or a "
+        "random_state must be None, an int >= 0, a numpy RandomState or a "
         f"numpy Generator; got {value!r}"
     )
 
@@ -494,10 +494,16 @@ def _validation_split(
         order = rng.permutation(n_samples)
         val = order[:n_val]
     else:
-        picked = []
-        for label in np.unique(strata):
-            members = rng.permutation(np.flatnonzero(strata == label))
-            picked.append(members[: round(n_val * len(members) / n_samples)])
+        # each stratum's share of n_val, rounded so that the shares add up to n_val
+        labels, counts = np.unique(strata, return_inverse=False, return_counts=True)
+        quotas = n_val * counts / n_samples
+        shares = np.floor(quotas).astype(np.int64)
+        short = n_val - int(shares.sum())
+        shares[np.argsort(shares - quotas, kind="stable")[:short]] += 1
+        picked = [
+            rng.permutation(np.flatnonzero(strata == label))[:share]
+            for label, share in zip(labels, shares)
+        ]
         val = np.concatenate(picked)
     if len(val) < 2 or len(val) >= n_samples:
         raise ValueError(
@@ -746,7 +752,10 @@ class _MLPBase:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
-        arr = _as_array(y, "y", numeric=self._numeric_targets)
+        try:
+            arr = _as_array(y, "y", numeric=self._numeric_targets)
+        except TypeError as exc:  # y of strings for a regression: a bad value
+            raise ValueError(str(exc)) from None
         if arr.ndim == 0 or len(arr) != n_samples:
             raise ValueError(
                 f"Found input variables with inconsistent numbers of samples: X has "

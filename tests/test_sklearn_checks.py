@@ -13,16 +13,15 @@ import pytest
 
 pytest.importorskip("sklearn", minversion="1.6")
 
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fastbp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+from fastbp.sklearn import MLPClassifier, MLPRegressor
 
 CHECKED = [
     MLPClassifier(max_iter=100, random_state=0, dtype="float64"),
     MLPRegressor(max_iter=100, random_state=0, dtype="float64"),
 ]
-
 
 
 def _checks(estimators):
@@ -47,3 +46,19 @@ def test_sklearn_estimator_check(estimator, check):
         # as it does for scikit-learn's own MLPs in these checks
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
+
+
+@pytest.mark.parametrize("estimator", CHECKED, ids=lambda est: type(est).__name__)
+def test_dataframe_column_names_consistency(estimator):
+    """The check scikit-learn runs on its own estimators besides the ones above: names
+    kept from a DataFrame, scikit-learn's warnings and errors on other columns, and no
+    warning that the estimator 'was fitted without feature names' along the way."""
+    pytest.importorskip("pandas")
+    from sklearn.utils.estimator_checks import check_dataframe_column_names_consistency
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check_dataframe_column_names_consistency(type(estimator).__name__, estimator)
+    for warning in record:
+        assert "was fitted without feature names" not in str(warning.message)
