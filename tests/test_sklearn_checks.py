@@ -19,8 +19,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from fastbp.sklearn import MLPClassifier, MLPRegressor
 
 CHECKED = [
-    MLPClassifier(max_iter=100, random_state=0, dtype="float64"),
-    MLPRegressor(max_iter=100, random_state=0, dtype="float64"),
+    MLPClassifier(max_iter=100, random_state=0, dtype="float64", n_threads=1),
+    MLPRegressor(max_iter=100, random_state=0, dtype="float64", n_threads=1),
 ]
 
 
