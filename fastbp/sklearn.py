@@ -855,7 +855,18 @@ class _MLPBase:
                 else list(self.validation_scores_),
                 best_validation_score_=self.best_validation_score_,
             )
-        state.update(self._train(model, settings, rng, X_arr, targets, weights, incremental, state))
+        # partial_fit trains the fitted model itself: a failure puts it back as it was
+        checkpoint = model._checkpoint() if incremental else None
+        rates = (model.optimizer.lr, model.optimizer.weight_decay)
+        try:
+            state.update(
+                self._train(model, settings, rng, X_arr, targets, weights, incremental, state)
+            )
+        except BaseException:
+            if checkpoint is not None:
+                model._restore(checkpoint)
+                model.optimizer.lr, model.optimizer.weight_decay = rates
+            raise
         if first_pass and names is None:
             self.__dict__.pop("feature_names_in_", None)
         self.__dict__.update(state)
@@ -863,13 +874,25 @@ class _MLPBase:
         return self
 
     def _check_same_layers(self, settings: _Settings, n_outputs: int) -> None:
-        hidden = [layer.units for layer in self._dense_layers()[:-1]]
-        if tuple(hidden) != settings.hidden_layer_sizes or n_outputs != self.n_outputs_:
+        """warm_start and partial_fit go on with the fitted network: its layers must be
+        those the parameters describe now."""
+        hidden = self._dense_layers()[:-1]
+        fitted = (tuple(layer.units for layer in hidden), self.n_outputs_)
+        wanted = (settings.hidden_layer_sizes, n_outputs)
+        if fitted != wanted:
             raise ValueError(
                 f"warm_start and partial_fit continue the fitted network, whose hidden "
-                f"layers are {tuple(hidden)} with {self.n_outputs_} outputs, but "
-                f"hidden_layer_sizes is now {settings.hidden_layer_sizes} with {n_outputs} "
+                f"layers are {fitted[0]} with {fitted[1]} outputs, but "
+                f"hidden_layer_sizes is now {wanted[0]} with {wanted[1]} "
                 "outputs; set warm_start=False (or call fit) to train a new network"
+            )
+        activation = _HIDDEN_ACTIVATIONS[settings.activation]
+        if hidden and hidden[0].activation.name != activation:
+            raise ValueError(
+                f"warm_start and partial_fit continue the fitted network, whose hidden "
+                f"activation is {hidden[0].activation.name!r}, but activation is now "
+                f"{settings.activation!r}; set warm_start=False (or call fit) to train a "
+                "new network"
             )
 
     def _train(
@@ -952,19 +975,22 @@ class _MLPBase:
                 model.optimizer.lr = settings.learning_rate_init / (t + 1) ** settings.power_t
             if state["_no_improvement_count"] > settings.n_iter_no_change:
                 lr = model.optimizer.lr
-                if (
-                    solver.schedules
-                    and settings.learning_rate == "adaptive"
-                    and lr > _SMALLEST_ADAPTIVE_LR
-                ):
+                what = "Validation score" if settings.early_stopping else "Training loss"
+                message = (
+                    f"{what} did not improve more than tol={settings.tol:f} for "
+                    f"{settings.n_iter_no_change:g} consecutive epochs."
+                )
+                adaptive = solver.schedules and settings.learning_rate == "adaptive"
+                if adaptive and lr > _SMALLEST_ADAPTIVE_LR:
                     model.optimizer.lr = lr / 5.0
                     state["_no_improvement_count"] = 0
                     if settings.verbose:
-                        print(f"Setting learning rate to {lr / 5.0:f}")
+                        print(f"{message} Setting learning rate to {lr / 5.0:f}")
                 else:
                     converged = True
                     if settings.verbose:
-                        print("Loss did not improve by tol for n_iter_no_change epochs. Stopping.")
+                        small = " Learning rate too small." if adaptive else ""
+                        print(f"{message}{small} Stopping.")
                     break
         if not incremental and not converged and n_iter == settings.max_iter:
             warnings.warn(

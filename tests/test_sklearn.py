@@ -479,6 +479,67 @@ def test_warm_start_continues_and_refuses_other_layers():
     assert len(clf.loss_curve_) == 10
 
 
+def test_warm_start_refuses_another_activation():
+    X, y = datasets.moons(n_samples=80, seed=0)
+    clf = quiet(small_classifier(max_iter=2, warm_start=True), X, y)
+    clf.set_params(activation="tanh")
+    with pytest.raises(ValueError, match="hidden activation is 'relu', but activation is now"):
+        clf.fit(X, y)
+    with pytest.raises(ValueError, match="hidden activation is 'relu'"):
+        clf.partial_fit(X, y)
+
+
+def test_an_interrupted_partial_fit_changes_nothing(monkeypatch):
+    """An epoch with a last, smaller batch trains in two calls of Sequential.fit (the
+    batches differ in L2 strength); Ctrl-C in the second puts everything back."""
+    X, y = datasets.moons(n_samples=90, seed=0)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), batch_size=40, alpha=0.5, random_state=0)
+    clf.partial_fit(X, y, classes=[0, 1])
+    before = (clf.coefs_, clf.intercepts_, list(clf.loss_curve_), clf.t_)
+    rates = (clf.model_.optimizer.lr, clf.model_.optimizer.weight_decay)
+    steps = clf.model_._plan.step_count.copy()
+    original = fb.Sequential.fit
+    calls = []
+
+    def fit_then_interrupt(self, *args, **kwargs):
+        calls.append(len(args[0]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(fb.Sequential, "fit", fit_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        clf.partial_fit(X, y)
+    assert calls == [80, 10]  # two full batches, then the last one
+    monkeypatch.undo()
+    for a, b in zip(before[0] + before[1], clf.coefs_ + clf.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert (clf.loss_curve_, clf.t_) == (before[2], before[3])
+    assert (clf.model_.optimizer.lr, clf.model_.optimizer.weight_decay) == rates
+    np.testing.assert_array_equal(clf.model_._plan.step_count, steps)
+
+
+def test_early_stopping_split_is_stratified():
+    from fastbp.sklearn import _validation_split
+
+    labels = np.repeat([0, 1, 2], [70, 20, 10])
+    train, val = _validation_split(np.random.default_rng(0), 100, 0.25, labels)
+    assert len(val) == 25 and len(train) == 75
+    assert sorted(set(train) | set(val)) == list(range(100)) and not set(train) & set(val)
+    counts = np.bincount(labels[val], minlength=3)
+    np.testing.assert_allclose(counts, [17.5, 5, 2.5], atol=0.5)
+
+
+def test_verbose_says_why_it_stopped(capsys):
+    X, y = datasets.xor()
+    small_classifier(max_iter=50, tol=1e9, n_iter_no_change=1, verbose=1).fit(X, y)
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == (
+        "Training loss did not improve more than tol=1000000000.000000 for 1 "
+        "consecutive epochs. Stopping."
+    )
+
+
 # --- sample weights -----------------------------------------------------------------------
 
 
