@@ -78,6 +78,9 @@ dropout : float, default 0.0 (fastbp)
 n_threads : int or None, default None (fastbp)
     BLAS threads while training and predicting (None: the library's setting).
 backend : "cython" or "numpy", default "cython" (fastbp)
+
+MLPRegressor also takes scikit-learn's first parameter, loss : "squared_error"
+(the default and the only one; scikit-learn's "poisson" is not available).
 """
 
 from __future__ import annotations
@@ -252,6 +255,14 @@ def _random_state(value: Any) -> Any:
     )
 
 
+def _regression_loss(value: Any) -> str:
+    if value == "poisson":
+        raise ValueError(
+            "loss='poisson' is not available in fastbp's MLPRegressor; use loss='squared_error'"
+        )
+    return check_option("loss", value, ("squared_error",))
+
+
 def _real(**bounds: Any) -> Callable[[str, Any], float]:
     return lambda name, value: check_real(name, value, **bounds)
 
@@ -294,6 +305,7 @@ _PARAMETER_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "dropout": _real(low=0, high=1, high_open=True),
     "n_threads": lambda name, value: None if value is None else check_int(name, value, low=1),
     "backend": _option("cython", "numpy"),
+    "loss": lambda name, value: _regression_loss(value),  # MLPRegressor only
 }
 
 
@@ -301,8 +313,8 @@ class _Settings:
     """The constructor parameters, checked: one attribute per parameter."""
 
     def __init__(self, estimator: _MLPBase) -> None:
-        for name, check in _PARAMETER_CHECKS.items():
-            setattr(self, name, check(name, getattr(estimator, name)))
+        for name in estimator._param_names():
+            setattr(self, name, _PARAMETER_CHECKS[name](name, getattr(estimator, name)))
 
     def __getattr__(self, name: str) -> Any:  # for mypy: attributes set in __init__
         raise AttributeError(name)
@@ -1250,6 +1262,69 @@ class MLPRegressor(_MLPBase):
     _estimator_type = "regressor"  # what scikit-learn < 1.6 looks for
     _y_mean: NDArray[np.float64]
     _y_scale: NDArray[np.float64]
+
+    def __init__(
+        self,
+        loss: str = "squared_error",
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: int | np.random.RandomState | np.random.Generator | None = None,
+        tol: float = 1e-4,
+        verbose: bool | int = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int | float = 10,
+        max_fun: int = 15000,
+        dtype: str = "float32",
+        dropout: float = 0.0,
+        n_threads: int | None = None,
+        backend: str = "cython",
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes,
+            activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+            dtype=dtype,
+            dropout=dropout,
+            n_threads=n_threads,
+            backend=backend,
+        )
+        self.loss = loss
 
     def __sklearn_tags__(self) -> Any:
         from sklearn.utils import RegressorTags

@@ -89,7 +89,8 @@ def run(code):
 def test_parameters_are_sklearns_plus_fastbps(cls):
     est = cls()
     params = est.get_params()
-    assert sorted(params) == sorted(SKLEARN_NAMES + FASTBP_NAMES)
+    regression_only = ["loss"] if cls is MLPRegressor else []
+    assert sorted(params) == sorted(SKLEARN_NAMES + FASTBP_NAMES + regression_only)
     assert cls(**params).get_params() == params
     sizes = [8, 4]
     assert est.set_params(hidden_layer_sizes=sizes, max_iter=3) is est
@@ -104,9 +105,24 @@ def test_defaults_are_sklearns(name):
     neural_network = pytest.importorskip("sklearn.neural_network")
     theirs = getattr(neural_network, name)().get_params()
     ours = getattr(fb.sklearn, name)().get_params()
-    for key in SKLEARN_NAMES:
+    for key in theirs:  # every parameter of theirs, with its default
         assert ours[key] == theirs[key], key
     assert ours["dtype"] == "float32"
+    # and the same positional parameters, in the same order
+    args = ("squared_error", (5,), "tanh") if name == "MLPRegressor" else ((5,), "tanh")
+    theirs = getattr(neural_network, name)(*args).get_params()
+    ours = getattr(fb.sklearn, name)(*args).get_params()
+    assert {key: ours[key] for key in theirs} == theirs
+
+
+def test_regressor_loss_is_squared_error_only():
+    X, y = np.ones((6, 2)), np.arange(6.0)
+    with pytest.raises(ValueError, match=r"loss='poisson' is not available.*'squared_error'"):
+        MLPRegressor(loss="poisson").fit(X, y)
+    with pytest.raises(ValueError, match="loss must be one of 'squared_error'; got 'mse'"):
+        MLPRegressor(loss="mse").fit(X, y)
+    with pytest.raises(TypeError, match="loss"):
+        MLPClassifier(loss="log_loss")
 
 
 @pytest.mark.parametrize("old", ["epochs", "weight_decay", "lr"])
