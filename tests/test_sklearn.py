@@ -608,12 +608,18 @@ def test_adaboost_over_mlp_uses_the_weights():
 
 
 def test_regressor_fits_raw_diabetes_with_defaults():
-    sk_datasets = pytest.importorskip("sklearn.datasets")
-    X, y = sk_datasets.load_diabetes(return_X_y=True)
-    X_train, X_test, y_train, y_test = datasets.train_test_split(X, y, test_size=0.25, seed=0)
-    reg = quiet(MLPRegressor(random_state=0), X_train, y_train)
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_diabetes(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
     assert y.std() > 50  # raw targets, not rescaled by the test
-    assert reg.score(X_test, y_test) > 0.3
+    reg = quiet(MLPRegressor(random_state=0), X_train, y_train)
+    score = reg.score(X_test, y_test)
+    linear = LinearRegression().fit(X_train, y_train).score(X_test, y_test)  # about 0.36
+    assert score > 0.3 and score > linear - 0.05, (score, linear)
     assert reg.predict(X_test).shape == (len(X_test),)
     assert reg.out_activation_ == "identity" and reg.n_outputs_ == 1
 
