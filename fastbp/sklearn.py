@@ -164,7 +164,7 @@ _SKLEARN_ACTIVATIONS = {
 }
 _HIDDEN_ACTIVATIONS = {
     **_SKLEARN_ACTIVATIONS,
-    **{name: name for name in activations.ACTIVATIONS if name not in ("softmax", "sigmoid")},
+    **{name: name for name in activations.ACTIVATIONS if name != "softmax"},
 }
 
 
@@ -255,6 +255,15 @@ def _random_state(value: Any) -> Any:
     )
 
 
+def _dtype(value: Any) -> np.dtype[Any]:
+    """float32 or float64, named as a string or given as a NumPy type or dtype."""
+    try:
+        name = np.dtype(value).name if not isinstance(value, str) else value
+    except TypeError:
+        name = value
+    return np.dtype(check_option("dtype", name, ("float32", "float64")))
+
+
 def _regression_loss(value: Any) -> str:
     if value == "poisson":
         raise ValueError(
@@ -292,7 +301,7 @@ _PARAMETER_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "tol": _real(low=0),
     "verbose": lambda name, value: _verbose(value),
     "warm_start": _bool,
-    "momentum": _real(low=0, high=1),
+    "momentum": _real(low=0, high=1, high_open=True),  # scikit-learn admits 1
     "nesterovs_momentum": _bool,
     "early_stopping": _bool,
     "validation_fraction": _real(low=0, high=1, high_open=True),
@@ -301,7 +310,7 @@ _PARAMETER_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "epsilon": _real(low=0, low_open=True),
     "n_iter_no_change": lambda name, value: _n_iter_no_change(value),
     "max_fun": lambda name, value: check_int(name, value, low=1),
-    "dtype": lambda name, value: np.dtype(check_option(name, str(value), ("float32", "float64"))),
+    "dtype": lambda name, value: _dtype(value),
     "dropout": _real(low=0, high=1, high_open=True),
     "n_threads": lambda name, value: None if value is None else check_int(name, value, low=1),
     "backend": _option("cython", "numpy"),

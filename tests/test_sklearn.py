@@ -140,7 +140,7 @@ BAD_PARAMETERS = [
     ({"batch_size": 0}, r"batch_size must be an integer >= 1; got 0"),
     ({"batch_size": "all"}, r"batch_size must be one of 'auto'; got 'all'"),
     ({"alpha": -1e-3}, r"alpha must be a number >= 0"),
-    ({"momentum": 1.5}, r"momentum must be a number in \[0, 1\]"),
+    ({"momentum": 1.0}, r"momentum must be a number in \[0, 1\)"),
     ({"validation_fraction": 1.0}, r"validation_fraction must be a number in \[0, 1\)"),
     ({"n_iter_no_change": 0}, r"n_iter_no_change must be an integer >= 1"),
     ({"max_iter": 0}, r"max_iter must be an integer >= 1"),
@@ -149,6 +149,7 @@ BAD_PARAMETERS = [
     ({"shuffle": "yes"}, r"shuffle must be True or False"),
     ({"random_state": -1}, r"random_state must be an integer >= 0"),
     ({"dtype": "float16"}, r"dtype must be one of 'float32', 'float64'"),
+    ({"dtype": np.int32}, r"dtype must be one of 'float32', 'float64'; got 'int32'"),
     ({"backend": "gpu"}, r"backend must be one of 'cython', 'numpy'"),
     ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
     ({"n_threads": 0}, r"n_threads must be an integer >= 1"),
@@ -180,6 +181,8 @@ def test_set_params_after_fit_does_not_change_predictions():
     quiet(clf, X_train, y_train)  # the next fit takes them
     assert [c.shape for c in clf.coefs_] == [(2, 3), (3, 3), (3, 1)]
     assert clf.coefs_[0].dtype == np.float64
+    quiet(clf.set_params(dtype=np.float32), X_train, y_train)  # a NumPy type also names it
+    assert clf.coefs_[0].dtype == np.float32
 
 
 def test_repr_lists_changed_parameters():
