@@ -62,8 +62,8 @@ warm_start : bool, default False
 momentum : float, default 0.9; nesterovs_momentum : bool, default True
     For solver="sgd".
 early_stopping : bool, default False
-    Holds out validation_fraction of the training rows (stratified for the
-    classifier), scores them after each epoch, stops on the rule above and keeps
+    Holds out validation_fraction of the training rows (stratified by class for a
+    single-label classifier), scores them after each epoch, stops on the rule above and keeps
     the weights of the best epoch.
 validation_fraction : float, default 0.1
 beta_1, beta_2, epsilon : floats, default 0.9, 0.999, 1e-8
@@ -197,6 +197,13 @@ _SOLVERS: dict[str, _Solver] = {
     ),
     "rmsprop": _Solver(lambda s, lr: RMSProp(lr=lr, eps=s.epsilon), True, False),
     "adagrad": _Solver(lambda s, lr: Adagrad(lr=lr, eps=s.epsilon), True, False),
+}
+
+# out_activation_ (scikit-learn's name) -> (fastbp loss, fastbp output activation)
+_OUTPUTS = {
+    "logistic": ("binary_cross_entropy", "sigmoid"),  # two classes, or multi-label
+    "softmax": ("softmax_cross_entropy", "softmax"),  # three classes or more
+    "identity": ("mse", "identity"),  # regression
 }
 
 _SCHEDULES = ("constant", "invscaling", "adaptive")
@@ -543,6 +550,7 @@ class _MLPBase:
     _estimator_type: str
     n_features_in_: int
     n_outputs_: int
+    out_activation_: str
     model_: Sequential
     t_: int
     loss_curve_: list[float]
@@ -790,7 +798,12 @@ class _MLPBase:
     # --- training ---------------------------------------------------------------------
 
     def _new_model(
-        self, settings: _Settings, rng: np.random.Generator, n_features: int, n_outputs: int
+        self,
+        settings: _Settings,
+        rng: np.random.Generator,
+        n_features: int,
+        n_outputs: int,
+        out_activation: str,
     ) -> Sequential:
         layers: list[Layer] = []
         for units in settings.hidden_layer_sizes:
@@ -803,10 +816,8 @@ class _MLPBase:
             )
             if settings.dropout:
                 layers.append(Dropout(settings.dropout))
-        loss, out_activation = self._output(n_outputs)
-        layers.append(
-            Dense(n_outputs, activation=out_activation, kernel_initializer="glorot_uniform")
-        )
+        loss, output = _OUTPUTS[out_activation]
+        layers.append(Dense(n_outputs, activation=output, kernel_initializer="glorot_uniform"))
         model = Sequential(
             layers,
             loss=loss,
@@ -818,10 +829,6 @@ class _MLPBase:
         )
         model.build(n_features)
         return model
-
-    def _output(self, n_outputs: int) -> tuple[str, str]:
-        """(fastbp loss, output activation) for n_outputs outputs."""
-        raise NotImplementedError
 
     @staticmethod
     def _optimizer(settings: _Settings, lr: float) -> Optimizer:
@@ -849,7 +856,9 @@ class _MLPBase:
         )
         rng = _generator(settings.random_state)
         if first_pass:
-            model = self._new_model(settings, rng, X_arr.shape[1], state["n_outputs_"])
+            model = self._new_model(
+                settings, rng, X_arr.shape[1], state["n_outputs_"], state["out_activation_"]
+            )
             state.update(
                 n_features_in_=X_arr.shape[1],
                 t_=0,
@@ -1076,7 +1085,9 @@ class MLPClassifier(_MLPBase):
 
     Two classes: one sigmoid output trained on binary cross-entropy (scikit-learn's
     "logistic" output); more: one softmax output per class on cross-entropy. Labels
-    may be any sortable values (ints, strings, ...).
+    may be any sortable values (ints, strings, ...). A 2-D y of 0s and 1s (n_samples,
+    n_labels) is multi-label: one sigmoid output per label, predict returns such a
+    matrix and predict_proba each label's probability.
 
     Attributes after fit
     --------------------
@@ -1101,15 +1112,12 @@ class MLPClassifier(_MLPBase):
         from sklearn.utils import ClassifierTags
 
         tags = super().__sklearn_tags__()
-        tags.classifier_tags = ClassifierTags(multi_class=True, multi_label=False)
+        tags.classifier_tags = ClassifierTags(multi_class=True, multi_label=True)
         return tags
 
-    def _output(self, n_outputs: int) -> tuple[str, str]:
-        if n_outputs == 1:
-            return "binary_cross_entropy", "sigmoid"
-        return "softmax_cross_entropy", "softmax"
-
     def _strata(self, y: np.ndarray) -> np.ndarray | None:
+        if y.ndim == 2 and y.shape[1] > 1:
+            return None  # multi-label rows: no strata
         return y.reshape(len(y), -1)[:, 0]  # class indices, or the 0/1 column
 
     def _encode_targets(
@@ -1120,10 +1128,11 @@ class MLPClassifier(_MLPBase):
         classes: ArrayLike | None,
         weights: NDArray[np.float64] | None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        if y.ndim == 2:
+            return self._encode_multilabel(y, first_pass, incremental, classes)
         if y.ndim != 1:
             raise ValueError(
-                f"y must be 1-D (n_samples,), got shape {y.shape}; multi-output and "
-                "multi-label targets are not supported by fastbp's MLPClassifier"
+                f"y must be 1-D (n_samples,) or a 2-D label indicator matrix, got shape {y.shape}"
             )
         if np.issubdtype(y.dtype, np.floating):
             if not np.isfinite(y).all():
@@ -1183,11 +1192,44 @@ class MLPClassifier(_MLPBase):
         }
         return targets, state
 
-    def _proba(self, model: Sequential, X: np.ndarray) -> NDArray[np.float64]:
+    def _encode_multilabel(
+        self, y: np.ndarray, first_pass: bool, incremental: bool, classes: ArrayLike | None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """A label indicator matrix (n_samples, n_labels) of 0/1: one sigmoid output
+        per label, classes_ = arange(n_labels), as scikit-learn."""
+        if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+            raise ValueError(
+                "A 2-D y must be a label indicator matrix of 0s and 1s (multi-label); "
+                "multiclass-multioutput targets are not supported"
+            )
+        if incremental and first_pass and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        state: dict[str, Any] = {
+            "classes_": np.arange(y.shape[1]),
+            "n_outputs_": y.shape[1],
+            "out_activation_": "logistic",
+        }
+        return y.astype(np.float64), state
+
+    @staticmethod
+    def _proba(model: Sequential, X: np.ndarray) -> NDArray[np.float64]:
+        """Probabilities (n_samples, n_classes), or (n_samples, n_labels) of each label
+        for a multi-label model (its rows need not sum to 1)."""
         proba = model.predict_proba(X).astype(np.float64)
-        if proba.shape[1] == 1:
-            return np.hstack([1.0 - proba, proba])
+        if model.loss.name == "binary_cross_entropy":
+            return np.hstack([1.0 - proba, proba]) if proba.shape[1] == 1 else proba
         return proba / proba.sum(axis=1, keepdims=True)
+
+    def _is_multilabel(self) -> bool:
+        return self.out_activation_ == "logistic" and self.n_outputs_ > 1
+
+    @staticmethod
+    def _subset_accuracy(
+        predicted: np.ndarray, y: np.ndarray, weights: NDArray[np.float64] | None
+    ) -> float:
+        """The (weighted) share of rows predicted exactly: every label right."""
+        correct = predicted == y if predicted.ndim == 1 else (predicted == y).all(axis=1)
+        return float(np.average(correct, weights=weights))
 
     def _score_arrays(
         self,
@@ -1196,8 +1238,10 @@ class MLPClassifier(_MLPBase):
         y: np.ndarray,
         weights: NDArray[np.float64] | None,
     ) -> float:
-        predicted = self._proba(model, X).argmax(axis=1)
-        return float(np.average(predicted == y.reshape(len(y), -1)[:, 0], weights=weights))
+        proba = self._proba(model, X)
+        if y.ndim == 2 and y.shape[1] > 1:  # multi-label
+            return self._subset_accuracy((proba > 0.5).astype(y.dtype), y, weights)
+        return self._subset_accuracy(proba.argmax(axis=1), y.reshape(len(y), -1)[:, 0], weights)
 
     def fit(
         self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
@@ -1236,14 +1280,18 @@ class MLPClassifier(_MLPBase):
     def predict(self, X: ArrayLike) -> np.ndarray:
         """The most probable label per row, shape (n_samples,), values from classes_."""
         proba = self.predict_proba(X)
+        if self._is_multilabel():
+            return (proba > 0.5).astype(np.int64)
         return self.classes_[proba.argmax(axis=1)]
 
     def score(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
-        """Accuracy of predict(X) against y (n_samples,), weighted by sample_weight."""
+        """Accuracy of predict(X) against y (n_samples,), weighted by sample_weight;
+        for multi-label y, the share of rows with every label right."""
         y_arr = np.asarray(y)
-        correct = self.predict(X) == (y_arr.ravel() if y_arr.ndim == 2 else y_arr)
+        if y_arr.ndim == 2 and y_arr.shape[1] == 1:
+            y_arr = y_arr.ravel()
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        return float(np.average(correct, weights=weights))
+        return self._subset_accuracy(self.predict(X), y_arr, weights)
 
 
 class MLPRegressor(_MLPBase):
@@ -1342,9 +1390,6 @@ class MLPRegressor(_MLPBase):
         tags.regressor_tags = RegressorTags()
         tags.target_tags.multi_output = True
         return tags
-
-    def _output(self, n_outputs: int) -> tuple[str, str]:
-        return "mse", "identity"
 
     def _encode_targets(
         self,

@@ -256,6 +256,28 @@ def test_multiclass_classifier_has_softmax_outputs():
     np.testing.assert_allclose(clf.predict_proba(X), expected, rtol=1e-4, atol=1e-6)
 
 
+def test_multi_label_indicator_targets():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 4))
+    Y = np.column_stack([X[:, 0] > 0, X[:, 1] + X[:, 2] > 0, X[:, 3] > 1]).astype(int)
+    clf = quiet(small_classifier(hidden_layer_sizes=(16,), max_iter=200), X, Y)
+    assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 3
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    assert [c.shape for c in clf.coefs_] == [(4, 16), (16, 3)]
+    proba = clf.predict_proba(X)
+    expected = numpy_forward(
+        clf.coefs_, clf.intercepts_, X, lambda z: np.maximum(z, 0), lambda z: 1 / (1 + np.exp(-z))
+    )
+    np.testing.assert_allclose(proba, expected, rtol=1e-5)  # one probability per label
+    pred = clf.predict(X)
+    np.testing.assert_array_equal(pred, (expected > 0.5).astype(int))
+    assert clf.score(X, Y) == np.mean((pred == Y).all(axis=1)) > 0.8
+    with pytest.raises(ValueError, match="classes must be passed"):
+        MLPClassifier().partial_fit(X, Y)
+    with pytest.raises(ValueError, match="label indicator matrix of 0s and 1s"):
+        MLPClassifier().fit(X, Y * 0.5)
+
+
 def test_training_attributes_and_stopping_rule():
     X_train, _X_test, y_train, _ = moons_split()
     clf = small_classifier(max_iter=500, tol=1e9, n_iter_no_change=3)
@@ -439,8 +461,8 @@ def test_classifier_rejects_bad_targets():
         clf.fit(X, y[:3])
     with pytest.raises(ValueError, match="requires y"):
         clf.fit(X, None)
-    with pytest.raises(ValueError, match="multi-label"):
-        clf.fit(X, np.eye(4)[:, :2])
+    with pytest.raises(ValueError, match="multiclass-multioutput targets are not supported"):
+        clf.fit(X, np.array([[0, 2], [1, 0], [2, 1], [0, 0]]))
     with pytest.raises(ValueError, match="NaN"):
         clf.fit(X, [0.0, 1.0, np.nan, 1.0])
 
