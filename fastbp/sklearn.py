@@ -330,7 +330,9 @@ class _Settings:
 
     def __init__(self, estimator: _MLPBase) -> None:
         for name in estimator._param_names():
-            setattr(self, name, _PARAMETER_CHECKS[name](name, getattr(estimator, name)))
+            value = getattr(estimator, name)
+            check = _PARAMETER_CHECKS.get(name)  # a subclass may add parameters of its own
+            setattr(self, name, value if check is None else check(name, value))
 
     def __getattr__(self, name: str) -> Any:  # for mypy: attributes set in __init__
         raise AttributeError(name)
