@@ -3,6 +3,8 @@ and non-finite values never do, and every refusal reads "<name> must be <what>; 
 <value>". Arrays: complex refused, bool weights accepted, and finiteness judged in the
 model's dtype (an overflow is called an overflow)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -17,10 +19,12 @@ def fit(**kwargs):
 
 
 def sk_fit(**params):
-    from fastbp.sklearn import MLPRegressor
+    from fastbp.sklearn import ConvergenceWarning, MLPRegressor
 
-    params = {"hidden_layer_sizes": (2,), "epochs": 1, **params}
-    return MLPRegressor(**params).fit(np.ones((6, 2)), np.ones(6))
+    params = {"hidden_layer_sizes": (2,), "max_iter": 1, **params}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # one epoch does not converge
+        return MLPRegressor(**params).fit(np.ones((6, 2)), np.ones(6))
 
 
 # (constructor taking one value, a good value given as a NumPy scalar, a bad value,
@@ -124,8 +128,13 @@ CONSTRUCTORS = [
         1.5,
         "test_size must be a number in (0, 1); got 1.5",
     ),
-    (lambda v: sk_fit(learning_rate=v), np.float32(0.1), 0, "learning_rate must be a number > 0"),
-    (lambda v: sk_fit(epochs=v), np.int64(1), 2.5, "epochs must be an integer >= 0; got 2.5"),
+    (
+        lambda v: sk_fit(learning_rate_init=v),
+        np.float32(0.1),
+        0,
+        "learning_rate_init must be a number > 0",
+    ),
+    (lambda v: sk_fit(max_iter=v), np.int64(1), 2.5, "max_iter must be an integer >= 1; got 2.5"),
     (lambda v: sk_fit(hidden_layer_sizes=(v,)), np.int64(3), 0, "hidden_layer_sizes[0] must be"),
 ]
 IDS = [message.split(" must")[0] for *_, message in CONSTRUCTORS]
