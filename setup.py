@@ -119,9 +119,14 @@ class BuildKernels(build_ext):
             ext.extra_compile_args = list(compile_args)
             ext.extra_link_args = list(link_args)
             ext.libraries = link_libraries(family)
-        self.extensions[:] = cythonize(
+        # cythonize returns distutils Extensions; setuptools' build_ext needs its own,
+        # so only their sources (.pyx replaced by the generated .c) are taken over.
+        generated = cythonize(
             self.extensions, compiler_directives={"language_level": 3}, quiet=True
         )
+        sources = {ext.name: ext.sources for ext in generated}
+        for ext in self.extensions:
+            ext.sources = sources[ext.name]
         super().build_extensions()
 
 
