@@ -21,6 +21,12 @@ from fastbp import backends
 from fastbp._kernels import source_hash
 
 ROOT = Path(__file__).resolve().parent.parent
+CC = sysconfig.get_config_var("CC")  # None on Windows
+needs_cc = pytest.mark.skipif(not CC, reason="no C compiler in sysconfig (Windows)")
+needs_elf_cc = pytest.mark.skipif(
+    not (CC and sys.platform.startswith("linux")),
+    reason="needs a C compiler that writes ELF objects (Linux)",
+)
 
 
 def run(code):
@@ -74,7 +80,7 @@ def _clones_macro(flags):
     """What FBP_SIMD_CLONES expands to in csrc/fbp_math.h under the given flags."""
     probe = '#include "fbp_math.h"\nclones: FBP_SIMD_CLONES\n'
     out = subprocess.run(
-        [sysconfig.get_config_var("CC").split()[0], *flags, "-I", str(ROOT / "csrc"), "-E", "-"],
+        [CC.split()[0], *flags, "-I", str(ROOT / "csrc"), "-E", "-"],
         input=probe,
         capture_output=True,
         text=True,
@@ -84,6 +90,7 @@ def _clones_macro(flags):
     return next(line for line in out.splitlines() if line.startswith("clones:"))[7:].strip()
 
 
+@needs_cc
 def test_fastbp_native_compiles_one_native_copy_instead_of_load_time_clones():
     setup = _setup_module()
     default, native = setup.compile_flags({}), setup.compile_flags({"FASTBP_NATIVE": "1"})
@@ -158,11 +165,12 @@ def _compiled_object(tmp_path, *flags):
     source = tmp_path / "probe.c"
     source.write_text("int fbp_probe(int x) { return 2 * x; }\n")
     target = tmp_path / f"probe{len(flags)}.o"
-    compiler = sysconfig.get_config_var("CC").split()[0]
+    compiler = CC.split()[0]
     subprocess.run([compiler, *flags, "-c", str(source), "-o", str(target)], check=True)
     return target.read_bytes()
 
 
+@needs_elf_cc
 def test_elf_section_names_see_debug_information_when_there_is_some(tmp_path):
     with_debug = elf_section_names(_compiled_object(tmp_path, "-g"))
     without = elf_section_names(_compiled_object(tmp_path, "-g", "-g0"))
@@ -253,11 +261,38 @@ def test_sdist_holds_no_build_products(sdist_names):
     assert not products, f"build products in the sdist: {products}"
 
 
+def _cibuildwheel_config():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from 3.11")
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["tool"]["cibuildwheel"]
+
+
+def test_release_wheels_are_never_built_for_the_builders_cpu():
+    config = _cibuildwheel_config()
+    tables = [config] + [config[p] for p in ("linux", "macos", "windows") if p in config]
+    tables += config.get("overrides", [])
+    environments = [table["environment"] for table in tables if "environment" in table]
+    assert config["environment"] in environments  # the default every platform starts from
+    for environment in environments:
+        assert environment.get("FASTBP_NATIVE") == "0", environment
+        assert environment.get("FASTBP_EXTRA_CFLAGS") == "", environment
+
+
+def test_release_wheels_are_tested_as_installed():
+    config = _cibuildwheel_config()
+    assert config["test-environment"]["FASTBP_TEST_INSTALLED"] == "1"
+    assert "--import-mode=append" in config["test-command"]
+    assert "{project}/tests" in config["test-command"]
+    assert config["test-extras"] == ["test"]
+
+
 # --- the installed-package guard (tests/conftest.py) ----------------------------------
 
 
 def _collect_with(variable_value):
-    env = {k: v for k, v in os.environ.items() if k != "FASTBP_TEST_INSTALLED"}
+    # cibuildwheel's test environment sets PYTHONSAFEPATH=1; this child runs as from the clone
+    unset = ("FASTBP_TEST_INSTALLED", "PYTHONSAFEPATH")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     if variable_value is not None:
         env["FASTBP_TEST_INSTALLED"] = variable_value
     return subprocess.run(
