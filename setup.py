@@ -64,8 +64,10 @@ COMPILER_FLAGS = {
         ["-march=native", "-DFBP_NO_CLONES"],
         ["m"],
     ),
-    # MSVC: no native-CPU switch (its /arch: names a fixed instruction set) and no libm.
-    "msvc": (["/O2"], None, []),
+    # MSVC: C11 for the kernels' C99 parts (hexadecimal float literals, declarations
+    # in for loops); no native-CPU switch (its /arch: names a fixed instruction set)
+    # and no libm to link.
+    "msvc": (["/O2", "/std:c11"], None, []),
 }
 # distutils' compiler_type -> family in COMPILER_FLAGS
 COMPILER_FAMILY = {"unix": "gcc", "mingw32": "gcc", "cygwin": "gcc", "msvc": "msvc"}
