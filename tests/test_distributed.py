@@ -3,7 +3,6 @@ one process at the same global batch, collective divergence, and an error on one
 rank ending the job instead of hanging it."""
 
 import ast
-import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.paths import IMPORT_ROOT, child_env
 
 pytest.importorskip("mpi4py")
 MPIEXEC = shutil.which("mpiexec")
@@ -101,10 +102,12 @@ RANK_SCRIPT = textwrap.dedent(
 
 def mpirun(ranks, script, *args, timeout=60):
     """The finished `mpiexec -n ranks python -m mpi4py script args...` (stdout, stderr
-    as text), run from the repository with one BLAS thread per rank."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    as text), run with the fastbp under test and one BLAS thread per rank."""
+    env = child_env(OMP_NUM_THREADS="1")
     cmd = [MPIEXEC, "-n", str(ranks), sys.executable, "-m", "mpi4py", str(script), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=IMPORT_ROOT, env=env
+    )
 
 
 def run_ranks(tmp_path, ranks, case, timeout=60):

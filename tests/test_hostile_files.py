@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
+from tests.paths import IMPORT_ROOT
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 2**20
@@ -431,7 +432,7 @@ def peak_growth(path):
     hop = "import subprocess, sys; subprocess.run(sys.argv[1:], check=True)"
     done = subprocess.run(
         [sys.executable, "-c", hop, sys.executable, "-c", PEAK, str(path)],
-        cwd=ROOT,
+        cwd=IMPORT_ROOT,  # the fastbp under test
         capture_output=True,
         text=True,
         check=True,

@@ -1,17 +1,16 @@
 """fit on a memory-mapped X holds no copy of it: the finiteness check reads it in
 blocks of rows, and batches are gathered from it in place."""
 
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastbp as fb
 from fastbp import validation as check
+from tests.paths import IMPORT_ROOT, child_env
 
 # A 200 MB float32 file; its pages are read once before fit (so they are in the
 # baseline), and what fit adds to the peak resident size is measured.
@@ -62,8 +61,8 @@ def run_probe(tmp_path, corrupt):
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=Path(__file__).resolve().parents[1],  # this checkout's fastbp
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        cwd=IMPORT_ROOT,  # the fastbp under test
+        env=child_env(),
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
