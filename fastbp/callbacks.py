@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 from fastbp import validation as check
 from fastbp.concurrency import deferred_interrupts
+from fastbp.io import path_text
 
 
 class History:
@@ -287,15 +288,6 @@ class LearningRateScheduler(Callback):
 # --- files ------------------------------------------------------------------------------
 
 
-def _path_text(path: Any, what: str) -> str:
-    try:
-        return os.fsdecode(os.fspath(path))
-    except TypeError:
-        raise TypeError(
-            f"{what} path must be a str, bytes or os.PathLike; got {type(path).__name__}"
-        ) from None
-
-
 def _check_folder(folder: str, what: str) -> None:
     """Raise before training if files cannot be created in folder: FileNotFoundError
     or NotADirectoryError if it is not a folder, PermissionError if it is not
@@ -364,7 +356,7 @@ class ModelCheckpoint(Callback):
         mode: str = "auto",
         save_freq: str | int = "epoch",
     ) -> None:
-        self.path = _path_text(path, "ModelCheckpoint")
+        self.path = path_text(path, "ModelCheckpoint path")
         self.save_best_only = check.check_bool("save_best_only", save_best_only)
         if save_freq == "epoch":
             self.every = 1
@@ -501,7 +493,7 @@ class CSVLogger(Callback):
     def __init__(
         self, path: str | os.PathLike[str], separator: str = ",", append: bool = False
     ) -> None:
-        self.path = _path_text(path, "CSVLogger")
+        self.path = path_text(path, "CSVLogger path")
         if not isinstance(separator, str) or len(separator) != 1 or separator in "\r\n\"'":
             raise ValueError(
                 "separator must be one character other than a quote or a line break "

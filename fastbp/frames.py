@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-# How many names an error lists before it writes "...".
-NAMES_SHOWN = 5
+from fastbp.messages import listed, plain
 
 
 def _pandas() -> Any:
@@ -48,18 +47,6 @@ def is_categorical(value: object) -> bool:
     if isinstance(value, pd.Categorical):
         return True
     return isinstance(value, pd.Series) and isinstance(value.dtype, pd.CategoricalDtype)
-
-
-def _listed(names: Any) -> str:
-    """Names quoted and joined, the first NAMES_SHOWN of them: "'a', 'b', ..."."""
-    names = list(names)
-    text = ", ".join(repr(_plain(name)) for name in names[:NAMES_SHOWN])
-    return text + (f", ... ({len(names)} in all)" if len(names) > NAMES_SHOWN else "")
-
-
-def _plain(value: Any) -> Any:
-    """A NumPy scalar as the Python value it holds (so that reprs read 'a', not np.str_('a'))."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 # --- column names -------------------------------------------------------------------
@@ -92,7 +79,7 @@ def feature_names(frame: Any, name: str = "X") -> NDArray[np.object_] | None:
             counts[column] = counts.get(column, 0) + 1
         twice = [column for column, count in counts.items() if count > 1]
         raise ValueError(
-            f"{name} has duplicate column names ({_listed(twice)}); each "
+            f"{name} has duplicate column names ({listed(twice)}); each "
             "feature needs its own name: rename or drop the duplicates"
         )
     if not all(type(column) is str for column in columns.tolist()):
@@ -139,7 +126,7 @@ def check_feature_names(
     if given is None:
         warnings.warn(
             f"{name} has no feature names, but the model was fitted with names "
-            f"({_listed(fitted)}); its columns are taken by position, in that order",
+            f"({listed(fitted)}); its columns are taken by position, in that order",
             UserWarning,
             stacklevel=_caller_level(),
         )
@@ -150,20 +137,20 @@ def check_feature_names(
     missing = [n for n in fitted if n not in set(given)]
     if not unseen and not missing and len(fitted) == len(given):
         raise ValueError(
-            f"{name} has the model's feature names in another order: {_listed(given)}, "
-            f"but the model was fitted with {_listed(fitted)}; select the columns in "
+            f"{name} has the model's feature names in another order: {listed(given)}, "
+            f"but the model was fitted with {listed(fitted)}; select the columns in "
             f"the fitted order with {name}[model.feature_names_in_]"
         )
     parts = []
     if unseen:
-        parts.append(f"names not seen at fit: {_listed(unseen)}")
+        parts.append(f"names not seen at fit: {listed(unseen)}")
     if missing:
-        parts.append(f"names missing: {_listed(missing)}")
+        parts.append(f"names missing: {listed(missing)}")
     if not parts:  # the same names, but some more than once
         parts.append(f"{len(given)} columns for {len(fitted)} names")
     raise ValueError(
         f"{name}'s feature names differ from those the model was fitted with "
-        f"({'; '.join(parts)}); pass the columns {_listed(fitted)}"
+        f"({'; '.join(parts)}); pass the columns {listed(fitted)}"
     )
 
 
@@ -199,11 +186,10 @@ def frame_values(frame: Any, dtype: DTypeLike, name: str = "X") -> tuple[np.ndar
     labels = frame.columns.tolist()
     wrong = [(label, str(d)) for label, d in zip(labels, dtypes) if kind_of[d] != "number"]
     if wrong:
-        shown = ", ".join(f"{_plain(label)!r} ({d})" for label, d in wrong[:NAMES_SHOWN])
-        more = f", ... ({len(wrong)} in all)" if len(wrong) > NAMES_SHOWN else ""
+        shown = listed(wrong, show=lambda w: f"{plain(w[0])!r} ({w[1]})")
         raise TypeError(
             f"{name} must hold numbers or booleans, but column{'s' if len(wrong) > 1 else ''} "
-            f"{shown}{more} do{'es' if len(wrong) == 1 else ''} not; encode categories "
+            f"{shown} do{'es' if len(wrong) == 1 else ''} not; encode categories "
             "as numbers first (e.g. pd.get_dummies) or drop those columns"
         )
     target = np.dtype(dtype)
@@ -219,9 +205,9 @@ def frame_values(frame: Any, dtype: DTypeLike, name: str = "X") -> tuple[np.ndar
         infinite = [labels[j] for j in bad if not np.isnan(values[:, j]).any()]
         parts = []
         if missing:
-            parts.append(f"missing values (NaN or pd.NA) in column(s) {_listed(missing)}")
+            parts.append(f"missing values (NaN or pd.NA) in column(s) {listed(missing)}")
         if infinite:
-            parts.append(f"infinite values in column(s) {_listed(infinite)}")
+            parts.append(f"infinite values in column(s) {listed(infinite)}")
         raise ValueError(
             f"{name} contains NaN or infinite values: {' and '.join(parts)}; remove or "
             "impute them first"

@@ -584,7 +584,7 @@ def save(model: Sequential, path: str | bytes | os.PathLike[Any]) -> None:
     (RECORD_CHARS, RECORD_DEPTH: model.metadata is too big).
     """
     _check_model(model)
-    name = _path_text(path)
+    name = path_text(path)
     model._require_built()
     target = _save_target(name)
     record, arrays = _live_record(model)
@@ -598,10 +598,16 @@ def save(model: Sequential, path: str | bytes | os.PathLike[Any]) -> None:
             f"characters nested {RECORD_DEPTH} deep, so make model.metadata smaller"
         )
     arrays = {**arrays, "architecture": np.array(text)}
+    write_atomically(target, lambda f: np.savez(f, **arrays))
+
+
+def write_atomically(target, write):
+    """Call write(f) on a new file beside target, then rename it onto target, so that
+    target is at every moment the old file or the whole new one (also under Ctrl-C)."""
     fd, tmp = _file_beside(target)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -611,13 +617,13 @@ def save(model: Sequential, path: str | bytes | os.PathLike[Any]) -> None:
         raise
 
 
-def _path_text(path):
-    """path (str, bytes or os.PathLike) as a str."""
+def path_text(path, what="path"):
+    """path (str, bytes or os.PathLike) as a str; TypeError naming what otherwise."""
     try:
         return os.fsdecode(os.fspath(path))
     except TypeError:
         raise TypeError(
-            f"path must be a str, bytes or os.PathLike; got {type(path).__name__}"
+            f"{what} must be a str, bytes or os.PathLike; got {type(path).__name__}"
         ) from None
 
 
@@ -721,7 +727,7 @@ def load(path: str | bytes | os.PathLike[Any], backend: str | None = None) -> Se
     >>> bool(np.allclose(again.predict_proba(X), model.predict_proba(X), atol=1e-6))
     True
     """
-    name = _path_text(path)
+    name = path_text(path)
     with _open_model_file(name) as handle:
         try:
             with _refused_as_invalid(repr(name)):

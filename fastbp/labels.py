@@ -22,38 +22,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fastbp.messages import listed, plain
+
 if TYPE_CHECKING:
     from fastbp.losses import LossSpec
 
-# How many labels an error lists before it writes "...".
-LABELS_SHOWN = 5
 # Label types a model file can hold (JSON), by the kind names errors use.
 JSON_KINDS = ("str", "int", "float", "bool")
 
 
-def _shown(values: Any) -> str:
-    values = list(values)
-    text = ", ".join(repr(_plain(v)) for v in values[:LABELS_SHOWN])
-    return text + (f", ... ({len(values)} in all)" if len(values) > LABELS_SHOWN else "")
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _kind(value: Any) -> str:
     """The kind of one label: "str", "bool", "int", "float", "missing" or its type name."""
-    if isinstance(value, (str, np.str_)):
-        return "str"
-    if isinstance(value, (bool, np.bool_)):
-        return "bool"
-    if isinstance(value, numbers.Integral):
-        return "int"
-    if isinstance(value, numbers.Real):
-        return "missing" if math.isnan(float(value)) else "float"
-    if value is None or type(value).__name__ in ("NAType", "NaTType"):
-        return "missing"
-    return type(value).__name__
+    kind = _kind_of_type(type(value))
+    return "missing" if kind == "float" and math.isnan(float(value)) else kind
 
 
 def _kind_of_type(kind: type) -> str:
@@ -154,7 +135,7 @@ def check_count(classes: np.ndarray, loss: LossSpec, n_outputs: int | None, name
     wanted = width(loss, n_outputs)
     if wanted is None:
         raise ValueError(
-            f"{name} holds class labels ({_shown(classes)}), but loss {loss.name!r} with "
+            f"{name} holds class labels ({listed(classes)}), but loss {loss.name!r} with "
             f"{n_outputs} outputs takes none: use softmax_cross_entropy (one output per "
             "class) or binary_cross_entropy with one sigmoid output (two classes)"
         )
@@ -165,7 +146,7 @@ def check_count(classes: np.ndarray, loss: LossSpec, n_outputs: int | None, name
             fix = "binary_cross_entropy with one sigmoid output needs labels of exactly 2 classes"
         raise ValueError(
             f"{name} holds {len(classes)} class{'es' if len(classes) != 1 else ''} "
-            f"({_shown(classes)}), but the model has {n_outputs} output"
+            f"({listed(classes)}), but the model has {n_outputs} output"
             f"{'s' if n_outputs != 1 else ''} for {wanted} classes; {fix}"
         )
 
@@ -202,8 +183,8 @@ def encode(values: np.ndarray, classes: np.ndarray, name: str) -> NDArray[np.int
     if not known.all():
         unknown = list(dict.fromkeys(values[~known].tolist()))
         raise ValueError(
-            f"{name} holds label{'s' if len(unknown) > 1 else ''} {_shown(unknown)} not "
-            f"among the model's classes_ ({_shown(classes)}); the classes are fixed by "
+            f"{name} holds label{'s' if len(unknown) > 1 else ''} {listed(unknown)} not "
+            f"among the model's classes_ ({listed(classes)}); the classes are fixed by "
             "the first fit: pass labels of those classes, or train a new model"
         )
     return indices
@@ -214,7 +195,7 @@ def to_json(classes: np.ndarray | None) -> list[Any] | None:
     cannot hold (only str, int, float and bool can)."""
     if classes is None:
         return None
-    values = [_plain(v) for v in classes.tolist()]
+    values = [plain(v) for v in classes.tolist()]
     for value in values:
         kind = _kind(value)
         if kind not in JSON_KINDS or (kind == "float" and not math.isfinite(value)):
@@ -247,5 +228,5 @@ def from_json(values: Any, n_classes: int | None, where: str = "classes") -> np.
         )
     classes = np.array(values)
     if len(np.unique(classes)) != len(classes) or not np.array_equal(np.unique(classes), classes):
-        raise ValueError(f"{where} must be distinct and sorted; got {_shown(values)}")
+        raise ValueError(f"{where} must be distinct and sorted; got {listed(values)}")
     return classes

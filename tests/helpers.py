@@ -5,8 +5,11 @@ Test modules import from here (`from tests.helpers import ...`); conftest.py kee
 only fixtures.
 """
 
+import io
+import json
 import math
 import tracemalloc
+import zipfile
 
 import numpy as np
 
@@ -309,6 +312,21 @@ def peak_growth(fn):
     finally:
         tracemalloc.stop()
     return peak - start
+
+
+def rewrite_record(path, change):
+    """Edit the JSON record of the model file at path in place with change(record),
+    the arrays left as they are: a file as someone else could have written it."""
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    record = json.loads(str(np.load(io.BytesIO(members["architecture.npy"]))))
+    change(record)
+    out = io.BytesIO()
+    np.lib.format.write_array(out, np.array(json.dumps(record)))
+    members["architecture.npy"] = out.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
 
 
 # --- optimisers -----------------------------------------------------------------------

@@ -4,16 +4,15 @@ columns that are not numbers and for missing values, names kept by files and cop
 and pandas never imported by fastbp itself."""
 
 import copy
-import json
 import pickle
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pytest
 
 import fastbp as fb
+from tests.helpers import rewrite_record
 
 pd = pytest.importorskip("pandas")
 
@@ -345,21 +344,6 @@ def test_a_model_trained_on_arrays_still_warns_after_a_reload(tmp_path):
     m.save(tmp_path / "m.npz")
     with pytest.warns(UserWarning, match="fitted on data without names"):
         fb.load(tmp_path / "m.npz").predict(df)
-
-
-def rewrite_record(path, change):
-    with zipfile.ZipFile(path) as archive:
-        members = {info.filename: archive.read(info) for info in archive.infolist()}
-    import io as stdlib_io
-
-    record = json.loads(str(np.load(stdlib_io.BytesIO(members["architecture.npy"]))))
-    change(record)
-    out = stdlib_io.BytesIO()
-    np.lib.format.write_array(out, np.array(json.dumps(record)))
-    members["architecture.npy"] = out.getvalue()
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
 
 
 @pytest.mark.parametrize(

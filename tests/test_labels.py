@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import fastbp as fb
+from tests.helpers import rewrite_record
 
 NAMES = np.array(["cat", "dog", "emu"])
 
@@ -333,19 +334,6 @@ def test_labels_a_file_cannot_hold_are_refused_at_save(tmp_path):
     with pytest.raises(TypeError, match=r"label of type date.*str, int, float or bool"):
         m.save(tmp_path / "m.npz")
     assert not (tmp_path / "m.npz").exists()
-
-
-def rewrite_record(path, change):
-    with zipfile.ZipFile(path) as archive:
-        members = {info.filename: archive.read(info) for info in archive.infolist()}
-    record = json.loads(str(np.load(stdlib_io.BytesIO(members["architecture.npy"]))))
-    change(record)
-    out = stdlib_io.BytesIO()
-    np.lib.format.write_array(out, np.array(json.dumps(record)))
-    members["architecture.npy"] = out.getvalue()
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data_ in members.items():
-            archive.writestr(name, data_)
 
 
 @pytest.mark.parametrize(

@@ -365,28 +365,13 @@ def _checked_opset(onnx_module: Any, opset: int | None) -> int:
 
 def _write_target(path: str | bytes | os.PathLike[Any]) -> str:
     """The file to write for path, checked before any work: its folder must exist."""
-    name = io._path_text(path)
+    name = io.path_text(path)
     folder = os.path.dirname(os.path.abspath(name))
     if not os.path.isdir(folder):
         raise FileNotFoundError(
             f"cannot write {name!r}: there is no folder {folder!r}; create it first"
         )
     return io._save_target(name)
-
-
-def _write(data: bytes, target: str) -> None:
-    """data to target atomically: a temporary file beside it, renamed once complete."""
-    fd, tmp = io._file_beside(target)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def to_onnx(
@@ -455,5 +440,5 @@ def to_onnx(
     )
     onnx_module.checker.check_model(proto, full_check=True)
     if target is not None:
-        _write(proto.SerializeToString(), target)
+        io.write_atomically(target, lambda f: f.write(proto.SerializeToString()))
     return proto
