@@ -1157,15 +1157,57 @@ class Sequential:
             return self._backend.predict(X)
 
     def evaluate(
-        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        comm: Any = None,
     ) -> dict[str, float]:
         """{"loss": mean (weighted) loss plus the L2 term, "accuracy": ... for
-        classification (unweighted)}."""
-        X = self._features(X)
-        y, loss_code = self._targets(y, len(X))
-        weights = check.as_sample_weight(sample_weight, None, y, self.loss, loss_code, self.dtype)
-        self._ready(X)
-        return self._evaluate(X, y, loss_code, weights)
+        classification (unweighted)}.
+
+        X : array of shape (n_samples, n_features); y : its targets.
+        comm : mpi4py communicator or None
+            Every rank passes its own rows (at least one each) and receives the
+            figures of all the ranks' rows together, as evaluate on their
+            concatenation gives them (to float rounding: the ranks' sums are
+            added in float64), the same on every rank. A check that fails on one
+            rank raises on every rank (RuntimeError naming that rank on the
+            others). None (default): this process's rows alone.
+        """
+        if comm is None:
+            X = self._features(X)
+            y, loss_code = self._targets(y, len(X))
+            weights = check.as_sample_weight(
+                sample_weight, None, y, self.loss, loss_code, self.dtype
+            )
+            self._ready(X)
+            return self._evaluate(X, y, loss_code, weights)
+        comm = distributed.check_comm(comm)
+        error: BaseException | None = None
+        settings: tuple[Any, ...] = ()
+        try:
+            X = self._features(X)
+            y, loss_code = self._targets(y, len(X))
+            weights = check.as_sample_weight(
+                sample_weight, None, y, self.loss, loss_code, self.dtype
+            )
+            self._ready(X)
+            settings = (X.shape[1], loss_code)
+        except Exception as exc:
+            error = exc
+        distributed.agree(
+            comm, error, settings, "evaluate", "(features, loss kernel code of the targets)"
+        )
+        assert isinstance(X, np.ndarray) and isinstance(y, np.ndarray)
+        with self._memory.reading():
+            with threads.limit(self.n_threads):
+                local = self._backend.loss_sum(X, y, loss_code, weights)
+            total, n_correct, rows = distributed.reduce_sums(comm, *local, len(X))
+            result = {"loss": float(total / rows + self._l2_term())}
+        if self.loss.classification:
+            result["accuracy"] = float(n_correct / (rows * self._outputs_per_sample(loss_code)))
+        return result
 
     def _evaluate(
         self,
