@@ -183,9 +183,22 @@ RANK_SCRIPT = textwrap.dedent(
     everywhere("diverged-unchanged", bool(np.array_equal(before, flat(m.get_weights()))))
     everywhere("diverged-epochs", m.epochs_done)
 
-    # 7. the per-step path (average_every=None) against one process summing the two
-    # shards' gradients, with the NumPy backend's forward/backward on each slice
-    if size == 2:
+    # 7. the per-step path (average_every=None) against one process summing the
+    # shards' gradients, with the NumPy backend's forward/backward on each slice.
+    # MPICH's Allreduce of a small buffer sums by recursive doubling: on 2 ranks
+    # g0 + g1 (one addition), on 4 (g0 + g1) + (g2 + g3); this probe shows which.
+    probe = np.array([[1e16, 1.0, -1e16, 1.0][rank % 4]])
+    comm.Allreduce(MPI.IN_PLACE, probe, op=MPI.SUM)
+    if rank == 0:
+        saved["probe"] = probe
+
+    def reduced(parts):
+        # the sum of the ranks' buffers in the order of the Allreduce
+        if len(parts) == 4:
+            return (parts[0] + parts[1]) + (parts[2] + parts[3])
+        return parts[0] + parts[1]
+
+    if size in (2, 4):
         for dtype, dropout in (("float64", False), ("float32", False), ("float64", True)):
             case = f"oracle-{dtype}-{'dropout' if dropout else 'plain'}"
             lr, momentum, l2 = 0.05, 0.9, 1e-3
@@ -203,22 +216,23 @@ RANK_SCRIPT = textwrap.dedent(
                 params = oracle.get_weights()
                 decayed = [p.decay for p in oracle._plan.params()]
                 velocity = [np.zeros_like(p) for p in params]
+                at = np.cumsum([0] + [p.size for p in params])
                 for epoch in range(2):
                     for start in range(0, len(Xd), B):
                         batch = np.arange(start, min(start + B, len(Xd)))
-                        half = len(batch) // 2  # rank 0 takes the first half, rank 1 the rest
                         oracle._plan.step_count[0] += 1
-                        summed = None
-                        for part, offset in ((batch[:half], 0), (batch[half:], half)):
-                            oracle._plan.row_offset[0] = offset
+                        parts = []
+                        for r in range(size):  # rank r's contiguous slice of the batch
+                            lo, hi = len(batch) * r // size, len(batch) * (r + 1) // size
+                            part = batch[lo:hi]
+                            oracle._plan.row_offset[0] = lo
                             oracle.set_weights(params)
                             A = oracle.forward(Xd[part], training=True)
                             dout = (A - Yd[part]) * wd[part][:, None]
                             oracle.backward(dout / t(len(part)))
-                            grads = flat(oracle.get_gradients()) * (len(part) / len(batch))
-                            summed = grads if summed is None else summed + grads
+                            parts.append(flat(oracle.get_gradients()) * (len(part) / len(batch)))
                         oracle._plan.row_offset[0] = 0
-                        at = np.cumsum([0] + [p.size for p in params])
+                        summed = reduced(parts)
                         for i, p in enumerate(params):
                             g = summed[at[i] : at[i + 1]].reshape(p.shape).astype(dtype)
                             if decayed[i]:
@@ -358,15 +372,20 @@ def test_local_sgd_divergence_is_raised_on_every_rank(runs, ranks):
     assert data["diverged-unchanged"].all()
 
 
+@pytest.mark.parametrize("ranks", [2, 4])
 @pytest.mark.parametrize(
     "case", ["oracle-float64-plain", "oracle-float32-plain", "oracle-float64-dropout"]
 )
-def test_two_ranks_are_bit_identical_to_one_process_summing_two_shards(runs, case):
-    """The per-step path on two ranks, against the same computation written out in
-    one process: each half-batch's gradient by forward/backward, scaled by its share
-    of the batch in float64, the two added (one addition: its order cannot matter),
-    then L2 and SGD with momentum."""
-    data = runs(2)
+def test_the_ranks_are_bit_identical_to_one_process_summing_their_shards(runs, ranks, case):
+    """The per-step path against the same computation written out in one process:
+    each rank's slice's gradient by forward/backward (its dropout masks at its
+    slice's row offset), scaled by its share of the batch in float64, the ranks'
+    buffers added in the Allreduce's order, then L2 and SGD with momentum."""
+    data = runs(ranks)
+    # 2 ranks: one addition, whose order cannot matter; 4: pairs first, as MPICH
+    # sums a small buffer (((1e16 + 1) - 1e16) + 1 would give 1)
+    if ranks == 4:
+        assert data["probe"][0] == (1e16 + 1.0) + (-1e16 + 1.0)
     np.testing.assert_array_equal(data[case], data[case + "-single"])
 
 
