@@ -271,7 +271,8 @@ class LocalTrainer:
         mine = shards[rank]
         local = order[(order >= mine.start) & (order < mine.stop)]
         steps = -(-int(lengths.max()) // batch_size)
-        arrays = self._arrays()
+        # on one rank the average is the rank's own arrays: only the figures go round
+        arrays = self._arrays() if size > 1 else []
         bounds = np.cumsum([0] + [a.size for a in arrays])
         m = int(bounds[-1])
         if self.buffer.size != m + self.FIGURES:
@@ -295,8 +296,8 @@ class LocalTrainer:
                 window = np.clip(lengths - first * batch_size, 0, (last - first) * batch_size)
                 share = window[rank] / window.sum()
                 for a, lo, hi in zip(arrays, bounds[:-1], bounds[1:]):
-                    buf[lo:hi] = a.ravel()
-                buf[:m] *= share
+                    # share * a in float64 (a float32 array is widened first, exactly)
+                    np.multiply(a.ravel(), share, out=buf[lo:hi], dtype=np.float64)
                 buf[m:] = part, correct, seen, stopped
                 comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
                 total += float(buf[m])
