@@ -113,6 +113,37 @@ RANK_SCRIPT = textwrap.dedent(
             saved[f"one-rank-{k}-hist"] = np.array(local["loss"])
             saved[f"one-rank-{k}-hist-single"] = np.array(one["loss"])
 
+    # 3b. a rank with no rows (fewer rows than ranks): it trains nothing and weighs
+    # nothing in the averages, and nobody waits
+    rows = max(size - 1, 1)
+    m = model(fb.Adam(lr=0.05))
+    m.build(6)
+    start = flat(m.get_weights())
+    m.fit(X_all[:rows], y_all[:rows], epochs=2, batch_size=4, verbose=0, comm=comm,
+          average_every=2)
+    everywhere("few-rows", flat(m.get_weights()))
+    everywhere("few-rows-moved", not np.array_equal(start, flat(m.get_weights())))
+    if rank == 0:  # on 2 ranks, rank 1 alone has a row: the average is its model
+        single = model(fb.Adam(lr=0.05))
+        single.fit(X_all[:rows], y_all[:rows], epochs=2, batch_size=4, verbose=0)
+        saved["few-rows-single"] = flat(single.get_weights())
+
+    # 3c. X as a read-only np.memmap (each rank reads its shard's rows from the file)
+    # trains exactly as the same X in memory
+    path = out + ".X.npy"
+    if rank == 0:
+        np.save(path, X_all.astype(np.float32))
+    comm.Barrier()
+    X_map = np.load(path, mmap_mode="r")
+    found = []
+    for data in (X_map, X_all.astype(np.float32)):
+        m = model(fb.SGD(lr=0.05, momentum=0.9), True, "float32")
+        m.fit(data, y_all, epochs=2, batch_size=16, sample_weight=w_all, verbose=0,
+              comm=comm, average_every=3)
+        found.append(flat(m.get_weights()))
+    everywhere("memmap-same", bool(np.array_equal(*found)))
+    del X_map
+
     # 4. the digits: local SGD learns, and evaluate(comm=) on each rank's own rows
     X, y = load_digits()
     X_train, X_test, y_train, y_test = train_test_split(X, y, seed=0)
@@ -168,6 +199,17 @@ RANK_SCRIPT = textwrap.dedent(
     except (ValueError, RuntimeError) as exc:
         said = f"{type(exc).__name__}: {exc}"
     everywhere("evaluate-refused", said)
+
+    # NaN in the last rank's rows
+    nan_X = X_all[:10].copy()
+    if rank == size - 1:
+        nan_X[3, 2] = np.nan
+    try:
+        m.evaluate(nan_X, y_all[:10], comm=comm)
+        said = "accepted"
+    except (ValueError, RuntimeError) as exc:
+        said = f"{type(exc).__name__}: {exc}"
+    everywhere("evaluate-nan", said)
 
     # 6. divergence, decided on the averaged figures: raised on every rank
     m = model(fb.SGD(lr=1e100), loss="mse")  # overflows within a few steps
@@ -360,6 +402,29 @@ def test_evaluate_refused_on_one_rank_is_refused_on_every_rank(runs, ranks):
     assert all(
         s.startswith(f"RuntimeError: evaluate failed on rank {ranks - 1}") for s in said[:-1]
     )
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_evaluate_with_nan_on_one_rank_is_refused_on_every_rank(runs, ranks):
+    said = list(runs(ranks)["evaluate-nan"])
+    assert said[-1].startswith("ValueError:") and "NaN" in said[-1], said
+    assert all(
+        s.startswith(f"RuntimeError: evaluate failed on rank {ranks - 1}") for s in said[:-1]
+    )
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_a_rank_without_rows_neither_trains_nor_weighs(runs, ranks):
+    data = runs(ranks)
+    assert identical_rows(data["few-rows"]) and np.isfinite(data["few-rows"]).all()
+    assert data["few-rows-moved"].all()
+    if ranks == 2:
+        np.testing.assert_array_equal(data["few-rows"][0], data["few-rows-single"])
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_local_sgd_from_a_memmap_is_local_sgd_from_memory(runs, ranks):
+    assert runs(ranks)["memmap-same"].all()
 
 
 @pytest.mark.parametrize("ranks", [2, 4])
