@@ -627,10 +627,11 @@ class Sequential:
             Data-parallel training over the communicator's ranks (fastbp.distributed):
             every rank calls fit with the same model, X and y; rank 0's state is
             broadcast; batch_size is the global batch, split among the ranks, with
-            one Allreduce of the gradients per step (or see average_every). History, callbacks and
-            divergence see the global figures on every rank; progress shows on
-            rank 0. An error on one rank during training prints and aborts the job.
-            Dropout masks are those of one process. None (default): one process.
+            one Allreduce of the gradients per step (for local SGD, see
+            average_every). History, callbacks and divergence see the global
+            figures on every rank; progress shows on rank 0. An error on one rank
+            during training prints and aborts the job. Dropout masks are those of
+            one process. None (default): one process.
         classes : array-like or None
             The class labels the model is to know (as labels, even when they are
             integers), when they are not all in y, or for integer labels that are
