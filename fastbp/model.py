@@ -768,8 +768,10 @@ class Sequential:
             undo = self._learn_names_and_classes(names, learned)
             epochs_before = self.epochs_done
             history = History()
+            # a step of local SGD takes batch_size rows on every rank
+            rows_a_step = batch_size * (comm.Get_size() if local_sgd and comm else 1)
             progress = (
-                EpochProgress(epochs, n, batch_size, self.loss.classification) if verbose else None
+                EpochProgress(epochs, n, rows_a_step, self.loss.classification) if verbose else None
             )
             alarms = health.Alarms() if diagnostics else None
             self.stop_training = False

@@ -479,3 +479,23 @@ def test_evaluate_with_a_comm_that_is_not_a_communicator_is_refused():
     m = fb.Sequential([fb.Dense(2, input_dim=3)], loss="softmax_cross_entropy", seed=0)
     with pytest.raises(TypeError, match="comm must be an mpi4py communicator"):
         m.evaluate(np.ones((4, 3)), np.zeros(4, dtype=int), comm="world")
+
+
+def test_the_distributed_digits_example_learns_by_local_sgd(tmp_path):
+    import fastbp as fb
+    from tests.test_distributed import ROOT, _digits_test
+
+    saved = tmp_path / "digits.npz"
+    result = mpirun(2, ROOT / "examples" / "distributed_digits.py", str(saved), "4")
+    assert result.returncode == 0, result.stderr
+    accuracy = float(result.stdout.split("2 ranks: test accuracy")[1])
+    assert accuracy > 0.9
+    from fastbp.datasets import load_digits, train_test_split
+
+    n_train = len(train_test_split(*load_digits(), seed=0)[0])
+    largest_shard = n_train - n_train // 2
+    steps = -(-largest_shard // 64)  # 64 rows a step
+    assert f" {steps}/{steps} " in result.stdout  # not the per-step path's 2 * steps
+    assert fb.load(saved).evaluate(*_digits_test())["accuracy"] == pytest.approx(
+        accuracy, abs=5e-4
+    )  # printed to 3 places
