@@ -1,15 +1,24 @@
 """Data-parallel training over MPI (mpi4py): what fit(..., comm=...) needs.
 
 Every rank holds the same model and the same X (a np.memmap lets each rank read
-only its rows). Rank 0's training state is broadcast; each global batch of the
-shared permutation is split into contiguous per-rank slices (a slice may be
-empty); each rank computes the gradient of its slice scaled by
-local_rows / global_rows, and one in-place Allreduce(SUM) of a flat buffer, which
-also carries the batch's loss and correct count, gives every rank the gradient of
-the global batch mean. A rank's dropout masks are its slice's rows of the masks of
-the whole batch (plan.row_offset), so they are one process's. L2 and clipping then
-apply, and the same optimiser step runs on every rank, so the ranks' weights stay
-identical. mpi4py is imported only here, and only when a communicator is given.
+only its rows). Rank 0's training state is broadcast. Then one of two trainers runs
+each epoch:
+
+- ShardedTrainer (average_every=None): each global batch of the shared permutation
+  is split into contiguous per-rank slices (a slice may be empty); each rank
+  computes the gradient of its slice scaled by local_rows / global_rows, and one
+  in-place Allreduce(SUM) of a flat buffer, which also carries the batch's loss and
+  correct count, gives every rank the gradient of the global batch mean. A rank's
+  dropout masks are its slice's rows of the masks of the whole batch
+  (plan.row_offset), so they are one process's. L2 and clipping then apply, and the
+  same optimiser step runs on every rank, so the ranks' weights stay identical.
+- LocalTrainer (average_every=k, local SGD): each rank steps on its own contiguous
+  shard of the rows (shard()), batch_size rows a step, with no communication
+  between averagings; every k local steps and at the end of the epoch one
+  Allreduce of a flat buffer averages the parameters and the optimiser state and
+  sums the epoch's figures (see LocalTrainer).
+
+mpi4py is imported only here, and only when a communicator is given.
 """
 
 from __future__ import annotations
@@ -42,23 +51,33 @@ def check_comm(comm: Any) -> Any:
     return comm
 
 
-def agree(comm: Any, error: BaseException | None, settings: tuple[Any, ...] = ()) -> None:
+#: what fit's settings tuple holds, for agree's message
+FIT_SETTINGS = "(samples, features, batch_size, epochs, shuffle, average_every)"
+
+
+def agree(
+    comm: Any,
+    error: BaseException | None,
+    settings: tuple[Any, ...] = (),
+    call: str = "fit",
+    names: str = FIT_SETTINGS,
+) -> None:
     """A collective: raise on every rank if the local checks failed on any rank, or
-    if the ranks' settings (samples, features, batch_size, epochs, shuffle) differ,
-    which would give them different numbers of steps and leave one waiting."""
+    if the ranks' settings (for fit: FIT_SETTINGS; named by `names`) differ, which
+    would give them different numbers of steps and leave one waiting. `call` names
+    the method in the messages."""
     said = None if error is None else f"{type(error).__name__}: {error}"
     found = comm.allgather((said, settings))
     if error is not None:
         raise error
     for rank, (message, _) in enumerate(found):
         if message is not None:
-            raise RuntimeError(f"fit failed on rank {rank} of {len(found)}: {message}")
+            raise RuntimeError(f"{call} failed on rank {rank} of {len(found)}: {message}")
     for rank, (_, theirs) in enumerate(found):
         if theirs != found[0][1]:
             raise ValueError(
-                "every rank must call fit with the same data and settings; (samples, "
-                f"features, batch_size, epochs, shuffle) is {found[0][1]} on rank 0 but "
-                f"{theirs} on rank {rank}"
+                f"every rank must call {call} with the same data and settings; "
+                f"{names} is {found[0][1]} on rank 0 but {theirs} on rank {rank}"
             )
 
 
@@ -78,9 +97,11 @@ def abort(comm: Any, exc: BaseException) -> None:
     comm.Abort(1)
 
 
-def shard(rows: int, comm: Any) -> slice:
-    """This rank's contiguous part of `rows` rows (possibly empty)."""
-    rank, size = comm.Get_rank(), comm.Get_size()
+def shard(rows: int, comm: Any, rank: int | None = None) -> slice:
+    """The contiguous part of `rows` rows that falls to this rank (or to `rank`) of
+    comm: rows * rank // size up to rows * (rank + 1) // size, possibly empty."""
+    size = comm.Get_size()
+    rank = comm.Get_rank() if rank is None else rank
     return slice(rows * rank // size, rows * (rank + 1) // size)
 
 
@@ -178,4 +199,114 @@ class ShardedTrainer:
                 self.updater._update(opt, lr)
         finally:
             self.plan.row_offset[0] = 0
+        return total, n_correct, n_seen
+
+
+class LocalTrainer:
+    """Local SGD over one model's plan and backend: fit(..., average_every=k).
+
+    Rank r trains on its shard, rows shard(n, comm, r) of X. Its order within an
+    epoch is the shared permutation (the one a single process would draw from the
+    model's generator, the same on every rank) restricted to the shard: the
+    shard's rows in the order in which they appear in it (with shuffle=False, the
+    shard in row order). A step takes batch_size rows of that order, so batch_size
+    is the per-rank batch (the ranks together see size * batch_size rows a step).
+    Every rank counts the same steps in an epoch, ceil(largest shard / batch_size);
+    a rank whose shard is shorter takes no step for the steps it lacks.
+
+    Every k steps (counted from the start of the epoch) and after the epoch's last
+    step, one Allreduce(SUM) of a float64 buffer averages the parameters and the
+    optimiser state (momentum, Adam's moments, ...; the step counts are equal on
+    every rank), each rank's weighted by the rows it trained on since the last
+    averaging over the rows all ranks trained on (a rank with none weighs nothing),
+    and carries the figures of those steps (loss sum, correct count, rows, ranks
+    that stopped), so that every rank ends the epoch with the same weights and the
+    same global loss. A rank whose loss stops being finite stops stepping; the
+    reduction tells every rank, which all end the epoch there (the model then
+    restores the epoch's start on every rank). Rank r's dropout masks are rows
+    r * batch_size.. of the masks of one process's batch of size * batch_size rows
+    (plan.row_offset), so no two ranks draw the same masks.
+
+    With k = 1 and an update linear in the gradient (SGD, with or without
+    momentum, coupled L2, no clipnorm), this is one process at batch size
+    size * batch_size whose j-th batch is the ranks' j-th batches end to end, to
+    float rounding: the weighted average of the ranks' steps is the step of the
+    weighted mean gradient.
+    """
+
+    FIGURES = 4  # loss sum, correct count, rows seen, ranks that stopped
+
+    def __init__(self, comm: Any, plan: Plan, backend: Any, every: int) -> None:
+        self.comm, self.plan, self.backend, self.every = comm, plan, backend, every
+        self.buffer = np.empty(0, dtype=np.float64)
+
+    def _arrays(self) -> list[np.ndarray]:
+        """What is averaged: the parameters, then each one's optimiser state arrays
+        (read afresh each epoch, as a change of optimiser replaces the state)."""
+        params = self.plan.params()
+        return [p.value for p in params] + [s for p in params for s in p.state]
+
+    def epoch(
+        self,
+        X: NDArray[np.floating],
+        y: np.ndarray,
+        weights: NDArray[np.floating] | None,
+        order: NDArray[np.int64],
+        batch_size: int,
+        loss_code: int,
+        opt: Any,
+        lr: float,
+    ) -> tuple[float, int, int]:
+        """One epoch of local SGD; order is the shared permutation of all the rows.
+        Returns (sum over every rank's batches of batch_rows * batch_loss, n_correct,
+        n_seen), the same on every rank; the loss sum is not finite when a rank's
+        loss stopped being finite."""
+        from mpi4py import MPI
+
+        comm, plan, every = self.comm, self.plan, self.every
+        rank, size = comm.Get_rank(), comm.Get_size()
+        n = len(order)
+        shards = [shard(n, comm, r) for r in range(size)]
+        lengths = np.array([s.stop - s.start for s in shards], dtype=np.int64)
+        mine = shards[rank]
+        local = order[(order >= mine.start) & (order < mine.stop)]
+        steps = -(-int(lengths.max()) // batch_size)
+        # on one rank the average is the rank's own arrays: only the figures go round
+        arrays = self._arrays() if size > 1 else []
+        bounds = np.cumsum([0] + [a.size for a in arrays])
+        m = int(bounds[-1])
+        if self.buffer.size != m + self.FIGURES:
+            self.buffer = np.empty(m + self.FIGURES, dtype=np.float64)
+        buf = self.buffer
+        total, n_correct, n_seen = 0.0, 0, 0
+        try:
+            for first in range(0, steps, every):
+                last = min(first + every, steps)
+                chunk = local[first * batch_size : last * batch_size]
+                began = int(plan.step_count[0])
+                part, correct, seen = 0.0, 0, 0
+                if len(chunk):
+                    plan.row_offset[0] = rank * batch_size
+                    part, correct, seen = self.backend.epoch(
+                        X, y, chunk, batch_size, loss_code, opt, lr, weights
+                    )
+                stopped = seen < len(chunk) or not np.isfinite(part)
+                plan.step_count[0] = began + (last - first)  # the same count on every rank
+                # rows each rank trained on in these steps: its weight in the average
+                window = np.clip(lengths - first * batch_size, 0, (last - first) * batch_size)
+                share = window[rank] / window.sum()
+                for a, lo, hi in zip(arrays, bounds[:-1], bounds[1:]):
+                    # share * a in float64 (a float32 array is widened first, exactly)
+                    np.multiply(a.ravel(), share, out=buf[lo:hi], dtype=np.float64)
+                buf[m:] = part, correct, seen, stopped
+                comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+                total += float(buf[m])
+                n_correct += int(buf[m + 1])
+                n_seen += int(buf[m + 2])
+                if buf[m + 3]:  # some rank's loss stopped being finite: all stop here
+                    return (total if not np.isfinite(total) else float("inf")), n_correct, n_seen
+                for a, lo, hi in zip(arrays, bounds[:-1], bounds[1:]):
+                    np.copyto(a, buf[lo:hi].reshape(a.shape))
+        finally:
+            plan.row_offset[0] = 0
         return total, n_correct, n_seen

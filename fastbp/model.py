@@ -570,6 +570,7 @@ class Sequential:
         class_weight: Mapping[Any, float] | None = None,
         comm: Any = None,
         classes: ArrayLike | None = None,
+        average_every: int | None = None,
     ) -> History:
         """Train with mini-batch gradient descent.
 
@@ -626,16 +627,28 @@ class Sequential:
             Data-parallel training over the communicator's ranks (fastbp.distributed):
             every rank calls fit with the same model, X and y; rank 0's state is
             broadcast; batch_size is the global batch, split among the ranks, with
-            one Allreduce of the gradients per step. History, callbacks and
-            divergence see the global figures on every rank; progress shows on
-            rank 0. An error on one rank during training prints and aborts the job.
-            Dropout masks are those of one process. None (default): one process.
+            one Allreduce of the gradients per step (for local SGD, see
+            average_every). History, callbacks and divergence see the global
+            figures on every rank; progress shows on rank 0. An error on one rank
+            during training prints and aborts the job. Dropout masks are those of
+            one process. None (default): one process.
         classes : array-like or None
             The class labels the model is to know (as labels, even when they are
             integers), when they are not all in y, or for integer labels that are
             not class indices; every label of y must be among them. It must list
             the model's classes_ again once it has them. None (default): the
             labels of y.
+        average_every : int >= 1 or None
+            Local SGD over comm (needs comm): each rank takes optimiser steps on its
+            own contiguous shard of the rows (shuffled within the shard, in the
+            order of the shared permutation), batch_size rows a step (batch_size is
+            then the per-rank batch), and every average_every steps and at the end
+            of each epoch one Allreduce averages the parameters and the optimiser
+            state across the ranks (weighted by the rows each trained on). The
+            epoch's loss and accuracy are those of every rank's batches, the same
+            on every rank, and so is a divergence. See
+            fastbp.distributed.LocalTrainer. None (default): one Allreduce of the
+            gradients per step, as above.
 
         Returns
         -------
@@ -674,6 +687,7 @@ class Sequential:
         """
         comm = None if comm is None else distributed.check_comm(comm)
         sharded = comm is not None and comm.Get_size() > 1
+        local_sgd = average_every is not None
         error: BaseException | None = None
         settings: tuple[Any, ...] = ()  # what every rank must agree on
         with self._train_lock:
@@ -693,6 +707,14 @@ class Sequential:
                     self.dtype,
                 )
                 epochs = check.non_negative_int("epochs", epochs)
+                if average_every is not None:
+                    average_every = check.positive_int("average_every", average_every)
+                    if comm is None:
+                        raise ValueError(
+                            "average_every is local SGD over MPI ranks and needs comm "
+                            f"(got average_every={average_every} without comm); pass "
+                            "comm=MPI.COMM_WORLD, or leave average_every=None"
+                        )
                 check.check_option("on_divergence", on_divergence, ("raise", "stop"))
                 shuffle = check.check_bool("shuffle", shuffle)
                 callbacks = list(callbacks)
@@ -723,7 +745,7 @@ class Sequential:
                 for callback in callbacks:
                     callback.comm = comm
                     callback.check(recorded)
-                settings = (n, X.shape[1], batch_size, epochs, shuffle)
+                settings = (n, X.shape[1], batch_size, epochs, shuffle, average_every)
             except Exception as exc:
                 if comm is None:
                     raise
@@ -736,15 +758,20 @@ class Sequential:
             # what the checks above made of the arguments (mypy loses it across the try)
             assert isinstance(X, np.ndarray) and isinstance(y, np.ndarray)
             assert isinstance(batch_size, int)
-            trainer = (
-                distributed.ShardedTrainer(comm, self._plan, self._backend) if sharded else None
-            )
+            trainer: distributed.ShardedTrainer | distributed.LocalTrainer | None = None
+            if local_sgd:
+                assert isinstance(average_every, int)
+                trainer = distributed.LocalTrainer(comm, self._plan, self._backend, average_every)
+            elif sharded:
+                trainer = distributed.ShardedTrainer(comm, self._plan, self._backend)
             self._forward_context = None
             undo = self._learn_names_and_classes(names, learned)
             epochs_before = self.epochs_done
             history = History()
+            # a step of local SGD takes batch_size rows on every rank
+            rows_a_step = batch_size * (comm.Get_size() if local_sgd and comm else 1)
             progress = (
-                EpochProgress(epochs, n, batch_size, self.loss.classification) if verbose else None
+                EpochProgress(epochs, n, rows_a_step, self.loss.classification) if verbose else None
             )
             alarms = health.Alarms() if diagnostics else None
             self.stop_training = False
@@ -880,7 +907,7 @@ class Sequential:
         loss_code: int,
         progress: EpochProgress | None,
         on_divergence: str,
-        trainer: distributed.ShardedTrainer | None = None,
+        trainer: distributed.ShardedTrainer | distributed.LocalTrainer | None = None,
     ) -> dict[str, float] | None:
         """One epoch, all or nothing: its logs ({"loss", "accuracy", "lr"}, lr the
         rate this epoch used), or None when it diverged and on_divergence is
@@ -937,7 +964,7 @@ class Sequential:
         progress: EpochProgress | None,
         opt: Optimizer,
         lr: float,
-        trainer: distributed.ShardedTrainer | None = None,
+        trainer: distributed.ShardedTrainer | distributed.LocalTrainer | None = None,
     ) -> tuple[float, int, int]:
         """One epoch of SGD in `order`: (sum of batch_rows * batch_loss, n_correct, n_seen).
 
@@ -947,7 +974,7 @@ class Sequential:
         batches (and the weights) are the same as in one call. opt is the
         epoch's copy of the optimiser, lr its rate for this epoch.
         """
-        if trainer is not None:  # over MPI: the per-step path, one reduction a step
+        if trainer is not None:  # over MPI: one reduction a step, or local SGD
             with self._memory.writing(), threads.limit(self.n_threads):
                 result = trainer.epoch(X, y, weights, order, batch_size, loss_code, opt, lr)
             if progress:
@@ -1133,15 +1160,57 @@ class Sequential:
             return self._backend.predict(X)
 
     def evaluate(
-        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        comm: Any = None,
     ) -> dict[str, float]:
         """{"loss": mean (weighted) loss plus the L2 term, "accuracy": ... for
-        classification (unweighted)}."""
-        X = self._features(X)
-        y, loss_code = self._targets(y, len(X))
-        weights = check.as_sample_weight(sample_weight, None, y, self.loss, loss_code, self.dtype)
-        self._ready(X)
-        return self._evaluate(X, y, loss_code, weights)
+        classification (unweighted)}.
+
+        X : array of shape (n_samples, n_features); y : its targets.
+        comm : mpi4py communicator or None
+            Every rank passes its own rows (at least one each) and receives the
+            figures of all the ranks' rows together, as evaluate on their
+            concatenation gives them (to float rounding: the ranks' sums are
+            added in float64), the same on every rank. A check that fails on one
+            rank raises on every rank (RuntimeError naming that rank on the
+            others). None (default): this process's rows alone.
+        """
+        if comm is None:
+            X = self._features(X)
+            y, loss_code = self._targets(y, len(X))
+            weights = check.as_sample_weight(
+                sample_weight, None, y, self.loss, loss_code, self.dtype
+            )
+            self._ready(X)
+            return self._evaluate(X, y, loss_code, weights)
+        comm = distributed.check_comm(comm)
+        error: BaseException | None = None
+        settings: tuple[Any, ...] = ()
+        try:
+            X = self._features(X)
+            y, loss_code = self._targets(y, len(X))
+            weights = check.as_sample_weight(
+                sample_weight, None, y, self.loss, loss_code, self.dtype
+            )
+            self._ready(X)
+            settings = (X.shape[1], loss_code)
+        except Exception as exc:
+            error = exc
+        distributed.agree(
+            comm, error, settings, "evaluate", "(features, loss kernel code of the targets)"
+        )
+        assert isinstance(X, np.ndarray) and isinstance(y, np.ndarray)
+        with self._memory.reading():
+            with threads.limit(self.n_threads):
+                local = self._backend.loss_sum(X, y, loss_code, weights)
+            total, n_correct, rows = distributed.reduce_sums(comm, *local, len(X))
+            result = {"loss": float(total / rows + self._l2_term())}
+        if self.loss.classification:
+            result["accuracy"] = float(n_correct / (rows * self._outputs_per_sample(loss_code)))
+        return result
 
     def _evaluate(
         self,
