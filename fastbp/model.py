@@ -988,12 +988,14 @@ class Sequential:
             chunk = order[n_seen : n_seen + batches_per_call * batch_size]
             started = time.perf_counter()
             with self._memory.writing(), threads.limit(self.n_threads):
-                part, correct, seen = self._backend.epoch(
-                    X, y, chunk, batch_size, loss_code, opt, lr, weights
+                # the loss is summed onto total batch after batch, so that it does
+                # not depend on how the epoch is split into calls
+                total, correct, seen = self._backend.epoch(
+                    X, y, chunk, batch_size, loss_code, opt, lr, weights, total
                 )
             elapsed = time.perf_counter() - started
-            total, n_correct, n_seen = total + part, n_correct + correct, n_seen + seen
-            if seen < len(chunk) or not np.isfinite(part):
+            n_correct, n_seen = n_correct + correct, n_seen + seen
+            if seen < len(chunk) or not np.isfinite(total):
                 break  # diverged: the caller restores and reports
             if progress:
                 progress.update(n_seen, total, n_correct, self._outputs_per_sample(loss_code))

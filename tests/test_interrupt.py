@@ -18,7 +18,7 @@ def data(n, seed=0):
     return X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0).astype(int)
 
 
-def model_for(backend, seed=0):
+def model_for(backend, seed=0, dtype="float64"):
     return fb.Sequential(
         [
             fb.Dense(64, activation="relu", input_dim=16),
@@ -29,6 +29,7 @@ def model_for(backend, seed=0):
         loss="softmax_cross_entropy",
         seed=seed,
         backend=backend,
+        dtype=dtype,
         optimizer=fb.Adam(lr=0.001, schedule=fb.schedules.ExponentialDecay(0.9)),
     )
 
@@ -180,3 +181,23 @@ def test_diagnostic_readings_may_be_monitored(backend):
     stopper = fb.EarlyStopping(monitor="grad_norm_1", mode="min", patience=1)
     history = model.fit(X, y, epochs=2, verbose=0, diagnostics=True, callbacks=[stopper])
     assert "grad_norm_1" in history.history
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_how_an_epoch_is_split_into_calls_changes_nothing(backend, dtype, monkeypatch):
+    # fit runs an epoch as engine calls of a growing number of batches (so that
+    # Ctrl-C is seen between them); with one batch per call the weights and the
+    # recorded losses, summed batch after batch, must be the same bits
+    X, y = data(600, seed=3)
+    runs = []
+    for seconds in (fb.model.CALL_SECONDS, 0.0):
+        monkeypatch.setattr(fb.model, "CALL_SECONDS", seconds)
+        m = model_for(backend, dtype=dtype)
+        hist = m.fit(
+            X, y, epochs=4, batch_size=5, verbose=0, sample_weight=np.linspace(0.5, 2, 600)
+        )
+        runs.append((m.get_weights(), hist.history["loss"], hist.history["accuracy"]))
+    (w1, loss1, acc1), (w2, loss2, acc2) = runs
+    for a, b in zip(w1, w2):
+        np.testing.assert_array_equal(a, b)
+    assert loss1 == loss2 and acc1 == acc2

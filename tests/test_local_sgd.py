@@ -355,8 +355,8 @@ def test_every_rank_ends_with_the_same_weights_state_and_history(runs, ranks, ca
 def test_local_sgd_on_one_rank_is_the_one_process_fit(runs, k):
     data = runs(1)
     np.testing.assert_array_equal(data[f"one-rank-{k}"], data[f"one-rank-{k}-single"])
-    # the epoch's loss sums the same batch losses, in runs of k batches here and of
-    # as many as a call lasts there: equal to the rounding of that sum's order
+    # the epoch's loss sums the same batch losses, but local SGD adds up each run of
+    # k batches first: equal to the rounding of that grouping
     np.testing.assert_allclose(
         data[f"one-rank-{k}-hist"], data[f"one-rank-{k}-hist-single"], rtol=1e-14
     )

@@ -405,18 +405,18 @@ cdef int _predict(Node *L, int n_nodes, int64_t n, int chunk, const floating *X,
 cdef double _epoch(Node *L, int n_nodes, int64_t n, const floating *X, const void *y,
                    const floating *w, int loss, int head, bint head_skip,
                    const int64_t *order, int batch_size, floating *X_batch, void *y_batch,
-                   floating *w_batch, Update *u, int64_t *n_correct,
+                   floating *w_batch, Update *u, double total, int64_t *n_correct,
                    int64_t *n_seen) noexcept nogil:
     """Mini-batches in `order`, gathered into the batch workspaces, one step each.
 
-    Returns the sum over batches of (batch size * batch loss); stops after the
+    Returns total plus, added batch after batch, (batch size * batch loss); stops after the
     first batch whose loss is not finite, or that met an unknown code (u.status),
     and n_seen tells how far it got.
     """
     cdef int64_t start, correct
     cdef int rows
     cdef int d_in = L[0].d_in, d_out = L[n_nodes - 1].d_out
-    cdef double total = 0, value
+    cdef double value
     n_correct[0] = 0
     n_seen[0] = 0
     start = 0
@@ -662,8 +662,11 @@ cdef class Engine:
         return value, n_correct
 
     def epoch(self, X, y, weights, order, int batch_size, X_batch, y_batch, w_batch, int loss,
-              double lr, dict hyper, double l2, double clipnorm, bint fold):
-        """One epoch: returns (sum of batch_rows * batch_loss, n_correct, n_seen).
+              double lr, dict hyper, double l2, double clipnorm, bint fold,
+              double total=0.0):
+        """One epoch: returns (total + sum of batch_rows * batch_loss, n_correct, n_seen),
+        the sum taken onto total batch after batch (an epoch split into calls sums as
+        one call does).
         weights: per-row loss weights (gathered into w_batch) or None. An unknown
         loss code or optimiser kind is a ValueError."""
         cdef void *x = _ptr(X)
@@ -674,19 +677,18 @@ cdef class Engine:
         cdef void *xb = _ptr(X_batch)
         cdef void *yb = _ptr(y_batch)
         cdef int64_t n = order.shape[0], n_correct = 0, n_seen = 0
-        cdef double total
         cdef Update u = self._training_update(loss, True, fold, l2, clipnorm, lr, hyper)
         with nogil:
             if self.is_double:
                 total = _epoch[double](self.nodes, self.n_nodes, n, <double *>x, targets,
                                        <double *>w, loss, self.head, self.head_skip, idx,
                                        batch_size, <double *>xb, yb, <double *>wb, &u,
-                                       &n_correct, &n_seen)
+                                       total, &n_correct, &n_seen)
             else:
                 total = _epoch[float](self.nodes, self.n_nodes, n, <float *>x, targets,
                                       <float *>w, loss, self.head, self.head_skip, idx,
                                       batch_size, <float *>xb, yb, <float *>wb, &u,
-                                      &n_correct, &n_seen)
+                                      total, &n_correct, &n_seen)
         _checked(u.status, "Engine.epoch")
         return total, n_correct, n_seen
 

@@ -172,7 +172,7 @@ class CythonBackend:
             X, y, weights, len(X), loss, update, *self._optimizer_args(opt, lr)
         )
 
-    def epoch(self, X, y, order, batch_size, loss, opt, lr, weights=None):
+    def epoch(self, X, y, order, batch_size, loss, opt, lr, weights=None, total=0.0):
         engine = self._engine_for(batch_size)
         key = (batch_size, y.dtype, y.shape[1:])
         if self._batch_key != key:  # batch buffers made once per batch shape
@@ -194,6 +194,7 @@ class CythonBackend:
             w_batch,
             loss,
             *self._optimizer_args(opt, lr),
+            total,
         )
 
     def gemm_floor(self, X, lr=0.01):

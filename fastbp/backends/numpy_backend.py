@@ -451,10 +451,10 @@ class NumpyBackend:
             g = p.grad * p.value.dtype.type(scale) if scale != 1 else p.grad
             UPDATES[opt.kind](opt, p.value, g, p.state, lr, t)
 
-    def epoch(self, X, y, order, batch_size, loss, opt, lr, weights=None):
-        """One pass of mini-batch training in `order`. Returns (sum of batch_rows *
-        batch_loss, n_correct, n_seen), stopping after a non-finite loss."""
-        total, n_correct, n_seen = 0.0, 0, 0
+    def epoch(self, X, y, order, batch_size, loss, opt, lr, weights=None, total=0.0):
+        """One pass of mini-batch training in `order`. Returns (total + sum of
+        batch_rows * batch_loss, n_correct, n_seen), stopping after a non-finite loss."""
+        n_correct, n_seen = 0, 0
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             value, correct = self.step(

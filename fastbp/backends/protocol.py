@@ -70,8 +70,11 @@ class Backend(Protocol):
         opt: Optimizer,
         lr: float,
         weights: NDArray[np.floating] | None = None,
+        total: float = 0.0,
     ) -> tuple[float, int, int]:
-        """Mini-batches in `order`: (sum of batch_rows * batch_loss, n_correct, n_seen)."""
+        """Mini-batches in `order`: (total + sum of batch_rows * batch_loss, n_correct,
+        n_seen), the sum taken batch after batch onto total, so that an epoch run as
+        several calls sums its loss in the same order as one call."""
         ...
 
     def predict(self, X: NDArray[np.floating]) -> NDArray[np.floating]:
