@@ -44,7 +44,8 @@ def check_comm(comm: Any) -> Any:
 
 def agree(comm: Any, error: BaseException | None, settings: tuple[Any, ...] = ()) -> None:
     """A collective: raise on every rank if the local checks failed on any rank, or
-    if the ranks' settings (samples, features, batch_size, epochs, shuffle) differ,
+    if the ranks' settings (samples, features, batch_size, epochs, shuffle,
+    shuffle_block) differ,
     which would give them different numbers of steps and leave one waiting."""
     said = None if error is None else f"{type(error).__name__}: {error}"
     found = comm.allgather((said, settings))
@@ -57,7 +58,8 @@ def agree(comm: Any, error: BaseException | None, settings: tuple[Any, ...] = ()
         if theirs != found[0][1]:
             raise ValueError(
                 "every rank must call fit with the same data and settings; (samples, "
-                f"features, batch_size, epochs, shuffle) is {found[0][1]} on rank 0 but "
+                "features, batch_size, epochs, shuffle, shuffle_block) is "
+                f"{found[0][1]} on rank 0 but "
                 f"{theirs} on rank {rank}"
             )
 

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from fastbp import backends, distributed, frames, losses, optimizers, threads
+from fastbp import backends, distributed, frames, losses, optimizers, shuffling, streaming, threads
 from fastbp import diagnostics as health
 from fastbp import labels as class_labels
 from fastbp import layers as layer_types
@@ -556,11 +556,11 @@ class Sequential:
 
     def fit(
         self,
-        X: ArrayLike,
-        y: ArrayLike,
+        X: ArrayLike | Any,
+        y: ArrayLike | None = None,
         epochs: int = 1,
         batch_size: int | None = 32,
-        shuffle: bool = True,
+        shuffle: bool | str = True,
         validation_data: tuple[ArrayLike, ArrayLike] | None = None,
         verbose: int = 1,
         diagnostics: bool = False,
@@ -570,6 +570,7 @@ class Sequential:
         class_weight: Mapping[Any, float] | None = None,
         comm: Any = None,
         classes: ArrayLike | None = None,
+        shuffle_block: int | None = None,
     ) -> History:
         """Train with mini-batch gradient descent.
 
@@ -676,25 +677,37 @@ class Sequential:
         sharded = comm is not None and comm.Get_size() > 1
         error: BaseException | None = None
         settings: tuple[Any, ...] = ()  # what every rank must agree on
+        stream: streaming.ChunkStream | None = None
         with self._train_lock:
             try:
+                shuffle = shuffling.check_shuffle(shuffle)
+                epochs = check.non_negative_int("epochs", epochs)
+                x_name, y_name, w_name = "X", "y", "sample_weight"
+                if streaming.is_stream(X, y):  # its first chunk stands for X and y here
+                    streaming.check_settings(shuffle, batch_size, sample_weight, comm)
+                    stream = streaming.ChunkStream(X, epochs)
+                    first = stream.first
+                    X, y, sample_weight = first.X, first.y, first.weights
+                    x_name, y_name, w_name = first.x_name, first.y_name, first.w_name
+                assert y is not None  # a stream's chunks have one (streaming._unpacked)
                 X, names = self._named_features(
-                    X, "X", self._feature_names, fitted=self._names_fixed
+                    X, x_name, self._feature_names, fitted=self._names_fixed
                 )
                 names = self._feature_names if self._names_fixed else names
                 known = self._classes if classes is None else self._declared(classes)
-                y, loss_code, learned = self._encoded_targets(y, len(X), "y", known, learn=True)
+                y, loss_code, learned = self._encoded_targets(y, len(X), y_name, known, learn=True)
+                class_weights = self._class_weight_indices(class_weight, learned)
                 weights = check.as_sample_weight(
-                    sample_weight,
-                    self._class_weight_indices(class_weight, learned),
-                    y,
-                    self.loss,
-                    loss_code,
-                    self.dtype,
+                    sample_weight, class_weights, y, self.loss, loss_code, self.dtype, w_name
                 )
-                epochs = check.non_negative_int("epochs", epochs)
+                if stream is not None:
+                    stream.settle(
+                        names, known, learned, loss_code, class_weights, weights is not None
+                    )
                 check.check_option("on_divergence", on_divergence, ("raise", "stop"))
-                shuffle = check.check_bool("shuffle", shuffle)
+                block_rows = shuffling.block_rows(
+                    shuffle, shuffle_block, X.shape[1] * X.dtype.itemsize
+                )
                 callbacks = list(callbacks)
                 for callback in callbacks:
                     if not isinstance(callback, Callback):
@@ -706,6 +719,8 @@ class Sequential:
                 batch_size = (
                     n
                     if batch_size is None
+                    else check.positive_int("batch_size", batch_size)
+                    if stream  # the stream's length is not known
                     else min(check.positive_int("batch_size", batch_size), n)
                 )
                 if validation_data is not None:
@@ -723,7 +738,7 @@ class Sequential:
                 for callback in callbacks:
                     callback.comm = comm
                     callback.check(recorded)
-                settings = (n, X.shape[1], batch_size, epochs, shuffle)
+                settings = (n, X.shape[1], batch_size, epochs, shuffle, block_rows)
             except Exception as exc:
                 if comm is None:
                     raise
@@ -767,6 +782,8 @@ class Sequential:
                         progress,
                         on_divergence,
                         trainer,
+                        block_rows,
+                        stream,
                     )
                     if logs is None:
                         break  # diverged, on_divergence="stop"
@@ -875,16 +892,19 @@ class Sequential:
         X: NDArray[np.floating],
         y: np.ndarray,
         weights: NDArray[np.floating] | None,
-        shuffle: bool,
+        shuffle: shuffling.Shuffle,
         batch_size: int,
         loss_code: int,
         progress: EpochProgress | None,
         on_divergence: str,
         trainer: distributed.ShardedTrainer | None = None,
+        block_rows: int | None = None,
+        stream: streaming.ChunkStream | None = None,
     ) -> dict[str, float] | None:
         """One epoch, all or nothing: its logs ({"loss", "accuracy", "lr"}, lr the
         rate this epoch used), or None when it diverged and on_divergence is
-        "stop"; epochs_done counts it."""
+        "stop"; epochs_done counts it. With a stream, X and y are its first chunk
+        and the epoch reads the stream instead."""
         n = len(X)
         with self._memory.writing():
             self._sync_optimizer()
@@ -894,14 +914,18 @@ class Sequential:
         lr = opt.lr_at(self.epochs_done)  # checked (finite, >= 0) before any step
         checkpoint = self._checkpoint()
         try:
-            order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(
-                np.int64, copy=False
-            )
             if progress:
                 progress.start_epoch(epoch)
-            total, n_correct, n_seen = self._run_epoch(
-                X, y, weights, order, batch_size, loss_code, progress, opt, lr, trainer
-            )
+            if stream is not None:
+                total, n_correct, n_seen = stream.run_epoch(self, batch_size, opt, lr)
+                n = n_seen
+                if progress:
+                    progress.resize(n)
+            else:
+                order = shuffling.epoch_order(self._rng, n, shuffle, block_rows)
+                total, n_correct, n_seen = self._run_epoch(
+                    X, y, weights, order, batch_size, loss_code, progress, opt, lr, trainer
+                )
             broken = "loss" if not np.isfinite(total) else self._plan.nonfinite()
             if broken is None:
                 self.epochs_done += 1
