@@ -584,7 +584,14 @@ class Sequential:
             columns must hold numbers or booleans (nullable Int64, Float64 and
             boolean included); the first training call records its column names
             as feature_names_in_, and later calls check theirs against them.
-        y : targets (see the loss)
+            Or, with y left out, a stream of chunks: an iterable of (X_chunk,
+            y_chunk) pairs or (X_chunk, y_chunk, sample_weight_chunk) triples, or
+            a function returning a fresh one for each epoch (a one-shot iterator
+            allows epochs=1 only). The weights equal those of fit(shuffle=False)
+            on the concatenated chunks with the same batch_size; shuffle must be
+            False, batch_size an integer, class labels declared with classes=.
+            See fastbp.streaming.
+        y : targets (see the loss), or None for a stream of chunks
             Class indices or probability rows for softmax losses, 0/1 (or
             probability) rows for binary_cross_entropy, values for mse. For a
             classification loss, y may hold the class labels instead (strings,
@@ -597,8 +604,12 @@ class Sequential:
             None for full-batch gradient descent, 1 for stochastic, k for
             mini-batches of k (the last one may be smaller); values above
             n_samples are clamped to n_samples.
-        shuffle : bool
-            Draw a new order of the rows each epoch (from the model's seed).
+        shuffle : bool or "blocks"
+            True draws a new order of the rows each epoch (from the model's
+            seed). "blocks" draws a new order of blocks of shuffle_block
+            consecutive rows, and of the rows within each block: a np.memmap is
+            then read a few MiB at a time instead of a page per row all over the
+            file (see fastbp.shuffling). False keeps the rows in order.
         validation_data : (X_val, y_val) or None
             Evaluated after each epoch (val_loss, val_accuracy in the history).
         verbose : int
@@ -637,6 +648,9 @@ class Sequential:
             not class indices; every label of y must be among them. It must list
             the model's classes_ again once it has them. None (default): the
             labels of y.
+        shuffle_block : int or None
+            The rows of a block for shuffle="blocks"; None (default): as many as
+            fill shuffling.BLOCK_BYTES (4 MiB) of X. Only with shuffle="blocks".
 
         Returns
         -------
@@ -702,7 +716,7 @@ class Sequential:
                 )
                 if stream is not None:
                     stream.settle(
-                        names, known, learned, loss_code, class_weights, weights is not None
+                        names, known, learned, loss_code, class_weights, sample_weight is not None
                     )
                 check.check_option("on_divergence", on_divergence, ("raise", "stop"))
                 block_rows = shuffling.block_rows(
