@@ -431,3 +431,13 @@ def test_a_stream_that_diverges_is_rolled_back_and_reported():
     with pytest.raises(FloatingPointError, match="diverged in epoch 1"):
         m.fit(chunked(20, X * 1e3, np.eye(2)[y % 2]), batch_size=BATCH, shuffle=False, verbose=0)
     assert_same_state(state(m), before)
+
+
+def test_a_stream_is_refused_with_a_communicator():
+    MPI = pytest.importorskip("mpi4py.MPI")
+    X, y, _ = data()
+    m = model()
+    before = state(m)
+    with pytest.raises(ValueError, match="cannot be shared among MPI ranks"):
+        m.fit(chunked(20, X, y), batch_size=BATCH, shuffle=False, verbose=0, comm=MPI.COMM_SELF)
+    assert_same_state(state(m), before)
