@@ -62,6 +62,21 @@ def new_model() -> fb.Sequential:
     )
 
 
+def _stream(X: Any, y: Any) -> Any:
+    return ((X[k : k + CHUNK_ROWS], y[k : k + CHUNK_ROWS]) for k in range(0, len(X), CHUNK_ROWS))
+
+
+#: contender -> one epoch of fit on (model, X, y)
+FITS: dict[str, Callable[[fb.Sequential, Any, Any], Any]] = {
+    "shuffle=True": lambda m, X, y: m.fit(X, y, batch_size=BATCH, verbose=0),
+    'shuffle="blocks"': lambda m, X, y: m.fit(X, y, batch_size=BATCH, shuffle="blocks", verbose=0),
+    "shuffle=False": lambda m, X, y: m.fit(X, y, batch_size=BATCH, shuffle=False, verbose=0),
+    "stream of chunks": lambda m, X, y: m.fit(
+        _stream(X, y), batch_size=BATCH, shuffle=False, verbose=0
+    ),
+}
+
+
 def epoch_seconds(path: Path, n_rows: int, mode: str) -> float:
     """One cold epoch in `mode`: its wall time, the map opened and closed around it."""
     drop_from_cache(path)
@@ -70,21 +85,8 @@ def epoch_seconds(path: Path, n_rows: int, mode: str) -> float:
     model = new_model()
     model.fit(np.asarray(X[:BATCH]), y[:BATCH], batch_size=BATCH, verbose=0)  # warm
     drop_from_cache(path)
-    fits: dict[str, Callable[[], Any]] = {
-        "shuffle=True": lambda: model.fit(X, y, batch_size=BATCH, verbose=0),
-        'shuffle="blocks"': lambda: model.fit(
-            X, y, batch_size=BATCH, shuffle="blocks", verbose=0
-        ),
-        "shuffle=False": lambda: model.fit(X, y, batch_size=BATCH, shuffle=False, verbose=0),
-        "stream of chunks": lambda: model.fit(
-            ((X[k : k + CHUNK_ROWS], y[k : k + CHUNK_ROWS]) for k in range(0, n_rows, CHUNK_ROWS)),
-            batch_size=BATCH,
-            shuffle=False,
-            verbose=0,
-        ),
-    }
     started = time.perf_counter()
-    fits[mode]()
+    FITS[mode](model, X, y)
     elapsed = time.perf_counter() - started
     del X
     return elapsed
@@ -95,9 +97,7 @@ def main() -> None:
     parser.add_argument("--gib", type=float, default=1.5, help="size of the file (GiB)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--path", type=Path, default=Path("/tmp/fastbp-memmap-epoch.dat"))
-    parser.add_argument(
-        "--modes", default="shuffle=True,shuffle=\"blocks\",shuffle=False,stream of chunks"
-    )
+    parser.add_argument("--modes", default=",".join(FITS), help="contenders, comma-separated")
     args = parser.parse_args()
     n_rows = int(args.gib * (1 << 30)) // (N_FEATURES * 4)
     modes = args.modes.split(",")

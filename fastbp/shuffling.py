@@ -12,7 +12,7 @@
 
 Every order is drawn from the model's random generator only, so it is the same on
 every rank of a distributed fit (whose generators are broadcast from rank 0) and
-again after a restore.
+again after a restore (docs/design.md §2.3).
 """
 
 from __future__ import annotations
