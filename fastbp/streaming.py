@@ -112,6 +112,11 @@ def _unpacked(number: int, item: Any) -> Chunk:
             f"chunk {number} of the stream must be a pair (X_chunk, y_chunk) or a "
             f"triple (X_chunk, y_chunk, sample_weight_chunk); got {shown}"
         )
+    if all(np.isscalar(value) for value in item):
+        raise TypeError(
+            f"chunk {number} of the stream is {len(item)} numbers, not (X_chunk, y_chunk): "
+            "was fit given rows of X without y? Pass fit(X, y), or chunks as pairs of arrays"
+        )
     if item[1] is None:
         raise TypeError(f"chunk {number} of the stream has no y (None); give its targets")
     return Chunk(number, item[0], item[1], item[2] if len(item) == 3 else None)

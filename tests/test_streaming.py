@@ -241,6 +241,7 @@ def test_a_generator_with_several_epochs_is_refused_before_it_is_read():
         ("chunks.parquet", TypeError, "X of type str without y"),
         (np.ones((4, WIDTH)), TypeError, "array X without y"),
         ([], ValueError, "gave no rows"),
+        ([[0.5, 1.5], [2.5, 3.5]], TypeError, "2 numbers.*without y"),
         (lambda: iter([(np.ones((0, WIDTH)), np.ones(0))]), ValueError, "gave no rows"),
     ],
 )
