@@ -52,7 +52,7 @@ def check_comm(comm: Any) -> Any:
 
 
 #: what fit's settings tuple holds, for agree's message
-FIT_SETTINGS = "(samples, features, batch_size, epochs, shuffle, average_every)"
+FIT_SETTINGS = "(samples, features, batch_size, epochs, shuffle, average_every, shuffle_block)"
 
 
 def agree(

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from fastbp import backends, distributed, frames, losses, optimizers, threads
+from fastbp import backends, distributed, frames, losses, optimizers, shuffling, streaming, threads
 from fastbp import diagnostics as health
 from fastbp import labels as class_labels
 from fastbp import layers as layer_types
@@ -556,11 +556,11 @@ class Sequential:
 
     def fit(
         self,
-        X: ArrayLike,
-        y: ArrayLike,
+        X: ArrayLike | Any,
+        y: ArrayLike | None = None,
         epochs: int = 1,
         batch_size: int | None = 32,
-        shuffle: bool = True,
+        shuffle: bool | str = True,
         validation_data: tuple[ArrayLike, ArrayLike] | None = None,
         verbose: int = 1,
         diagnostics: bool = False,
@@ -571,6 +571,7 @@ class Sequential:
         comm: Any = None,
         classes: ArrayLike | None = None,
         average_every: int | None = None,
+        shuffle_block: int | None = None,
     ) -> History:
         """Train with mini-batch gradient descent.
 
@@ -584,7 +585,14 @@ class Sequential:
             columns must hold numbers or booleans (nullable Int64, Float64 and
             boolean included); the first training call records its column names
             as feature_names_in_, and later calls check theirs against them.
-        y : targets (see the loss)
+            Or, with y left out, a stream of chunks: an iterable of (X_chunk,
+            y_chunk) pairs or (X_chunk, y_chunk, sample_weight_chunk) triples, or
+            a function returning a fresh one for each epoch (a one-shot iterator
+            allows epochs=1 only). The weights equal those of fit(shuffle=False)
+            on the concatenated chunks with the same batch_size; shuffle must be
+            False, batch_size an integer, class labels declared with classes=.
+            See fastbp.streaming.
+        y : targets (see the loss), or None for a stream of chunks
             Class indices or probability rows for softmax losses, 0/1 (or
             probability) rows for binary_cross_entropy, values for mse. For a
             classification loss, y may hold the class labels instead (strings,
@@ -597,8 +605,12 @@ class Sequential:
             None for full-batch gradient descent, 1 for stochastic, k for
             mini-batches of k (the last one may be smaller); values above
             n_samples are clamped to n_samples.
-        shuffle : bool
-            Draw a new order of the rows each epoch (from the model's seed).
+        shuffle : bool or "blocks"
+            True draws a new order of the rows each epoch (from the model's
+            seed). "blocks" draws a new order of blocks of shuffle_block
+            consecutive rows, and of the rows within each block: a np.memmap is
+            then read a few MiB at a time instead of a page per row all over the
+            file (see fastbp.shuffling). False keeps the rows in order.
         validation_data : (X_val, y_val) or None
             Evaluated after each epoch (val_loss, val_accuracy in the history).
         verbose : int
@@ -649,6 +661,9 @@ class Sequential:
             on every rank, and so is a divergence. See
             fastbp.distributed.LocalTrainer. None (default): one Allreduce of the
             gradients per step, as above.
+        shuffle_block : int or None
+            The rows of a block for shuffle="blocks"; None (default): as many as
+            fill shuffling.BLOCK_BYTES (4 MiB) of X. Only with shuffle="blocks".
 
         Returns
         -------
@@ -690,23 +705,29 @@ class Sequential:
         local_sgd = average_every is not None
         error: BaseException | None = None
         settings: tuple[Any, ...] = ()  # what every rank must agree on
+        stream: streaming.ChunkStream | None = None
         with self._train_lock:
             try:
+                shuffle = shuffling.check_shuffle(shuffle)
+                epochs = check.non_negative_int("epochs", epochs)
+                x_name, y_name, w_name = "X", "y", "sample_weight"
+                if streaming.is_stream(X, y):  # its first chunk stands for X and y here
+                    streaming.check_settings(shuffle, batch_size, sample_weight, comm)
+                    stream = streaming.ChunkStream(X, epochs)
+                    first = stream.first
+                    X, y, sample_weight = first.X, first.y, first.weights
+                    x_name, y_name, w_name = first.x_name, first.y_name, first.w_name
+                assert y is not None  # a stream's chunks have one (streaming._unpacked)
                 X, names = self._named_features(
-                    X, "X", self._feature_names, fitted=self._names_fixed
+                    X, x_name, self._feature_names, fitted=self._names_fixed
                 )
                 names = self._feature_names if self._names_fixed else names
                 known = self._classes if classes is None else self._declared(classes)
-                y, loss_code, learned = self._encoded_targets(y, len(X), "y", known, learn=True)
+                y, loss_code, learned = self._encoded_targets(y, len(X), y_name, known, learn=True)
+                class_weights = self._class_weight_indices(class_weight, learned)
                 weights = check.as_sample_weight(
-                    sample_weight,
-                    self._class_weight_indices(class_weight, learned),
-                    y,
-                    self.loss,
-                    loss_code,
-                    self.dtype,
+                    sample_weight, class_weights, y, self.loss, loss_code, self.dtype, w_name
                 )
-                epochs = check.non_negative_int("epochs", epochs)
                 if average_every is not None:
                     average_every = check.positive_int("average_every", average_every)
                     if comm is None:
@@ -715,8 +736,14 @@ class Sequential:
                             f"(got average_every={average_every} without comm); pass "
                             "comm=MPI.COMM_WORLD, or leave average_every=None"
                         )
+                if stream is not None:
+                    stream.settle(
+                        names, known, learned, loss_code, class_weights, sample_weight is not None
+                    )
                 check.check_option("on_divergence", on_divergence, ("raise", "stop"))
-                shuffle = check.check_bool("shuffle", shuffle)
+                block_rows = shuffling.block_rows(
+                    shuffle, shuffle_block, X.shape[1] * X.dtype.itemsize
+                )
                 callbacks = list(callbacks)
                 for callback in callbacks:
                     if not isinstance(callback, Callback):
@@ -728,6 +755,8 @@ class Sequential:
                 batch_size = (
                     n
                     if batch_size is None
+                    else check.positive_int("batch_size", batch_size)
+                    if stream  # the stream's length is not known
                     else min(check.positive_int("batch_size", batch_size), n)
                 )
                 if validation_data is not None:
@@ -745,7 +774,7 @@ class Sequential:
                 for callback in callbacks:
                     callback.comm = comm
                     callback.check(recorded)
-                settings = (n, X.shape[1], batch_size, epochs, shuffle, average_every)
+                settings = (n, X.shape[1], batch_size, epochs, shuffle, average_every, block_rows)
             except Exception as exc:
                 if comm is None:
                     raise
@@ -794,6 +823,8 @@ class Sequential:
                         progress,
                         on_divergence,
                         trainer,
+                        block_rows,
+                        stream,
                     )
                     if logs is None:
                         break  # diverged, on_divergence="stop"
@@ -902,16 +933,19 @@ class Sequential:
         X: NDArray[np.floating],
         y: np.ndarray,
         weights: NDArray[np.floating] | None,
-        shuffle: bool,
+        shuffle: shuffling.Shuffle,
         batch_size: int,
         loss_code: int,
         progress: EpochProgress | None,
         on_divergence: str,
         trainer: distributed.ShardedTrainer | distributed.LocalTrainer | None = None,
+        block_rows: int | None = None,
+        stream: streaming.ChunkStream | None = None,
     ) -> dict[str, float] | None:
         """One epoch, all or nothing: its logs ({"loss", "accuracy", "lr"}, lr the
         rate this epoch used), or None when it diverged and on_divergence is
-        "stop"; epochs_done counts it."""
+        "stop"; epochs_done counts it. With a stream, X and y are its first chunk
+        and the epoch reads the stream instead."""
         n = len(X)
         with self._memory.writing():
             self._sync_optimizer()
@@ -921,14 +955,18 @@ class Sequential:
         lr = opt.lr_at(self.epochs_done)  # checked (finite, >= 0) before any step
         checkpoint = self._checkpoint()
         try:
-            order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(
-                np.int64, copy=False
-            )
             if progress:
                 progress.start_epoch(epoch)
-            total, n_correct, n_seen = self._run_epoch(
-                X, y, weights, order, batch_size, loss_code, progress, opt, lr, trainer
-            )
+            if stream is not None:
+                total, n_correct, n_seen = stream.run_epoch(self, batch_size, opt, lr)
+                n = n_seen
+                if progress:
+                    progress.resize(n)
+            else:
+                order = shuffling.epoch_order(self._rng, n, shuffle, block_rows)
+                total, n_correct, n_seen = self._run_epoch(
+                    X, y, weights, order, batch_size, loss_code, progress, opt, lr, trainer
+                )
             broken = "loss" if not np.isfinite(total) else self._plan.nonfinite()
             if broken is None:
                 self.epochs_done += 1
@@ -965,8 +1003,10 @@ class Sequential:
         opt: Optimizer,
         lr: float,
         trainer: distributed.ShardedTrainer | distributed.LocalTrainer | None = None,
+        total: float = 0.0,
     ) -> tuple[float, int, int]:
-        """One epoch of SGD in `order`: (sum of batch_rows * batch_loss, n_correct, n_seen).
+        """One epoch of SGD in `order`: (total + sum of batch_rows * batch_loss,
+        n_correct, n_seen), the losses added onto total batch after batch.
 
         It runs as several backend calls, each a whole number of batches lasting
         about CALL_SECONDS, so that Ctrl-C is seen between calls, predictions from
@@ -982,7 +1022,7 @@ class Sequential:
                     result[2], result[0], result[1], self._outputs_per_sample(loss_code)
                 )
             return result
-        total, n_correct, n_seen = 0.0, 0, 0
+        n_correct, n_seen = 0, 0
         batches_per_call = 1
         while n_seen < len(order):
             chunk = order[n_seen : n_seen + batches_per_call * batch_size]

@@ -95,6 +95,11 @@ class EpochProgress:
         self.started = self.last_drawn = 0.0
         self.marks: list[tuple[int, float]] = []  # (samples done in the fit, time)
 
+    def resize(self, n_samples: int) -> None:
+        """An epoch of n_samples from now on (a stream's length is known once read)."""
+        self.n_samples = n_samples
+        self.n_batches = max(1, -(-n_samples // self.batch_size))
+
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         self.started = self.last_drawn = self.clock()

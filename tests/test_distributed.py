@@ -63,6 +63,8 @@ RANK_SCRIPT = textwrap.dedent(
 
     fit = dict(epochs=4, batch_size=24, verbose=0, sample_weight=w,
                validation_data=(X[:50], y[:50]))
+    if "blocks" in case:  # one block order, drawn alike on every rank
+        fit.update(shuffle="blocks", shuffle_block=10)
     if case.startswith("resume"):  # 2 epochs on this many ranks, saved, 2 more on 1 rank
         first = model()
         first.fit(X, y, comm=comm, **{**fit, "epochs": 2})
@@ -151,6 +153,8 @@ def test_one_rank_is_bit_identical_to_no_comm(tmp_path, case):
         (2, "adam-weighted-f32"),
         (4, "sgd-weighted-f32"),
         (2, "sgd-dropout-f64"),
+        (2, "adam-blocks-weighted-f64"),
+        (4, "sgd-blocks-dropout-f32"),
         (4, "adam-dropout-weighted-f64"),
         (2, "adam-dropout-weighted-f32"),
         (4, "sgd-dropout-weighted-f32"),
