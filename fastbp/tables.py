@@ -24,6 +24,7 @@ import csv
 import importlib.util
 import math
 import os
+import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -53,6 +54,12 @@ READER_VARIABLE = "FASTBP_CSV_READER"
 ARROW_BLOCK_SIZE = 1 << 20
 #: the copied batches after which their memory is handed back (fewer calls, a higher peak)
 ARROW_RELEASE_EVERY = 8
+#: the rows of each chunk pandas' reader parses; each is copied into X, then freed
+PANDAS_CHUNK_ROWS = 1 << 16
+#: the rows of X filled at a time, one column after another (a tile that stays in cache)
+COPY_TILE_ROWS = 2048
+#: the most rows X is first given room for (it grows in place beyond, a quarter at a time)
+MAX_ROW_ESTIMATE = 1 << 20
 
 
 def read_table(
@@ -190,10 +197,10 @@ def _read_csv(path: str, target: str | None, need_target: bool, delimiter: str |
 def _fast_readers() -> tuple[FastReader, ...]:
     """The readers FASTBP_CSV_READER names, tried in turn before np.loadtxt."""
     choice = check_option(READER_VARIABLE, os.environ.get(READER_VARIABLE, "auto"), FAST_READERS)
-    if choice == "pyarrow" and importlib.util.find_spec("pyarrow") is None:
+    if choice in READER_PACKAGES and importlib.util.find_spec(choice) is None:
         raise ValueError(
-            f"{READER_VARIABLE}=pyarrow needs pyarrow, which is not installed; install it "
-            f"(pip install 'fastbp[arrow]') or set {READER_VARIABLE}=auto"
+            f"{READER_VARIABLE}={choice} needs {choice}, which is not installed; install it "
+            f"({READER_PACKAGES[choice]}) or set {READER_VARIABLE}=auto"
         )
     return FAST_READERS[choice]
 
@@ -314,6 +321,108 @@ def _parse_with_arrow(
     return X, _target_values(names)[coded.indices.to_numpy()]
 
 
+def _parse_with_pandas(
+    path: str, delimiter: str, header: list[str], column: int | None, need_target: bool
+) -> tuple[NDArray[np.float64], np.ndarray | None] | None:
+    """(X, y) as _parse_with_loadtxt gives them, through pandas' C parser; None (the
+    strict reader then decides) when pandas is absent or fails, or when the file holds
+    anything the strict reader might refuse or split otherwise.
+
+    pandas reads the file in chunks of PANDAS_CHUNK_ROWS rows; each chunk's columns are
+    copied into a C-order X (grown in place, by realloc, when the file has more rows
+    than foreseen) and the chunk is dropped, so that the peak stays near X's size. The
+    target column, read as text even when it is dropped, reveals a short row: pandas
+    fills a missing last field with an empty text, where the strict reader refuses the row."""
+    try:
+        import pandas as pd
+    except ImportError:
+        return None
+    with open(path, "rb") as f:
+        if f.readline().count(b'"') % 2:
+            return None  # a header name spans lines: loadtxt would skip only the first
+    columns = [f"c{index}" for index in range(len(header))]
+    features = [name for index, name in enumerate(columns) if index != column]
+    target = columns[column] if column is not None else None
+    types: dict[str, Any] = dict.fromkeys(features, np.float64)
+    if target is not None:
+        types[target] = object
+    X = np.empty((_row_estimate(path, len(header)), len(features)))
+    codes = np.empty(len(X), dtype=np.intp)
+    labels: dict[str, int] = {}
+    start = 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # pandas warns where it guesses: a decline
+            chunks = pd.read_csv(
+                path,
+                sep=delimiter,
+                header=None,
+                skiprows=1,
+                names=columns,
+                index_col=False,
+                dtype=types,
+                engine="c",
+                quotechar='"',
+                doublequote=True,
+                escapechar=None,
+                comment=None,
+                na_filter=False,  # an empty or "NA" feature cell is an error, not a NaN
+                skip_blank_lines=False,  # a blank line (or of spaces): NaN cells, a decline
+                encoding="utf-8",
+                chunksize=PANDAS_CHUNK_ROWS,
+            )
+            with chunks:
+                for chunk in chunks:
+                    stop = start + len(chunk)
+                    if stop > len(X):  # resize fills the new rows with zeros: not too many
+                        rows = stop + max(stop // 4, PANDAS_CHUNK_ROWS)
+                        X.resize((rows, len(features)), refcheck=False)
+                        codes.resize(rows, refcheck=False)
+                    _copy_columns([chunk[name].to_numpy() for name in features], X[start:stop])
+                    if target is not None:
+                        found, texts = pd.factorize(chunk[target].to_numpy())
+                        known = [labels.setdefault(text, len(labels)) for text in texts]
+                        codes[start:stop] = np.asarray(known, dtype=np.intp)[found]
+                    start = stop
+    except (ValueError, Warning, pd.errors.ParserError, OverflowError):
+        return None
+    if start == 0:
+        return None
+    X.resize((start, len(features)), refcheck=False)
+    if not all_finite(X):
+        return None
+    if target is None:
+        return X, None
+    texts = list(labels)
+    if column == len(header) - 1 and "" in labels:
+        return None  # an empty last cell may be a short row's missing field
+    if any('"' in text or "\n" in text or "\r" in text for text in texts):
+        return None
+    names = [text.strip() for text in texts]
+    if not need_target:
+        return X, None
+    if any(name.lower() in MISSING for name in names):
+        return None
+    return X, _target_values(names)[codes[:start]]
+
+
+def _row_estimate(path: str, n_columns: int) -> int:
+    """The rows a table of this size holds at most when each cell has one character
+    (fewer when its cells are longer: X then takes only the memory it fills)."""
+    return max(1, min((os.path.getsize(path) + 1) // (2 * n_columns), MAX_ROW_ESTIMATE))
+
+
+def _copy_columns(cells: list[NDArray[np.float64]], out: NDArray[np.float64]) -> None:
+    """out[:, j] = cells[j] for each column j, out's rows a tile at a time.
+
+    cells : list of n_features ndarrays of shape (n_rows,); out : ndarray of shape
+    (n_rows, n_features), C-order."""
+    for first in range(0, len(out), COPY_TILE_ROWS):
+        tile = out[first : first + COPY_TILE_ROWS]
+        for index, values in enumerate(cells):
+            tile[:, index] = values[first : first + COPY_TILE_ROWS]
+
+
 def _head(path: str, delimiter: str | None) -> tuple[list[str], list[str], str]:
     """(header, first data row, delimiter) of a table, the delimiter detected unless given."""
     with open(path, encoding=ENCODING, newline="") as f:
@@ -406,7 +515,10 @@ def _raise_first_problem(
 READERS = {".csv": _read_csv, ".tsv": _read_csv, ".npz": _read_npz}
 #: the readers each FASTBP_CSV_READER setting tries, in turn, before np.loadtxt
 FAST_READERS: dict[str, tuple[FastReader, ...]] = {
-    "auto": (_parse_with_arrow,),
+    "auto": (_parse_with_arrow, _parse_with_pandas),
     "pyarrow": (_parse_with_arrow,),
+    "pandas": (_parse_with_pandas,),
     "numpy": (),
 }
+#: the package a FASTBP_CSV_READER setting needs (its name), and how to install it
+READER_PACKAGES = {"pyarrow": "pip install 'fastbp[arrow]'", "pandas": "pip install pandas"}
