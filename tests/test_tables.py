@@ -3,6 +3,9 @@ the line and column) for each way a hostile file can be wrong, through each csv 
 (np.loadtxt, and pyarrow's when it is installed: it must accept every clean file here
 and give the same result or the same error)."""
 
+import json
+import os
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -376,3 +379,106 @@ def test_auto_reads_with_numpy_when_pyarrow_is_absent(tmp_path, monkeypatch):
     monkeypatch.delenv(tables.READER_VARIABLE, raising=False)
     X, y, _, _ = read_table(write(tmp_path, "a,y\n1.5,x\n"))
     assert X.tolist() == [[1.5]] and y.tolist() == ["x"]
+
+
+def test_pandas_fills_x_across_chunks_and_grows_it(tmp_path, monkeypatch):
+    pytest.importorskip("pandas")
+    rng = np.random.default_rng(2)
+    values = rng.standard_normal((3000, 3)) * 10.0 ** rng.integers(-300, 300, (3000, 3))
+    values[7, 2] = -0.0
+    labels = rng.choice(["cat", "dog", "bird"], 3000)
+    labels[-2:] = "fish"  # a class first seen in the last chunk
+    rows = [",".join([label, *map(repr, map(float, row))]) for row, label in zip(values, labels)]
+    path = write(tmp_path, "label;x,a,b,c\n" + "\n".join(rows))  # no final line end
+    monkeypatch.setattr(tables, "PANDAS_CHUNK_ROWS", 128)
+    monkeypatch.setattr(tables, "MAX_ROW_ESTIMATE", 100)  # X must grow, several times
+    monkeypatch.setenv(tables.READER_VARIABLE, "pandas")
+    monkeypatch.setattr(tables, "_parse_with_loadtxt", None)  # it must not be needed
+    X, y, names, target = read_table(path, target="label;x", delimiter=",")
+    assert X.flags.c_contiguous and X.flags.owndata and X.shape == values.shape
+    assert X.tobytes() == values.tobytes() and names == ["a", "b", "c"]
+    assert y.tolist() == labels.tolist() and target == "label;x"
+
+
+#: files that pandas' reader reads otherwise than loadtxt, and must leave to it
+PANDAS_DECLINES = [
+    "a,b,y\n1,2,x\n3,4\n",  # a short row: pandas gives its last field as ""
+    "a,b,y\n1,2,x\n \n3,4,z\n",  # a line of spaces, which pandas skips
+    "a,b,y\n1,2,x\n\n3,4,z\n",  # a blank line, read as one of empty cells
+    '"a\nb",c,y\n1,2,x\n',  # the header spans two lines, loadtxt skips one
+    "a,b,y\n1,2,x\n3,4,z,5\n",  # a long row (pandas refuses it)
+    "a,b,y\n1,2,x\n3,inf,z\n",  # a number that is not finite
+]
+
+
+@pytest.mark.parametrize("text", PANDAS_DECLINES)
+@pytest.mark.parametrize("need_target", [True, False])
+def test_pandas_leaves_to_loadtxt_what_it_reads_otherwise(tmp_path, monkeypatch, text, need_target):
+    pytest.importorskip("pandas")
+    path = write(tmp_path, text)
+    declined = []
+    monkeypatch.setattr(tables, "_parse_with_loadtxt", None)  # a decline shows as TypeError
+    monkeypatch.setenv(tables.READER_VARIABLE, "pandas")
+    try:
+        read_table(path, target="y", need_target=need_target)
+    except TypeError:
+        declined.append(path)
+    assert declined, "pandas read a file it must leave to np.loadtxt"
+
+
+def test_auto_reads_with_pandas_when_pyarrow_is_absent(tmp_path, monkeypatch):
+    pytest.importorskip("pandas")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.delenv(tables.READER_VARIABLE, raising=False)
+    monkeypatch.setattr(tables, "_parse_with_loadtxt", None)  # it must not be needed
+    X, y, _, _ = read_table(write(tmp_path, "a,y\n1.5,x\n2,z\n"))
+    assert X.tolist() == [[1.5], [2.0]] and y.tolist() == ["x", "z"]
+
+
+def test_auto_reads_with_numpy_when_pandas_and_pyarrow_are_absent(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    monkeypatch.delenv(tables.READER_VARIABLE, raising=False)
+    X, y, _, _ = read_table(write(tmp_path, "a,y\n1.5,x\n"))
+    assert X.tolist() == [[1.5]] and y.tolist() == ["x"]
+
+
+# --- memory ---------------------------------------------------------------------------
+
+PEAK = """
+import importlib, json, os, sys
+if sys.argv[2] != "numpy":
+    importlib.import_module(sys.argv[2])  # its own memory is not the table's
+from fastbp.tables import read_table
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+before = status("VmRSS")
+os.environ["FASTBP_CSV_READER"] = sys.argv[2]
+X, y, _, _ = read_table(sys.argv[1])
+print(json.dumps([status("VmHWM") - before, X.nbytes + y.nbytes, X.shape[0]]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("name", ["pandas"])
+def test_a_fast_reader_peaks_under_twice_the_data(tmp_path, name):
+    pytest.importorskip(name)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((400_000, 20))  # its size, not the fixed costs, counts
+    path = tmp_path / "big.csv"
+    with open(path, "w") as f:
+        f.write(",".join(f"f{i}" for i in range(20)) + ",label\n")
+        np.savetxt(f, X, fmt="%.17g", delimiter=",", newline=",cat\n")
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, str(path), name],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    growth, data, rows = json.loads(done.stdout)
+    assert rows == len(X) and growth < 2 * data, (growth / 2**20, data / 2**20)
