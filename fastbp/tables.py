@@ -6,16 +6,18 @@ missing or incomplete target, a cell that is not a number, a ragged row.
 
 A table's head (header, delimiter, names, target) is checked in Python; the cells go
 to the readers of `FAST_READERS`, then to NumPy's, until one accepts the file. The
-``FASTBP_CSV_READER`` environment variable picks them: ``auto`` (the default) and
-``pyarrow`` try pyarrow's multi-threaded CSV reader (the ``arrow`` extra), copied
-batch by batch into a preallocated array; ``numpy`` goes straight to `np.loadtxt`.
-The pyarrow reader declines whenever pyarrow fails or its result holds anything the
-strict reader might refuse or split otherwise (a null, a number that is not finite, a
-missing target, a quote or line break in a class name). The strict reader is
-`np.loadtxt` (one pass; the target's cells reach a small converter that maps each
-distinct text to a code); when it fails, a slow pass with the `csv` module finds the
-first bad line so that the message can name it. Both give the same X, bit for bit,
-and the same y on every file they accept: errors cost time, clean files do not.
+``FASTBP_CSV_READER`` environment variable picks them: ``auto`` (the default) tries
+pyarrow's multi-threaded CSV reader (the ``arrow`` extra), copied batch by batch into
+a preallocated array, then pandas' C parser, chunk by chunk into a preallocated array
+(each when installed); ``pyarrow`` and ``pandas`` try that one alone; ``numpy`` goes
+straight to `np.loadtxt`. A fast reader declines whenever it fails or its result
+holds anything the strict reader might refuse or split otherwise (a null, a number
+that is not finite, a missing target, a quote or line break in a class name, a blank
+or short row). The strict reader is `np.loadtxt` (one pass; the target's cells reach a
+small converter that maps each distinct text to a code); when it fails, a slow pass
+with the `csv` module finds the first bad line so that the message can name it. All
+give the same X, bit for bit, and the same y on every file they accept (each parses
+numbers to the nearest float64): errors cost time, clean files do not.
 """
 
 from __future__ import annotations
@@ -343,49 +345,21 @@ def _parse_with_pandas(
     columns = [f"c{index}" for index in range(len(header))]
     features = [name for index, name in enumerate(columns) if index != column]
     target = columns[column] if column is not None else None
-    types: dict[str, Any] = dict.fromkeys(features, np.float64)
-    if target is not None:
-        types[target] = object
-    X = np.empty((_row_estimate(path, len(header)), len(features)))
-    codes = np.empty(len(X), dtype=np.intp)
-    labels: dict[str, int] = {}
-    start = 0
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # pandas warns where it guesses: a decline
-            chunks = pd.read_csv(
-                path,
-                sep=delimiter,
-                header=None,
-                skiprows=1,
-                names=columns,
-                index_col=False,
-                dtype=types,
-                engine="c",
-                quotechar='"',
-                doublequote=True,
-                escapechar=None,
-                comment=None,
-                na_filter=False,  # an empty or "NA" feature cell is an error, not a NaN
-                skip_blank_lines=False,  # a blank line (or of spaces): NaN cells, a decline
-                encoding="utf-8",
-                chunksize=PANDAS_CHUNK_ROWS,
-            )
-            with chunks:
-                for chunk in chunks:
-                    stop = start + len(chunk)
-                    if stop > len(X):  # resize fills the new rows with zeros: not too many
-                        rows = stop + max(stop // 4, PANDAS_CHUNK_ROWS)
-                        X.resize((rows, len(features)), refcheck=False)
-                        codes.resize(rows, refcheck=False)
-                    _copy_columns([chunk[name].to_numpy() for name in features], X[start:stop])
-                    if target is not None:
-                        found, texts = pd.factorize(chunk[target].to_numpy())
-                        known = [labels.setdefault(text, len(labels)) for text in texts]
-                        codes[start:stop] = np.asarray(known, dtype=np.intp)[found]
-                    start = stop
-    except (ValueError, Warning, pd.errors.ParserError, OverflowError):
+    # numbers cost half the time when pandas infers their type: floats, or integers,
+    # which float64 holds exactly but for -0 (read as 0); a column of those (or of
+    # anything else) has the file read again with every feature column typed float64
+    parsed = None
+    for typed in (False, True):
+        try:
+            parsed = _read_pandas_chunks(pd, path, delimiter, columns, features, target, typed)
+            break
+        except _NotFloats:
+            continue
+        except (ValueError, Warning, pd.errors.ParserError, OverflowError):
+            return None
+    if parsed is None:
         return None
+    X, codes, labels, start = parsed
     if start == 0:
         return None
     X.resize((start, len(features)), refcheck=False)
@@ -404,6 +378,74 @@ def _parse_with_pandas(
     if any(name.lower() in MISSING for name in names):
         return None
     return X, _target_values(names)[codes[:start]]
+
+
+class _NotFloats(Exception):
+    """A feature column that pandas did not read as floats."""
+
+
+def _read_pandas_chunks(
+    pd: Any,
+    path: str,
+    delimiter: str,
+    columns: list[str],
+    features: list[str],
+    target: str | None,
+    typed: bool,
+) -> tuple[NDArray[np.float64], NDArray[np.intp], dict[str, int], int]:
+    """(X, codes, labels, rows) read by pandas chunk by chunk: X of shape (at least
+    rows, len(features)), codes of shape (at least rows,) index the texts of labels.
+
+    typed : every feature column given as float64 (else inferred, and _NotFloats
+    raised for one that is not floats). Raises what pandas raises, warnings included."""
+    types: dict[str, Any] = dict.fromkeys(features, np.float64) if typed else {}
+    if target is not None:
+        types[target] = object
+    # pandas 3 parses numbers with fast_float, to the nearest float64 as loadtxt does;
+    # before, only its "round_trip" converter (Python's own) was sure to
+    nearest = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    X = np.empty((_row_estimate(path, len(columns)), len(features)))
+    codes = np.empty(len(X), dtype=np.intp)
+    labels: dict[str, int] = {}
+    start = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas warns where it guesses: a decline
+        chunks = pd.read_csv(
+            path,
+            sep=delimiter,
+            header=None,
+            skiprows=1,
+            names=columns,
+            index_col=False,
+            dtype=types,
+            engine="c",
+            quotechar='"',
+            doublequote=True,
+            escapechar=None,
+            comment=None,
+            na_filter=False,  # an empty or "NA" feature cell is an error, not a NaN
+            skip_blank_lines=False,  # a blank line (or of spaces): NaN cells, a decline
+            encoding="utf-8",
+            chunksize=PANDAS_CHUNK_ROWS,
+            **nearest,
+        )
+        with chunks:
+            for chunk in chunks:
+                stop = start + len(chunk)
+                cells = [chunk[name].to_numpy() for name in features]
+                if any(values.dtype != np.float64 for values in cells):
+                    raise _NotFloats
+                if stop > len(X):  # resize fills the new rows with zeros: not too many
+                    rows = stop + max(stop // 4, PANDAS_CHUNK_ROWS)
+                    X.resize((rows, len(features)), refcheck=False)
+                    codes.resize(rows, refcheck=False)
+                _copy_columns(cells, X[start:stop])
+                if target is not None:
+                    found, texts = pd.factorize(chunk[target].to_numpy())
+                    known = [labels.setdefault(text, len(labels)) for text in texts]
+                    codes[start:stop] = np.asarray(known, dtype=np.intp)[found]
+                start = stop
+    return X, codes, labels, start
 
 
 def _row_estimate(path: str, n_columns: int) -> int:
