@@ -345,21 +345,20 @@ def _parse_with_pandas(
     columns = [f"c{index}" for index in range(len(header))]
     features = [name for index, name in enumerate(columns) if index != column]
     target = columns[column] if column is not None else None
-    # numbers cost half the time when pandas infers their type: floats, or integers,
-    # which float64 holds exactly but for -0 (read as 0); a column of those (or of
-    # anything else) has the file read again with every feature column typed float64
-    parsed = None
-    for typed in (False, True):
-        try:
-            parsed = _read_pandas_chunks(pd, path, delimiter, columns, features, target, typed)
-            break
-        except _NotFloats:
-            continue
-        except (ValueError, Warning, pd.errors.ParserError, OverflowError):
-            return None
+    # numbers cost half the time when pandas infers their type. Integers are exact in
+    # float64 (or rounded to the nearest, as loadtxt does), but for -0, read as 0: an
+    # integer column holding a 0 has the file read again with every feature typed
+    # float64. Only then, as booleans would be read as 1.0 and 0.0 with that typing,
+    # and the first pass, which refuses them, has seen every cell.
+    try:
+        parsed = _read_pandas_chunks(pd, path, delimiter, columns, features, target, False)
+        if parsed is not None and parsed[-1]:
+            parsed = _read_pandas_chunks(pd, path, delimiter, columns, features, target, True)
+    except (ValueError, Warning, pd.errors.ParserError, OverflowError):
+        return None
     if parsed is None:
         return None
-    X, codes, labels, start = parsed
+    X, codes, labels, start, _ = parsed
     if start == 0:
         return None
     X.resize((start, len(features)), refcheck=False)
@@ -380,10 +379,6 @@ def _parse_with_pandas(
     return X, _target_values(names)[codes[:start]]
 
 
-class _NotFloats(Exception):
-    """A feature column that pandas did not read as floats."""
-
-
 def _read_pandas_chunks(
     pd: Any,
     path: str,
@@ -392,12 +387,14 @@ def _read_pandas_chunks(
     features: list[str],
     target: str | None,
     typed: bool,
-) -> tuple[NDArray[np.float64], NDArray[np.intp], dict[str, int], int]:
-    """(X, codes, labels, rows) read by pandas chunk by chunk: X of shape (at least
-    rows, len(features)), codes of shape (at least rows,) index the texts of labels.
+) -> tuple[NDArray[np.float64], NDArray[np.intp], dict[str, int], int, bool] | None:
+    """(X, codes, labels, rows, zero_integers) read by pandas chunk by chunk: X of shape
+    (at least rows, len(features)), codes of shape (at least rows,) index the texts of
+    labels; zero_integers tells whether a column of integers held a 0. None when a
+    feature column is neither floats nor integers.
 
-    typed : every feature column given as float64 (else inferred, and _NotFloats
-    raised for one that is not floats). Raises what pandas raises, warnings included."""
+    typed : every feature column given as float64 (else inferred). Raises what pandas
+    raises, warnings included."""
     types: dict[str, Any] = dict.fromkeys(features, np.float64) if typed else {}
     if target is not None:
         types[target] = object
@@ -408,6 +405,7 @@ def _read_pandas_chunks(
     codes = np.empty(len(X), dtype=np.intp)
     labels: dict[str, int] = {}
     start = 0
+    zero_integers = False
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # pandas warns where it guesses: a decline
         chunks = pd.read_csv(
@@ -433,8 +431,11 @@ def _read_pandas_chunks(
             for chunk in chunks:
                 stop = start + len(chunk)
                 cells = [chunk[name].to_numpy() for name in features]
-                if any(values.dtype != np.float64 for values in cells):
-                    raise _NotFloats
+                if any(values.dtype.kind not in "fiu" for values in cells):
+                    return None  # booleans, texts: the strict reader's to refuse
+                zero_integers = zero_integers or any(
+                    values.dtype.kind in "iu" and not values.all() for values in cells
+                )
                 if stop > len(X):  # resize fills the new rows with zeros: not too many
                     rows = stop + max(stop // 4, PANDAS_CHUNK_ROWS)
                     X.resize((rows, len(features)), refcheck=False)
@@ -445,7 +446,7 @@ def _read_pandas_chunks(
                     known = [labels.setdefault(text, len(labels)) for text in texts]
                     codes[start:stop] = np.asarray(known, dtype=np.intp)[found]
                 start = stop
-    return X, codes, labels, start
+    return X, codes, labels, start, zero_integers
 
 
 def _row_estimate(path: str, n_columns: int) -> int:

@@ -316,6 +316,15 @@ TRICKY_FILES = [
     "a,b,y\n1,2,1_0\n3,4, 7 \n",  # numeric targets Python's float reads
     "a,b,y\n1,2,NaN\n",  # a missing class in another case
     "a,b,y\n1,2,0\n1,2,1,3\n",  # a long row
+    "a,b,y\n1,2,x\n3,4\n",  # a short row, the target's field missing
+    "a,y,b\n1,x,2\n3,z\n",  # a short row, a feature's field missing
+    "\ufeffa,b,y\r\n1,2,x\r\n3,4,z",  # BOM, CRLF, no final line end
+    "a;b;y\n1.5;2e-3;x\n3;4;z\n",  # semicolons (detected, y named)
+    "a,b,y\n0.1000000000000000055511151231257827,1e22,x\n7e-324,1.7976931348623157e308,z\n",
+    "a,b,y\n12345678901234567890,9007199254740993,x\n",  # integers past 2**53 and 2**64
+    "a,b,y\n1,2,x\n-0,-00,z\n",  # integer columns holding a negative zero
+    "a,b,y\nTrue,2,x\nFalse,4,z\n",  # cells pandas could read as booleans
+    "a,b,y\n1,2,x\n3,4,\n",  # an empty class cell in the last column
 ]
 
 
