@@ -455,11 +455,11 @@ def _row_estimate(path: str, n_columns: int) -> int:
     return max(1, min((os.path.getsize(path) + 1) // (2 * n_columns), MAX_ROW_ESTIMATE))
 
 
-def _copy_columns(cells: list[NDArray[np.float64]], out: NDArray[np.float64]) -> None:
+def _copy_columns(cells: list[np.ndarray], out: NDArray[np.float64]) -> None:
     """out[:, j] = cells[j] for each column j, out's rows a tile at a time.
 
-    cells : list of n_features ndarrays of shape (n_rows,); out : ndarray of shape
-    (n_rows, n_features), C-order."""
+    cells : list of n_features ndarrays of shape (n_rows,), floats or integers (cast
+    to the nearest float64); out : ndarray of shape (n_rows, n_features), C-order."""
     for first in range(0, len(out), COPY_TILE_ROWS):
         tile = out[first : first + COPY_TILE_ROWS]
         for index, values in enumerate(cells):
