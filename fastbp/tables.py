@@ -411,8 +411,7 @@ def _read_pandas_chunks(
         chunks = pd.read_csv(
             path,
             sep=delimiter,
-            header=None,
-            skiprows=1,
+            header=0,  # the header row, replaced by names (faster than skipping it)
             names=columns,
             index_col=False,
             dtype=types,
