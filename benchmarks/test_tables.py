@@ -5,6 +5,8 @@ columns and a text class column.
 
     python -m pytest benchmarks/test_tables.py               # small table, timed
     python -m benchmarks.test_tables --rows 1000000         # the report: times, ratio, memory
+    python -m benchmarks.test_tables --format %.17g --readers fastbp-pandas,pandas
+    BENCHMARK_WITHOUT_PYARROW=1 python -m benchmarks.test_tables   # pyarrow hidden
 
 The report times both readers in one process, in alternating order, and gives
 medians and the ratios (docs/design.md §4); the peak memory growth of each is
@@ -14,7 +16,7 @@ library (pandas, pyarrow) imported first, against the in-memory size of what was
 """
 
 import argparse
-import importlib.util
+import importlib
 import io
 import json
 import os
@@ -23,6 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+if os.environ.get("BENCHMARK_WITHOUT_PYARROW"):  # as if pyarrow were not installed
+    sys.modules["pyarrow"] = None
 
 import numpy as np
 import pytest
@@ -79,15 +84,22 @@ def read_pandas(path):
 
 READERS = {
     "fastbp-pyarrow": fastbp_reader("pyarrow"),
+    "fastbp-pandas": fastbp_reader("pandas"),
     "fastbp-numpy": fastbp_reader("numpy"),
     "pandas": read_pandas,
 }
 #: the package each reader needs beyond fastbp (imported before the memory is measured)
-NEEDS = {"fastbp-pyarrow": "pyarrow", "pandas": "pandas"}
+NEEDS = {"fastbp-pyarrow": "pyarrow", "fastbp-pandas": "pandas", "pandas": "pandas"}
 
 
 def available(name):
-    return name not in NEEDS or importlib.util.find_spec(NEEDS[name]) is not None
+    if name not in NEEDS:
+        return True
+    try:
+        importlib.import_module(NEEDS[name])
+    except ImportError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -127,13 +139,18 @@ def peak_growth_mb(reader, path):
     return json.loads(out.stdout)
 
 
-def report(n_rows, rounds):
-    readers = [name for name in READERS if available(name)]
-    with tempfile.TemporaryDirectory() as folder:
+def report(n_rows, rounds, fmt, readers):
+    readers = [name for name in readers if available(name)]
+    with tempfile.TemporaryDirectory(
+        dir="/dev/shm" if os.path.isdir("/dev/shm") else None
+    ) as folder:
         path = os.path.join(folder, "table.csv")
-        write_table(path, n_rows, fmt="%.6g")
+        write_table(path, n_rows, fmt=fmt)
         size = os.path.getsize(path) / 2**20
-        print(f"{n_rows:,} rows x {N_FEATURES} numbers + a text column: {size:.0f} MB of CSV")
+        print(
+            f"{n_rows:,} rows x {N_FEATURES} numbers ({fmt}) + a text column: {size:.0f} MB "
+            f"of CSV; load average {os.getloadavg()[0]:.1f}"
+        )
         times = {name: [] for name in readers}
         for r in range(rounds):
             for name in readers[r % len(readers) :] + readers[: r % len(readers)]:
@@ -157,5 +174,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--format", default="%.6g", help="the numbers' printf format")
+    parser.add_argument("--readers", default=",".join(READERS), help="comma-separated")
     options = parser.parse_args()
-    report(options.rows, options.rounds)
+    report(options.rows, options.rounds, options.format, options.readers.split(","))

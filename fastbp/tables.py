@@ -6,16 +6,18 @@ missing or incomplete target, a cell that is not a number, a ragged row.
 
 A table's head (header, delimiter, names, target) is checked in Python; the cells go
 to the readers of `FAST_READERS`, then to NumPy's, until one accepts the file. The
-``FASTBP_CSV_READER`` environment variable picks them: ``auto`` (the default) and
-``pyarrow`` try pyarrow's multi-threaded CSV reader (the ``arrow`` extra), copied
-batch by batch into a preallocated array; ``numpy`` goes straight to `np.loadtxt`.
-The pyarrow reader declines whenever pyarrow fails or its result holds anything the
-strict reader might refuse or split otherwise (a null, a number that is not finite, a
-missing target, a quote or line break in a class name). The strict reader is
-`np.loadtxt` (one pass; the target's cells reach a small converter that maps each
-distinct text to a code); when it fails, a slow pass with the `csv` module finds the
-first bad line so that the message can name it. Both give the same X, bit for bit,
-and the same y on every file they accept: errors cost time, clean files do not.
+``FASTBP_CSV_READER`` environment variable picks them: ``auto`` (the default) tries
+pyarrow's multi-threaded CSV reader (the ``arrow`` extra), copied batch by batch into
+a preallocated array, then pandas' C parser, chunk by chunk into a preallocated array
+(each when installed); ``pyarrow`` and ``pandas`` try that one alone; ``numpy`` goes
+straight to `np.loadtxt`. A fast reader declines whenever it fails or its result
+holds anything the strict reader might refuse or split otherwise (a null, a number
+that is not finite, a missing target, a quote or line break in a class name, a blank
+or short row). The strict reader is `np.loadtxt` (one pass; the target's cells reach a
+small converter that maps each distinct text to a code); when it fails, a slow pass
+with the `csv` module finds the first bad line so that the message can name it. All
+give the same X, bit for bit, and the same y on every file they accept (each parses
+numbers to the nearest float64): errors cost time, clean files do not.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import csv
 import importlib.util
 import math
 import os
+import warnings
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -53,6 +56,12 @@ READER_VARIABLE = "FASTBP_CSV_READER"
 ARROW_BLOCK_SIZE = 1 << 20
 #: the copied batches after which their memory is handed back (fewer calls, a higher peak)
 ARROW_RELEASE_EVERY = 8
+#: the rows of each chunk pandas' reader parses; each is copied into X, then freed
+PANDAS_CHUNK_ROWS = 1 << 16
+#: the rows of X filled at a time, one column after another (a tile that stays in cache)
+COPY_TILE_ROWS = 2048
+#: the most rows X is first given room for (it grows in place beyond, a quarter at a time)
+MAX_ROW_ESTIMATE = 1 << 20
 
 
 def read_table(
@@ -190,10 +199,10 @@ def _read_csv(path: str, target: str | None, need_target: bool, delimiter: str |
 def _fast_readers() -> tuple[FastReader, ...]:
     """The readers FASTBP_CSV_READER names, tried in turn before np.loadtxt."""
     choice = check_option(READER_VARIABLE, os.environ.get(READER_VARIABLE, "auto"), FAST_READERS)
-    if choice == "pyarrow" and importlib.util.find_spec("pyarrow") is None:
+    if choice in READER_PACKAGES and importlib.util.find_spec(choice) is None:
         raise ValueError(
-            f"{READER_VARIABLE}=pyarrow needs pyarrow, which is not installed; install it "
-            f"(pip install 'fastbp[arrow]') or set {READER_VARIABLE}=auto"
+            f"{READER_VARIABLE}={choice} needs {choice}, which is not installed; install it "
+            f"({READER_PACKAGES[choice]}) or set {READER_VARIABLE}=auto"
         )
     return FAST_READERS[choice]
 
@@ -314,6 +323,148 @@ def _parse_with_arrow(
     return X, _target_values(names)[coded.indices.to_numpy()]
 
 
+def _parse_with_pandas(
+    path: str, delimiter: str, header: list[str], column: int | None, need_target: bool
+) -> tuple[NDArray[np.float64], np.ndarray | None] | None:
+    """(X, y) as _parse_with_loadtxt gives them, through pandas' C parser; None (the
+    strict reader then decides) when pandas is absent or fails, or when the file holds
+    anything the strict reader might refuse or split otherwise.
+
+    pandas reads the file in chunks of PANDAS_CHUNK_ROWS rows; each chunk's columns are
+    copied into a C-order X (grown in place, by realloc, when the file has more rows
+    than foreseen) and the chunk is dropped, so that the peak stays near X's size. The
+    target column, read as text even when it is dropped, reveals a short row: pandas
+    fills a missing last field with an empty text, where the strict reader refuses the row."""
+    try:
+        import pandas as pd
+    except ImportError:
+        return None
+    with open(path, "rb") as f:
+        if f.readline().count(b'"') % 2:
+            return None  # a header name spans lines: loadtxt would skip only the first
+    columns = [f"c{index}" for index in range(len(header))]
+    features = [name for index, name in enumerate(columns) if index != column]
+    target = columns[column] if column is not None else None
+    # numbers cost half the time when pandas infers their type. Integers are exact in
+    # float64 (or rounded to the nearest, as loadtxt does), but for -0, read as 0: an
+    # integer column holding a 0 has the file read again with every feature typed
+    # float64. Only then, as booleans would be read as 1.0 and 0.0 with that typing,
+    # and the first pass, which refuses them, has seen every cell.
+    try:
+        parsed = _read_pandas_chunks(pd, path, delimiter, columns, features, target, False)
+        if parsed is not None and parsed[-1]:
+            parsed = _read_pandas_chunks(pd, path, delimiter, columns, features, target, True)
+    except (ValueError, Warning, pd.errors.ParserError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    X, codes, labels, start, _ = parsed
+    if start == 0:
+        return None
+    X.resize((start, len(features)), refcheck=False)
+    if not all_finite(X):
+        return None
+    if target is None:
+        return X, None
+    texts = list(labels)
+    if column == len(header) - 1 and "" in labels:
+        return None  # an empty last cell may be a short row's missing field
+    if any('"' in text or "\n" in text or "\r" in text for text in texts):
+        return None
+    names = [text.strip() for text in texts]
+    if not need_target:
+        return X, None
+    if any(name.lower() in MISSING for name in names):
+        return None
+    return X, _target_values(names)[codes[:start]]
+
+
+def _read_pandas_chunks(
+    pd: Any,
+    path: str,
+    delimiter: str,
+    columns: list[str],
+    features: list[str],
+    target: str | None,
+    typed: bool,
+) -> tuple[NDArray[np.float64], NDArray[np.intp], dict[str, int], int, bool] | None:
+    """(X, codes, labels, rows, zero_integers) read by pandas chunk by chunk: X of shape
+    (at least rows, len(features)), codes of shape (at least rows,) index the texts of
+    labels; zero_integers tells whether a column of integers held a 0. None when a
+    feature column is neither floats nor integers.
+
+    typed : every feature column given as float64 (else inferred). Raises what pandas
+    raises, warnings included."""
+    types: dict[str, Any] = dict.fromkeys(features, np.float64) if typed else {}
+    if target is not None:
+        types[target] = object
+    # pandas 3 parses numbers with fast_float, to the nearest float64 as loadtxt does;
+    # before, only its "round_trip" converter (Python's own) was sure to
+    nearest = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    X = np.empty((_row_estimate(path, len(columns)), len(features)))
+    codes = np.empty(len(X), dtype=np.intp)
+    labels: dict[str, int] = {}
+    start = 0
+    zero_integers = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas warns where it guesses: a decline
+        chunks = pd.read_csv(
+            path,
+            sep=delimiter,
+            header=0,  # the header row, replaced by names (faster than skipping it)
+            names=columns,
+            index_col=False,
+            dtype=types,
+            engine="c",
+            quotechar='"',
+            doublequote=True,
+            escapechar=None,
+            comment=None,
+            na_filter=False,  # an empty or "NA" feature cell is an error, not a NaN
+            skip_blank_lines=False,  # a blank line (or of spaces): NaN cells, a decline
+            encoding="utf-8",
+            chunksize=PANDAS_CHUNK_ROWS,
+            **nearest,
+        )
+        with chunks:
+            for chunk in chunks:
+                stop = start + len(chunk)
+                cells = [chunk[name].to_numpy() for name in features]
+                if any(values.dtype.kind not in "fiu" for values in cells):
+                    return None  # booleans, texts: the strict reader's to refuse
+                zero_integers = zero_integers or any(
+                    values.dtype.kind in "iu" and not values.all() for values in cells
+                )
+                if stop > len(X):  # resize fills the new rows with zeros: not too many
+                    rows = stop + max(stop // 4, PANDAS_CHUNK_ROWS)
+                    X.resize((rows, len(features)), refcheck=False)
+                    codes.resize(rows, refcheck=False)
+                _copy_columns(cells, X[start:stop])
+                if target is not None:
+                    found, texts = pd.factorize(chunk[target].to_numpy())
+                    known = [labels.setdefault(text, len(labels)) for text in texts]
+                    codes[start:stop] = np.asarray(known, dtype=np.intp)[found]
+                start = stop
+    return X, codes, labels, start, zero_integers
+
+
+def _row_estimate(path: str, n_columns: int) -> int:
+    """The rows a table of this size holds at most when each cell has one character
+    (fewer when its cells are longer: X then takes only the memory it fills)."""
+    return max(1, min((os.path.getsize(path) + 1) // (2 * n_columns), MAX_ROW_ESTIMATE))
+
+
+def _copy_columns(cells: list[np.ndarray], out: NDArray[np.float64]) -> None:
+    """out[:, j] = cells[j] for each column j, out's rows a tile at a time.
+
+    cells : list of n_features ndarrays of shape (n_rows,), floats or integers (cast
+    to the nearest float64); out : ndarray of shape (n_rows, n_features), C-order."""
+    for first in range(0, len(out), COPY_TILE_ROWS):
+        tile = out[first : first + COPY_TILE_ROWS]
+        for index, values in enumerate(cells):
+            tile[:, index] = values[first : first + COPY_TILE_ROWS]
+
+
 def _head(path: str, delimiter: str | None) -> tuple[list[str], list[str], str]:
     """(header, first data row, delimiter) of a table, the delimiter detected unless given."""
     with open(path, encoding=ENCODING, newline="") as f:
@@ -406,7 +557,10 @@ def _raise_first_problem(
 READERS = {".csv": _read_csv, ".tsv": _read_csv, ".npz": _read_npz}
 #: the readers each FASTBP_CSV_READER setting tries, in turn, before np.loadtxt
 FAST_READERS: dict[str, tuple[FastReader, ...]] = {
-    "auto": (_parse_with_arrow,),
+    "auto": (_parse_with_arrow, _parse_with_pandas),
     "pyarrow": (_parse_with_arrow,),
+    "pandas": (_parse_with_pandas,),
     "numpy": (),
 }
+#: the package a FASTBP_CSV_READER setting needs (its name), and how to install it
+READER_PACKAGES = {"pyarrow": "pip install 'fastbp[arrow]'", "pandas": "pip install pandas"}

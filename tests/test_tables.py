@@ -3,6 +3,9 @@ the line and column) for each way a hostile file can be wrong, through each csv 
 (np.loadtxt, and pyarrow's when it is installed: it must accept every clean file here
 and give the same result or the same error)."""
 
+import json
+import os
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -19,11 +22,11 @@ def write(tmp_path, text, name="data.csv", encoding="utf-8"):
     return path
 
 
-@pytest.fixture(params=["numpy", "pyarrow"])
+@pytest.fixture(params=["numpy", "pyarrow", "pandas"])
 def reader(request, monkeypatch):
     """FASTBP_CSV_READER set to the param; fell_back records the np.loadtxt calls."""
-    if request.param == "pyarrow":
-        pytest.importorskip("pyarrow")
+    if request.param != "numpy":
+        pytest.importorskip(request.param)
     monkeypatch.setenv(tables.READER_VARIABLE, request.param)
     fell_back = []
     strict = tables._parse_with_loadtxt
@@ -36,10 +39,12 @@ def reader(request, monkeypatch):
     return SimpleNamespace(name=request.param, fell_back=fell_back)
 
 
-def read_clean(reader, path, **options):
-    """read_table(path), and a check that the chosen reader itself accepted the file."""
+def read_clean(reader, path, may_decline=(), **options):
+    """read_table(path), and a check that the chosen reader itself accepted the file
+    (unless it is one of may_decline)."""
     result = read_table(path, **options)
-    assert reader.name == "numpy" or not reader.fell_back, "pyarrow declined a clean file"
+    if reader.name != "numpy" and reader.name not in may_decline:
+        assert not reader.fell_back, f"{reader.name} declined a clean file"
     return result
 
 
@@ -88,9 +93,9 @@ def test_a_given_delimiter_wins_over_detection(reader, tmp_path):
 
 def test_excel_bom_crlf_quotes_and_blank_lines(reader, tmp_path):
     text = 'label,"f 1",f2\r\n"yes, sir",1,2\r\n\r\nno,"3",4\r\n'
-    X, y, names, target = read_clean(
-        reader, write(tmp_path, text, encoding="utf-8-sig"), target="label"
-    )
+    # pandas' reader reads a blank line as one of empty cells, so it leaves it to loadtxt
+    path = write(tmp_path, text, encoding="utf-8-sig")
+    X, y, names, target = read_clean(reader, path, may_decline={"pandas"}, target="label")
     assert target == "label" and names == ["f 1", "f2"]
     assert y.tolist() == ["yes, sir", "no"] and np.array_equal(X, [[1, 2], [3, 4]])
 
@@ -311,6 +316,15 @@ TRICKY_FILES = [
     "a,b,y\n1,2,1_0\n3,4, 7 \n",  # numeric targets Python's float reads
     "a,b,y\n1,2,NaN\n",  # a missing class in another case
     "a,b,y\n1,2,0\n1,2,1,3\n",  # a long row
+    "a,b,y\n1,2,x\n3,4\n",  # a short row, the target's field missing
+    "a,y,b\n1,x,2\n3,z\n",  # a short row, a feature's field missing
+    "\ufeffa,b,y\r\n1,2,x\r\n3,4,z",  # BOM, CRLF, no final line end
+    "a;b;y\n1.5;2e-3;x\n3;4;z\n",  # semicolons (detected, y named)
+    "a,b,y\n0.1000000000000000055511151231257827,1e22,x\n7e-324,1.7976931348623157e308,z\n",
+    "a,b,y\n12345678901234567890,9007199254740993,x\n",  # integers past 2**53 and 2**64
+    "a,b,y\n1,2,x\n-0,-00,z\n",  # integer columns holding a negative zero
+    "a,b,y\nTrue,2,x\nFalse,4,z\n",  # cells pandas could read as booleans
+    "a,b,y\n1,2,x\n3,4,\n",  # an empty class cell in the last column
 ]
 
 
@@ -320,11 +334,12 @@ TRICKY_FILES = [
     ids=[f"cell {cell!r}" for cell in TRICKY_CELLS] + [repr(t[:24]) for t in TRICKY_FILES],
 )
 @pytest.mark.parametrize("need_target", [True, False])
-def test_pyarrow_and_numpy_give_the_same_answer(tmp_path, monkeypatch, text, need_target):
-    pytest.importorskip("pyarrow")
+@pytest.mark.parametrize("fast", ["pyarrow", "pandas"])
+def test_each_fast_reader_gives_numpys_answer(tmp_path, monkeypatch, text, need_target, fast):
+    pytest.importorskip(fast)
     path = write(tmp_path, text)
     answers = []
-    for name in ("numpy", "pyarrow"):
+    for name in ("numpy", fast):
         monkeypatch.setenv(tables.READER_VARIABLE, name)
         answers.append(read_or_error(path, target="y", need_target=need_target))
     assert_same(*answers)
@@ -356,12 +371,15 @@ def test_pyarrow_declines_what_it_might_read_otherwise(reader, tmp_path):
 
 def test_the_reader_setting_is_checked(tmp_path, monkeypatch):
     path = write(tmp_path, "a,y\n1,0\n")
-    monkeypatch.setenv(tables.READER_VARIABLE, "pandas")
+    monkeypatch.setenv(tables.READER_VARIABLE, "polars")
     with pytest.raises(ValueError, match="FASTBP_CSV_READER must be one of 'auto', 'pyarrow'"):
         read_table(path)
-    monkeypatch.setenv(tables.READER_VARIABLE, "pyarrow")
     monkeypatch.setattr(tables.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setenv(tables.READER_VARIABLE, "pyarrow")
     with pytest.raises(ValueError, match=r"needs pyarrow, .*pip install 'fastbp\[arrow\]'"):
+        read_table(path)
+    monkeypatch.setenv(tables.READER_VARIABLE, "pandas")
+    with pytest.raises(ValueError, match=r"needs pandas, .*pip install pandas\)"):
         read_table(path)
 
 
@@ -370,3 +388,106 @@ def test_auto_reads_with_numpy_when_pyarrow_is_absent(tmp_path, monkeypatch):
     monkeypatch.delenv(tables.READER_VARIABLE, raising=False)
     X, y, _, _ = read_table(write(tmp_path, "a,y\n1.5,x\n"))
     assert X.tolist() == [[1.5]] and y.tolist() == ["x"]
+
+
+def test_pandas_fills_x_across_chunks_and_grows_it(tmp_path, monkeypatch):
+    pytest.importorskip("pandas")
+    rng = np.random.default_rng(2)
+    values = rng.standard_normal((3000, 3)) * 10.0 ** rng.integers(-300, 300, (3000, 3))
+    values[7, 2] = -0.0
+    labels = rng.choice(["cat", "dog", "bird"], 3000)
+    labels[-2:] = "fish"  # a class first seen in the last chunk
+    rows = [",".join([label, *map(repr, map(float, row))]) for row, label in zip(values, labels)]
+    path = write(tmp_path, "label;x,a,b,c\n" + "\n".join(rows))  # no final line end
+    monkeypatch.setattr(tables, "PANDAS_CHUNK_ROWS", 128)
+    monkeypatch.setattr(tables, "MAX_ROW_ESTIMATE", 100)  # X must grow, several times
+    monkeypatch.setenv(tables.READER_VARIABLE, "pandas")
+    monkeypatch.setattr(tables, "_parse_with_loadtxt", None)  # it must not be needed
+    X, y, names, target = read_table(path, target="label;x", delimiter=",")
+    assert X.flags.c_contiguous and X.flags.owndata and X.shape == values.shape
+    assert X.tobytes() == values.tobytes() and names == ["a", "b", "c"]
+    assert y.tolist() == labels.tolist() and target == "label;x"
+
+
+#: files that pandas' reader reads otherwise than loadtxt, and must leave to it
+PANDAS_DECLINES = [
+    "a,b,y\n1,2,x\n3,4\n",  # a short row: pandas gives its last field as ""
+    "a,b,y\n1,2,x\n \n3,4,z\n",  # a line of spaces, which pandas skips
+    "a,b,y\n1,2,x\n\n3,4,z\n",  # a blank line, read as one of empty cells
+    '"a\nb",c,y\n1,2,x\n',  # the header spans two lines, loadtxt skips one
+    "a,b,y\n1,2,x\n3,4,z,5\n",  # a long row (pandas refuses it)
+    "a,b,y\n1,2,x\n3,inf,z\n",  # a number that is not finite
+]
+
+
+@pytest.mark.parametrize("text", PANDAS_DECLINES)
+@pytest.mark.parametrize("need_target", [True, False])
+def test_pandas_leaves_to_loadtxt_what_it_reads_otherwise(tmp_path, monkeypatch, text, need_target):
+    pytest.importorskip("pandas")
+    path = write(tmp_path, text)
+    declined = []
+    monkeypatch.setattr(tables, "_parse_with_loadtxt", None)  # a decline shows as TypeError
+    monkeypatch.setenv(tables.READER_VARIABLE, "pandas")
+    try:
+        read_table(path, target="y", need_target=need_target)
+    except TypeError:
+        declined.append(path)
+    assert declined, "pandas read a file it must leave to np.loadtxt"
+
+
+def test_auto_reads_with_pandas_when_pyarrow_is_absent(tmp_path, monkeypatch):
+    pytest.importorskip("pandas")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.delenv(tables.READER_VARIABLE, raising=False)
+    monkeypatch.setattr(tables, "_parse_with_loadtxt", None)  # it must not be needed
+    X, y, _, _ = read_table(write(tmp_path, "a,y\n1.5,x\n2,z\n"))
+    assert X.tolist() == [[1.5], [2.0]] and y.tolist() == ["x", "z"]
+
+
+def test_auto_reads_with_numpy_when_pandas_and_pyarrow_are_absent(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    monkeypatch.delenv(tables.READER_VARIABLE, raising=False)
+    X, y, _, _ = read_table(write(tmp_path, "a,y\n1.5,x\n"))
+    assert X.tolist() == [[1.5]] and y.tolist() == ["x"]
+
+
+# --- memory ---------------------------------------------------------------------------
+
+PEAK = """
+import importlib, json, os, sys
+if sys.argv[2] != "numpy":
+    importlib.import_module(sys.argv[2])  # its own memory is not the table's
+from fastbp.tables import read_table
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+before = status("VmRSS")
+os.environ["FASTBP_CSV_READER"] = sys.argv[2]
+X, y, _, _ = read_table(sys.argv[1])
+print(json.dumps([status("VmHWM") - before, X.nbytes + y.nbytes, X.shape[0]]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("name", ["pandas"])
+def test_a_fast_reader_peaks_under_twice_the_data(tmp_path, name):
+    pytest.importorskip(name)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((400_000, 20))  # its size, not the fixed costs, counts
+    path = tmp_path / "big.csv"
+    with open(path, "w") as f:
+        f.write(",".join(f"f{i}" for i in range(20)) + ",label\n")
+        np.savetxt(f, X, fmt="%.17g", delimiter=",", newline=",cat\n")
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, str(path), name],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    growth, data, rows = json.loads(done.stdout)
+    assert rows == len(X) and growth < 2 * data, (growth / 2**20, data / 2**20)
