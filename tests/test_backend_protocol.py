@@ -136,7 +136,7 @@ class _Incomplete:
     def step(self, X, y, loss, opt, update, lr):
         return 0.0, 0
 
-    def epoch(self, X, y, order, batch_size, loss, opt, lr, weights=None, extra=None):
+    def epoch(self, X, y, order, batch_size, loss, opt, lr, weights=None, total=0.0, extra=None):
         return 0.0, 0, 0
 
     def predict(self, X, required):
