@@ -29,7 +29,6 @@ from benchmarks import report, workloads  # noqa: E402
 from benchmarks.workloads import CONFIGS  # noqa: E402
 from fastbp import gemm, threads  # noqa: E402
 
-
 # contender -> (provider, thread policy threshold or None for the provider's default)
 NO_POLICY = "mkl-all"
 CONTENDERS = {"scipy": ("scipy", None), "mkl": ("mkl", None), NO_POLICY: ("mkl", 0.0)}
