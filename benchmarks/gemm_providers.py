@@ -5,8 +5,10 @@
 
 For each config of workloads.CONFIGS: the training step, the step's GEMMs alone
 (the floor) and predict over 10 000 rows (2 000 with --quick), and one epoch of the tiny config, on
-every provider that loads here ("scipy" always, "mkl" with fastbp[mkl]); then each
-provider's time over SciPy's (below 1: faster than SciPy's BLAS). The providers
+every provider that loads here ("scipy" always, "mkl" with fastbp[mkl]), and MKL
+once more as "mkl-all" with its thread policy off (fastbp.gemm.set_serial_flops(0):
+every GEMM on all the threads, as before the policy); then each contender's time
+over SciPy's (below 1: faster than SciPy's BLAS). The providers
 are timed in interleaved rounds (benchmarks/report.py's method): each contender
 switches the provider before its timed block, outside the timing.
 
@@ -27,14 +29,25 @@ from benchmarks import report, workloads  # noqa: E402
 from benchmarks.workloads import CONFIGS  # noqa: E402
 from fastbp import gemm, threads  # noqa: E402
 
+# contender -> (provider, thread policy threshold or None for the provider's default)
+NO_POLICY = "mkl-all"
+CONTENDERS = {"scipy": ("scipy", None), "mkl": ("mkl", None), NO_POLICY: ("mkl", 0.0)}
 
-def on_provider(name, call):
-    """call, marked to run on GEMM provider `name` (report.prepare switches to it)."""
+
+def on_provider(label, call):
+    """call, marked to run on contender `label`'s provider and thread policy
+    (report.prepare switches to them)."""
+    name, flops = CONTENDERS[label]
+
+    def switch():
+        gemm.use(name)
+        if name in gemm.SERIAL_FLOPS:
+            gemm.set_serial_flops(gemm.SERIAL_FLOPS[name] if flops is None else flops)
 
     def run():
         return call()
 
-    run.before = lambda: gemm.use(name)
+    run.before = switch
     return run
 
 
@@ -99,15 +112,22 @@ def main(argv=None):
     if reason:
         sys.exit(f"cannot compare: {reason}")
     before = gemm.current()
-    providers = gemm.available()
-    for name in providers:
+    available = gemm.available()
+    providers = [label for label, (name, _) in CONTENDERS.items() if name in available]
+    for name in available:
         print(f"{name}: {gemm.use(name).version}")
+    if "mkl" in available:
+        print(f"mkl thread policy: one thread below {gemm.SERIAL_FLOPS['mkl']:.3g} flops")
     print(f"BLAS threads: {args.threads or workloads.cpu_threads()}, dtype {settings.dtype}")
     limit = threads.limit(args.threads) if args.threads else contextlib.nullcontext()
     try:
         with limit:
             results = measure(settings, providers)
     finally:
+        for name, flops in gemm.SERIAL_FLOPS.items():
+            if name in available:
+                gemm.use(name)
+                gemm.set_serial_flops(flops)
         gemm.use(before.name)
     report.print_table(*table(results, providers))
     return results

@@ -18,7 +18,13 @@ typedef void (*fbp_dgemm_fn)(const char *transa, const char *transb, const int *
                              const double *a, const int *lda, const double *b,
                              const int *ldb, const double *beta, double *c, const int *ldc);
 
+/* sets the calling thread's count (0: back to the process-wide one) and returns
+ * the previous setting, as mkl_set_num_threads_local does */
+typedef int (*fbp_set_local_threads_fn)(int n_threads);
+
 static fbp_sgemm_fn fbp_sgemm = 0;
 static fbp_dgemm_fn fbp_dgemm = 0;
+static fbp_set_local_threads_fn fbp_set_local_threads = 0;
+static double fbp_serial_flops = 0;
 
 #endif

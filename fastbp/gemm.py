@@ -21,6 +21,22 @@ conditional-numerical-reproducibility mode "auto, strict", so that a GEMM gives 
 same bits for the same inputs whatever their alignment in memory, and with Intel
 OpenMP's idle workers sleeping at once (KMP_BLOCKTIME=0 unless set): a model and its
 copy, or a run and its resumption, stay bit-identical as with SciPy's BLAS.
+
+The thread policy: MKL runs every GEMM on the calling thread's full count (it is
+set with MKL_Set_Dynamic(0)), and its workers sleep between calls, so a small GEMM
+on two threads pays a wake-up that costs more than the product. A GEMM of fewer
+than ``serial_flops()`` floating-point operations (2 m n k; ``SERIAL_FLOPS`` per
+provider) therefore runs on one thread, through MKL's own calling-thread count
+(mkl_set_num_threads_local around the call, in C, without the GIL); larger ones
+keep the model's n_threads. The rule depends only on the shape, so a given model
+and thread count still gives the same bits run after run. SciPy's OpenBLAS has no
+per-thread count (its openblas_set_num_threads is process-wide, and a call that
+changed it would race with other threads' calls and limits) but already runs small
+GEMMs on one thread by its own size rule, so it is left as it is.
+
+MKL's just-in-time small-GEMM kernels (mkl_cblas_jit_create_sgemm/dgemm) are not
+used: on the AMD EPYC this was measured on, MKL answers MKL_NO_JIT for every shape
+(it generates them for Intel CPUs only), and its fallback is the ordinary GEMM.
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 import importlib.metadata
+import math
 import os
 import sys
 import threading
@@ -49,17 +66,27 @@ _MKL_CBWR_AUTO = 2
 _MKL_CBWR_STRICT = 0x10000
 _MKL_CBWR_SUCCESS = 0
 
+# The thread policy's default threshold per provider, in floating-point operations
+# (2 m n k): GEMMs below it run on one thread. Providers not named have no policy.
+# MKL's: on the project's 2-core AMD EPYC (AVX2), one thread was faster for every
+# shape up to about 2**25 operations (a 256-cube), the cost of waking the second
+# thread being a few tens of µs; see README, Performance.
+SERIAL_FLOPS: dict[str, float] = {"mkl": 2.0**25}
+
 
 @dataclass(frozen=True)
 class Provider:
-    """A loaded GEMM library: name, version text, the file it came from, and the
-    addresses of its Fortran-convention sgemm and dgemm."""
+    """A loaded GEMM library: name, version text, the file it came from, the
+    addresses of its Fortran-convention sgemm and dgemm, and of the function that
+    sets the calling thread's count (returning the previous one), 0 when it has none
+    (then no thread policy applies)."""
 
     name: str
     version: str
     library: str
     sgemm: int
     dgemm: int
+    set_local_threads: int = 0
 
 
 class ProviderUnavailable(RuntimeError):
@@ -172,6 +199,7 @@ def _mkl() -> Provider:
         str(paths[0]),
         int(ctypes.cast(lib.sgemm, ctypes.c_void_p).value or 0),
         int(ctypes.cast(lib.dgemm, ctypes.c_void_p).value or 0),
+        int(ctypes.cast(set_local, ctypes.c_void_p).value or 0),
     )
 
 
@@ -181,6 +209,7 @@ CHOICES = ("auto", *PROVIDERS)
 _lock = threading.Lock()
 _loaded: dict[str, Provider] = {}
 _current: Provider | None = None
+_serial_flops: dict[str, float] = dict(SERIAL_FLOPS)  # each provider's threshold now
 
 
 def _load(name: str) -> Provider:
@@ -190,10 +219,17 @@ def _load(name: str) -> Provider:
 
 
 def _route(provider: Provider) -> None:
-    """Point every compiled module's GEMMs at the provider."""
+    """Point every compiled module's GEMMs, and its thread policy, at the provider."""
     for name in COMPILED_MODULES:
-        importlib.import_module(name)._set_gemm(provider.sgemm, provider.dgemm)
+        module = importlib.import_module(name)
+        module._set_gemm(provider.sgemm, provider.dgemm)
+        module._set_thread_policy(provider.set_local_threads, _policy_flops(provider))
     threads.forget_libraries()  # so that n_threads limits reach the new library too
+
+
+def _policy_flops(provider: Provider) -> float:
+    """The threshold the compiled modules get: 0 (no policy) without a setter."""
+    return _serial_flops.get(provider.name, 0.0) if provider.set_local_threads else 0.0
 
 
 def _resolve(name: str) -> str:
@@ -238,6 +274,48 @@ def use_environment() -> Provider:
         return use(name)
     except ProviderUnavailable as exc:
         raise ProviderUnavailable(f"{ENVIRONMENT}={name}: {exc}") from None
+
+
+def serial_flops() -> float:
+    """The thread policy's threshold now in force, in floating-point operations
+    (2 m n k): GEMMs below it run on one thread. 0 when no policy applies (no
+    compiled engine, or a provider without a calling-thread count, like SciPy's)."""
+    provider = _current
+    return 0.0 if provider is None else _policy_flops(provider)
+
+
+def set_serial_flops(flops: float) -> float:
+    """Run the current provider's GEMMs below `flops` floating-point operations
+    (2 m n k) on one thread from now on (0: every GEMM on the model's n_threads),
+    and return the previous threshold; each provider keeps its own, and use()
+    applies it. Raises TypeError for a non-number, ValueError for a negative or
+    non-finite one, and RuntimeError when the provider has no calling-thread
+    count to set (SciPy's); nothing changes then. Change it between fits, not
+    during one."""
+    if isinstance(flops, bool) or not isinstance(flops, (int, float)):
+        raise TypeError(
+            f"the serial threshold must be a number of floating-point operations, "
+            f"got {type(flops).__name__}"
+        )
+    value = float(flops)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"the serial threshold must be a finite number >= 0 (0 turns the policy "
+            f"off), got {flops!r}"
+        )
+    with _lock:
+        provider = _current
+        if provider is None:
+            raise RuntimeError("no GEMM provider is in use (the compiled engine is not built)")
+        if not provider.set_local_threads:
+            raise RuntimeError(
+                f"the {provider.name!r} GEMM provider has no per-thread thread count, so "
+                f"no thread policy applies to it; use('mkl') first"
+            )
+        previous = _policy_flops(provider)
+        _serial_flops[provider.name] = value
+        _route(provider)
+        return previous
 
 
 def current() -> Provider | None:

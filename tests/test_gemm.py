@@ -229,3 +229,292 @@ def test_mkl_idle_workers_sleep_unless_the_user_says(given, expected):
     out = run(code, **env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["mkl", expected]
+
+
+# --- the thread policy: small GEMMs on one thread -------------------------------------------
+
+TRANSPOSES = [(False, False), (False, True), (True, False), (True, True)]
+
+
+def operands(rng, m, n, k, trans_a, trans_b, dtype):
+    """A, B stored so that op(A) is (m, k) and op(B) is (k, n), and C (m, n)."""
+    A = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    B = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    C = rng.standard_normal((m, n)).astype(dtype)
+    return A, B, C
+
+
+def numpy_gemm(A, B, C, trans_a, trans_b, alpha, beta):
+    op_a = A.T if trans_a else A
+    op_b = B.T if trans_b else B
+    return alpha * (op_a.astype(np.float64) @ op_b.astype(np.float64)) + beta * C
+
+
+def recording_setter(returned):
+    """A C-callable calling-thread setter that records what it is asked and
+    answers `returned` (the "previous" count)."""
+    import ctypes
+
+    calls = []
+
+    @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
+    def setter(n_threads):
+        calls.append(n_threads)
+        return returned
+
+    return setter, calls
+
+
+_alive = []  # the recording setters whose addresses the compiled modules may hold
+
+
+def with_recorder(monkeypatch, flops, returned=7):
+    """Route the compiled modules to SciPy's routines with a recording setter as
+    the calling-thread count and `flops` as the threshold; returns the calls."""
+    import ctypes
+
+    scipy_provider = gemm._load("scipy")
+    setter, calls = recording_setter(returned)
+    address = ctypes.cast(setter, ctypes.c_void_p).value
+    fake = gemm.Provider(
+        "recorder", "test", "none", scipy_provider.sgemm, scipy_provider.dgemm, address
+    )
+    monkeypatch.setitem(gemm._serial_flops, "recorder", flops)
+    gemm._route(fake)
+    monkeypatch.setattr(gemm, "_current", fake)
+    _alive.append(setter)
+    return calls
+
+
+@pytest.mark.parametrize("trans_a, trans_b", TRANSPOSES)
+def test_policy_sets_one_thread_around_small_gemms_and_restores(monkeypatch, trans_a, trans_b):
+    from fastbp._kernels import kernels
+
+    calls = with_recorder(monkeypatch, flops=2 * 20 * 30 * 40 + 1, returned=7)
+    rng = np.random.default_rng(0)
+    # just below the threshold: one thread, then the previous count (7) back
+    A, B, C = operands(rng, 20, 30, 40, trans_a, trans_b, np.float64)
+    kernels.gemm_rowmajor(A, B, C, trans_a=trans_a, trans_b=trans_b)
+    assert calls == [1, 7]
+    np.testing.assert_allclose(C, numpy_gemm(A, B, C, trans_a, trans_b, 1, 0), rtol=1e-12)
+    # one more row reaches it: the caller's count, untouched
+    calls.clear()
+    A, B, C = operands(rng, 21, 30, 40, trans_a, trans_b, np.float32)
+    kernels.gemm_rowmajor(A, B, C, trans_a=trans_a, trans_b=trans_b)
+    assert calls == []
+    assert gemm.serial_flops() == 2 * 20 * 30 * 40 + 1
+
+
+def test_policy_reaches_the_engine(monkeypatch):
+    """Every GEMM of a training step below the threshold goes through the setter,
+    in pairs (one thread, then the caller's count back)."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((64, 8))
+    y = rng.integers(0, 3, 64)
+    model = fb.Sequential(
+        [fb.Dense(16, "relu", input_dim=8), fb.Dense(3)], loss="softmax_cross_entropy"
+    )
+    model.fit(X, y, epochs=1, batch_size=32, verbose=0)  # the engine is built
+    calls = with_recorder(monkeypatch, flops=1e12, returned=0)
+    model.fit(X, y, epochs=1, batch_size=32, verbose=0)
+    # 2 batches x (2 forward + 2 weight + 1 input-gradient GEMMs)
+    assert calls == [1, 0] * 10
+    calls.clear()
+    monkeypatch.setitem(gemm._serial_flops, "recorder", 0.0)
+    gemm._route(gemm._current)
+    model.fit(X, y, epochs=1, batch_size=32, verbose=0)
+    assert calls == []
+
+
+def test_scipy_has_no_policy():
+    from fastbp._kernels import kernels
+
+    gemm.use("scipy")
+    assert gemm.current().set_local_threads == 0
+    assert gemm.serial_flops() == 0
+    assert not kernels.gemm_runs_serial(1, 1, 1)
+    with pytest.raises(RuntimeError, match="no per-thread thread count"):
+        gemm.set_serial_flops(1e6)
+
+
+@needs_mkl
+def test_mkl_policy_picks_one_thread_below_the_threshold():
+    from fastbp._kernels import kernels
+
+    gemm.use("mkl")
+    threshold = gemm.serial_flops()
+    assert threshold == gemm.SERIAL_FLOPS["mkl"] > 0
+    for m, n, k in [(1, 1, 1), (32, 10, 64), (128, 256, 256), (256, 256, 256), (256, 1024, 784)]:
+        assert kernels.gemm_runs_serial(m, n, k) == (2 * m * n * k < threshold), (m, n, k)
+    previous = gemm.set_serial_flops(0)
+    try:
+        assert previous == threshold
+        assert not kernels.gemm_runs_serial(1, 1, 1)
+        gemm.use("scipy")
+        gemm.use("mkl")  # each provider keeps its own threshold
+        assert gemm.serial_flops() == 0
+    finally:
+        gemm.set_serial_flops(threshold)
+    assert kernels.gemm_runs_serial(1, 1, 1)
+
+
+@needs_mkl
+@pytest.mark.parametrize("value", ["1e6", None, True, [1]])
+def test_serial_threshold_must_be_a_number(value):
+    gemm.use("mkl")
+    before = gemm.serial_flops()
+    with pytest.raises(TypeError, match="must be a number of floating-point operations"):
+        gemm.set_serial_flops(value)
+    assert gemm.serial_flops() == before
+
+
+@needs_mkl
+@pytest.mark.parametrize("value", [-1, -0.5, float("nan"), float("inf")])
+def test_serial_threshold_must_be_finite_and_not_negative(value):
+    gemm.use("mkl")
+    before = gemm.serial_flops()
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        gemm.set_serial_flops(value)
+    assert gemm.serial_flops() == before
+
+
+@needs_mkl
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-4), (np.float64, 1e-12)])
+@pytest.mark.parametrize("trans_a, trans_b", TRANSPOSES)
+@pytest.mark.parametrize("n_threads", [None, 1, 2])
+def test_mkl_results_equal_numpys_on_both_sides_of_the_threshold(
+    dtype, rtol, trans_a, trans_b, n_threads
+):
+    from fastbp._kernels import kernels
+
+    gemm.use("mkl")
+    rng = np.random.default_rng(2)
+    shapes = [(32, 10, 64), (64, 128, 10), (7, 3, 5), (300, 256, 256)]
+    assert {kernels.gemm_runs_serial(*shape) for shape in shapes} == {True, False}
+    with threads.limit(n_threads):
+        for m, n, k in shapes:
+            for alpha, beta in [(1.0, 0.0), (-0.25, 1.0), (1.0, 0.5)]:
+                A, B, C = operands(rng, m, n, k, trans_a, trans_b, dtype)
+                expected = numpy_gemm(A, B, C, trans_a, trans_b, alpha, beta)
+                kernels.gemm_rowmajor(A, B, C, trans_a, trans_b, alpha, beta)
+                scale = np.abs(expected).max()
+                np.testing.assert_allclose(C, expected, rtol=0, atol=rtol * scale * np.sqrt(k))
+
+
+@needs_mkl
+def test_mkl_calling_thread_count_is_restored_after_small_gemms():
+    from fastbp._kernels import kernels
+
+    gemm.use("mkl")
+    lib = gemm._libraries[0]
+    A, B, C = operands(np.random.default_rng(3), 8, 8, 8, False, False, np.float64)
+    assert kernels.gemm_runs_serial(8, 8, 8)
+    original = lib.MKL_Set_Num_Threads_Local(0)
+    try:
+        for own in (0, 3):  # 0: the process-wide count, 3: a count of this thread's own
+            lib.MKL_Set_Num_Threads_Local(own)
+            kernels.gemm_rowmajor(A, B, C)
+            assert lib.MKL_Set_Num_Threads_Local(0) == own
+    finally:
+        lib.MKL_Set_Num_Threads_Local(original)
+    with threads.limit(2):
+        kernels.gemm_rowmajor(A, B, C)
+        assert lib.MKL_Get_Max_Threads() == 2
+    with threads.limit(1):
+        kernels.gemm_rowmajor(A, B, C)
+        assert lib.MKL_Get_Max_Threads() == 1
+
+
+@needs_mkl
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mkl_one_thread_runs_are_bit_identical_with_or_without_the_policy(dtype):
+    gemm.use("mkl")
+    threshold = gemm.serial_flops()
+    runs = []
+    try:
+        for flops in (threshold, 0.0, 1e15):
+            gemm.set_serial_flops(flops)
+            rng = np.random.default_rng(4)
+            X = rng.standard_normal((256, 300)).astype(dtype)
+            y = rng.integers(0, 5, 256)
+            model = fb.Sequential(
+                [fb.Dense(200, "relu", input_dim=300), fb.Dense(5)],
+                loss="softmax_cross_entropy",
+                dtype=dtype,
+                seed=1,
+                n_threads=1,
+            )
+            model.fit(X, y, epochs=2, batch_size=128, verbose=0)
+            runs.append(model.get_weights() + [model.predict_proba(X)])
+    finally:
+        gemm.set_serial_flops(threshold)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def wide_model(dtype, seed):
+    """A model whose weight GEMMs sit above MKL's threshold (batch 256, 784 -> 512)."""
+    return fb.Sequential(
+        [fb.Dense(512, "relu", input_dim=784), fb.Dense(10)],
+        loss="softmax_cross_entropy",
+        dtype=dtype,
+        seed=seed,
+    )
+
+
+@needs_mkl
+def test_switching_providers_thresholds_and_threads_mid_session_is_safe():
+    """A fit on MKL gives the same bits after a detour through SciPy, another
+    threshold and another thread count, and a small model fitted at the same
+    time in another thread changes nothing (the policy's count is per thread)."""
+    from fastbp._kernels import kernels
+
+    gemm.use("mkl")
+    assert not kernels.gemm_runs_serial(256, 512, 784)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((512, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 512)
+    Xs = rng.standard_normal((400, 20)).astype(np.float32)
+    ys = rng.integers(0, 3, 400)
+
+    def fit_wide():
+        model = wide_model(np.float32, 2)
+        model.fit(X, y, epochs=2, batch_size=256, verbose=0)
+        return model.get_weights()
+
+    def fit_small():
+        model = fb.Sequential(
+            [fb.Dense(16, "tanh", input_dim=20), fb.Dense(3)],
+            loss="softmax_cross_entropy",
+            seed=3,
+        )
+        model.fit(Xs, ys, epochs=5, batch_size=16, verbose=0)
+        return model.get_weights()
+
+    reference, small_reference = fit_wide(), fit_small()
+    threshold = gemm.serial_flops()
+    gemm.use("scipy")
+    fit_wide()
+    gemm.use("mkl")
+    gemm.set_serial_flops(1e15)
+    try:
+        fit_wide()
+    finally:
+        gemm.set_serial_flops(threshold)
+    with threads.limit(1):
+        fit_wide()
+    results = {}
+
+    def small_loop():
+        results["small"] = [fit_small() for _ in range(3)]
+
+    worker = threading.Thread(target=small_loop)
+    worker.start()
+    results["wide"] = fit_wide()
+    worker.join(120)
+    for a, b in zip(reference, results["wide"]):
+        np.testing.assert_array_equal(a, b)
+    for run in results["small"]:
+        for a, b in zip(small_reference, run):
+            np.testing.assert_array_equal(a, b)

@@ -12,8 +12,11 @@ cdef extern from "fbp_gemm.h":
                                   const int *, const double *, const double *, const int *,
                                   const double *, const int *, const double *, double *,
                                   const int *) noexcept nogil
+    ctypedef int (*fbp_set_local_threads_fn)(int) noexcept nogil
     fbp_sgemm_fn fbp_sgemm
     fbp_dgemm_fn fbp_dgemm
+    fbp_set_local_threads_fn fbp_set_local_threads
+    double fbp_serial_flops
 
 
 cdef inline void set_gemm(uintptr_t sgemm_address, uintptr_t dgemm_address) noexcept:
@@ -23,6 +26,19 @@ cdef inline void set_gemm(uintptr_t sgemm_address, uintptr_t dgemm_address) noex
     fbp_dgemm = <fbp_dgemm_fn>dgemm_address if dgemm_address else <fbp_dgemm_fn>dgemm
 
 
+cdef inline void set_thread_policy(uintptr_t set_local_address, double serial_flops) noexcept:
+    """GEMMs below serial_flops operations run on one thread, through the
+    calling-thread setter at set_local_address; 0 (either) turns the policy off."""
+    global fbp_set_local_threads, fbp_serial_flops
+    fbp_set_local_threads = <fbp_set_local_threads_fn>set_local_address
+    fbp_serial_flops = serial_flops if set_local_address else 0
+
+
+cdef inline bint runs_serial(int m, int n, int k) noexcept nogil:
+    """Whether an (m, k) @ (k, n) GEMM is run on one thread (fbp_gemm.h's policy)."""
+    return fbp_set_local_threads != NULL and 2.0 * m * n * k < fbp_serial_flops
+
+
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
                       const floating *A, int lda, const floating *B, int ldb,
                       floating beta, floating *C, int ldc) noexcept nogil:
@@ -30,13 +46,20 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
 
     op(A) is (m, k), op(B) is (k, n), C is (m, n); lda, ldb, ldc are the row
     lengths of A, B, C as stored. A row-major matrix is its transpose in
-    column-major order, so BLAS is asked for C.T = op(B).T @ op(A).T.
+    column-major order, so BLAS is asked for C.T = op(B).T @ op(A).T. Below the
+    thread policy's threshold the call runs on one thread (runs_serial).
     """
     cdef char ta = b'T' if trans_b else b'N'
     cdef char tb = b'T' if trans_a else b'N'
+    cdef bint serial = runs_serial(m, n, k)
+    cdef int previous = 0
+    if serial:
+        previous = fbp_set_local_threads(1)
     if floating is float:
         fbp_sgemm(&ta, &tb, &n, &m, &k, &alpha, <const float *>B, &ldb, <const float *>A, &lda,
                   &beta, C, &ldc)
     else:
         fbp_dgemm(&ta, &tb, &n, &m, &k, &alpha, <const double *>B, &ldb, <const double *>A,
                   &lda, &beta, C, &ldc)
+    if serial:
+        fbp_set_local_threads(previous)

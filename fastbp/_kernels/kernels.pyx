@@ -9,7 +9,7 @@ one of csrc/fbp_kernels.h's is a ValueError, raised before anything is computed.
 from libc.stdint cimport int64_t
 from libc.stdint cimport uintptr_t
 from cython cimport floating
-from fastbp._kernels.blas cimport gemm, set_gemm
+from fastbp._kernels.blas cimport gemm, set_gemm, set_thread_policy, runs_serial
 from fastbp._kernels.csrc cimport (bias_act, act_backward, loss_forward_backward, sgd,
                                    prelu_forward as c_prelu_forward,
                                    prelu_backward as c_prelu_backward,
@@ -233,3 +233,16 @@ def _set_gemm(uintptr_t sgemm_address, uintptr_t dgemm_address):
     """Route this module's GEMMs to these Fortran-convention sgemm/dgemm addresses
     (fastbp.gemm.use does it for every module); 0, 0 restores SciPy's."""
     set_gemm(sgemm_address, dgemm_address)
+
+
+def _set_thread_policy(uintptr_t set_local_address, double serial_flops):
+    """GEMMs of fewer than serial_flops operations (2 m n k) run on one thread, set
+    through this calling-thread setter (fastbp.gemm.use does it for every module);
+    0 for either runs every GEMM on the caller's thread count."""
+    set_thread_policy(set_local_address, serial_flops)
+
+
+def gemm_runs_serial(int m, int n, int k):
+    """Whether gemm_rowmajor (and the engine) run an (m, k) @ (k, n) GEMM on one
+    thread under the thread policy now in force."""
+    return runs_serial(m, n, k)
