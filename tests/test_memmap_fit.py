@@ -13,18 +13,20 @@ from fastbp import validation as check
 from tests.paths import IMPORT_ROOT, child_env
 
 # A 200 MB float32 file; its pages are read once before fit (so they are in the
-# baseline), and what fit adds to the peak resident size is measured.
+# baseline), and what fit adds to the peak resident size is measured. Modes: "clean"
+# and "nan" (a NaN in the last row) fit the array as it comes, "blocks" with
+# shuffle="blocks", "stream" as chunks of 10000 rows read from the file.
 PROBE = textwrap.dedent(
     """
     import resource, sys
     import numpy as np
     import fastbp as fb
-    path, n, d = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    path, n, d, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     X = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, d))
     rng = np.random.default_rng(0)
     for k in range(0, n, 8192):
         X[k : k + 8192] = rng.standard_normal((min(8192, n - k), d), dtype=np.float32)
-    if sys.argv[4] == "nan":
+    if mode == "nan":
         X[n - 1, d - 1] = np.nan
     X.flush()
     del X
@@ -36,7 +38,13 @@ PROBE = textwrap.dedent(
         float(X[k : k + 8192].sum())  # every page of the file resident
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
-        model.fit(X, y, epochs=1, batch_size=1024, verbose=0)
+        if mode == "blocks":
+            model.fit(X, y, epochs=1, batch_size=1024, shuffle="blocks", verbose=0)
+        elif mode == "stream":
+            chunks = lambda: ((X[k : k + 10000], y[k : k + 10000]) for k in range(0, n, 10000))
+            model.fit(chunks, epochs=2, batch_size=1024, shuffle=False, verbose=0)
+        else:
+            model.fit(X, y, epochs=1, batch_size=1024, verbose=0)
     except ValueError as exc:
         print("refused:", exc)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -46,7 +54,7 @@ PROBE = textwrap.dedent(
 N_ROWS, N_FEATURES = 204800, 256  # 200 MiB of float32
 
 
-def run_probe(tmp_path, corrupt):
+def run_probe(tmp_path, mode):
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
     result = subprocess.run(
@@ -56,7 +64,7 @@ def run_probe(tmp_path, corrupt):
             str(tmp_path / "X.dat"),
             str(N_ROWS),
             str(N_FEATURES),
-            corrupt,
+            mode,
         ],
         capture_output=True,
         text=True,
@@ -68,13 +76,16 @@ def run_probe(tmp_path, corrupt):
     return result.stdout
 
 
-def test_fit_on_a_memmap_adds_under_5_percent_of_its_size(tmp_path):
-    out = run_probe(tmp_path, "clean")
+@pytest.mark.parametrize("mode", ["clean", "blocks", "stream"])
+def test_fit_on_a_memmap_adds_under_5_percent_of_its_size(tmp_path, mode):
+    out = run_probe(tmp_path, mode)
+    assert "refused" not in out, out
     growth_kib = int(out.split("growth_kib")[1])
     file_kib = N_ROWS * N_FEATURES * 4 // 1024
-    # 5 % of the file, plus the model's footprint: its permutation of the rows (8 bytes
-    # a row) and batch buffers (1024 rows)
-    allowance_kib = 0.05 * file_kib + (N_ROWS * 8 + 1024 * N_FEATURES * 4 * 2) // 1024
+    # 5 % of the file, plus the model's footprint: the epoch's order of the rows (8
+    # bytes a row; with blocks, a second array while it is drawn) and batch buffers
+    # (1024 rows, twice)
+    allowance_kib = 0.05 * file_kib + (N_ROWS * 8 * 2 + 1024 * N_FEATURES * 4 * 2) // 1024
     assert growth_kib < allowance_kib, out
 
 

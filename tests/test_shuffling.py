@@ -1,10 +1,6 @@
 """fit(shuffle="blocks"): blocks of consecutive rows in a random order, rows shuffled
 within each block (fastbp/shuffling.py); drawn from the model's generator only."""
 
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,7 +8,6 @@ from hypothesis import strategies as st
 
 import fastbp as fb
 from fastbp import shuffling
-from tests.paths import IMPORT_ROOT, child_env
 
 
 def data(n=157, d=6, seed=0):
@@ -192,57 +187,3 @@ def test_a_memmap_with_blocks_and_validation_data(tmp_path, backend):
     two = b.fit(X.astype(np.float32), y, validation_data=(X[:40], y[:40]), **fit)
     assert_same_state(state(a), state(b))
     assert one.history["val_loss"] == two.history["val_loss"]
-
-
-# A 200 MiB float32 file; its pages are read once before fit (so they are in the
-# baseline), and what fit(shuffle="blocks") adds to the peak resident size is measured.
-PROBE = textwrap.dedent(
-    """
-    import resource, sys
-    import numpy as np
-    import fastbp as fb
-    path, n, d, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    X = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, d))
-    rng = np.random.default_rng(0)
-    for k in range(0, n, 8192):
-        X[k : k + 8192] = rng.standard_normal((min(8192, n - k), d), dtype=np.float32)
-    X.flush()
-    del X
-    X = np.memmap(path, dtype=np.float32, mode="r", shape=(n, d))
-    y = np.zeros(n, dtype=np.float32)
-    model = fb.Sequential([fb.Dense(4, activation="tanh", input_dim=d), fb.Dense(1)], seed=0)
-    model.fit(np.asarray(X[:64]), y[:64], epochs=1, verbose=0)  # engine and workspaces made
-    for k in range(0, n, 8192):
-        float(X[k : k + 8192].sum())  # every page of the file resident
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if mode == "blocks":
-        model.fit(X, y, epochs=1, batch_size=1024, shuffle="blocks", verbose=0)
-    else:  # a stream of chunks of 10000 rows read from the file
-        chunks = lambda: ((X[k : k + 10000], y[k : k + 10000]) for k in range(0, n, 10000))
-        model.fit(chunks, epochs=2, batch_size=1024, shuffle=False, verbose=0)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print("growth_kib", after - before)
-    """
-)
-N_ROWS, N_FEATURES = 204800, 256  # 200 MiB of float32
-
-
-@pytest.mark.parametrize("mode", ["blocks", "stream"])
-def test_a_memmap_fit_with_blocks_or_chunks_adds_under_5_percent_of_its_size(tmp_path, mode):
-    script = tmp_path / "probe.py"
-    script.write_text(PROBE)
-    result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "X.dat"), str(N_ROWS), str(N_FEATURES), mode],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=IMPORT_ROOT,  # the fastbp under test
-        env=child_env(),
-    )
-    assert result.returncode == 0, result.stderr
-    growth_kib = int(result.stdout.split("growth_kib")[1])
-    file_kib = N_ROWS * N_FEATURES * 4 // 1024
-    # the model's footprint on top: the epoch's order (8 bytes a row; with blocks, a
-    # second array while it is drawn) and batch buffers (1024 rows, twice)
-    allowance_kib = (N_ROWS * 8 * 2 + 1024 * N_FEATURES * 4 * 2) // 1024
-    assert growth_kib < 0.05 * file_kib + allowance_kib, result.stdout
