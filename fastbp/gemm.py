@@ -8,9 +8,10 @@ Providers, by name:
   interface, the one SciPy's BLAS has, so nothing of MKL is needed to build fastbp.
 
 The compiled backend picks one when it loads, from the environment variable
-``FASTBP_GEMM``: "scipy", "mkl", or "auto" (the default: "mkl" when it is installed,
-otherwise "scipy"). ``use(name)`` switches later, for every model; switch between
-fits, not during one (a fit running in another thread would finish its epoch with
+``FASTBP_GEMM``: "scipy", "mkl", or "auto" (the default: "mkl" when it is installed
+and the CPU is one of AUTO_MKL_VENDORS, where it measured faster, otherwise
+"scipy"). ``use(name)`` switches later, for every model; switch between fits, not
+during one (a fit running in another thread would finish its epoch with
 a mix of the two libraries' rounding). ``current()`` says which one runs and
 ``fastbp.show_config()`` prints it with its version and threads.
 
@@ -46,6 +47,7 @@ import importlib
 import importlib.metadata
 import math
 import os
+import platform
 import sys
 import threading
 from collections.abc import Callable
@@ -56,6 +58,11 @@ from typing import Any
 from fastbp import threads
 
 ENVIRONMENT = "FASTBP_GEMM"
+# The CPUs on which "auto" takes MKL when it is installed: where it measured faster
+# than SciPy's OpenBLAS on fastbp's GEMMs (an Intel Xeon: 0.69-0.81 of the time). On
+# an AMD EPYC it measured slower on 2 threads (1.1-1.8 the time, all but the tiny
+# step), so "auto" stays with SciPy there; FASTBP_GEMM=mkl still chooses it.
+AUTO_MKL_VENDORS = ("GenuineIntel",)
 # the extension modules that call GEMMs, each with its own pair of routine addresses
 COMPILED_MODULES = ("fastbp._kernels.engine", "fastbp._kernels.kernels")
 
@@ -239,11 +246,31 @@ def _resolve(name: str) -> str:
         )
     if name != "auto":
         return name
+    if cpu_vendor() not in AUTO_MKL_VENDORS:
+        return "scipy"
     try:
         _load("mkl")
     except ProviderUnavailable:
         return "scipy"
     return "mkl"
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor id ("GenuineIntel", "AuthenticAMD", ...), or "" when the
+    system does not say."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    text = platform.processor()  # Windows: "Intel64 Family 6 ...", "AMD64 Family 25 ..."
+    if text.startswith("Intel") or "GenuineIntel" in text:
+        return "GenuineIntel"
+    if text.startswith("AMD") or "AuthenticAMD" in text:
+        return "AuthenticAMD"
+    return "GenuineIntel" if sys.platform == "darwin" and platform.machine() == "x86_64" else ""
 
 
 def use(name: str) -> Provider:

@@ -5,6 +5,7 @@ not installed (CI installs it).
 """
 
 import copy
+import os
 import subprocess
 import sys
 import textwrap
@@ -69,8 +70,21 @@ def test_scipy_always_loads():
     assert gemm.current() is provider
 
 
-def test_auto_prefers_mkl_when_installed():
-    assert gemm.use("auto").name == ("mkl" if HAS_MKL else "scipy")
+@pytest.mark.parametrize("vendor", ["GenuineIntel", "AuthenticAMD", ""])
+def test_auto_takes_mkl_where_installed_and_measured_faster(monkeypatch, vendor):
+    monkeypatch.setattr(gemm, "cpu_vendor", lambda: vendor)
+    wanted = "mkl" if HAS_MKL and vendor in gemm.AUTO_MKL_VENDORS else "scipy"
+    assert gemm.use("auto").name == wanted
+    if HAS_MKL:  # chosen by name, MKL runs on any x86-64 CPU
+        assert gemm.use("mkl").name == "mkl"
+
+
+def test_the_cpu_vendor_is_read():
+    vendor = gemm.cpu_vendor()
+    assert isinstance(vendor, str)
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            assert f"vendor_id\t: {vendor}\n" in f.read()
 
 
 @pytest.mark.parametrize("name", ["MKL ", "openblas", "", "scipy,mkl"])
