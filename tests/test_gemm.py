@@ -532,3 +532,46 @@ def test_switching_providers_thresholds_and_threads_mid_session_is_safe():
     for run in results["small"]:
         for a, b in zip(small_reference, run):
             np.testing.assert_array_equal(a, b)
+
+
+@needs_mkl
+def test_switching_providers_while_another_thread_trains_never_crashes():
+    """gemm.use() from one thread while another fits a small model (its GEMMs go
+    through MKL's one-thread setter) in a child process: it ends normally, and the
+    model trained."""
+    out = run(
+        """
+        import threading
+        import numpy as np
+        import fastbp as fb
+        from fastbp import gemm
+
+        gemm.use("mkl")
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((2000, 20)).astype(np.float32)
+        y = rng.integers(0, 3, 2000)
+        model = fb.Sequential(
+            [fb.Dense(16, "tanh", input_dim=20), fb.Dense(3)],
+            loss="softmax_cross_entropy",
+            seed=0,
+        )
+        done = threading.Event()
+
+        def switch():
+            while not done.is_set():
+                gemm.use("scipy")
+                gemm.use("mkl")
+
+        switcher = threading.Thread(target=switch)
+        switcher.start()
+        try:
+            hist = model.fit(X, y, epochs=30, batch_size=1, verbose=0)
+        finally:
+            done.set()
+            switcher.join()
+        assert np.isfinite(hist.history["loss"]).all()
+        print("trained", len(hist.history["loss"]))
+        """
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "trained 30" in out.stdout

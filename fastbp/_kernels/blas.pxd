@@ -51,10 +51,13 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
     """
     cdef char ta = b'T' if trans_b else b'N'
     cdef char tb = b'T' if trans_a else b'N'
-    cdef bint serial = runs_serial(m, n, k)
+    # the setter is read once: fastbp.gemm.use() in another thread may clear the
+    # global between the two calls, and a provider's library is never unloaded
+    cdef fbp_set_local_threads_fn set_local = fbp_set_local_threads
+    cdef bint serial = set_local != NULL and 2.0 * m * n * k < fbp_serial_flops
     cdef int previous = 0
     if serial:
-        previous = fbp_set_local_threads(1)
+        previous = set_local(1)
     if floating is float:
         fbp_sgemm(&ta, &tb, &n, &m, &k, &alpha, <const float *>B, &ldb, <const float *>A, &lda,
                   &beta, C, &ldc)
@@ -62,4 +65,4 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
         fbp_dgemm(&ta, &tb, &n, &m, &k, &alpha, <const double *>B, &ldb, <const double *>A,
                   &lda, &beta, C, &ldc)
     if serial:
-        fbp_set_local_threads(previous)
+        set_local(previous)
