@@ -44,6 +44,7 @@ def depends(name):
         "csrc/fbp_kernels_impl.h",
         "csrc/fbp_layers_impl.h",
         "csrc/fbp_math.h",
+        "csrc/fbp_small_gemm_impl.h",
     ]
     if name != "engine":
         return headers

@@ -26,5 +26,8 @@ static fbp_sgemm_fn fbp_sgemm = 0;
 static fbp_dgemm_fn fbp_dgemm = 0;
 static fbp_set_local_threads_fn fbp_set_local_threads = 0;
 static double fbp_serial_flops = 0;
+/* GEMMs of at most this many operations (2 m n k) run in fbp_small_gemm_f/_d, not
+ * the provider (0: none) */
+static double fbp_small_flops = 0;
 
 #endif

@@ -21,6 +21,7 @@
 #define LOG1P_EXPNEG fbp_log1p_expneg_f
 #include "fbp_kernels_impl.h"
 #include "fbp_layers_impl.h"
+#include "fbp_small_gemm_impl.h"
 #undef T
 #undef FN
 #undef EXP
@@ -42,6 +43,7 @@
 #define LOG1P_EXPNEG fbp_log1p_expneg
 #include "fbp_kernels_impl.h"
 #include "fbp_layers_impl.h"
+#include "fbp_small_gemm_impl.h"
 
 void fbp_gather_labels(int64_t n_idx, const int64_t *y, const int64_t *idx, int64_t *out)
 {

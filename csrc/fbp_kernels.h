@@ -171,13 +171,28 @@ typedef struct {
     /* out = a * b element-wise (b NULL: out = a); out may alias a. */              \
     void fbp_mul_##S(int64_t n, const T *a, const T *b, T *out);
 
+/* The small-matrix GEMM of fbp_small_gemm_impl.h, for the shapes where a BLAS call's
+ * set-up outweighs its arithmetic. Its panel lives on the stack: k is taken in
+ * slices of FBP_SMALL_GEMM_MAX_K (32 KiB of panel for either type). */
+#define FBP_SMALL_GEMM_MAX_K 512
+#define FBP_DECLARE_SMALL_GEMM(T, S)                                               \
+    /* Row-major C (m, n) = alpha * op(A) @ op(B) + beta * C, as BLAS computes it: \
+     * op(A) (m, k) is A, or A.T with trans_a; op(B) (k, n) is B, or B.T with     \
+     * trans_b; lda, ldb, ldc are the stored row lengths; beta == 0 never reads C. */ \
+    void fbp_small_gemm_##S(int trans_a, int trans_b, int m, int n, int k, T alpha, \
+                            const T *A, int lda, const T *B, int ldb, T beta, T *C, \
+                            int ldc);
+
 FBP_DECLARE(float, f)
 FBP_DECLARE(double, d)
 FBP_DECLARE_LAYERS(float, f)
 FBP_DECLARE_LAYERS(double, d)
+FBP_DECLARE_SMALL_GEMM(float, f)
+FBP_DECLARE_SMALL_GEMM(double, d)
 
 #undef FBP_DECLARE
 #undef FBP_DECLARE_LAYERS
+#undef FBP_DECLARE_SMALL_GEMM
 
 /* 64 random bits for element i of stream `stream` under `seed`: the splitmix64
  * finaliser of a counter, so any element can be drawn on its own and the NumPy

@@ -17,7 +17,7 @@ from fastbp import backends, gemm
 
 def describe() -> dict[str, Any]:
     """{"fastbp", "python", "numpy", "scipy", "platform", "backends",
-    "cython_unavailable", "gemm": {name, version, library} or None,
+    "cython_unavailable", "gemm": {name, version, library, small_flops} or None,
     "blas_threads": [{library, api, version, threads}, ...]}"""
     from threadpoolctl import threadpool_info
 
@@ -34,7 +34,12 @@ def describe() -> dict[str, Any]:
         "cython_unavailable": backends.CYTHON_UNAVAILABLE,
         "gemm": None
         if provider is None
-        else {"name": provider.name, "version": provider.version, "library": provider.library},
+        else {
+            "name": provider.name,
+            "version": provider.version,
+            "library": provider.library,
+            "small_flops": gemm.small_flops(),
+        },
         "blas_threads": [
             {
                 "library": info.get("filepath", ""),
@@ -62,6 +67,12 @@ def show_config(print_fn: Callable[[str], object] = print) -> None:
     if facts["gemm"] is not None:
         lines.append(f"GEMM provider: {facts['gemm']['name']} ({facts['gemm']['version']})")
         lines.append(f"  from {facts['gemm']['library']}")
+        small = facts["gemm"]["small_flops"]
+        lines.append(
+            f"  GEMMs of at most {small:.3g} flops in fastbp's own loops"
+            if small
+            else "  every GEMM in the provider (small path off)"
+        )
     for library in facts["blas_threads"]:
         version = f" {library['version']}" if library["version"] else ""
         lines.append(

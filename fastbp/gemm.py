@@ -35,6 +35,14 @@ per-thread count (its openblas_set_num_threads is process-wide, and a call that
 changed it would race with other threads' calls and limits) but already runs small
 GEMMs on one thread by its own size rule, so it is left as it is.
 
+The small path: a GEMM of at most ``small_flops()`` operations (2 m n k; SMALL_FLOPS
+by default) does not go to the provider at all but to fastbp's own register-blocked
+loops (csrc/fbp_small_gemm_impl.h), on the calling thread: for the tiny layers a
+BLAS call spends more in set-up and edge handling than in arithmetic. It applies
+to every provider, depends only on the shape (so a model still gives the same bits
+run after run, on any thread count), and agrees with BLAS to float rounding, not
+bit for bit; ``set_small_flops(0)`` sends every GEMM to the provider.
+
 MKL's just-in-time small-GEMM kernels (mkl_cblas_jit_create_sgemm/dgemm) are not
 used: on the AMD EPYC this was measured on, MKL answers MKL_NO_JIT for every shape
 (it generates them for Intel CPUs only), and its fallback is the ordinary GEMM.
@@ -79,6 +87,11 @@ _MKL_CBWR_SUCCESS = 0
 # shape up to about 2**25 operations (a 256-cube), the cost of waking the second
 # thread being a few tens of µs; see README, Performance.
 SERIAL_FLOPS: dict[str, float] = {"mkl": 2.0**25}
+# The small path's default threshold (2 m n k, inclusive). On the project's AMD EPYC
+# (AVX2) fastbp's loops beat SciPy's OpenBLAS on every GEMM of the tiny config (the
+# step went from 30 to 20 µs) and broke even up to about 2**22; the small config's
+# 784-wide layer (1.3e7 operations) ran slower in them. See README, Performance.
+SMALL_FLOPS = 2.0**22
 
 
 @dataclass(frozen=True)
@@ -217,6 +230,7 @@ _lock = threading.Lock()
 _loaded: dict[str, Provider] = {}
 _current: Provider | None = None
 _serial_flops: dict[str, float] = dict(SERIAL_FLOPS)  # each provider's threshold now
+_small_flops = SMALL_FLOPS  # the small path's threshold now
 
 
 def _load(name: str) -> Provider:
@@ -231,6 +245,7 @@ def _route(provider: Provider) -> None:
         module = importlib.import_module(name)
         module._set_gemm(provider.sgemm, provider.dgemm)
         module._set_thread_policy(provider.set_local_threads, _policy_flops(provider))
+        module._set_small_path(_small_flops)
     threads.forget_libraries()  # so that n_threads limits reach the new library too
 
 
@@ -319,17 +334,7 @@ def set_serial_flops(flops: float) -> float:
     non-finite one, and RuntimeError when the provider has no calling-thread
     count to set (SciPy's); nothing changes then. Change it between fits, not
     during one."""
-    if isinstance(flops, bool) or not isinstance(flops, (int, float)):
-        raise TypeError(
-            f"the serial threshold must be a number of floating-point operations, "
-            f"got {type(flops).__name__}"
-        )
-    value = float(flops)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(
-            f"the serial threshold must be a finite number >= 0 (0 turns the policy "
-            f"off), got {flops!r}"
-        )
+    value = _threshold(flops, "serial threshold", "0 turns the policy off")
     with _lock:
         provider = _current
         if provider is None:
@@ -343,6 +348,44 @@ def set_serial_flops(flops: float) -> float:
         _serial_flops[provider.name] = value
         _route(provider)
         return previous
+
+
+def small_flops() -> float:
+    """The small path's threshold now in force, in floating-point operations
+    (2 m n k): GEMMs of at most this many run in fastbp's own loops, not the
+    provider. 0 when the path is off (or there is no compiled engine)."""
+    return 0.0 if _current is None else _small_flops
+
+
+def set_small_flops(flops: float) -> float:
+    """Run GEMMs of at most `flops` floating-point operations (2 m n k) in fastbp's
+    own loops from now on, for every provider (0: every GEMM in the provider, whose
+    results are then its own to the bit), and return the previous threshold.
+    Raises TypeError for a non-number and ValueError for a negative or non-finite
+    one; nothing changes then. Change it between fits, not during one."""
+    global _small_flops
+    value = _threshold(flops, "small-path threshold", "0 turns the small path off")
+    with _lock:
+        provider = _current
+        if provider is None:
+            raise RuntimeError("no GEMM provider is in use (the compiled engine is not built)")
+        previous = _small_flops
+        _small_flops = value
+        _route(provider)
+        return previous
+
+
+def _threshold(flops: object, what: str, zero: str) -> float:
+    """flops as a float, after the checks set_serial_flops and set_small_flops share."""
+    if isinstance(flops, bool) or not isinstance(flops, (int, float)):
+        raise TypeError(
+            f"the {what} must be a number of floating-point operations, "
+            f"got {type(flops).__name__}"
+        )
+    value = float(flops)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"the {what} must be a finite number >= 0 ({zero}), got {flops!r}")
+    return value
 
 
 def current() -> Provider | None:

@@ -294,6 +294,7 @@ def with_recorder(monkeypatch, flops, returned=7):
         "recorder", "test", "none", scipy_provider.sgemm, scipy_provider.dgemm, address
     )
     monkeypatch.setitem(gemm._serial_flops, "recorder", flops)
+    monkeypatch.setattr(gemm, "_small_flops", 0.0)  # every GEMM through the provider
     gemm._route(fake)
     monkeypatch.setattr(gemm, "_current", fake)
     _alive.append(setter)
@@ -416,9 +417,10 @@ def test_mkl_results_equal_numpys_on_both_sides_of_the_threshold(
 
 
 @needs_mkl
-def test_mkl_calling_thread_count_is_restored_after_small_gemms():
+def test_mkl_calling_thread_count_is_restored_after_small_gemms(monkeypatch):
     from fastbp._kernels import kernels
 
+    monkeypatch.setattr(gemm, "_small_flops", 0.0)  # these small GEMMs through MKL
     gemm.use("mkl")
     lib = gemm._libraries[0]
     A, B, C = operands(np.random.default_rng(3), 8, 8, 8, False, False, np.float64)

@@ -17,6 +17,15 @@ cdef extern from "fbp_gemm.h":
     fbp_dgemm_fn fbp_dgemm
     fbp_set_local_threads_fn fbp_set_local_threads
     double fbp_serial_flops
+    double fbp_small_flops
+
+cdef extern from "fbp_kernels.h":
+    void fbp_small_gemm_f(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                          const float *A, int lda, const float *B, int ldb, float beta,
+                          float *C, int ldc) noexcept nogil
+    void fbp_small_gemm_d(int trans_a, int trans_b, int m, int n, int k, double alpha,
+                          const double *A, int lda, const double *B, int ldb, double beta,
+                          double *C, int ldc) noexcept nogil
 
 
 cdef inline void set_gemm(uintptr_t sgemm_address, uintptr_t dgemm_address) noexcept:
@@ -34,6 +43,18 @@ cdef inline void set_thread_policy(uintptr_t set_local_address, double serial_fl
     fbp_serial_flops = serial_flops if set_local_address else 0
 
 
+cdef inline void set_small_path(double small_flops) noexcept:
+    """GEMMs of at most small_flops operations (2 m n k) run in fastbp's own
+    register-blocked loops instead of the provider; 0 sends every GEMM to it."""
+    global fbp_small_flops
+    fbp_small_flops = small_flops
+
+
+cdef inline bint runs_small(int m, int n, int k) noexcept nogil:
+    """Whether an (m, k) @ (k, n) GEMM runs in the small path (fbp_small_gemm)."""
+    return 2.0 * m * n * k <= fbp_small_flops
+
+
 cdef inline bint runs_serial(int m, int n, int k) noexcept nogil:
     """Whether an (m, k) @ (k, n) GEMM is run on one thread (fbp_gemm.h's policy)."""
     return fbp_set_local_threads != NULL and 2.0 * m * n * k < fbp_serial_flops
@@ -45,10 +66,17 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
     """C = alpha * op(A) @ op(B) + beta * C on row-major arrays.
 
     op(A) is (m, k), op(B) is (k, n), C is (m, n); lda, ldb, ldc are the row
-    lengths of A, B, C as stored. A row-major matrix is its transpose in
-    column-major order, so BLAS is asked for C.T = op(B).T @ op(A).T. Below the
-    thread policy's threshold the call runs on one thread (runs_serial).
+    lengths of A, B, C as stored. Small products run in fastbp's own loops
+    (runs_small). Otherwise, a row-major matrix being its transpose in column-major
+    order, BLAS is asked for C.T = op(B).T @ op(A).T, on one thread below the thread
+    policy's threshold (runs_serial).
     """
+    if 2.0 * m * n * k <= fbp_small_flops:
+        if floating is float:
+            fbp_small_gemm_f(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        else:
+            fbp_small_gemm_d(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        return
     cdef char ta = b'T' if trans_b else b'N'
     cdef char tb = b'T' if trans_a else b'N'
     # the setter is read once: fastbp.gemm.use() in another thread may clear the

@@ -23,7 +23,7 @@ from fastbp._kernels.codes cimport (FBP_ACT_IDENTITY, FBP_LOSS_MSE, FBP_LOSS_SOF
                                     FBP_NODE_DENSE, FBP_NODE_ACTIVATION, FBP_NODE_PRELU,
                                     FBP_NODE_MAXOUT, FBP_NODE_DROPOUT, FBP_OK, FBP_ERR_NODE)
 from fastbp._kernels.dense cimport dense_forward, dense_backward, dense_backward_sgd
-from fastbp._kernels.blas cimport gemm, set_gemm, set_thread_policy
+from fastbp._kernels.blas cimport gemm, set_gemm, set_small_path, set_thread_policy
 
 cdef extern from *:
     """
@@ -761,6 +761,13 @@ def _set_gemm(uintptr_t sgemm_address, uintptr_t dgemm_address):
     """Route this module's GEMMs to these Fortran-convention sgemm/dgemm addresses
     (fastbp.gemm.use does it for every module); 0, 0 restores SciPy's."""
     set_gemm(sgemm_address, dgemm_address)
+
+
+def _set_small_path(double small_flops):
+    """GEMMs of at most small_flops operations (2 m n k) run in fastbp's own
+    register-blocked loops, not the provider (fastbp.gemm does it for every
+    module); 0 sends every GEMM to the provider."""
+    set_small_path(small_flops)
 
 
 def _set_thread_policy(uintptr_t set_local_address, double serial_flops):

@@ -9,7 +9,8 @@ one of csrc/fbp_kernels.h's is a ValueError, raised before anything is computed.
 from libc.stdint cimport int64_t
 from libc.stdint cimport uintptr_t
 from cython cimport floating
-from fastbp._kernels.blas cimport gemm, set_gemm, set_thread_policy, runs_serial
+from fastbp._kernels.blas cimport (gemm, set_gemm, set_small_path, set_thread_policy,
+                                   runs_serial, runs_small)
 from fastbp._kernels.csrc cimport (bias_act, act_backward, loss_forward_backward, sgd,
                                    prelu_forward as c_prelu_forward,
                                    prelu_backward as c_prelu_backward,
@@ -235,6 +236,13 @@ def _set_gemm(uintptr_t sgemm_address, uintptr_t dgemm_address):
     set_gemm(sgemm_address, dgemm_address)
 
 
+def _set_small_path(double small_flops):
+    """GEMMs of at most small_flops operations (2 m n k) run in fastbp's own
+    register-blocked loops, not the provider (fastbp.gemm does it for every
+    module); 0 sends every GEMM to the provider."""
+    set_small_path(small_flops)
+
+
 def _set_thread_policy(uintptr_t set_local_address, double serial_flops):
     """GEMMs of fewer than serial_flops operations (2 m n k) run on one thread, set
     through this calling-thread setter (fastbp.gemm.use does it for every module);
@@ -246,3 +254,9 @@ def gemm_runs_serial(int m, int n, int k):
     """Whether gemm_rowmajor (and the engine) run an (m, k) @ (k, n) GEMM on one
     thread under the thread policy now in force."""
     return runs_serial(m, n, k)
+
+
+def gemm_runs_small(int m, int n, int k):
+    """Whether gemm_rowmajor (and the engine) run an (m, k) @ (k, n) GEMM in the
+    small path, fastbp's own loops, rather than the provider."""
+    return runs_small(m, n, k)
