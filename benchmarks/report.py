@@ -79,6 +79,7 @@ class Settings:
     use_compile: bool
     use_jax: bool
     gemm: str | None  # provider to use, None: as loaded
+    small_flops: float | None = None  # the small path's threshold, None: fastbp's
 
 
 def parse_settings(argv=None):
@@ -107,6 +108,13 @@ def parse_settings(argv=None):
     )
     parser.add_argument("--no-jax", action="store_true", help="leave JAX out")
     parser.add_argument(
+        "--small-flops",
+        type=float,
+        default=None,
+        help="the small path's threshold in flops (fastbp.gemm.set_small_flops; 0 turns "
+        "it off; default: fastbp's)",
+    )
+    parser.add_argument(
         "--gemm",
         choices=fastbp.gemm.CHOICES,
         default=None,
@@ -127,6 +135,7 @@ def parse_settings(argv=None):
         use_compile=not (args.no_torch or args.no_compile),
         use_jax=not args.no_jax,
         gemm=args.gemm,
+        small_flops=args.small_flops,
     )
 
 
@@ -350,6 +359,12 @@ def print_header(settings, peers, peak):
     print(
         f"python {sys.version.split()[0]}, numpy {np.__version__}, "
         f"{workloads.cpu_threads()} BLAS threads; Cython GEMMs go through {cython_blas}"
+    )
+    small = fastbp.gemm.small_flops()
+    print(
+        f"GEMMs of at most {small:.3g} flops run in fastbp's own loops (the small path)"
+        if small
+        else "small path off: every GEMM goes to the provider"
     )
     if "torch" in peers:
         torch = workloads.import_torch()
@@ -678,6 +693,8 @@ def main(argv=None):
         sys.exit(f"cannot compare: {reason}")
     if settings.gemm is not None:
         fastbp.gemm.use(settings.gemm)
+    if settings.small_flops is not None:
+        fastbp.gemm.set_small_flops(settings.small_flops)
     peers = peer_classes(settings)
     peak = workloads.gemm_peak(np.dtype(settings.dtype))
     print_header(settings, peers, peak)

@@ -379,8 +379,7 @@ def _threshold(flops: object, what: str, zero: str) -> float:
     """flops as a float, after the checks set_serial_flops and set_small_flops share."""
     if isinstance(flops, bool) or not isinstance(flops, (int, float)):
         raise TypeError(
-            f"the {what} must be a number of floating-point operations, "
-            f"got {type(flops).__name__}"
+            f"the {what} must be a number of floating-point operations, got {type(flops).__name__}"
         )
     value = float(flops)
     if not math.isfinite(value) or value < 0:

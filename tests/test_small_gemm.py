@@ -20,9 +20,23 @@ TRANSPOSES = [(False, False), (False, True), (True, False), (True, True)]
 # (m, n, k): the tiny and small configs' shapes, single rows and columns, every row
 # remainder, column counts on both sides of a block (8 and 16 values), and k > 512
 SHAPES = [
-    (32, 32, 64), (64, 32, 32), (32, 64, 10), (32, 10, 32), (64, 10, 128), (128, 10, 64),
-    (1, 1, 1), (1, 17, 3), (17, 1, 3), (5, 7, 1), (6, 16, 9), (7, 15, 2), (9, 33, 11),
-    (3, 8, 600), (11, 9, 1100), (2, 130, 5), (130, 2, 5),
+    (32, 32, 64),
+    (64, 32, 32),
+    (32, 64, 10),
+    (32, 10, 32),
+    (64, 10, 128),
+    (128, 10, 64),
+    (1, 1, 1),
+    (1, 17, 3),
+    (17, 1, 3),
+    (5, 7, 1),
+    (6, 16, 9),
+    (7, 15, 2),
+    (9, 33, 11),
+    (3, 8, 600),
+    (11, 9, 1100),
+    (2, 130, 5),
+    (130, 2, 5),
 ]
 
 
@@ -142,9 +156,14 @@ def test_the_threshold_decides_by_shape_and_is_checked():
     assert threshold == gemm.SMALL_FLOPS > 0
     for m, n, k in [(32, 32, 64), (64, 10, 128), (128, 256, 128), (64, 128, 784)]:
         assert kernels.gemm_runs_small(m, n, k) == (2 * m * n * k <= threshold), (m, n, k)
-    for value, error in [("1e6", TypeError), (True, TypeError), (None, TypeError),
-                         (-1, ValueError), (float("nan"), ValueError),
-                         (float("inf"), ValueError)]:
+    for value, error in [
+        ("1e6", TypeError),
+        (True, TypeError),
+        (None, TypeError),
+        (-1, ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+    ]:
         with pytest.raises(error, match="small-path threshold"):
             gemm.set_small_flops(value)
         assert gemm.small_flops() == threshold
@@ -190,7 +209,7 @@ def test_a_model_trains_to_the_same_weights_with_or_without_the_small_path(dtype
             runs.append(tiny_fit(dtype, n_threads=None))
     finally:
         gemm.set_small_flops(before)
-    (on, on_history, X), (off, off_history, _) = runs
+    (on, on_history, _), (off, off_history, _) = runs
     for a, b in zip(on.get_weights(), off.get_weights()):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(on_history.history["loss"], off_history.history["loss"], rtol=rtol)
