@@ -173,8 +173,9 @@ typedef struct {
 
 /* The small-matrix GEMM of fbp_small_gemm_impl.h, for the shapes where a BLAS call's
  * set-up outweighs its arithmetic. Its panel lives on the stack: k is taken in
- * slices of FBP_SMALL_GEMM_MAX_K (32 KiB of panel for either type). */
-#define FBP_SMALL_GEMM_MAX_K 512
+ * slices of FBP_SMALL_GEMM_MAX_K (16 KiB of panel for either type, little
+ * enough for a thread with a small stack). */
+#define FBP_SMALL_GEMM_MAX_K 256
 #define FBP_DECLARE_SMALL_GEMM(T, S)                                               \
     /* Row-major C (m, n) = alpha * op(A) @ op(B) + beta * C, as BLAS computes it: \
      * op(A) (m, k) is A, or A.T with trans_a; op(B) (k, n) is B, or B.T with     \

@@ -250,3 +250,25 @@ def test_engine_gradients_through_the_small_path_equal_numpys(dtype):
     rtol = 1e-4 if dtype == np.float32 else 1e-10
     for a, b in zip(grads["numpy"], grads["cython"]):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.usefixtures("small_path")
+def test_a_thread_with_a_small_stack_trains_through_the_small_path():
+    """The panel lives on the stack (16 KiB): a 256 KiB thread must have room."""
+    import threading
+
+    results = {}
+
+    def train():
+        results["weights"] = tiny_fit(np.float64, n_threads=1)[0].get_weights()
+
+    previous = threading.stack_size(256 * 1024)
+    try:
+        worker = threading.Thread(target=train)
+        worker.start()
+        worker.join()
+    finally:
+        threading.stack_size(previous)
+    expected = tiny_fit(np.float64, n_threads=1)[0].get_weights()
+    for a, b in zip(results["weights"], expected):
+        np.testing.assert_array_equal(a, b)
