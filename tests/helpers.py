@@ -347,3 +347,11 @@ OPTIMIZER_CASES = {
     "rmsprop": lambda: fb.RMSProp(lr=0.01),
     "adagrad": lambda: fb.Adagrad(lr=0.1),
 }
+
+
+def gemm_operands(rng, m, n, k, trans_a, trans_b, dtype):
+    """A, B stored so that op(A) is (m, k) and op(B) is (k, n), and C (m, n)."""
+    A = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    B = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    C = rng.standard_normal((m, n)).astype(dtype)
+    return A, B, C

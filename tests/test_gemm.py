@@ -16,6 +16,7 @@ import pytest
 
 import fastbp as fb
 from fastbp import gemm, threads
+from tests.helpers import gemm_operands as operands
 
 pytestmark = pytest.mark.skipif(
     "cython" not in fb.available_backends(), reason="the compiled backend is not built"
@@ -249,14 +250,6 @@ def test_mkl_idle_workers_sleep_unless_the_user_says(given, expected):
 # --- the thread policy: small GEMMs on one thread -------------------------------------------
 
 TRANSPOSES = [(False, False), (False, True), (True, False), (True, True)]
-
-
-def operands(rng, m, n, k, trans_a, trans_b, dtype):
-    """A, B stored so that op(A) is (m, k) and op(B) is (k, n), and C (m, n)."""
-    A = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
-    B = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
-    C = rng.standard_normal((m, n)).astype(dtype)
-    return A, B, C
 
 
 def numpy_gemm(A, B, C, trans_a, trans_b, alpha, beta):

@@ -11,6 +11,7 @@ import pytest
 
 import fastbp as fb
 from fastbp import gemm
+from tests.helpers import gemm_operands as operands
 
 pytestmark = pytest.mark.skipif(
     "cython" not in fb.available_backends(), reason="the compiled backend is not built"
@@ -46,14 +47,6 @@ def small_path():
     before = gemm.set_small_flops(1e18)
     yield
     gemm.set_small_flops(before)
-
-
-def operands(rng, m, n, k, trans_a, trans_b, dtype):
-    """A, B stored so that op(A) is (m, k) and op(B) is (k, n), and C (m, n)."""
-    A = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
-    B = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
-    C = rng.standard_normal((m, n)).astype(dtype)
-    return A, B, C
 
 
 def reference(A, B, C, trans_a, trans_b, alpha, beta):
