@@ -71,7 +71,7 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
     order, BLAS is asked for C.T = op(B).T @ op(A).T, on one thread below the thread
     policy's threshold (runs_serial).
     """
-    if 2.0 * m * n * k <= fbp_small_flops:
+    if runs_small(m, n, k):
         if floating is float:
             fbp_small_gemm_f(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
         else:
