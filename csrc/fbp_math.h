@@ -34,6 +34,15 @@
 #define FBP_SIMD_CLONES
 #endif
 
+/* FBP_ALWAYS_INLINE, on a static helper of a cloned kernel: a helper the compiler
+ * chose not to inline would be compiled once, for the baseline ISA, and both clones
+ * would call that copy. */
+#if defined(_MSC_VER)
+#define FBP_ALWAYS_INLINE __forceinline
+#else
+#define FBP_ALWAYS_INLINE __attribute__((always_inline))
+#endif
+
 static inline uint32_t fbp_bits_f(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
 static inline float fbp_from_bits_f(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
 

@@ -27,10 +27,8 @@
 #ifndef FBP_ALIGN64
 #if defined(_MSC_VER)
 #define FBP_ALIGN64 __declspec(align(64))
-#define FBP_ALWAYS_INLINE __forceinline
 #else
 #define FBP_ALIGN64 __attribute__((aligned(64)))
-#define FBP_ALWAYS_INLINE __attribute__((always_inline))
 #endif
 #endif
 

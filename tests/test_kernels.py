@@ -413,6 +413,43 @@ def test_loss_matches_numpy(dtype, code):
     assert n_correct == correct_np
 
 
+SOFTMAX_LOSS_CODES = [losses.SOFTMAX_XENT_INT, losses.SOFTMAX_XENT_PROB, losses.SOFTMAX_KL]
+
+
+@pytest.mark.parametrize("code", SOFTMAX_LOSS_CODES)
+@pytest.mark.parametrize("n, c", [(1, 2), (2, 3), (63, 8), (64, 9), (65, 10), (130, 17), (3, 100)])
+def test_softmax_losses_match_numpy_across_row_blocks_and_widths(dtype, code, n, c):
+    """The kernel takes rows in blocks of 64 and row maxima eight columns at a time:
+    row counts on both sides of a block and widths on both sides of 8; a third of the
+    rows hold a tie for the maximum, which counts as correct only at its first column."""
+    rng = np.random.default_rng(n * 1000 + c)
+    Z, A, y = loss_case(code, rng, n, c, dtype)
+    tied = np.arange(n) % 3 == 0
+    Z[tied, c - 1] = Z[tied, 0] = Z[tied].max(axis=1) + 1
+    if code == losses.SOFTMAX_XENT_INT:
+        y[tied] = c - 1  # the later of the tied columns: not correct
+    dout = np.empty_like(Z)
+    total, n_correct = kernels.loss_and_output_grad(code, Z, A, y, dout, 1 / n)
+    rows_np, dout_np, correct_np = NP_LOSSES[code](Z, A, y)
+    assert rel_error(total, rows_np.sum()) <= BACKEND_RTOL[dtype] or abs(total) < 1e-12
+    assert rel_error(dout, dout_np / n) <= BACKEND_RTOL[dtype]
+    assert n_correct == correct_np
+
+
+@pytest.mark.parametrize("code", SOFTMAX_LOSS_CODES)
+@pytest.mark.parametrize("column", [0, 5, 9])
+def test_softmax_losses_give_nan_for_a_nan_logit(dtype, code, column):
+    """A NaN anywhere in a row, the first column (the maximum's start) included,
+    makes the loss NaN: the engine then stops instead of stepping on it."""
+    rng = np.random.default_rng(column)
+    Z, A, y = loss_case(code, rng, 70, 10, dtype)
+    Z[66, column] = np.nan
+    dout = np.empty_like(Z)
+    total, _ = kernels.loss_and_output_grad(code, Z, A, y, dout, 1 / 70)
+    assert np.isnan(total)
+    assert np.isfinite(dout[:66]).all() and np.isnan(dout[66]).all()
+
+
 @pytest.mark.parametrize(
     "code",
     [losses.SOFTMAX_XENT_INT, losses.SOFTMAX_XENT_PROB, losses.SIGMOID_BCE, losses.SOFTMAX_KL],
