@@ -183,6 +183,15 @@ def limit(n_threads: int | None) -> Iterator[None]:
         _leave(n_threads)
 
 
+def budget() -> int:
+    """The threads a call may use now: the smallest limit running (a request is an
+    upper bound, module docstring), and never more than the cores this process may
+    run on."""
+    with _lock:
+        cores = available_cores()
+        return min(min(_active), cores) if _active else cores
+
+
 def active_limits() -> list[int]:
     """The requests of the limits running now (for tests and diagnostics)."""
     with _lock:

@@ -1,0 +1,156 @@
+"""predict of a model small enough for fastbp's own GEMM loops: blocks of rows, parts
+of them on several threads (fastbp/backends/cython_backend.py, fastbp/workers.py)."""
+
+import itertools
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp import gemm, threads, workers
+from fastbp.backends import cython_backend
+
+N_ROWS = 5 * cython_backend.PREDICT_PART_ROWS + 37  # several parts, a partial last block
+
+
+def small_model(dtype, backend="cython", n_threads=None, seed=4):
+    """Every layer type, with GEMMs small enough for the small path at 1024 rows."""
+    model = fb.Sequential(
+        [
+            fb.Dense(24, "tanh", input_dim=12),
+            fb.PReLU(),
+            fb.Dropout(0.3),
+            fb.Maxout(8, 2),
+            fb.Dense(5, "softmax"),
+        ],
+        loss="cross_entropy",
+        dtype=dtype,
+        seed=seed,
+        n_threads=n_threads,
+        backend=backend,
+    )
+    model.build(12)
+    return model
+
+
+def rows(n, seed=5, d=12):
+    return np.random.default_rng(seed).standard_normal((n, d))
+
+
+def test_a_small_model_predicts_in_small_path_blocks():
+    model = small_model(np.float32)
+    assert model._backend._small_block() == cython_backend.PREDICT_MIN_ROWS
+    wide = fb.Sequential([fb.Dense(128, "relu", input_dim=784), fb.Dense(10)])
+    wide.build(784)
+    assert wide._backend._small_block() == 0  # 128 rows x 784 x 128: BLAS's
+
+
+def test_the_block_follows_the_small_path_threshold():
+    model = small_model(np.float64)
+    before = gemm.set_small_flops(0.0)
+    try:
+        assert model._backend._small_block() == 0
+        gemm.set_small_flops(2 * 256 * 24 * 16)  # the widest GEMM (Maxout's) at 256 rows
+        assert model._backend._small_block() == 256
+    finally:
+        gemm.set_small_flops(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_predictions_do_not_depend_on_the_split_or_the_thread_count(dtype):
+    """Each row's bits are its own: predicted with all the others on two threads,
+    on one thread, or in slices of any size."""
+    X = rows(N_ROWS).astype(dtype)
+    together = small_model(dtype).predict_proba(X)
+    alone = small_model(dtype, n_threads=1).predict_proba(X)
+    np.testing.assert_array_equal(together, alone)
+    model = small_model(dtype)
+    cuts = [0, 1, 8, 1031, 3100, N_ROWS]
+    sliced = np.concatenate([model.predict_proba(X[a:b]) for a, b in itertools.pairwise(cuts)])
+    np.testing.assert_array_equal(together, sliced)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+def test_block_predictions_equal_the_numpy_backend(dtype, rtol):
+    X = rows(N_ROWS).astype(dtype)
+    compiled = small_model(dtype).predict_proba(X)
+    twin = small_model(dtype, backend="numpy").predict_proba(X)
+    np.testing.assert_allclose(compiled, twin, rtol=rtol, atol=rtol)
+
+
+class PartCounter:
+    """Wraps workers.run to record how many parts each predict was split into."""
+
+    def __init__(self, monkeypatch):
+        self.parts, self.threads = [], set()
+        original = workers.run
+
+        def run(parts):
+            self.parts.append(len(parts))
+            return original([self.noting(part) for part in parts])
+
+        monkeypatch.setattr(workers, "run", run)
+
+    def noting(self, part):
+        def noted():
+            self.threads.add(threading.current_thread().name)
+            return part()
+
+        return noted
+
+
+@pytest.mark.skipif(threads.available_cores() < 2, reason="needs two cores to split across")
+def test_parts_run_on_as_many_threads_as_the_call_may_use(monkeypatch):
+    counter = PartCounter(monkeypatch)
+    X = rows(N_ROWS).astype(np.float32)
+    small_model(np.float32).predict(X)
+    assert counter.parts == [min(threads.available_cores(), 6)]
+    assert any(name.startswith("fastbp-worker") for name in counter.threads)
+    small_model(np.float32, n_threads=1).predict(X)
+    small_model(np.float32).predict(X[: cython_backend.PREDICT_PART_ROWS])
+    assert counter.parts[1:] == [1, 1]  # n_threads=1, and too few rows to share
+
+
+def test_a_failing_part_is_raised_after_every_part_finished():
+    finished = []
+
+    def part(k, fail):
+        def call():
+            if fail:
+                raise ValueError(f"part {k} failed")
+            threading.Event().wait(0.05)
+            finished.append(k)
+
+        return call
+
+    with pytest.raises(ValueError, match="part 0 failed"):
+        workers.run([part(0, True), part(1, False), part(2, True)])
+    assert finished == [1]
+    finished.clear()
+    with pytest.raises(ValueError, match="part 2 failed"):  # the caller's own part
+        workers.run([part(0, False), part(1, False), part(2, True)])
+    assert sorted(finished) == [0, 1]
+
+
+def predict_in_child(queue):
+    X = rows(N_ROWS).astype(np.float32)
+    queue.put(small_model(np.float32).predict_proba(X).sum())
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="fork is POSIX-only"
+)
+def test_a_forked_child_predicts_with_a_pool_of_its_own():
+    """The parent's pool threads do not exist in a forked child: it makes its own
+    instead of waiting on them."""
+    X = rows(N_ROWS).astype(np.float32)
+    expected = small_model(np.float32).predict_proba(X).sum()  # the parent's pool is up
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=predict_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0, "the child hung or failed"
+    assert queue.get(timeout=5) == expected
