@@ -113,6 +113,36 @@ def test_parts_run_on_as_many_threads_as_the_call_may_use(monkeypatch):
     assert counter.parts[1:] == [1, 1]  # n_threads=1, and too few rows to share
 
 
+def test_blocks_are_shared_out_by_claim_so_a_late_thread_changes_nothing(monkeypatch):
+    """Run the threads' parts one after the other, as if the others started only
+    once the first was done: the first claims every block, the rest find none."""
+    X = rows(N_ROWS).astype(np.float32)
+    expected = small_model(np.float32, n_threads=1).predict_proba(X)
+    claimed = []
+    original = cython_backend.CythonBackend._predict_blocks
+
+    def counting(self, X, out, block, claims):
+        taken = []
+
+        def noted():
+            for k in claims:
+                taken.append(k)
+                yield k
+
+        original(self, X, out, block, noted())
+        claimed.append(sum(k * block < len(X) for k in taken))
+
+    def one_after_another(parts):
+        for part in parts:
+            part()
+
+    monkeypatch.setattr(cython_backend.CythonBackend, "_predict_blocks", counting)
+    monkeypatch.setattr(workers, "run", one_after_another)
+    monkeypatch.setattr(threads, "budget", lambda: 3)
+    np.testing.assert_array_equal(small_model(np.float32).predict_proba(X), expected)
+    assert claimed == [-(-N_ROWS // cython_backend.PREDICT_MIN_ROWS), 0, 0]  # all by the first
+
+
 def test_a_failing_part_is_raised_after_every_part_finished():
     finished = []
 

@@ -6,6 +6,7 @@ which does a whole step, epoch or prediction in one call without the GIL.
 """
 
 import functools
+import itertools
 import threading
 from typing import Any
 
@@ -23,11 +24,11 @@ PREDICT_CHUNK_ELEMENTS = 1 << 20
 PREDICT_CALL_CHUNKS = 16
 # A model small enough that every GEMM of a block of PREDICT_SMALL_ROWS rows runs in
 # fastbp's own loops (fastbp.gemm.small_flops) predicts in blocks of the most such
-# rows, up to PREDICT_MIN_ROWS; parts of at least PREDICT_PART_ROWS rows then run on
-# as many threads as the call may use (threads.budget), each with its own scratch.
-# There threaded BLAS lost to one thread of those loops (narrow GEMMs, 10 000 rows of
-# 64-32-10: 5.1 million rows/s against 5.9), and two threads give 10.9. A row's result
-# does not depend on its block, so predictions are the same however X is split.
+# rows, up to PREDICT_MIN_ROWS, on as many threads as the call may use
+# (threads.budget), one per PREDICT_PART_ROWS rows at most, each with its own scratch.
+# Threaded BLAS lost to one thread of those loops there (narrow GEMMs, 10 000 rows of
+# 64-32-10: 5.1 million rows/s against 5.9), and two threads gave 9.4-9.8. A row's
+# result does not depend on its block, so predictions are the same however X is split.
 PREDICT_SMALL_ROWS = 256
 PREDICT_PART_ROWS = 2048
 
@@ -221,18 +222,13 @@ class CythonBackend:
             return out
         block = self._small_block()
         if not block:
-            self._predict_rows(X, out, 0)
+            self._predict_rows(X, out)
             return out
-        n_parts = min(threads.budget(), -(-n // PREDICT_PART_ROWS))
-        per_part = -(-n // (n_parts * block)) * block  # whole blocks per part
-        workers.run(
-            [
-                functools.partial(
-                    self._predict_rows, X[lo : lo + per_part], out[lo : lo + per_part], block
-                )
-                for lo in range(0, n, per_part)
-            ]
-        )
+        # each thread claims the next block until none is left, so a thread that
+        # starts late (a sleeping core wakes slowly) does less, never holds the others up
+        claims = itertools.count()
+        n_threads = min(threads.budget(), -(-n // PREDICT_PART_ROWS))
+        workers.run([functools.partial(self._predict_blocks, X, out, block, claims)] * n_threads)
         return out
 
     def _small_block(self):
@@ -246,19 +242,34 @@ class CythonBackend:
             rows //= 2
         return 0
 
-    def _predict_rows(self, X, out, block):
-        """Predict X (n, input_dim) into out (n, output_dim), `block` rows at a time
-        (0: as many as a borrowed scratch set holds)."""
+    def _predict_blocks(self, X, out, block, claims):
+        """Predict X (n, input_dim) into out (n, output_dim), one block of `block`
+        rows at a time: block k = next(claims), until k is past the end (claims is an
+        itertools.count shared by the threads of one call)."""
         n = len(X)
-        scratch = self._borrow(min(n, block) if block else n, "predict")
+        scratch = self._borrow(min(n, block), "predict")
         try:
-            chunk = min(block, scratch.capacity) if block else scratch.capacity
+            chunk = min(block, scratch.capacity)
+            for k in claims:
+                if k * block >= n:
+                    break
+                rows = slice(k * block, (k + 1) * block)
+                scratch.engine.predict(X[rows], out[rows], *scratch.buffers, chunk)
+        finally:
+            self._give_back(scratch)
+
+    def _predict_rows(self, X, out):
+        """Predict X (n, input_dim) into out (n, output_dim), as many rows at a time
+        as a borrowed scratch set holds."""
+        n = len(X)
+        scratch = self._borrow(n, "predict")
+        try:
             # one engine call per PREDICT_CALL_CHUNKS chunks, so that Ctrl-C is
             # seen between calls on a large X
-            rows = chunk * PREDICT_CALL_CHUNKS
+            rows = scratch.capacity * PREDICT_CALL_CHUNKS
             for start in range(0, n, rows):
                 part = slice(start, start + rows)
-                scratch.engine.predict(X[part], out[part], *scratch.buffers, chunk)
+                scratch.engine.predict(X[part], out[part], *scratch.buffers, scratch.capacity)
         finally:
             self._give_back(scratch)
 
