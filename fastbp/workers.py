@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 
 from fastbp import threads
@@ -38,26 +38,24 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def run(parts: Sequence[Callable[[], object]]) -> None:
-    """Call every part: the last on this thread, the others on the pool's threads at
-    the same time. Returns when all have finished, waiting for the others even when
-    this thread's part raised; then re-raises the first error in the parts' order,
-    except that a Ctrl-C on this thread (a BaseException that is no Exception) goes
-    first. (A Ctrl-C during the wait ends it; the other parts then finish on their
-    own, into arrays that nothing returned.)"""
-    if len(parts) == 1:
-        parts[0]()
-        return
-    futures = [_executor().submit(part) for part in parts[:-1]]
-    own: BaseException | None = None
+def share(work: Callable[[], object], n_threads: int) -> None:
+    """Run work() on this thread and, at the same time, on up to n_threads - 1 of the
+    pool's threads. work must take its pieces from state its copies share (the next
+    block from a counter) until none is left: a copy still waiting for a pool thread
+    when this thread's copy returns is cancelled, since nothing is left for it (and
+    a call never waits for the pool to finish another call's work).
+
+    Returns once every copy that started has finished, also when this thread's copy
+    raised; then re-raises the first error, this thread's first. (A Ctrl-C during
+    that wait ends it; the started copies then finish on their own, into arrays
+    that nothing returned.)"""
+    futures = [_executor().submit(work) for _ in range(n_threads - 1)]
     try:
-        parts[-1]()
-    except BaseException as error:  # raised below, once the other parts are done
-        own = error
-    wait(futures)  # the parts write into the caller's arrays: none outlives the call
-    if own is not None and not isinstance(own, Exception):
-        raise own
-    for future in futures:
+        work()
+    finally:
+        # cancel() succeeds only on a copy that has not started; wait() would count a
+        # cancelled one done only once a pool thread dequeued it, so it is left out
+        started = [future for future in futures if not future.cancel()]
+        wait(started)  # the copies write into the caller's arrays: none outlives the call
+    for future in started:
         future.result()
-    if own is not None:
-        raise own

@@ -80,42 +80,41 @@ def test_block_predictions_equal_the_numpy_backend(dtype, rtol):
     np.testing.assert_allclose(compiled, twin, rtol=rtol, atol=rtol)
 
 
-class PartCounter:
-    """Wraps workers.run to record how many parts each predict was split into."""
+class ShareRecorder:
+    """Wraps workers.share to record each call's thread count and which threads ran
+    the work."""
 
     def __init__(self, monkeypatch):
-        self.parts, self.threads = [], set()
-        original = workers.run
+        self.counts, self.names = [], set()
+        original = workers.share
 
-        def run(parts):
-            self.parts.append(len(parts))
-            return original([self.noting(part) for part in parts])
+        def share(work, n_threads):
+            self.counts.append(n_threads)
 
-        monkeypatch.setattr(workers, "run", run)
+            def noted():
+                self.names.add(threading.current_thread().name)
+                return work()
 
-    def noting(self, part):
-        def noted():
-            self.threads.add(threading.current_thread().name)
-            return part()
+            return original(noted, n_threads)
 
-        return noted
+        monkeypatch.setattr(workers, "share", share)
 
 
 @pytest.mark.skipif(threads.available_cores() < 2, reason="needs two cores to split across")
-def test_parts_run_on_as_many_threads_as_the_call_may_use(monkeypatch):
-    counter = PartCounter(monkeypatch)
+def test_blocks_run_on_as_many_threads_as_the_call_may_use(monkeypatch):
+    recorder = ShareRecorder(monkeypatch)
     X = rows(N_ROWS).astype(np.float32)
     small_model(np.float32).predict(X)
-    assert counter.parts == [min(threads.available_cores(), 6)]
-    assert any(name.startswith("fastbp-worker") for name in counter.threads)
+    assert recorder.counts == [min(threads.available_cores(), 6)]
+    assert any(name.startswith("fastbp-worker") for name in recorder.names)
     small_model(np.float32, n_threads=1).predict(X)
     small_model(np.float32).predict(X[: cython_backend.PREDICT_PART_ROWS])
-    assert counter.parts[1:] == [1, 1]  # n_threads=1, and too few rows to share
+    assert recorder.counts[1:] == [1, 1]  # n_threads=1, and too few rows to share
 
 
 def test_blocks_are_shared_out_by_claim_so_a_late_thread_changes_nothing(monkeypatch):
-    """Run the threads' parts one after the other, as if the others started only
-    once the first was done: the first claims every block, the rest find none."""
+    """Run the threads' copies of the work one after the other, as if the others
+    started only once the first was done: the first claims every block."""
     X = rows(N_ROWS).astype(np.float32)
     expected = small_model(np.float32, n_threads=1).predict_proba(X)
     claimed = []
@@ -132,36 +131,86 @@ def test_blocks_are_shared_out_by_claim_so_a_late_thread_changes_nothing(monkeyp
         original(self, X, out, block, noted())
         claimed.append(sum(k * block < len(X) for k in taken))
 
-    def one_after_another(parts):
-        for part in parts:
-            part()
+    def one_after_another(work, n_threads):
+        for _ in range(n_threads):
+            work()
 
     monkeypatch.setattr(cython_backend.CythonBackend, "_predict_blocks", counting)
-    monkeypatch.setattr(workers, "run", one_after_another)
+    monkeypatch.setattr(workers, "share", one_after_another)
     monkeypatch.setattr(threads, "budget", lambda: 3)
     np.testing.assert_array_equal(small_model(np.float32).predict_proba(X), expected)
     assert claimed == [-(-N_ROWS // cython_backend.PREDICT_MIN_ROWS), 0, 0]  # all by the first
 
 
-def test_a_failing_part_is_raised_after_every_part_finished():
+def on_caller():
+    return threading.current_thread() is threading.main_thread()
+
+
+def test_an_error_on_a_pool_thread_is_raised_once_every_copy_finished():
     finished = []
 
-    def part(k, fail):
-        def call():
-            if fail:
-                raise ValueError(f"part {k} failed")
-            threading.Event().wait(0.05)
-            finished.append(k)
+    def work():
+        if not on_caller():
+            raise ValueError("a pool thread failed")
+        threading.Event().wait(0.05)
+        finished.append("caller")
 
-        return call
+    with pytest.raises(ValueError, match="a pool thread failed"):
+        workers.share(work, 2)
+    assert finished == ["caller"]
 
-    with pytest.raises(ValueError, match="part 0 failed"):
-        workers.run([part(0, True), part(1, False), part(2, True)])
-    assert finished == [1]
-    finished.clear()
-    with pytest.raises(ValueError, match="part 2 failed"):  # the caller's own part
-        workers.run([part(0, False), part(1, False), part(2, True)])
-    assert sorted(finished) == [0, 1]
+
+def test_the_calling_threads_error_goes_first():
+    def work():
+        threading.Event().wait(0.02)
+        raise ValueError("caller" if on_caller() else "pool")
+
+    with pytest.raises(ValueError, match="caller"):
+        workers.share(work, 2)
+
+
+def test_a_call_never_waits_for_the_pool_to_finish_another_calls_work():
+    """With every pool thread busy (another call's long predict), a copy still in the
+    queue when the caller's copy is done is cancelled, not waited for."""
+    release = threading.Event()
+    pool = workers._executor()
+    busy = [pool.submit(release.wait, 60) for _ in range(pool._max_workers)]
+    runs = []
+
+    def call():
+        workers.share(lambda: runs.append(threading.current_thread().name), 2)
+
+    caller = threading.Thread(target=call, name="caller")
+    try:
+        caller.start()
+        caller.join(20)
+        assert not caller.is_alive(), "share waited for the busy pool"
+        assert runs == ["caller"]  # the queued copy never ran
+    finally:
+        release.set()
+        caller.join()
+    for future in busy:
+        future.result()
+
+
+def test_many_threads_predicting_at_once_get_the_single_threaded_answers():
+    model = small_model(np.float32)
+    inputs = [rows(N_ROWS - 97 * k, seed=k).astype(np.float32) for k in range(8)]
+    expected = [small_model(np.float32, n_threads=1).predict_proba(X) for X in inputs]
+    got = [None] * len(inputs)
+
+    def ask(k):
+        for _ in range(3):
+            got[k] = model.predict_proba(inputs[k])
+
+    askers = [threading.Thread(target=ask, args=(k,)) for k in range(len(inputs))]
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join(120)
+    assert not any(asker.is_alive() for asker in askers)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
 
 
 def predict_in_child(queue):

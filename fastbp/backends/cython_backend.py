@@ -228,7 +228,7 @@ class CythonBackend:
         # starts late (a sleeping core wakes slowly) does less, never holds the others up
         claims = itertools.count()
         n_threads = min(threads.budget(), -(-n // PREDICT_PART_ROWS))
-        workers.run([functools.partial(self._predict_blocks, X, out, block, claims)] * n_threads)
+        workers.share(functools.partial(self._predict_blocks, X, out, block, claims), n_threads)
         return out
 
     def _small_block(self):
