@@ -1,5 +1,5 @@
 """Threads that run parts of one call beside the calling thread (the row blocks of a
-small model's predict, fastbp/backends/cython_backend.py).
+small model's predict and evaluate, fastbp/backends/cython_backend.py).
 
 One pool for the process, of one thread fewer than the cores it may run on, made on
 first use. A forked child has none of its parent's threads, so it starts without a

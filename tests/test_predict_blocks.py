@@ -213,6 +213,34 @@ def test_many_threads_predicting_at_once_get_the_single_threaded_answers():
         np.testing.assert_array_equal(a, b)
 
 
+def labelled(n, seed=5):
+    X = rows(n, seed)
+    return X, (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_evaluate_does_not_depend_on_the_thread_count_and_equals_numpy(dtype, monkeypatch):
+    """evaluate's blocks, like predict's, shared by the threads; their sums are added
+    in block order, so the loss has the same bits on one thread or two."""
+    X, y = labelled(N_ROWS)
+    X = X.astype(dtype)
+    recorder = ShareRecorder(monkeypatch)
+    together = small_model(dtype).evaluate(X, y)
+    alone = small_model(dtype, n_threads=1).evaluate(X, y)
+    assert together == alone
+    w = np.linspace(0.5, 2.0, N_ROWS)
+    assert small_model(dtype).evaluate(X, y, sample_weight=w) == small_model(
+        dtype, n_threads=1
+    ).evaluate(X, y, sample_weight=w)
+    if threads.available_cores() > 1:
+        assert recorder.counts[0] > 1
+    twin = small_model(dtype, backend="numpy").evaluate(X, y)
+    for name in twin:
+        assert together[name] == pytest.approx(
+            twin[name], rel=1e-5 if dtype == np.float32 else 1e-12
+        )
+
+
 def predict_in_child(queue):
     X = rows(N_ROWS).astype(np.float32)
     queue.put(small_model(np.float32).predict_proba(X).sum())

@@ -23,12 +23,13 @@ PREDICT_MIN_ROWS = 1024
 PREDICT_CHUNK_ELEMENTS = 1 << 20
 PREDICT_CALL_CHUNKS = 16
 # A model small enough that every GEMM of a block of PREDICT_SMALL_ROWS rows runs in
-# fastbp's own loops (fastbp.gemm.small_flops) predicts in blocks of the most such
-# rows, up to PREDICT_MIN_ROWS, on as many threads as the call may use
-# (threads.budget), one per PREDICT_PART_ROWS rows at most, each with its own scratch.
-# Threaded BLAS lost to one thread of those loops there (narrow GEMMs, 10 000 rows of
-# 64-32-10: 5.1 million rows/s against 5.9), and two threads gave 9.4-9.8. A row's
-# result does not depend on its block, so predictions are the same however X is split.
+# fastbp's own loops (fastbp.gemm.small_flops) predicts, and evaluates (loss_sum), in
+# blocks of the most such rows, up to PREDICT_MIN_ROWS, on as many threads as the call
+# may use (threads.budget), one per PREDICT_PART_ROWS rows at most, each with its own
+# scratch. Threaded BLAS lost to one thread of those loops there (narrow GEMMs, 10 000
+# rows of 64-32-10: 5.1 million rows/s against 5.9), and two threads gave 9.4-9.8. A
+# row's result does not depend on its block, so the answers are the same however X is
+# split.
 PREDICT_SMALL_ROWS = 256
 PREDICT_PART_ROWS = 2048
 
@@ -274,6 +275,43 @@ class CythonBackend:
             self._give_back(scratch)
 
     def loss_sum(self, X, y, loss, weights=None):
+        n = len(X)
+        block = self._small_block()
+        if not block or n == 0:
+            return self._loss_rows(X, y, loss, weights)
+        # as predict: blocks claimed by every thread the call may use; each block's
+        # sums are kept apart and added in block order, the same on any thread count
+        n_blocks = -(-n // block)
+        totals, corrects = [0.0] * n_blocks, [0] * n_blocks
+        claims = itertools.count()
+        work = functools.partial(
+            self._loss_blocks, X, y, loss, weights, block, claims, totals, corrects
+        )
+        workers.share(work, min(threads.budget(), -(-n // PREDICT_PART_ROWS)))
+        return sum(totals), sum(corrects)
+
+    def _loss_blocks(self, X, y, loss, weights, block, claims, totals, corrects):
+        """loss_sum of block k = next(claims) into totals[k], corrects[k], until k is
+        past the last block (see _predict_blocks)."""
+        n = len(X)
+        scratch = self._borrow(min(n, block), "loss")
+        try:
+            for k in claims:
+                if k >= len(totals):
+                    break
+                rows = slice(k * block, (k + 1) * block)
+                totals[k], corrects[k] = scratch.engine.loss_sum(
+                    X[rows],
+                    y[rows],
+                    None if weights is None else weights[rows],
+                    min(block, n - k * block),
+                    loss,
+                )
+        finally:
+            self._give_back(scratch)
+
+    def _loss_rows(self, X, y, loss, weights):
+        """loss_sum in chunks of as many rows as a borrowed scratch set holds."""
         n = len(X)
         total, n_correct = 0.0, 0
         scratch = self._borrow(n, "loss")
